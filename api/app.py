@@ -1,0 +1,116 @@
+"""The HTTP surface: intake, channel webhooks, request-letter media, ops and compliance views.
+
+Errors are translated here: invalid notifications → 422 naming each field; webhooks that
+fail verification → 401; unknown ids → 404. Handlers do the short write and enqueue the
+rest; nothing slow runs in a request.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from connectors.base import FaxReceivedEvent, FaxStatusEvent, WebhookError
+from storage.db import transaction
+from storage.models import Attempt
+from worker import services
+from worker.notification import IntakeError
+from worker.report import build_report, dashboard, export_attempts, render_export
+from worker.wiring import Container
+
+log = structlog.get_logger("goodfaith.api")
+
+
+def create_app(container: Callable[[], Container]) -> FastAPI:
+    app = FastAPI(title="goodfaith", version="0.1.0")
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/notifications", status_code=201)
+    async def notifications(request: Request) -> JSONResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"errors": [{"field": "(body)", "message": "not JSON"}]}, 422)
+        c = container()
+        try:
+            result = services.intake(c, body)
+        except IntakeError as exc:
+            return JSONResponse(
+                {"errors": [{"field": f, "message": m} for f, m in exc.errors]}, status_code=422
+            )
+        return JSONResponse(
+            {"case_id": result.case_id, "created": result.created},
+            status_code=201 if result.created else 200,
+        )
+
+    @app.post("/v1/webhooks/telnyx")
+    async def telnyx_webhook(request: Request) -> dict[str, str]:
+        c = container()
+        body = await request.body()
+        try:
+            event = c.fax.parse_webhook(body, dict(request.headers))
+        except WebhookError as exc:
+            log.warning("webhook.rejected", error=str(exc))
+            raise HTTPException(status_code=401, detail="webhook rejected") from None
+        follow: list[Any] = []
+        if isinstance(event, FaxStatusEvent):
+            follow = services.record_fax_status(c, event)
+        elif isinstance(event, FaxReceivedEvent):
+            follow = services.record_inbound_fax(c, event)
+        c.dispatcher.enqueue(follow)
+        return {"status": "ok"}
+
+    @app.get("/v1/media/{attempt_id}")
+    def media(attempt_id: str, token: str = Query(...)) -> Response:
+        c = container()
+        if not hmac.compare_digest(token, c.media_token(attempt_id)):
+            raise HTTPException(status_code=404)
+        with transaction(c.sessions) as s:
+            a = s.get(Attempt, attempt_id)
+            uri = a.letter_uri if a else None
+        if uri is None:
+            raise HTTPException(status_code=404)
+        return Response(c.store.get(uri), media_type="application/pdf")
+
+    @app.get("/v1/cases")
+    def cases() -> dict[str, Any]:
+        return dashboard(container())
+
+    @app.get("/v1/cases/{case_id}")
+    def case(case_id: str) -> dict[str, Any]:
+        report = build_report(container(), case_id)
+        if not report["cases"]:
+            raise HTTPException(status_code=404)
+        return dict(report["cases"][0])
+
+    @app.post("/v1/cases/{case_id}/cancel")
+    async def cancel(case_id: str, request: Request) -> dict[str, Any]:
+        reason = (await request.json()).get("reason", "withdrawn") if await request.body() else "withdrawn"
+        if not services.cancel_case(container(), case_id, str(reason)[:200]):
+            raise HTTPException(status_code=409, detail="case unknown or already closed")
+        return {"case_id": case_id, "status": "cancelled"}
+
+    @app.get("/v1/exports/attempts")
+    def attempts_export(case_id: str | None = None, format: str = "json") -> Response:
+        if format not in ("json", "csv"):
+            raise HTTPException(status_code=422, detail="format must be csv or json")
+        text = render_export(export_attempts(container(), case_id), format)
+        media = "text/csv" if format == "csv" else "application/json"
+        return PlainTextResponse(text, media_type=media)
+
+    @app.get("/metrics")
+    def metrics() -> PlainTextResponse:
+        d = dashboard(container())
+        lines = ["# TYPE goodfaith_cases gauge"]
+        lines += [f'goodfaith_cases{{status="{k}"}} {v}' for k, v in sorted(d["counts"].items())]
+        return PlainTextResponse("\n".join(lines) + "\n")
+
+    return app

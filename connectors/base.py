@@ -1,0 +1,194 @@
+"""The small interfaces every channel implements, and the error tree they raise.
+
+Outside errors (httpx, HTTP status codes, vendor error bodies) are translated here, at the
+boundary, into one tree:
+
+    ConnectorError
+    ├── TransientError        timeout, connection reset, 5xx, 429: retried inside one attempt
+    │                         (tenacity, see connectors/retry.py); an attempt is not a retry
+    └── PermanentError        retrying will not help
+        ├── InvalidDestination  bad or unreachable number / endpoint (4xx naming the target)
+        ├── Rejected            the far side refused the request (other 4xx)
+        └── AuthError           401/403: our credentials or configuration are wrong
+    WebhookError              an inbound webhook that is malformed or fails its signature
+
+Actors never import a concrete connector: ``worker/wiring.py`` picks implementations from
+settings, and actors see only these protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from worker.domain.types import AttemptOutcome, Channel, ChannelKind
+
+
+class ConnectorError(Exception):
+    """Base of every error a connector raises."""
+
+
+class TransientError(ConnectorError):
+    """Worth retrying soon: timeout, connection failure, 5xx, 429."""
+
+
+class PermanentError(ConnectorError):
+    """Retrying will not help."""
+
+
+class InvalidDestination(PermanentError):
+    """The number or endpoint is invalid or unreachable."""
+
+
+class Rejected(PermanentError):
+    """The far side refused the request."""
+
+
+class AuthError(PermanentError):
+    """Credentials or account configuration are wrong (401/403). Fix the settings."""
+
+
+class WebhookError(ConnectorError):
+    """An inbound webhook is malformed or its signature does not verify."""
+
+
+# --- outbound records requests ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordsRequest:
+    """What one attempt sends. ``idempotency_key`` is the attempt's key: connectors pass it to
+    the far side wherever it supports one, so a redelivered message never sends twice."""
+
+    idempotency_key: str
+    reference: str  # our request reference ("GF-XXXXXXXX"), printed on the letter
+    channel: Channel
+    document_url: str  # where the far side fetches the request letter + authorization (PDF)
+    member_id: str  # FHIR Task.for.identifier
+    requester: str  # the carrier's name
+    purpose: str  # human-readable reason, e.g. "External review (958 CMR 3.409) ..."
+    callback_url: str | None = None  # status webhook URL, where the channel supports one
+    loinc_codes: tuple[str, ...] = ("11506-3",)  # FHIR data-code: what is requested
+
+
+@dataclass(frozen=True)
+class SendReceipt:
+    external_id: str  # the channel's id for this transmission (Telnyx fax id, FHIR Task id)
+    outcome: AttemptOutcome = AttemptOutcome.SENT
+
+
+@runtime_checkable
+class RecordsRequester(Protocol):
+    """Sends one records request over one kind of channel."""
+
+    kind: ChannelKind
+
+    def send(self, request: RecordsRequest) -> SendReceipt: ...
+
+
+@dataclass(frozen=True)
+class InboundDocument:
+    """A document that came back from a provider, before any checks."""
+
+    data: bytes
+    content_type: str  # "application/pdf" expected; anything else is quarantined later
+    source: ChannelKind
+    external_id: str  # unique per inbound document on that channel (dedupes redelivery)
+    sender: str | None = None  # fax number or FHIR owner
+    page_count_hint: int | None = None  # what the channel claimed
+    partial: bool = False  # fax: the channel says content may be incomplete
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """The state of a pull-style request (FHIR Task) at one poll."""
+
+    status: str  # the HRex Task status: requested|accepted|rejected|in-progress|on-hold|failed|completed
+    outcome: AttemptOutcome | None  # transmission outcome once known (accepted → DELIVERED)
+    documents: tuple[InboundDocument, ...] = ()
+    no_records: bool = False  # the provider answered in writing that it holds no records
+    reason: str | None = None  # Task.statusReason text
+
+
+@runtime_checkable
+class PollingRequester(RecordsRequester, Protocol):
+    """A requester whose answers are fetched by polling (Da Vinci CDex Task)."""
+
+    def poll(self, external_id: str) -> PollResult: ...
+
+
+# --- fax webhooks ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FaxStatusEvent:
+    """Outbound fax progress (fax.queued, fax.media.processed, fax.sending.started,
+    fax.delivered, fax.failed)."""
+
+    event_id: str
+    event_type: str
+    fax_id: str
+    occurred_at: datetime
+    outcome: AttemptOutcome | None  # DELIVERED / FAILED on final events, else None
+    failure_reason: str | None = None
+    client_state: str | None = None  # decoded from base64
+    retryable: bool = False  # failed for a reason worth redialling soon (busy, no answer)
+
+
+@dataclass(frozen=True)
+class FaxReceivedEvent:
+    """An inbound fax (fax.received). ``media_url`` is short-lived: fetch it promptly."""
+
+    event_id: str
+    fax_id: str
+    occurred_at: datetime
+    from_number: str
+    to_number: str
+    media_url: str
+    page_count: int | None = None
+    partial: bool = False
+
+
+class FaxChannel(RecordsRequester, Protocol):
+    def parse_webhook(
+        self, body: bytes, headers: Mapping[str, str]
+    ) -> FaxStatusEvent | FaxReceivedEvent | None:
+        """Verify and decode one webhook; None for event types we do not act on.
+        Raises WebhookError for bad signatures or malformed bodies."""
+        ...
+
+    def fetch_media(self, url: str) -> InboundDocument:
+        """Download an inbound fax's document."""
+        ...
+
+
+# --- packet delivery -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PacketSubmission:
+    idempotency_key: str  # the delivery's key: the agency dedupes on it
+    agency_id: str
+    case_ref: str  # our case id
+    notification_id: str
+    packet_pdf: bytes
+    manifest: Mapping[str, Any]
+    sha256: str  # of packet_pdf
+    supplemental: bool = False
+
+
+@dataclass(frozen=True)
+class DeliveryReceipt:
+    receipt_id: str
+    received_at: datetime
+    sha256: str  # as the agency computed it; must equal ours
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class PacketDeliverer(Protocol):
+    """Hands a packet to an external review agency."""
+
+    def deliver(self, submission: PacketSubmission) -> DeliveryReceipt: ...

@@ -1,0 +1,260 @@
+"""The system of record: every case, request, attempt, document, packet and delivery is a row.
+
+Instants are stored as UTC (``UTCDateTime``) and come back timezone-aware, on SQLite and
+PostgreSQL alike. Timers are columns (``next_action_at``, ``redial_at``, ``poll_at``): the
+scheduler tick enqueues whatever is due, so losing the broker loses no work.
+
+PHI lives only here (insured name, birth date, member id, the original notification) and in
+the object store: never in queue messages or logs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as naive UTC; returns them aware (UTC). Naive input is refused."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use an aware instant")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Case(Base):
+    __tablename__ = "cases"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    notification_id: Mapped[str] = mapped_column(String(128), unique=True)
+    jurisdiction: Mapped[str] = mapped_column(String(16))
+    review_type: Mapped[str] = mapped_column(String(16))
+    agency_id: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime]
+    opened_at: Mapped[datetime]
+    due_at: Mapped[datetime]
+    assemble_at: Mapped[datetime]
+    deliver_by: Mapped[datetime]
+    # open → assembling → delivering → delivered | late; cancelled at any point before delivery
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    insured_member_id: Mapped[str] = mapped_column(String(64))
+    insured_name: Mapped[str] = mapped_column(String(256))
+    insured_birth_date: Mapped[str] = mapped_column(String(10))
+    plan_id: Mapped[str] = mapped_column(String(64))
+    eoc_uri: Mapped[str | None] = mapped_column(String(1024))  # as given, or found in the library
+    eoc_object_uri: Mapped[str | None] = mapped_column(String(1024))  # our stored copy
+    authorization_uri: Mapped[str | None] = mapped_column(String(1024))
+    authorization_object_uri: Mapped[str | None] = mapped_column(String(1024))
+    dispute: Mapped[dict[str, Any]]
+    notification: Mapped[dict[str, Any]]  # the intake document as received
+    attention: Mapped[str | None] = mapped_column(String(256))  # why ops must look (e.g. no EOC)
+    next_action_at: Mapped[datetime | None]  # assembly / delivery timer
+    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+    requests: Mapped[list[RecordRequest]] = relationship(
+        back_populates="case", order_by="RecordRequest.position"
+    )
+    packets: Mapped[list[Packet]] = relationship(back_populates="case", order_by="Packet.sequence")
+
+    __table_args__ = (Index("ix_cases_status_next", "status", "next_action_at"),)
+
+
+class RecordRequest(Base):
+    """Records the carrier does not hold, asked of one provider (or its designee)."""
+
+    __tablename__ = "record_requests"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    provider_id: Mapped[str] = mapped_column(String(64))
+    provider_name: Mapped[str] = mapped_column(String(256))
+    npi: Mapped[str | None] = mapped_column(String(10))
+    role: Mapped[str] = mapped_column(String(32))
+    network: Mapped[str] = mapped_column(String(8))
+    channels: Mapped[list[Any]]  # [{kind, destination, designee, owner_id}]
+    reference: Mapped[str] = mapped_column(String(16), unique=True)  # GF-XXXXXXXX
+    # open → fulfilled | no_records | unresponsive | cancelled
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    next_action_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+
+    case: Mapped[Case] = relationship(back_populates="requests")
+    attempts: Mapped[list[Attempt]] = relationship(
+        back_populates="request", order_by="Attempt.number"
+    )
+
+    __table_args__ = (
+        UniqueConstraint("case_id", "provider_id"),
+        Index("ix_requests_status_next", "status", "next_action_at"),
+    )
+
+
+class Attempt(Base):
+    """One documented good-faith attempt. Written (with its idempotency key) before sending."""
+
+    __tablename__ = "attempts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    request_id: Mapped[str] = mapped_column(ForeignKey("record_requests.id"), index=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(16))  # initial | follow_up | escalation
+    planned_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    channel: Mapped[str] = mapped_column(String(8))
+    destination: Mapped[str] = mapped_column(String(256))
+    designee: Mapped[bool] = mapped_column(Boolean, default=False)
+    requested: Mapped[str] = mapped_column(Text)  # what was asked for, in words
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    outcome: Mapped[str] = mapped_column(String(16), default="pending")
+    sending: Mapped[bool] = mapped_column(Boolean, default=False)  # handed to the connector
+    transmissions: Mapped[int] = mapped_column(Integer, default=0)  # incl. transport redials
+    external_id: Mapped[str | None] = mapped_column(String(512), index=True)
+    failure_reason: Mapped[str | None] = mapped_column(String(256))
+    letter_uri: Mapped[str | None] = mapped_column(String(1024))
+    redial_at: Mapped[datetime | None]  # transport retry of this same attempt
+    poll_at: Mapped[datetime | None]  # pull channels (FHIR Task): next poll
+
+    request: Mapped[RecordRequest] = relationship(back_populates="attempts")
+
+    __table_args__ = (UniqueConstraint("request_id", "number"),)
+
+
+class InboundItem(Base):
+    """Something that arrived from outside (a webhook's inbound fax) and awaits ingestion.
+    Keyed by source and the channel's own id: a redelivered webhook is recognised."""
+
+    __tablename__ = "inbound_items"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    source: Mapped[str] = mapped_column(String(16))
+    external_id: Mapped[str] = mapped_column(String(512))
+    received_at: Mapped[datetime]
+    payload: Mapped[dict[str, Any]]  # channel metadata (media URL, numbers); no document bytes
+    processed_at: Mapped[datetime | None]
+    next_action_at: Mapped[datetime | None]
+
+    __table_args__ = (UniqueConstraint("source", "external_id"),)
+
+
+class Document(Base):
+    __tablename__ = "documents"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    case_id: Mapped[str | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    request_id: Mapped[str | None] = mapped_column(ForeignKey("record_requests.id"), index=True)
+    source: Mapped[str] = mapped_column(String(16))
+    external_id: Mapped[str] = mapped_column(String(512))
+    sender: Mapped[str | None] = mapped_column(String(256))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    uri: Mapped[str] = mapped_column(String(1024))  # raw bytes as received
+    usable_uri: Mapped[str | None] = mapped_column(String(1024))  # repaired / decrypted copy
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16))  # accepted | quarantined
+    reason: Mapped[str | None] = mapped_column(String(256))
+    kind: Mapped[str] = mapped_column(String(16), default="records")  # records | no_records
+    received_at: Mapped[datetime]
+    packet_id: Mapped[str | None] = mapped_column(ForeignKey("packets.id"))
+
+    __table_args__ = (UniqueConstraint("source", "external_id"),)
+
+
+class Packet(Base):
+    """A delivered (or to-be-delivered) packet. Immutable once written."""
+
+    __tablename__ = "packets"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    sequence: Mapped[int] = mapped_column(Integer)  # 1 = initial, 2.. = supplemental
+    supplemental: Mapped[bool] = mapped_column(Boolean, default=False)
+    uri: Mapped[str] = mapped_column(String(1024))
+    manifest_uri: Mapped[str] = mapped_column(String(1024))
+    sha256: Mapped[str] = mapped_column(String(64))
+    pages: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+
+    case: Mapped[Case] = relationship(back_populates="packets")
+    deliveries: Mapped[list[Delivery]] = relationship(back_populates="packet")
+
+    __table_args__ = (UniqueConstraint("case_id", "sequence"),)
+
+
+class Delivery(Base):
+    __tablename__ = "deliveries"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    packet_id: Mapped[str] = mapped_column(ForeignKey("packets.id"), index=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    agency_id: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|delivered|failed
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    next_action_at: Mapped[datetime | None]
+    attempted_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    receipt_id: Mapped[str | None] = mapped_column(String(256))
+    error: Mapped[str | None] = mapped_column(String(512))
+
+    packet: Mapped[Packet] = relationship(back_populates="deliveries")
+
+
+class AuditEvent(Base):
+    """Append-only trail. Rows are never updated or deleted (enforced below)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]]  # ids and outcomes only, no PHI
+
+
+class AppendOnlyError(RuntimeError):
+    pass
+
+
+@event.listens_for(Session, "before_flush")
+def _audit_is_append_only(session: Session, flush_context: Any, instances: Any) -> None:
+    for obj in list(session.dirty) + list(session.deleted):
+        if isinstance(obj, AuditEvent):
+            raise AppendOnlyError("audit_events is append-only: add a new event instead")

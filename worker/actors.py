@@ -1,0 +1,136 @@
+"""dramatiq actors: thin. Decode the id, run the service function, enqueue its follow-ups.
+
+Actors are declared against a broker handed in (``register_actors``), never at import, so
+importing this module never reaches for RabbitMQ or Redis. Every message carries one id.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import astuple
+from typing import Any
+
+import dramatiq
+import structlog
+from dramatiq.middleware import Middleware
+
+from worker import wiring
+from worker.commands import Command
+from worker.services import HANDLERS, run_command
+
+QUEUE = "goodfaith"
+ACTOR_OPTIONS: dict[str, Any] = {
+    "max_retries": 5,  # dramatiq's default is 20; most of our failures need a person by then
+    "min_backoff": 1_000,  # milliseconds
+    "max_backoff": 60_000,
+}
+
+
+def actor_name(command_type: type) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", command_type.__name__).lower()
+
+
+class DramatiqDispatcher:
+    """Enqueues commands as dramatiq messages (one actor per command type)."""
+
+    def __init__(self, actors: dict[type, dramatiq.Actor[Any, Any]]) -> None:
+        self.actors = actors
+
+    def enqueue(self, commands: Iterable[Command]) -> None:
+        for cmd in commands:
+            self.actors[type(cmd)].send(*astuple(cmd))
+
+
+def _make_fn(command_type: type, container: Callable[[], wiring.Container]) -> Callable[[str], None]:
+    def run(entity_id: str) -> None:
+        c = container()
+        follow = run_command(c, command_type(entity_id))
+        c.dispatcher.enqueue(follow)
+
+    run.__name__ = actor_name(command_type)
+    return run
+
+
+def register_actors(
+    broker: dramatiq.Broker, container: Callable[[], wiring.Container] = wiring.current
+) -> DramatiqDispatcher:
+    """Declare one actor per command on ``broker``; returns the dispatcher that sends to them."""
+    actors: dict[type, dramatiq.Actor[Any, Any]] = {}
+    for command_type in HANDLERS:
+        name = actor_name(command_type)
+        if name in broker.actors:
+            actors[command_type] = broker.get_actor(name)
+            continue
+        actors[command_type] = dramatiq.Actor(
+            _make_fn(command_type, container),
+            broker=broker,
+            actor_name=name,
+            queue_name=QUEUE,
+            priority=0,
+            options=dict(ACTOR_OPTIONS),
+        )
+    return DramatiqDispatcher(actors)
+
+
+class LogContext(Middleware):
+    """Binds the message id, actor and entity id to structlog's context for each message."""
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(
+            message_id=message.message_id,
+            actor=message.actor_name,
+            entity_id=message.args[0] if message.args else None,
+        )
+
+    def after_process_message(self, broker: dramatiq.Broker, message: Any, *,
+                              result: Any = None, exception: BaseException | None = None) -> None:
+        if exception is not None:
+            structlog.get_logger("goodfaith.actors").warning(
+                "message.failed", error=type(exception).__name__,
+                retries=message.options.get("retries", 0),
+            )
+        structlog.contextvars.clear_contextvars()
+
+    after_skip_message = after_process_message
+
+
+class InFlight(Middleware):
+    """Counts messages enqueued but not yet processed, for the in-process simulation driver.
+
+    ``wait_idle`` returns once every message sent through this broker has been processed.
+    Only meaningful when all producers and consumers share this process.
+    """
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._cond = threading.Condition()
+
+    @property
+    def count(self) -> int:
+        with self._cond:
+            return self._count
+
+    def after_enqueue(self, broker: dramatiq.Broker, message: Any, delay: int) -> None:
+        with self._cond:
+            self._count += 1
+
+    def _done(self) -> None:
+        with self._cond:
+            self._count -= 1
+            if self._count <= 0:
+                self._cond.notify_all()
+
+    def after_process_message(self, broker: dramatiq.Broker, message: Any, *,
+                              result: Any = None, exception: BaseException | None = None) -> None:
+        self._done()
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        self._done()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until nothing is in flight; False on timeout (seconds)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._count <= 0, timeout=timeout)

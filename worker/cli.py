@@ -1,0 +1,332 @@
+"""``goodfaith``: the command line.
+
+    goodfaith demo [--cases 12] [--json out.json]   the whole pipeline on embedded defaults
+    goodfaith simulate SCENARIO.json --json R.json  the same on a scenario, in virtual time
+    goodfaith intake FILE.json                      open a case from a notification
+    goodfaith worker | scheduler | api | simulator  the production processes
+    goodfaith export attempts [--case ID] --format csv|json
+    goodfaith deadline --jurisdiction MA --review standard --received ISO-8601
+    goodfaith db upgrade
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from config.logging import configure_logging
+from config.settings import get_settings
+
+
+@click.group()
+def main() -> None:
+    """goodfaith: records for external review, chased in good faith and delivered on time."""
+
+
+def _write_json(path: str | None, data: dict[str, Any]) -> None:
+    if path:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        tmp.replace(target)
+
+
+def _run_and_show(scenario: Any, json_path: str | None, workdir: Path, quiet: bool) -> int:
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
+
+    from worker.simulation import Progress, run_simulation
+
+    err = Console(stderr=True)
+    out = Console()
+    live: Live | None = None
+
+    def view(p: Progress) -> Table:
+        t = Table(title=f"goodfaith · virtual time {p.now.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
+                  show_header=True)
+        for col in ("cases", "delivered", "on time", "attempts", "documents", "steps", "wall s"):
+            t.add_column(col, justify="right")
+        t.add_row(str(p.cases), str(p.delivered), str(p.on_time), str(p.attempts),
+                  str(p.documents), str(p.steps), f"{p.wall_s:.1f}")
+        return t
+
+    def progress(p: Progress) -> None:
+        nonlocal live
+        if quiet:
+            return
+        if not err.is_terminal:
+            err.print(f"[{p.wall_s:6.1f}s] {p.now:%Y-%m-%d %H:%M}Z cases={p.cases} "
+                      f"delivered={p.delivered} attempts={p.attempts} documents={p.documents}",
+                      highlight=False)
+            return
+        if live is None:
+            live = Live(view(p), console=err, refresh_per_second=8)
+            live.start()
+        live.update(view(p))
+
+    try:
+        result = run_simulation(scenario, workdir=workdir, redis_url=get_settings().redis_url,
+                                progress=progress, progress_interval_s=0.25 if err.is_terminal else 2.0)
+    finally:
+        if live is not None:
+            live.stop()
+    report = result.report
+    _write_json(json_path, report)
+    table = Table(title="External reviews: records packets")
+    for col in ("notification", "type", "due (local)", "delivered", "on time", "attempts", "pages",
+                "packet"):
+        table.add_column(col)
+    for case in report["cases"]:
+        attempts = sum(len(r["attempts"]) for r in case["requests"])
+        packet = case["packet"] or {}
+        table.add_row(
+            case["notification_id"], case["review_type"],
+            case["due_at"][:16].replace("T", " "),
+            (case["delivered_at"] or "—")[:16].replace("T", " "),
+            "yes" if case["on_time"] else "NO", str(attempts), str(packet.get("pages", "—")),
+            packet.get("local_path") or packet.get("uri") or "—",
+        )
+    out.print(table)
+    s = report["summary"]
+    out.print(f"{s['cases']} cases, {s['on_time']} on time, {s['late']} late, "
+              f"{s['attempts']} attempts documented · {result.wall_s:.1f} s wall · "
+              f"run folder {result.workdir}", highlight=False)
+    for e in report.get("intake_errors", []):
+        err.print(f"intake error: {e}", highlight=False)
+    if json_path:
+        out.print(f"report written to {json_path}", highlight=False)
+    ok = s["on_time"] == s["cases"] and not report.get("intake_errors")
+    return 0 if ok else 1
+
+
+@main.command()
+@click.option("--cases", default=12, show_default=True, type=click.IntRange(1, 5000))
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="write the report here")
+@click.option("--workdir", type=click.Path(file_okay=False), help="run folder (default ./var/runs/<time>)")
+@click.option("--quiet", is_flag=True, help="no progress view")
+def demo(cases: int, json_path: str | None, workdir: str | None, quiet: bool) -> None:
+    """Run sample notifications end to end against simulated providers and agencies."""
+    from worker.simulation import demo_scenario
+
+    configure_logging("WARNING", "console")
+    folder = Path(workdir) if workdir else Path("var/runs") / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    sys.exit(_run_and_show(demo_scenario(cases), json_path, folder.resolve(), quiet))
+
+
+@main.command()
+@click.argument("scenario_path", type=click.Path(dir_okay=False))
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="write the report here")
+@click.option("--workdir", type=click.Path(file_okay=False))
+@click.option("--quiet", is_flag=True)
+def simulate(scenario_path: str, json_path: str | None, workdir: str | None, quiet: bool) -> None:
+    """Run SCENARIO_PATH through the real pipeline on a virtual clock."""
+    from worker.simulation import ScenarioError, load_scenario
+
+    configure_logging("WARNING", "console")
+    try:
+        scenario = load_scenario(Path(scenario_path))
+    except ScenarioError as exc:
+        raise click.ClickException(str(exc)) from None
+    folder = Path(workdir) if workdir else Path("var/runs") / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    code = _run_and_show(scenario, json_path, folder.resolve(), quiet)
+    sys.exit(0 if json_path or code == 0 else code)
+
+
+def _container(**kwargs: Any) -> Any:
+    from worker.wiring import build_container
+
+    return build_container(get_settings(), **kwargs)
+
+
+def _broker_dispatcher() -> Any:
+    from worker.entrypoint import broker
+
+    from worker.actors import register_actors
+
+    return register_actors(broker)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+def intake(file: str) -> None:
+    """Open a case from the notification in FILE (JSON; - for stdin)."""
+    from worker.notification import IntakeError
+    from worker.services import intake as do_intake
+
+    s = get_settings()
+    configure_logging(s.log_level, s.log_format)
+    text = sys.stdin.read() if file == "-" else Path(file).read_text()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"{file}: not valid JSON ({exc})") from None
+    from worker.notification import parse_notification
+
+    try:
+        parse_notification(data)  # fail fast before touching the broker
+    except IntakeError as exc:
+        for field, msg in exc.errors:
+            click.echo(f"error: {field}: {msg}", err=True)
+        sys.exit(2)
+    c = _container(dispatcher=_broker_dispatcher())
+    try:
+        result = do_intake(c, data)
+    except IntakeError as exc:
+        for field, msg in exc.errors:
+            click.echo(f"error: {field}: {msg}", err=True)
+        sys.exit(2)
+    finally:
+        c.close()
+    click.echo(json.dumps({"case_id": result.case_id, "created": result.created}))
+
+
+@main.command()
+@click.option("--processes", "-p", type=int, default=None, help="worker processes")
+@click.option("--threads", "-t", type=int, default=None, help="threads per process")
+def worker(processes: int | None, threads: int | None) -> None:
+    """Run the dramatiq workers (production)."""
+    from dramatiq.cli import main as dramatiq_main
+
+    s = get_settings()
+    sys.argv = ["dramatiq", "worker.entrypoint", "-p", str(processes or s.worker_processes),
+                "-t", str(threads or s.worker_threads), "--worker-timeout", "100"]
+    sys.exit(dramatiq_main())
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="one tick, then exit")
+def scheduler(once: bool) -> None:
+    """Enqueue due work from the database every GOODFAITH_SCHEDULER_INTERVAL_S seconds."""
+    import structlog
+
+    from worker.scheduler import tick
+
+    s = get_settings()
+    configure_logging(s.log_level, s.log_format)
+    log = structlog.get_logger("goodfaith.scheduler")
+    c = _container(dispatcher=_broker_dispatcher())
+    try:
+        while True:
+            n = len(tick(c))
+            if n:
+                log.info("scheduler.tick", enqueued=n)
+            if once:
+                break
+            time.sleep(s.scheduler_interval_s)
+    finally:
+        c.close()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def api(host: str, port: int) -> None:
+    """Serve the HTTP API (intake, webhooks, dashboards, exports)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    s = get_settings()
+    configure_logging(s.log_level, s.log_format)
+    c = _container(dispatcher=_broker_dispatcher())
+    uvicorn.run(create_app(lambda: c), host=host, port=port, log_level="warning")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8100, show_default=True, type=int)
+@click.option("--webhook-url", default=None, help="our API's Telnyx webhook URL")
+@click.option("--public-url", default=None, help="where this simulator is reachable")
+def simulator(host: str, port: int, webhook_url: str | None, public_url: str | None) -> None:
+    """Serve the simulated far side (fax carrier, FHIR servers, agencies) in real time."""
+    import httpx
+    import uvicorn
+
+    from connectors.simulator.server import Simulator
+    from worker.domain.clock import SystemClock
+
+    s = get_settings()
+    configure_logging(s.log_level, s.log_format)
+    sim = Simulator(
+        clock=SystemClock(),
+        webhook_url=webhook_url or f"{s.public_base_url.rstrip('/')}/v1/webhooks/telnyx",
+        behaviours={},
+        directory={},
+        http=httpx.Client(timeout=30),
+        public_base_url=public_url or f"http://{host}:{port}",
+        carrier_fax_number=s.fax.from_number,
+    )
+    sim.start_background(1.0)
+    uvicorn.run(sim.app, host=host, port=port, log_level="warning")
+
+
+@main.group()
+def export() -> None:
+    """Compliance exports."""
+
+
+@export.command("attempts")
+@click.option("--case", "case_id", default=None, help="only this case id")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None)
+def export_attempts_cmd(case_id: str | None, fmt: str, output: str | None) -> None:
+    """Every documented attempt: case, provider, number, time, channel, destination, outcome."""
+    from worker.report import export_attempts, render_export
+
+    c = _container()
+    try:
+        text = render_export(export_attempts(c, case_id), fmt)
+    finally:
+        c.close()
+    if output:
+        Path(output).write_text(text)
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command()
+@click.option("--jurisdiction", required=True)
+@click.option("--review", "review_type", required=True, help="standard or expedited")
+@click.option("--received", required=True, help="ISO-8601 instant with offset, e.g. 2026-04-17T09:00:00-04:00")
+def deadline(jurisdiction: str, review_type: str, received: str) -> None:
+    """Print the legal due instant (ISO-8601 with offset) and nothing else."""
+    from config.jurisdictions import UnknownJurisdiction, get_jurisdiction
+    from worker.domain.deadlines import DeadlineError, due_at
+
+    try:
+        instant = datetime.fromisoformat(received.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.ClickException(f"--received: not an ISO-8601 instant: {received!r}") from None
+    try:
+        j = get_jurisdiction(jurisdiction)
+        click.echo(due_at(j, review_type, instant).isoformat())
+    except (UnknownJurisdiction, DeadlineError) as exc:
+        raise click.ClickException(str(exc).strip("'\"")) from None
+
+
+@main.group()
+def db() -> None:
+    """Database administration."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every migration (alembic upgrade head)."""
+    from storage.db import make_engine, migrate
+
+    engine = make_engine(get_settings().database_url)
+    migrate(engine)
+    engine.dispose()
+    click.echo("database is at the newest migration")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

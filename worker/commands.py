@@ -1,0 +1,48 @@
+"""Commands: what a worker is told to do next. Frozen, carrying ids only (never PHI).
+
+Each command maps to one dramatiq actor (worker/actors.py) and one service function
+(worker/services.py). A service returns the follow-up commands; the caller enqueues them
+after its transaction has committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class OpenCase:
+    case_id: str
+
+
+@dataclass(frozen=True)
+class PlanOutreach:
+    request_id: str
+
+
+@dataclass(frozen=True)
+class SendAttempt:
+    attempt_id: str
+
+
+@dataclass(frozen=True)
+class PollTask:
+    attempt_id: str
+
+
+@dataclass(frozen=True)
+class IngestInbound:
+    inbound_id: str
+
+
+@dataclass(frozen=True)
+class AssemblePacket:
+    case_id: str
+
+
+@dataclass(frozen=True)
+class DeliverPacket:
+    delivery_id: str
+
+
+Command = OpenCase | PlanOutreach | SendAttempt | PollTask | IngestInbound | AssemblePacket | DeliverPacket

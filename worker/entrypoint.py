@@ -1,0 +1,28 @@
+"""The module ``dramatiq`` imports in production (``goodfaith worker``).
+
+dramatiq's CLI needs a module-level broker, so this one module builds it from settings when
+imported; every other module is free of import-time side effects. The container (database,
+object store, connectors) is built lazily on the first message.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+
+from config.logging import configure_logging
+from config.settings import get_settings
+from worker import wiring
+from worker.actors import LogContext, register_actors
+
+_settings = get_settings()
+configure_logging(_settings.log_level, _settings.log_format)
+if not _settings.redis_url:
+    raise SystemExit("goodfaith worker needs GOODFAITH_REDIS_URL (e.g. redis://localhost:6379/0)")
+broker = RedisBroker(url=_settings.redis_url)
+broker.add_middleware(LogContext())
+dramatiq.set_broker(broker)
+dispatcher = register_actors(broker, wiring.current)
+
+
+wiring.set_factory(lambda: wiring.build_container(_settings, dispatcher=dispatcher))

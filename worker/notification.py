@@ -1,0 +1,142 @@
+"""The external-review notification document that opens a case, and its validation.
+
+Invalid input is refused whole, with one message per bad field; nothing is stored.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from worker.domain.types import ReviewType
+
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+class IntakeError(ValueError):
+    """The notification is invalid. ``errors`` lists ``(field path, message)`` pairs."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{loc}: {msg}" for loc, msg in errors))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+
+class Insured(_Strict):
+    member_id: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=256)
+    birth_date: date
+
+
+class Coverage(_Strict):
+    plan_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    eoc_uri: str | None = None
+
+
+class Dispute(_Strict):
+    service: str = Field(min_length=1, max_length=512)
+    codes: list[str] = Field(default_factory=list)
+    dates_of_service: list[date] = Field(default_factory=list)
+
+
+class ChannelIn(_Strict):
+    """``{"kind": "fax", "number": "+1..."}`` or ``{"kind": "fhir", "base_url": "https://..."}``."""
+
+    kind: Literal["fax", "fhir"]
+    number: str | None = None
+    base_url: str | None = None
+
+    @model_validator(mode="after")
+    def _destination(self) -> ChannelIn:
+        if self.kind == "fax":
+            if not self.number or not E164.match(self.number):
+                raise ValueError("a fax channel needs 'number' in E.164 form, e.g. +16175550101")
+        elif not self.base_url or not self.base_url.startswith(("https://", "http://")):
+            raise ValueError("a fhir channel needs 'base_url' (https://...)")
+        return self
+
+    @property
+    def destination(self) -> str:
+        return self.number if self.kind == "fax" else self.base_url  # type: ignore[return-value]
+
+
+class Designee(_Strict):
+    """The provider's designee, e.g. a record-retrieval vendor."""
+
+    vendor_id: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=256)
+    channels: list[ChannelIn] = Field(min_length=1)
+
+
+def _npi_ok(npi: str) -> bool:
+    """NPI check digit: Luhn over '80840' + the first nine digits."""
+    if not re.fullmatch(r"\d{10}", npi):
+        return False
+    digits = [int(ch) for ch in "80840" + npi[:9]]
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        if i % 2 == 0:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return (10 - total % 10) % 10 == int(npi[9])
+
+
+class ProviderIn(_Strict):
+    provider_id: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=256)
+    npi: str | None = None
+    role: Literal["treating", "requesting", "consulting", "other"] = "treating"
+    network: Literal["in", "out"] = "in"
+    channels: list[ChannelIn] = Field(min_length=1)
+    designee: Designee | None = None
+
+    @model_validator(mode="after")
+    def _npi(self) -> ProviderIn:
+        if self.npi is not None and not _npi_ok(self.npi):
+            raise ValueError("npi must be 10 digits with a valid check digit")
+        if any(ch.kind == "fhir" for ch in self.channels) and not self.npi:
+            raise ValueError("a provider with a fhir channel needs its npi (the Task owner)")
+        return self
+
+
+class Notification(_Strict):
+    notification_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+    received_at: AwareDatetime
+    jurisdiction: str = Field(min_length=1, max_length=16)
+    review_type: ReviewType
+    agency_id: str = Field(min_length=1, max_length=64)
+    insured: Insured
+    coverage: Coverage
+    authorization_uri: str | None = None
+    dispute: Dispute
+    providers: list[ProviderIn] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_providers(self) -> Notification:
+        ids = [p.provider_id for p in self.providers]
+        if len(ids) != len(set(ids)):
+            raise ValueError("providers: provider_id values must be unique")
+        return self
+
+
+def parse_notification(data: Any) -> Notification:
+    """Validate an intake document; raises IntakeError naming every bad field."""
+    if not isinstance(data, dict):
+        raise IntakeError([("(document)", "must be a JSON object")])
+    try:
+        return Notification.model_validate(data)
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "(document)"
+            msg = err["msg"].removeprefix("Value error, ")
+            errors.append((loc, msg))
+        raise IntakeError(errors) from None

@@ -1,0 +1,242 @@
+"""Wiring: the one place that turns settings into concrete objects.
+
+Actors, the API and the scheduler receive a :class:`Container`; none of them imports a
+concrete connector, database engine or S3 client. Nothing here runs at import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.settings import AgencySettings, Settings
+from connectors.base import FaxChannel, PacketDeliverer, RecordsRequester
+from storage.objects import ObjectNotFound, ObjectStore, UriReader
+from worker.commands import Command
+from worker.domain.clock import Clock, SystemClock
+from worker.domain.types import ChannelKind
+
+
+class Dispatcher(Protocol):
+    def enqueue(self, commands: Iterable[Command]) -> None: ...
+
+
+class InlineDispatcher:
+    """Runs commands in the calling thread, one after another (tests, one-shot tools)."""
+
+    def __init__(self) -> None:
+        self.container: Container | None = None
+        self.queue: list[Command] = []
+        self.ran: list[Command] = []
+        self._running = False
+
+    def enqueue(self, commands: Iterable[Command]) -> None:
+        from worker.services import run_command
+
+        self.queue.extend(commands)
+        if self._running:
+            return
+        self._running = True
+        try:
+            while self.queue:
+                cmd = self.queue.pop(0)
+                assert self.container is not None
+                self.ran.append(cmd)
+                self.enqueue(run_command(self.container, cmd))
+        finally:
+            self._running = False
+
+
+class EocLibrary:
+    """The carrier's evidence-of-coverage documents, ``<plan_id>.pdf`` under a folder or prefix.
+
+    ``fallback`` (simulation only) supplies a document for a plan the library lacks.
+    """
+
+    def __init__(
+        self,
+        base_uri: str,
+        reader: UriReader,
+        fallback: Callable[[str], bytes] | None = None,
+    ) -> None:
+        self.base_uri = base_uri.rstrip("/")
+        self.reader = reader
+        self.fallback = fallback
+
+    def find(self, plan_id: str) -> tuple[str, bytes] | None:
+        """``(uri, bytes)`` of the plan's EOC, or None when there is none."""
+        uri = f"{self.base_uri}/{plan_id}.pdf"
+        try:
+            return uri, self.reader.read(uri)
+        except ObjectNotFound:
+            if self.fallback is not None:
+                return f"simulator:eoc/{plan_id}", self.fallback(plan_id)
+            return None
+
+
+@dataclass
+class Container:
+    settings: Settings
+    clock: Clock
+    engine: Engine
+    sessions: sessionmaker[Session]
+    store: ObjectStore
+    reader: UriReader
+    eoc_library: EocLibrary
+    requesters: Mapping[ChannelKind, RecordsRequester]
+    fax: FaxChannel
+    deliverer: PacketDeliverer
+    agencies: Mapping[str, AgencySettings]
+    dispatcher: Dispatcher
+    #: demo/simulate: every agency id is served by the simulator
+    open_agencies: bool = False
+    #: demo/simulate: supplies an authorization for release when a notification lacks one
+    authorization_fallback: Callable[[str, str], bytes] | None = None
+    http: httpx.Client | None = None
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def media_token(self, attempt_id: str) -> str:
+        """HMAC that lets a channel fetch one attempt's request letter without other access."""
+        key = self.settings.media_secret.encode()
+        return hmac.new(key, attempt_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def media_url(self, attempt_id: str) -> str:
+        base = self.settings.public_base_url.rstrip("/")
+        return f"{base}/v1/media/{attempt_id}?token={self.media_token(attempt_id)}"
+
+    def agency_name(self, agency_id: str) -> str:
+        agency = self.agencies.get(agency_id)
+        return agency.name if agency else agency_id
+
+    def close(self) -> None:
+        for closer in reversed(self.closers):
+            closer()
+        self.closers.clear()
+
+
+def no_sleep(_seconds: float) -> None:
+    """Transport-retry sleep for time-compressed runs: the virtual clock does not wait."""
+
+
+def build_container(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    dispatcher: Dispatcher | None = None,
+    http: httpx.Client | None = None,
+    s3_client: Any = None,
+    eoc_fallback: Callable[[str], bytes] | None = None,
+    authorization_fallback: Callable[[str, str], bytes] | None = None,
+    open_agencies: bool = False,
+    extra_agencies: Mapping[str, AgencySettings] | None = None,
+    retry_sleep: Callable[[float], None] = time.sleep,
+    migrate_schema: bool = True,
+) -> Container:
+    """Build everything a worker, the API or the scheduler needs from ``settings``."""
+    from connectors.agency_https import HttpsAgencyDeliverer
+    from connectors.fax_telnyx import TelnyxFax
+    from connectors.fhir_cdex import CDexTaskRequester
+    from connectors.retry import transport_retrying
+    from storage.db import make_engine, make_sessionmaker, migrate
+    from storage.objects import make_s3_client, open_store
+
+    closers: list[Callable[[], None]] = []
+    if http is None:
+        http = httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0))
+        closers.append(http.close)
+    needs_s3 = settings.object_store.startswith("s3://") or settings.eoc_library.startswith("s3://")
+    if s3_client is None and needs_s3:
+        s3_client = make_s3_client(settings.s3_endpoint_url, settings.s3_region)
+    engine = make_engine(settings.database_url)
+    closers.append(engine.dispose)
+    if migrate_schema:
+        migrate(engine)
+    reader = UriReader(s3_client)
+    store = open_store(settings.object_store, s3_client=s3_client, sse=settings.s3_sse)
+
+    def retrying() -> Any:
+        return transport_retrying(sleep=retry_sleep)
+
+    fax = TelnyxFax(
+        http,
+        api_key=settings.fax.api_key,
+        connection_id=settings.fax.connection_id,
+        from_number=settings.fax.from_number,
+        webhook_url=f"{settings.public_base_url.rstrip('/')}/v1/webhooks/telnyx",
+        base_url=settings.fax.api_base,
+        public_key=settings.fax.webhook_public_key,
+        retrying=retrying,
+    )
+    fhir = CDexTaskRequester(
+        http,
+        requester_name=settings.fhir.requester_name,
+        requester_identifier=settings.fhir.requester_identifier,
+        retrying=retrying,
+    )
+    agencies: dict[str, AgencySettings] = dict(settings.agencies)
+    agencies.update(extra_agencies or {})
+    deliverer = HttpsAgencyDeliverer(
+        http,
+        submit_urls={k: v.submit_url for k, v in agencies.items()},
+        retrying=retrying,
+    )
+    container = Container(
+        settings=settings,
+        clock=clock or SystemClock(),
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        store=store,
+        reader=reader,
+        eoc_library=EocLibrary(settings.eoc_library, reader, eoc_fallback),
+        requesters={ChannelKind.FAX: fax, ChannelKind.FHIR: fhir},
+        fax=fax,
+        deliverer=deliverer,
+        agencies=agencies,
+        dispatcher=dispatcher or InlineDispatcher(),
+        open_agencies=open_agencies,
+        authorization_fallback=authorization_fallback,
+        http=http,
+        closers=closers,
+    )
+    if isinstance(container.dispatcher, InlineDispatcher):
+        container.dispatcher.container = container
+    return container
+
+
+_lock = threading.Lock()
+_current: Container | None = None
+_factory: Callable[[], Container] | None = None
+
+
+def set_container(container: Container | None) -> None:
+    """Install the container the actors of this process use."""
+    global _current
+    with _lock:
+        _current = container
+
+
+def set_factory(factory: Callable[[], Container]) -> None:
+    """How :func:`current` builds the container on first use (the worker entrypoint sets it)."""
+    global _factory
+    with _lock:
+        _factory = factory
+
+
+def current() -> Container:
+    """The container of this process, built on first use."""
+    global _current
+    with _lock:
+        if _current is None:
+            if _factory is None:
+                raise RuntimeError("no container: call wiring.set_container or set_factory first")
+            _current = _factory()
+        return _current
