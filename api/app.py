@@ -93,7 +93,11 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
 
     @app.post("/v1/cases/{case_id}/cancel")
     async def cancel(case_id: str, request: Request) -> dict[str, Any]:
-        reason = (await request.json()).get("reason", "withdrawn") if await request.body() else "withdrawn"
+        reason = (
+            (await request.json()).get("reason", "withdrawn")
+            if await request.body()
+            else "withdrawn"
+        )
         if not services.cancel_case(container(), case_id, str(reason)[:200]):
             raise HTTPException(status_code=409, detail="case unknown or already closed")
         return {"case_id": case_id, "status": "cancelled"}

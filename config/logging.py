@@ -81,5 +81,13 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: Any = None
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=level.upper(), stream=stream or sys.stderr, format="%(message)s")
-    for noisy in ("werkzeug", "httpx", "httpcore", "botocore", "boto3", "urllib3", "uvicorn.access"):
+    for noisy in (
+        "werkzeug",
+        "httpx",
+        "httpcore",
+        "botocore",
+        "boto3",
+        "urllib3",
+        "uvicorn.access",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -160,7 +160,9 @@ def open_store(url: str, *, s3_client: Any = None, sse: str | None = "AES256") -
         if s3_client is None:
             raise ObjectStoreError("an s3:// store needs an S3 client (see worker/wiring.py)")
         return S3ObjectStore(s3_client, parsed.netloc, parsed.path, sse)
-    raise ObjectStoreError(f"unknown object store URL {url!r}: use file://... or s3://bucket/prefix")
+    raise ObjectStoreError(
+        f"unknown object store URL {url!r}: use file://... or s3://bucket/prefix"
+    )
 
 
 class UriReader:

@@ -43,7 +43,9 @@ class DramatiqDispatcher:
             self.actors[type(cmd)].send(*astuple(cmd))
 
 
-def _make_fn(command_type: type, container: Callable[[], wiring.Container]) -> Callable[[str], None]:
+def _make_fn(
+    command_type: type, container: Callable[[], wiring.Container]
+) -> Callable[[str], None]:
     def run(entity_id: str) -> None:
         c = container()
         follow = run_command(c, command_type(entity_id))
@@ -85,11 +87,18 @@ class LogContext(Middleware):
             entity_id=message.args[0] if message.args else None,
         )
 
-    def after_process_message(self, broker: dramatiq.Broker, message: Any, *,
-                              result: Any = None, exception: BaseException | None = None) -> None:
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: Any,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
         if exception is not None:
             structlog.get_logger("goodfaith.actors").warning(
-                "message.failed", error=type(exception).__name__,
+                "message.failed",
+                error=type(exception).__name__,
                 retries=message.options.get("retries", 0),
             )
         structlog.contextvars.clear_contextvars()
@@ -123,8 +132,14 @@ class InFlight(Middleware):
             if self._count <= 0:
                 self._cond.notify_all()
 
-    def after_process_message(self, broker: dramatiq.Broker, message: Any, *,
-                              result: Any = None, exception: BaseException | None = None) -> None:
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: Any,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
         self._done()
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:

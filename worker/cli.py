@@ -1,12 +1,12 @@
 """``goodfaith``: the command line.
 
-    goodfaith demo [--cases 12] [--json out.json]   the whole pipeline on embedded defaults
-    goodfaith simulate SCENARIO.json --json R.json  the same on a scenario, in virtual time
-    goodfaith intake FILE.json                      open a case from a notification
-    goodfaith worker | scheduler | api | simulator  the production processes
-    goodfaith export attempts [--case ID] --format csv|json
-    goodfaith deadline --jurisdiction MA --review standard --received ISO-8601
-    goodfaith db upgrade
+goodfaith demo [--cases 12] [--json out.json]   the whole pipeline on embedded defaults
+goodfaith simulate SCENARIO.json --json R.json  the same on a scenario, in virtual time
+goodfaith intake FILE.json                      open a case from a notification
+goodfaith worker | scheduler | api | simulator  the production processes
+goodfaith export attempts [--case ID] --format csv|json
+goodfaith deadline --jurisdiction MA --review standard --received ISO-8601
+goodfaith db upgrade
 """
 
 from __future__ import annotations
@@ -50,12 +50,21 @@ def _run_and_show(scenario: Any, json_path: str | None, workdir: Path, quiet: bo
     live: Live | None = None
 
     def view(p: Progress) -> Table:
-        t = Table(title=f"goodfaith · virtual time {p.now.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
-                  show_header=True)
+        t = Table(
+            title=f"goodfaith · virtual time {p.now.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
+            show_header=True,
+        )
         for col in ("cases", "delivered", "on time", "attempts", "documents", "steps", "wall s"):
             t.add_column(col, justify="right")
-        t.add_row(str(p.cases), str(p.delivered), str(p.on_time), str(p.attempts),
-                  str(p.documents), str(p.steps), f"{p.wall_s:.1f}")
+        t.add_row(
+            str(p.cases),
+            str(p.delivered),
+            str(p.on_time),
+            str(p.attempts),
+            str(p.documents),
+            str(p.steps),
+            f"{p.wall_s:.1f}",
+        )
         return t
 
     def progress(p: Progress) -> None:
@@ -63,9 +72,11 @@ def _run_and_show(scenario: Any, json_path: str | None, workdir: Path, quiet: bo
         if quiet:
             return
         if not err.is_terminal:
-            err.print(f"[{p.wall_s:6.1f}s] {p.now:%Y-%m-%d %H:%M}Z cases={p.cases} "
-                      f"delivered={p.delivered} attempts={p.attempts} documents={p.documents}",
-                      highlight=False)
+            err.print(
+                f"[{p.wall_s:6.1f}s] {p.now:%Y-%m-%d %H:%M}Z cases={p.cases} "
+                f"delivered={p.delivered} attempts={p.attempts} documents={p.documents}",
+                highlight=False,
+            )
             return
         if live is None:
             live = Live(view(p), console=err, refresh_per_second=8)
@@ -73,32 +84,51 @@ def _run_and_show(scenario: Any, json_path: str | None, workdir: Path, quiet: bo
         live.update(view(p))
 
     try:
-        result = run_simulation(scenario, workdir=workdir, redis_url=get_settings().redis_url,
-                                progress=progress, progress_interval_s=0.25 if err.is_terminal else 2.0)
+        result = run_simulation(
+            scenario,
+            workdir=workdir,
+            redis_url=get_settings().redis_url,
+            progress=progress,
+            progress_interval_s=0.25 if err.is_terminal else 2.0,
+        )
     finally:
         if live is not None:
             live.stop()
     report = result.report
     _write_json(json_path, report)
     table = Table(title="External reviews: records packets")
-    for col in ("notification", "type", "due (local)", "delivered", "on time", "attempts", "pages",
-                "packet"):
+    for col in (
+        "notification",
+        "type",
+        "due (local)",
+        "delivered",
+        "on time",
+        "attempts",
+        "pages",
+        "packet",
+    ):
         table.add_column(col)
     for case in report["cases"]:
         attempts = sum(len(r["attempts"]) for r in case["requests"])
         packet = case["packet"] or {}
         table.add_row(
-            case["notification_id"], case["review_type"],
+            case["notification_id"],
+            case["review_type"],
             case["due_at"][:16].replace("T", " "),
             (case["delivered_at"] or "—")[:16].replace("T", " "),
-            "yes" if case["on_time"] else "NO", str(attempts), str(packet.get("pages", "—")),
+            "yes" if case["on_time"] else "NO",
+            str(attempts),
+            str(packet.get("pages", "—")),
             packet.get("local_path") or packet.get("uri") or "—",
         )
     out.print(table)
     s = report["summary"]
-    out.print(f"{s['cases']} cases, {s['on_time']} on time, {s['late']} late, "
-              f"{s['attempts']} attempts documented · {result.wall_s:.1f} s wall · "
-              f"run folder {result.workdir}", highlight=False)
+    out.print(
+        f"{s['cases']} cases, {s['on_time']} on time, {s['late']} late, "
+        f"{s['attempts']} attempts documented · {result.wall_s:.1f} s wall · "
+        f"run folder {result.workdir}",
+        highlight=False,
+    )
     for e in report.get("intake_errors", []):
         err.print(f"intake error: {e}", highlight=False)
     if json_path:
@@ -110,14 +140,18 @@ def _run_and_show(scenario: Any, json_path: str | None, workdir: Path, quiet: bo
 @main.command()
 @click.option("--cases", default=12, show_default=True, type=click.IntRange(1, 5000))
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="write the report here")
-@click.option("--workdir", type=click.Path(file_okay=False), help="run folder (default ./var/runs/<time>)")
+@click.option(
+    "--workdir", type=click.Path(file_okay=False), help="run folder (default ./var/runs/<time>)"
+)
 @click.option("--quiet", is_flag=True, help="no progress view")
 def demo(cases: int, json_path: str | None, workdir: str | None, quiet: bool) -> None:
     """Run sample notifications end to end against simulated providers and agencies."""
     from worker.simulation import demo_scenario
 
     configure_logging("WARNING", "console")
-    folder = Path(workdir) if workdir else Path("var/runs") / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    folder = (
+        Path(workdir) if workdir else Path("var/runs") / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    )
     sys.exit(_run_and_show(demo_scenario(cases), json_path, folder.resolve(), quiet))
 
 
@@ -135,7 +169,9 @@ def simulate(scenario_path: str, json_path: str | None, workdir: str | None, qui
         scenario = load_scenario(Path(scenario_path))
     except ScenarioError as exc:
         raise click.ClickException(str(exc)) from None
-    folder = Path(workdir) if workdir else Path("var/runs") / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    folder = (
+        Path(workdir) if workdir else Path("var/runs") / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    )
     code = _run_and_show(scenario, json_path, folder.resolve(), quiet)
     sys.exit(0 if json_path or code == 0 else code)
 
@@ -147,9 +183,8 @@ def _container(**kwargs: Any) -> Any:
 
 
 def _broker_dispatcher() -> Any:
-    from worker.entrypoint import broker
-
     from worker.actors import register_actors
+    from worker.entrypoint import broker
 
     return register_actors(broker)
 
@@ -196,9 +231,17 @@ def worker(processes: int | None, threads: int | None) -> None:
     from dramatiq.cli import main as dramatiq_main
 
     s = get_settings()
-    sys.argv = ["dramatiq", "worker.entrypoint", "-p", str(processes or s.worker_processes),
-                "-t", str(threads or s.worker_threads), "--worker-timeout", "100"]
-    sys.exit(dramatiq_main())
+    sys.argv = [
+        "dramatiq",
+        "worker.entrypoint",
+        "-p",
+        str(processes or s.worker_processes),
+        "-t",
+        str(threads or s.worker_threads),
+        "--worker-timeout",
+        "100",
+    ]
+    sys.exit(dramatiq_main())  # type: ignore[no-untyped-call]
 
 
 @main.command()
@@ -275,7 +318,9 @@ def export() -> None:
 
 @export.command("attempts")
 @click.option("--case", "case_id", default=None, help="only this case id")
-@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None)
 def export_attempts_cmd(case_id: str | None, fmt: str, output: str | None) -> None:
     """Every documented attempt: case, provider, number, time, channel, destination, outcome."""
@@ -295,7 +340,9 @@ def export_attempts_cmd(case_id: str | None, fmt: str, output: str | None) -> No
 @main.command()
 @click.option("--jurisdiction", required=True)
 @click.option("--review", "review_type", required=True, help="standard or expedited")
-@click.option("--received", required=True, help="ISO-8601 instant with offset, e.g. 2026-04-17T09:00:00-04:00")
+@click.option(
+    "--received", required=True, help="ISO-8601 instant with offset, e.g. 2026-04-17T09:00:00-04:00"
+)
 def deadline(jurisdiction: str, review_type: str, received: str) -> None:
     """Print the legal due instant (ISO-8601 with offset) and nothing else."""
     from config.jurisdictions import UnknownJurisdiction, get_jurisdiction

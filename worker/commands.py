@@ -45,4 +45,12 @@ class DeliverPacket:
     delivery_id: str
 
 
-Command = OpenCase | PlanOutreach | SendAttempt | PollTask | IngestInbound | AssemblePacket | DeliverPacket
+Command = (
+    OpenCase
+    | PlanOutreach
+    | SendAttempt
+    | PollTask
+    | IngestInbound
+    | AssemblePacket
+    | DeliverPacket
+)

@@ -19,7 +19,7 @@ _settings = get_settings()
 configure_logging(_settings.log_level, _settings.log_format)
 if not _settings.redis_url:
     raise SystemExit("goodfaith worker needs GOODFAITH_REDIS_URL (e.g. redis://localhost:6379/0)")
-broker = RedisBroker(url=_settings.redis_url)
+broker = RedisBroker(url=_settings.redis_url)  # type: ignore[no-untyped-call]
 broker.add_middleware(LogContext())
 dramatiq.set_broker(broker)
 dispatcher = register_actors(broker, wiring.current)

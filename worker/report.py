@@ -47,7 +47,9 @@ def build_report(c: Container, case_id: str | None = None) -> dict[str, Any]:
             if status in ("assembling", "delivering", "open"):
                 status = "open"
             on_time += int(on)
-            late += int(status == "late" or (case.delivered_at is None and c.clock.now() > case.due_at))
+            late += int(
+                status == "late" or (case.delivered_at is None and c.clock.now() > case.due_at)
+            )
             requests = []
             for r in case.requests:
                 total_attempts += len(r.attempts)
@@ -58,8 +60,13 @@ def build_report(c: Container, case_id: str | None = None) -> dict[str, Any]:
                         "reference": r.reference,
                         "attempts": [attempt_row(a) for a in r.attempts],
                         "documents": [
-                            {"sha256": d.sha256, "pages": d.pages, "status": d.status,
-                             "reason": d.reason, "kind": d.kind}
+                            {
+                                "sha256": d.sha256,
+                                "pages": d.pages,
+                                "status": d.status,
+                                "reason": d.reason,
+                                "kind": d.kind,
+                            }
                             for d in sorted(docs.get(r.id, []), key=lambda d: d.received_at)
                         ],
                     }
@@ -128,9 +135,23 @@ def attempt_row(a: Attempt) -> dict[str, Any]:
 
 
 EXPORT_FIELDS = [
-    "case_id", "notification_id", "provider_id", "provider_name", "request_reference",
-    "attempt_number", "reason", "planned_at", "sent_at", "completed_at", "channel",
-    "destination", "designee", "requested", "outcome", "failure_reason", "transmissions",
+    "case_id",
+    "notification_id",
+    "provider_id",
+    "provider_name",
+    "request_reference",
+    "attempt_number",
+    "reason",
+    "planned_at",
+    "sent_at",
+    "completed_at",
+    "channel",
+    "destination",
+    "designee",
+    "requested",
+    "outcome",
+    "failure_reason",
+    "transmissions",
     "external_id",
 ]
 
@@ -142,7 +163,9 @@ def export_attempts(c: Container, case_id: str | None = None) -> list[dict[str, 
             select(Attempt, RecordRequest, Case)
             .join(RecordRequest, Attempt.request_id == RecordRequest.id)
             .join(Case, Attempt.case_id == Case.id)
-            .order_by(Case.received_at, Case.notification_id, RecordRequest.position, Attempt.number)
+            .order_by(
+                Case.received_at, Case.notification_id, RecordRequest.position, Attempt.number
+            )
         )
         if case_id:
             q = q.where(Case.id == case_id)

@@ -58,7 +58,6 @@ from worker.domain.outreach import next_attempt
 from worker.domain.types import (
     AttemptFact,
     AttemptOutcome,
-    AttemptReason,
     Channel,
     ChannelKind,
     ReviewType,
@@ -549,10 +548,10 @@ def record_inbound_fax(c: Container, event: FaxReceivedEvent) -> list[Command]:
             },
             next_action_at=now + LEASE,
         )
-        s.add(item)
         try:
-            s.flush()
-        except IntegrityError:
+            with s.begin_nested():
+                s.add(item)
+        except IntegrityError:  # the same fax reported twice at once
             return []
         return [IngestInbound(item.id)]
 
@@ -835,14 +834,14 @@ def assemble_packet(c: Container, cmd: AssemblePacket) -> list[Command]:
         for d in sorted(
             docs, key=lambda d: by_request[d.request_id].position if d.request_id else 0
         ):
-            r = by_request.get(d.request_id or "")
+            owner = by_request.get(d.request_id or "")
             parts.append(
                 PacketPart(
                     kind="records",
-                    title=f"Records from {r.provider_name if r else 'provider'}",
+                    title=f"Records from {owner.provider_name if owner else 'provider'}",
                     data=c.store.get(d.usable_uri or d.uri),
                     source_sha256=d.sha256,
-                    provider_id=r.provider_id if r else None,
+                    provider_id=owner.provider_id if owner else None,
                 )
             )
         attestation = [
@@ -889,9 +888,9 @@ def assemble_packet(c: Container, cmd: AssemblePacket) -> list[Command]:
             pages=built.pages,
             created_at=now,
         )
-        s.add(packet)
         try:
-            s.flush()
+            with s.begin_nested():
+                s.add(packet)
         except IntegrityError:  # assembled twice concurrently: the first one stands
             return []
         for d in s.scalars(select(Document).where(Document.id.in_(doc_ids))):

@@ -18,6 +18,7 @@ Scenario file (JSON)::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import socket
@@ -33,7 +34,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from config.settings import AgencySettings, Settings
+from config.settings import AgencySettings, FaxSettings, Settings
 from connectors.simulator.behaviour import ProviderBehaviour
 from worker.domain.clock import VirtualClock
 
@@ -149,8 +150,9 @@ def demo_scenario(cases: int = 12, start: datetime | None = None, seed: int = 7)
                 "channels": [{"kind": "fax", "number": fax}],
             }
             if kind == 3:  # busy line: records through the designee (a retrieval vendor)
-                providers[pid] = ProviderBehaviour(fax="busy", respond_after_attempts=1,
-                                                   reply_delay_minutes=45, pages=4)
+                providers[pid] = ProviderBehaviour(
+                    fax="busy", respond_after_attempts=1, reply_delay_minutes=45, pages=4
+                )
                 prov["designee"] = {
                     "vendor_id": "vendor-1",
                     "name": "Records Retrieval Co.",
@@ -159,18 +161,22 @@ def demo_scenario(cases: int = 12, start: datetime | None = None, seed: int = 7)
             elif kind == 5:
                 providers[pid] = ProviderBehaviour(respond_after_attempts=None)
             elif kind == 6:
-                providers[pid] = ProviderBehaviour(respond_after_attempts=2,
-                                                   reply_delay_minutes=rnd.randint(30, 240),
-                                                   pages=rnd.randint(3, 15))
+                providers[pid] = ProviderBehaviour(
+                    respond_after_attempts=2,
+                    reply_delay_minutes=rnd.randint(30, 240),
+                    pages=rnd.randint(3, 15),
+                )
             elif kind == 1 and i % 4 == 1:
                 providers[pid] = ProviderBehaviour(reply="no_records", reply_delay_minutes=120)
             elif kind == 4:
                 prov["channels"] = [{"kind": "fhir", "base_url": "https://fhir.example.org/r4"}]
-                providers[pid] = ProviderBehaviour(reply_delay_minutes=rnd.randint(20, 180),
-                                                   pages=rnd.randint(2, 10))
+                providers[pid] = ProviderBehaviour(
+                    reply_delay_minutes=rnd.randint(20, 180), pages=rnd.randint(2, 10)
+                )
             else:
-                providers[pid] = ProviderBehaviour(reply_delay_minutes=rnd.randint(20, 300),
-                                                   pages=rnd.randint(2, 20))
+                providers[pid] = ProviderBehaviour(
+                    reply_delay_minutes=rnd.randint(20, 300), pages=rnd.randint(2, 20)
+                )
             plist.append(prov)
         notifications.append(
             {
@@ -179,12 +185,17 @@ def demo_scenario(cases: int = 12, start: datetime | None = None, seed: int = 7)
                 "jurisdiction": "MA",
                 "review_type": "expedited" if expedited else "standard",
                 "agency_id": "agency-a" if i % 2 == 0 else "agency-b",
-                "insured": {"member_id": f"M{1000 + i}", "name": f"Member {i + 1}",
-                            "birth_date": f"19{60 + i % 40}-0{1 + i % 9}-1{i % 10}"},
+                "insured": {
+                    "member_id": f"M{1000 + i}",
+                    "name": f"Member {i + 1}",
+                    "birth_date": f"19{60 + i % 40}-0{1 + i % 9}-1{i % 10}",
+                },
                 "coverage": {"plan_id": ["PPO-2026", "HMO-2026", "EPO-2026"][i % 3]},
-                "dispute": {"service": ["Lumbar spine MRI", "Physical therapy", "Knee arthroscopy"][i % 3],
-                            "codes": [["72148"], ["97110"], ["29881"]][i % 3],
-                            "dates_of_service": ["2026-03-02"]},
+                "dispute": {
+                    "service": ["Lumbar spine MRI", "Physical therapy", "Knee arthroscopy"][i % 3],
+                    "codes": [["72148"], ["97110"], ["29881"]][i % 3],
+                    "dates_of_service": ["2026-03-02"],
+                },
                 "providers": plist,
             }
         )
@@ -224,10 +235,12 @@ def _free_port() -> int:
 
 def _route_fhir_to(simulator_url: str, notifications: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Point every FHIR channel at the simulator's FHIR server (it serves every provider)."""
-    out = json.loads(json.dumps(notifications))
+    out: list[dict[str, Any]] = json.loads(json.dumps(notifications))
     for n in out:
         for p in n.get("providers", []) if isinstance(n, dict) else []:
-            chans = list(p.get("channels", [])) + list((p.get("designee") or {}).get("channels", []))
+            chans = list(p.get("channels", [])) + list(
+                (p.get("designee") or {}).get("channels", [])
+            )
             for ch in chans:
                 if isinstance(ch, dict) and ch.get("kind") == "fhir":
                     ch["base_url"] = f"{simulator_url}/fhir"
@@ -296,10 +309,16 @@ def run_simulation(
                 names[pid] = p.get("name", pid)
                 if p.get("npi"):
                     directory[p["npi"]] = pid
-                chans = list(p.get("channels", [])) + list((p.get("designee") or {}).get("channels", []))
-                for ch in chans:
+                for ch in p.get("channels", []):
                     if ch.get("kind") == "fax" and ch.get("number"):
                         directory[ch["number"]] = pid
+                designee = p.get("designee") or {}
+                vendor = designee.get("vendor_id")
+                if vendor:  # the designee is its own party on the far side, keyed by vendor_id
+                    names[vendor] = designee.get("name", vendor)
+                    for ch in designee.get("channels", []):
+                        if ch.get("kind") == "fax" and ch.get("number"):
+                            directory[ch["number"]] = vendor
         sim_http = httpx.Client(timeout=30)
         stops.append(sim_http.close)
         settings = Settings(
@@ -308,8 +327,12 @@ def run_simulation(
             eoc_library=f"file://{workdir / 'eoc'}",
             public_base_url=api_url,
             media_secret=uuid.uuid4().hex,
-            fax={"api_base": sim_url, "api_key": "sim-key", "connection_id": "sim-connection",
-                 "from_number": "+16175550000"},
+            fax=FaxSettings(
+                api_base=sim_url,
+                api_key="sim-key",
+                connection_id="sim-connection",
+                from_number="+16175550000",
+            ),
         )
         simulator = Simulator(
             clock=clock,
@@ -324,7 +347,7 @@ def run_simulation(
         _, stop_sim = run_in_thread(simulator.app, port=sim_port)
         stops.append(stop_sim)
 
-        broker = RedisBroker(url=redis.url, namespace=f"goodfaith-sim-{uuid.uuid4().hex[:8]}")
+        broker = RedisBroker(url=redis.url, namespace=f"goodfaith-sim-{uuid.uuid4().hex[:8]}")  # type: ignore[no-untyped-call]
         inflight = InFlight()
         broker.add_middleware(inflight)
         broker.add_middleware(LogContext())
@@ -368,14 +391,28 @@ def run_simulation(
                 statuses = dict(
                     s.execute(select(Case.status, func.count()).group_by(Case.status)).all()
                 )
-                on_time = s.scalar(
-                    select(func.count()).select_from(Case).where(Case.delivered_at <= Case.due_at)
-                ) or 0
+                on_time = (
+                    s.scalar(
+                        select(func.count())
+                        .select_from(Case)
+                        .where(Case.delivered_at <= Case.due_at)
+                    )
+                    or 0
+                )
                 attempts = s.scalar(select(func.count()).select_from(Attempt)) or 0
                 docs = s.scalar(select(func.count()).select_from(Document)) or 0
             delivered = statuses.get("delivered", 0) + statuses.get("late", 0)
-            return Progress(clock.now(), sum(statuses.values()), delivered, on_time, attempts,
-                            docs, steps, time.monotonic() - wall0, statuses)
+            return Progress(
+                clock.now(),
+                sum(statuses.values()),
+                delivered,
+                on_time,
+                attempts,
+                docs,
+                steps,
+                time.monotonic() - wall0,
+                statuses,
+            )
 
         while True:
             now = clock.now()
@@ -398,14 +435,17 @@ def run_simulation(
                 last_progress = time.monotonic()
             if took_in or fired or enqueued:
                 continue
-            candidates = [t for t in (queue[0][0] if queue else None, simulator.next_event_at(),
-                                      next_due(c)) if t is not None]
+            candidates = [
+                t
+                for t in (queue[0][0] if queue else None, simulator.next_event_at(), next_due(c))
+                if t is not None
+            ]
             if stop_when_done and not queue:
                 with transaction(c.sessions) as s:
                     unfinished = s.scalar(
-                        select(func.count()).select_from(Case).where(
-                            Case.status.not_in(("delivered", "late", "cancelled"))
-                        )
+                        select(func.count())
+                        .select_from(Case)
+                        .where(Case.status.not_in(("delivered", "late", "cancelled")))
                     )
                 if not unfinished and (simulator.next_event_at() is None):
                     break
@@ -421,11 +461,10 @@ def run_simulation(
         report["summary"]["wall_seconds"] = round(time.monotonic() - wall0, 2)
         if intake_errors:
             report["intake_errors"] = intake_errors
-        return SimulationResult(report, workdir, time.monotonic() - wall0, steps,
-                                len(simulator.submissions))
+        return SimulationResult(
+            report, workdir, time.monotonic() - wall0, steps, len(simulator.submissions)
+        )
     finally:
         for stop in reversed(stops):
-            try:
+            with contextlib.suppress(Exception):  # shutting down: keep stopping the rest
                 stop()
-            except Exception:  # noqa: BLE001 - shutting down: keep stopping the rest
-                pass

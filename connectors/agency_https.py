@@ -1,0 +1,132 @@
+"""Deliver a records packet to an external review agency over HTTPS (multipart upload).
+
+Wire format (ours; the simulator's ``POST /agency/{agency_id}/submissions`` speaks it)::
+
+    POST <submit_urls[agency_id]>
+    Authorization: Bearer <api_key>          (when configured)
+    Idempotency-Key: <delivery key>          the agency returns the same receipt for a re-send
+    Content-Type: multipart/form-data
+      metadata  application/json  {"notification_id", "case_ref", "supplemental", "sha256"}
+      packet    application/pdf   filename packet.pdf
+      manifest  application/json  filename manifest.json
+
+    200/201 {"receipt_id", "received_at" (ISO-8601), "sha256", ...}  → DeliveryReceipt
+
+The agency's ``sha256`` must equal ours: otherwise what it holds is not what we assembled, and
+the delivery fails with :class:`HashMismatch` (permanent; never recorded as delivered).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+import httpx
+
+from connectors.base import DeliveryReceipt, PacketSubmission, PermanentError, Rejected
+from connectors.http_errors import call, json_object
+from connectors.retry import RetryingFactory, transport_retrying
+
+__all__ = ["AgencyNotConfigured", "HashMismatch", "HttpsAgencyDeliverer"]
+
+
+class AgencyNotConfigured(PermanentError):
+    """No submission URL is configured for the agency. Add it to the agency settings."""
+
+
+class HashMismatch(PermanentError):
+    """The packet's bytes do not match the SHA-256 we recorded, or the agency's hash differs."""
+
+
+class HttpsAgencyDeliverer:
+    """``PacketDeliverer`` uploading to each agency's HTTPS submission URL."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        *,
+        submit_urls: Mapping[str, str],  # agency_id -> URL
+        api_key: str | None = None,
+        retrying: RetryingFactory = transport_retrying,
+    ) -> None:
+        self._client = client
+        self._urls = dict(submit_urls)
+        self._api_key = api_key
+        self._retrying = retrying
+
+    def deliver(self, submission: PacketSubmission) -> DeliveryReceipt:
+        url = self._urls.get(submission.agency_id)
+        if not url:
+            raise AgencyNotConfigured(
+                f"no submission URL for agency {submission.agency_id!r}; "
+                "add it to the agency submit URLs in the settings"
+            )
+        ours = hashlib.sha256(submission.packet_pdf).hexdigest()
+        if ours != submission.sha256.lower():
+            raise HashMismatch(
+                f"packet bytes hash to {ours} but the submission records {submission.sha256}: "
+                "the stored packet changed since assembly; do not deliver it"
+            )
+        metadata = {
+            "notification_id": submission.notification_id,
+            "case_ref": submission.case_ref,
+            "supplemental": submission.supplemental,
+            "sha256": ours,
+        }
+        headers = {"Idempotency-Key": submission.idempotency_key, "Accept": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        response = call(
+            self._client,
+            "POST",
+            url,
+            what=f"agency {submission.agency_id} submission",
+            retrying=self._retrying,
+            headers=headers,
+            files={
+                "metadata": (None, json.dumps(metadata).encode(), "application/json"),
+                "packet": ("packet.pdf", submission.packet_pdf, "application/pdf"),
+                "manifest": (
+                    "manifest.json",
+                    json.dumps(dict(submission.manifest), sort_keys=True, default=str).encode(),
+                    "application/json",
+                ),
+            },
+        )
+        body = json_object(response, what=f"agency {submission.agency_id} submission")
+        receipt_id, received_at, theirs = (
+            body.get("receipt_id"),
+            body.get("received_at"),
+            body.get("sha256"),
+        )
+        if not isinstance(receipt_id, str) or not receipt_id or not isinstance(theirs, str):
+            raise Rejected(
+                f"agency {submission.agency_id} submission: HTTP {response.status_code} "
+                "without receipt_id and sha256"
+            )
+        if theirs.lower() != ours:
+            raise HashMismatch(
+                f"agency {submission.agency_id} receipt {receipt_id} reports sha256 {theirs} "
+                f"but we sent {ours}: the agency holds different bytes than we delivered; "
+                "treat the delivery as failed and investigate before re-sending"
+            )
+        return DeliveryReceipt(
+            receipt_id=receipt_id,
+            received_at=_instant(received_at),
+            sha256=theirs.lower(),
+            extra={
+                k: v for k, v in body.items() if k not in ("receipt_id", "received_at", "sha256")
+            },
+        )
+
+
+def _instant(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise Rejected("agency receipt: received_at missing")
+    try:
+        instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise Rejected("agency receipt: received_at is not ISO-8601") from exc
+    return (instant if instant.tzinfo else instant.replace(tzinfo=UTC)).astimezone(UTC)

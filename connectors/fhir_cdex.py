@@ -1,0 +1,417 @@
+"""Da Vinci CDex (STU 2.x) Task Data Request: ask a provider's FHIR server for records, then poll.
+
+``send`` posts a Task to ``[base]/Task`` where ``base`` is ``request.channel.destination``::
+
+    Task  status=requested  intent=order
+          code      cdex-temp#data-request-code
+          identifier[0] our request reference (type cdex-temp#tracking-id)
+          identifier[1] the attempt's idempotency key
+          for.identifier        member id (type v2-0203#MB)
+          owner.identifier      provider NPI (http://hl7.org/fhir/sid/us-npi)
+          requester             carrier (identifier + display)
+          authoredOn, reasonCode.text = purpose
+          input  data-code (hrex-temp) = LOINC codes; purpose-of-use (cdex-temp) = COVERAGE
+
+with ``If-None-Exist: identifier=<attempt system>|<key>`` (FHIR conditional create) and an
+``Idempotency-Key`` header, so re-sending the same attempt finds the Task already made.
+
+**external_id is the Task's absolute URL** (``<base>/Task/<id>``, without ``_history``): a poller
+needs the server as well as the id, and an absolute URL is a valid FHIR reference. ``poll``
+GETs it and maps the HRex status:
+
+    requested                         → outcome SENT
+    accepted | in-progress | on-hold  → outcome DELIVERED
+    completed                         → DELIVERED + documents from output ``data-value``
+    rejected | failed                 → no_records=True (outcome DELIVERED) when statusReason
+                                        says "no records"/"no data"; else outcome FAILED
+
+Documents come from ``Task.output[data-value]``: ``valueAttachment``, or ``valueReference`` to a
+contained (``#id``) or resolvable (relative or absolute) DocumentReference, Bundle or Binary;
+attachments carry base64 ``data`` or a ``url`` we GET.
+
+Polling cadence (CDex): :func:`next_poll_delay`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from connectors.base import (
+    InboundDocument,
+    InvalidDestination,
+    PollResult,
+    RecordsRequest,
+    Rejected,
+    SendReceipt,
+    TransientError,
+)
+from connectors.http_errors import call, json_object
+from connectors.retry import RetryingFactory, transport_retrying
+from worker.domain.clock import Clock, SystemClock
+from worker.domain.types import AttemptOutcome, ChannelKind
+
+__all__ = [
+    "ATTEMPT_SYSTEM",
+    "CDEX_TEMP",
+    "HREX_TEMP",
+    "NPI_SYSTEM",
+    "REFERENCE_SYSTEM",
+    "CDexTaskRequester",
+    "build_task",
+    "next_poll_delay",
+    "split_task_url",
+]
+
+CDEX_TEMP = "http://hl7.org/fhir/us/davinci-cdex/CodeSystem/cdex-temp"
+HREX_TEMP = "http://hl7.org/fhir/us/davinci-hrex/CodeSystem/hrex-temp"
+NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
+LOINC = "http://loinc.org"
+V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+TASK_PROFILE = "http://hl7.org/fhir/us/davinci-cdex/StructureDefinition/cdex-task-data-request"
+#: Identifier systems for our request reference and the attempt's idempotency key.
+REFERENCE_SYSTEM = "urn:goodfaith:request-reference"
+ATTEMPT_SYSTEM = "urn:goodfaith:attempt-key"
+FHIR_JSON = "application/fhir+json"
+
+_SENT = frozenset({"requested", "draft", "received", "ready"})
+_DELIVERED = frozenset({"accepted", "in-progress", "on-hold"})
+_ENDED = frozenset({"rejected", "failed", "cancelled", "entered-in-error"})
+_NO_RECORDS = re.compile(r"no[\s_-]*(?:medical\s+)?(?:records?|data|matching)", re.IGNORECASE)
+_TASK_URL = re.compile(r"^(?P<base>https?://.+)/Task/(?P<id>[A-Za-z0-9\-.]{1,64})$")
+
+
+def next_poll_delay(since_sent: timedelta) -> timedelta:
+    """How long to wait before the next poll of a Task sent ``since_sent`` ago (CDex cadence).
+
+    First poll 1 minute after sending; then every 5 minutes until 30 minutes have passed; then
+    hourly. Elapsed wall time, not business time.
+    """
+    if since_sent < timedelta(minutes=1):
+        return timedelta(minutes=1) - since_sent
+    if since_sent < timedelta(minutes=30):
+        return timedelta(minutes=5)
+    return timedelta(hours=1)
+
+
+def split_task_url(external_id: str) -> tuple[str, str]:
+    """``"<base>/Task/<id>"`` → ``(base, id)``; ``Rejected`` when it is not such a URL."""
+    match = _TASK_URL.match(external_id.split("/_history/")[0])
+    if match is None:
+        raise Rejected(
+            "CDex poll: external_id must be the Task's absolute URL '<base>/Task/<id>', "
+            "as returned by send()"
+        )
+    return match.group("base"), match.group("id")
+
+
+def build_task(
+    request: RecordsRequest, *, requester_name: str, requester_identifier: str, authored_on: str
+) -> dict[str, Any]:
+    """The CDex Task Data Request for ``request`` (pure; ``authored_on`` is ISO-8601)."""
+    owner_npi = request.channel.owner_id
+    if not owner_npi:
+        raise InvalidDestination(
+            "CDex Task needs the provider's NPI as channel.owner_id; fix the provider directory"
+        )
+    return {
+        "resourceType": "Task",
+        "meta": {"profile": [TASK_PROFILE]},
+        "identifier": [
+            {
+                "type": {"coding": [{"system": CDEX_TEMP, "code": "tracking-id"}]},
+                "system": REFERENCE_SYSTEM,
+                "value": request.reference,
+            },
+            {"system": ATTEMPT_SYSTEM, "value": request.idempotency_key},
+        ],
+        "status": "requested",
+        "intent": "order",
+        "code": {"coding": [{"system": CDEX_TEMP, "code": "data-request-code"}]},
+        "for": {
+            "identifier": {
+                "type": {"coding": [{"system": V2_0203, "code": "MB"}], "text": "Member Number"},
+                "value": request.member_id,
+            }
+        },
+        "authoredOn": authored_on,
+        "requester": {
+            "identifier": {"value": requester_identifier},
+            "display": request.requester or requester_name,
+        },
+        "owner": {"identifier": {"system": NPI_SYSTEM, "value": owner_npi}},
+        "reasonCode": {"text": request.purpose},
+        "input": [
+            {
+                "type": {"coding": [{"system": HREX_TEMP, "code": "data-code"}]},
+                "valueCodeableConcept": {
+                    "coding": [{"system": LOINC, "code": code} for code in request.loinc_codes]
+                },
+            },
+            {
+                "type": {"coding": [{"system": CDEX_TEMP, "code": "purpose-of-use"}]},
+                "valueCodeableConcept": {"coding": [{"system": ACT_REASON, "code": "COVERAGE"}]},
+            },
+        ],
+    }
+
+
+class CDexTaskRequester:
+    """``PollingRequester`` over Da Vinci CDex Task Data Request.
+
+    ``clock`` (an addition to the brief, optional) stamps ``authoredOn``.
+    """
+
+    kind = ChannelKind.FHIR
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        *,
+        requester_name: str,
+        requester_identifier: str,
+        retrying: RetryingFactory = transport_retrying,
+        clock: Clock | None = None,
+    ) -> None:
+        self._client = client
+        self._requester_name = requester_name
+        self._requester_identifier = requester_identifier
+        self._retrying = retrying
+        self._clock: Clock = clock if clock is not None else SystemClock()
+
+    def send(self, request: RecordsRequest) -> SendReceipt:
+        """POST the Task; ``external_id`` is the Task's absolute URL."""
+        if request.channel.kind is not ChannelKind.FHIR:
+            raise InvalidDestination(
+                f"CDexTaskRequester cannot send over a {request.channel.kind} channel"
+            )
+        base = request.channel.destination.rstrip("/")
+        if urlsplit(base).scheme not in ("http", "https"):
+            raise InvalidDestination("CDex: channel.destination must be the FHIR base URL")
+        task = build_task(
+            request,
+            requester_name=self._requester_name,
+            requester_identifier=self._requester_identifier,
+            authored_on=self._clock.now().isoformat().replace("+00:00", "Z"),
+        )
+        response = call(
+            self._client,
+            "POST",
+            f"{base}/Task",
+            what="CDex create Task",
+            retrying=self._retrying,
+            destination=base,
+            json=task,
+            headers={
+                "Content-Type": FHIR_JSON,
+                "Accept": FHIR_JSON,
+                "Prefer": "return=representation",
+                "Idempotency-Key": request.idempotency_key,
+                "If-None-Exist": f"identifier={ATTEMPT_SYSTEM}|{request.idempotency_key}",
+            },
+        )
+        task_id = _task_id(response)
+        return SendReceipt(external_id=f"{base}/Task/{task_id}")
+
+    def poll(self, external_id: str) -> PollResult:
+        """GET the Task at ``external_id`` (its absolute URL) and map its status."""
+        base, _ = split_task_url(external_id)
+        url = external_id.split("/_history/")[0]
+        response = call(
+            self._client,
+            "GET",
+            url,
+            what="CDex read Task",
+            retrying=self._retrying,
+            headers={"Accept": FHIR_JSON},
+        )
+        task = json_object(response, what="CDex read Task")
+        if task.get("resourceType") != "Task" or not isinstance(task.get("status"), str):
+            raise Rejected("CDex read Task: the body is not a Task with a status")
+        status: str = task["status"]
+        reason = _status_reason(task)
+        if status in _SENT:
+            return PollResult(status=status, outcome=AttemptOutcome.SENT, reason=reason)
+        if status in _DELIVERED:
+            return PollResult(status=status, outcome=AttemptOutcome.DELIVERED, reason=reason)
+        if status == "completed":
+            documents = tuple(self._documents(task, base=base, task_url=url))
+            no_records = not documents and reason is not None and _says_no_records(task)
+            return PollResult(
+                status=status,
+                outcome=AttemptOutcome.DELIVERED,
+                documents=documents,
+                no_records=no_records,
+                reason=reason,
+            )
+        if status in _ENDED:
+            if status in ("rejected", "failed") and _says_no_records(task):
+                return PollResult(
+                    status=status,
+                    outcome=AttemptOutcome.DELIVERED,
+                    no_records=True,
+                    reason=reason or "no records",
+                )
+            return PollResult(
+                status=status,
+                outcome=AttemptOutcome.FAILED,
+                reason=reason or f"Task {status} without a statusReason",
+            )
+        raise Rejected(f"CDex read Task: unknown status {status[:40]!r}")
+
+    # --- documents ---------------------------------------------------------------------------
+
+    def _documents(
+        self, task: dict[str, Any], *, base: str, task_url: str
+    ) -> Iterator[InboundDocument]:
+        contained = {
+            f"#{r.get('id')}": r
+            for r in task.get("contained") or []
+            if isinstance(r, dict) and r.get("id")
+        }
+        sender = _owner(task)
+        for i, output in enumerate(task.get("output") or []):
+            if not isinstance(output, dict) or not _has_code(output.get("type"), "data-value"):
+                continue
+            attachments: list[dict[str, Any]] = []
+            if isinstance(output.get("valueAttachment"), dict):
+                attachments.append(output["valueAttachment"])
+            ref = output.get("valueReference")
+            if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
+                resource = self._resolve(ref["reference"], contained, base)
+                attachments.extend(_attachments(resource))
+            for j, attachment in enumerate(attachments):
+                data = self._attachment_bytes(attachment, base)
+                if data is None:
+                    continue
+                yield InboundDocument(
+                    data=data,
+                    content_type=str(attachment.get("contentType") or "application/octet-stream")
+                    .split(";")[0]
+                    .strip()
+                    .lower(),
+                    source=ChannelKind.FHIR,
+                    external_id=f"{task_url}#output/{i}/{j}",
+                    sender=sender,
+                )
+
+    def _resolve(self, reference: str, contained: dict[str, Any], base: str) -> Any:
+        if reference.startswith("#"):
+            return contained.get(reference)
+        url = reference if "://" in reference else f"{base}/{reference.lstrip('/')}"
+        response = call(
+            self._client,
+            "GET",
+            url,
+            what="CDex read Task output",
+            retrying=self._retrying,
+            headers={"Accept": FHIR_JSON},
+        )
+        return json_object(response, what="CDex read Task output")
+
+    def _attachment_bytes(self, attachment: dict[str, Any], base: str) -> bytes | None:
+        data = attachment.get("data")
+        if isinstance(data, str) and data:
+            try:
+                return base64.b64decode(data, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise Rejected("CDex Task output: attachment.data is not base64") from exc
+        url = attachment.get("url")
+        if isinstance(url, str) and url:
+            full = url if "://" in url else urljoin(base + "/", url.lstrip("/"))
+            response = call(
+                self._client, "GET", full, what="CDex fetch attachment", retrying=self._retrying
+            )
+            return response.content
+        return None
+
+
+def _task_id(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except Exception:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("id"), str) and body["id"]:
+        return str(body["id"])
+    location = response.headers.get("location") or response.headers.get("content-location")
+    if location:
+        match = re.search(r"Task/([A-Za-z0-9\-.]{1,64})", location)
+        if match:
+            return match.group(1)
+    raise TransientError(
+        f"CDex create Task: HTTP {response.status_code} without a Task id or Location; "
+        "re-sending with the same key is safe"
+    )
+
+
+def _has_code(concept: Any, code: str) -> bool:
+    if not isinstance(concept, dict):
+        return False
+    return (
+        any(isinstance(c, dict) and c.get("code") == code for c in concept.get("coding") or [])
+        or concept.get("text") == code
+    )
+
+
+def _attachments(resource: Any) -> list[dict[str, Any]]:
+    """Attachments of a DocumentReference, Binary, or every such entry of a Bundle."""
+    if not isinstance(resource, dict):
+        return []
+    kind = resource.get("resourceType")
+    if kind == "DocumentReference":
+        return [
+            c["attachment"]
+            for c in resource.get("content") or []
+            if isinstance(c, dict) and isinstance(c.get("attachment"), dict)
+        ]
+    if kind == "Binary":
+        return [{"contentType": resource.get("contentType"), "data": resource.get("data")}]
+    if kind == "Bundle":
+        found: list[dict[str, Any]] = []
+        for entry in resource.get("entry") or []:
+            if isinstance(entry, dict):
+                found.extend(_attachments(entry.get("resource")))
+        return found
+    return []
+
+
+def _status_reason(task: dict[str, Any]) -> str | None:
+    reason = task.get("statusReason")
+    if not isinstance(reason, dict):
+        return None
+    if isinstance(reason.get("text"), str) and reason["text"]:
+        return str(reason["text"])[:200]
+    for coding in reason.get("coding") or []:
+        if isinstance(coding, dict):
+            label = coding.get("display") or coding.get("code")
+            if isinstance(label, str) and label:
+                return label[:200]
+    return None
+
+
+def _says_no_records(task: dict[str, Any]) -> bool:
+    reason = task.get("statusReason")
+    if not isinstance(reason, dict):
+        return False
+    texts = [reason.get("text")]
+    for coding in reason.get("coding") or []:
+        if isinstance(coding, dict):
+            texts += [coding.get("code"), coding.get("display")]
+    return any(isinstance(t, str) and _NO_RECORDS.search(t) for t in texts)
+
+
+def _owner(task: dict[str, Any]) -> str | None:
+    owner = task.get("owner")
+    if isinstance(owner, dict):
+        ident = owner.get("identifier")
+        if isinstance(ident, dict) and isinstance(ident.get("value"), str):
+            return str(ident["value"])
+    return None

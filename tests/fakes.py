@@ -1,0 +1,114 @@
+"""In-memory stand-ins for the connectors, for service tests without a network."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from config.settings import AgencySettings, Settings
+from connectors.base import (
+    ConnectorError,
+    DeliveryReceipt,
+    FaxReceivedEvent,
+    FaxStatusEvent,
+    InboundDocument,
+    PacketSubmission,
+    RecordsRequest,
+    SendReceipt,
+)
+from connectors.simulator.documents import generate_authorization_pdf, generate_eoc_pdf
+from worker.domain.clock import VirtualClock
+from worker.domain.types import ChannelKind
+from worker.wiring import Container, InlineDispatcher, build_container
+
+
+@dataclass
+class FakeRequester:
+    kind: ChannelKind = ChannelKind.FAX
+    sent: list[RecordsRequest] = field(default_factory=list)
+    fail_with: ConnectorError | None = None
+    on_send: Callable[[RecordsRequest], None] | None = None
+
+    def send(self, request: RecordsRequest) -> SendReceipt:
+        if self.on_send:
+            self.on_send(request)
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.sent.append(request)
+        return SendReceipt(external_id=f"fax-{len(self.sent)}-{uuid.uuid4().hex[:6]}")
+
+
+@dataclass
+class FakeFax(FakeRequester):
+    media: dict[str, bytes] = field(default_factory=dict)
+
+    def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> Any:
+        raise NotImplementedError
+
+    def fetch_media(self, url: str) -> InboundDocument:
+        return InboundDocument(self.media[url], "application/pdf", ChannelKind.FAX, url)
+
+
+@dataclass
+class FakeDeliverer:
+    submissions: list[PacketSubmission] = field(default_factory=list)
+    fail_with: ConnectorError | None = None
+
+    def deliver(self, submission: PacketSubmission) -> DeliveryReceipt:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.submissions.append(submission)
+        return DeliveryReceipt(
+            f"rcpt-{len(self.submissions)}", datetime.now(UTC), submission.sha256
+        )
+
+
+def make_container(
+    tmp: Path, start: datetime, database_url: str | None = None, **kwargs: Any
+) -> tuple[Container, VirtualClock, FakeFax, FakeDeliverer]:
+    clock = VirtualClock(start)
+    settings = Settings(
+        database_url=database_url or f"sqlite:///{tmp / 'gf.db'}",
+        object_store=f"file://{tmp / 'objects'}",
+        eoc_library=f"file://{tmp / 'eoc'}",
+        agencies={
+            "agency-a": AgencySettings(name="Agency A", submit_url="https://agency.invalid/x")
+        },
+    )
+    kwargs.setdefault("eoc_fallback", generate_eoc_pdf)
+    kwargs.setdefault("authorization_fallback", generate_authorization_pdf)
+    c = build_container(settings, clock=clock, dispatcher=InlineDispatcher(), **kwargs)
+    fax = FakeFax()
+    deliverer = FakeDeliverer()
+    c.requesters = {ChannelKind.FAX: fax, ChannelKind.FHIR: FakeRequester(ChannelKind.FHIR)}
+    c.fax = fax  # type: ignore[assignment]
+    c.deliverer = deliverer
+    return c, clock, fax, deliverer
+
+
+def fax_delivered(fax_id: str, at: datetime) -> FaxStatusEvent:
+    from worker.domain.types import AttemptOutcome
+
+    return FaxStatusEvent(uuid.uuid4().hex, "fax.delivered", fax_id, at, AttemptOutcome.DELIVERED)
+
+
+def fax_failed(fax_id: str, at: datetime, retryable: bool = True) -> FaxStatusEvent:
+    from worker.domain.types import AttemptOutcome
+
+    return FaxStatusEvent(
+        uuid.uuid4().hex,
+        "fax.failed",
+        fax_id,
+        at,
+        AttemptOutcome.FAILED,
+        failure_reason="user_busy",
+        retryable=retryable,
+    )
+
+
+def fax_received(fax_id: str, media_url: str, at: datetime, sender: str) -> FaxReceivedEvent:
+    return FaxReceivedEvent(uuid.uuid4().hex, fax_id, at, sender, "+16175550000", media_url)

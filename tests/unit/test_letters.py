@@ -1,0 +1,121 @@
+"""The outbound records-request letter (worker/letters.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from datetime import UTC, datetime
+
+import pytest
+from pypdf import PdfReader
+
+from connectors.simulator.documents import generate_authorization_pdf
+from worker.documents import check_document, extract_reference, is_no_records_reply
+from worker.letters import LetterError, LetterInfo, build_request_letter
+
+INFO = LetterInfo(
+    reference="GF-7K3M9Q2P",
+    carrier_name="Bay State Health Plan",
+    return_fax="+16175550100",
+    provider_name="Acme Orthopedics",
+    insured_name="Jane Q. Sample",
+    member_id="M00012345",
+    birth_date="1961-04-12",
+    service="Lumbar epidural steroid injection",
+    codes=("62323", "M54.16"),
+    dates_of_service=("2026-01-05", "2026-01-19"),
+    respond_by=datetime(2026, 3, 4, 17, 0, tzinfo=UTC),
+    attempt_number=2,
+)
+
+
+def _text(pdf: bytes, page: int = 0) -> str:
+    return PdfReader(io.BytesIO(pdf)).pages[page].extract_text()
+
+
+def test_letter_alone_is_one_page() -> None:
+    """Without an authorization the letter is a single page."""
+    assert len(PdfReader(io.BytesIO(build_request_letter(INFO, None))).pages) == 1
+
+
+def test_authorization_pages_follow_the_letter() -> None:
+    """The authorization's pages are appended after the letter page, in order."""
+    auth = generate_authorization_pdf(INFO.member_id, INFO.insured_name)
+    pdf = build_request_letter(INFO, auth)
+    assert len(PdfReader(io.BytesIO(pdf)).pages) == 2
+    assert "Authorization for Release of Medical Records" in _text(pdf, 1)
+
+
+def test_reference_is_extractable_from_the_letter() -> None:
+    """extract_reference finds the letter's reference, so a faxed-back letter can be matched."""
+    assert extract_reference(build_request_letter(INFO, None)) == INFO.reference
+
+
+def test_letter_says_what_is_requested_and_how_to_reply() -> None:
+    """Page 1 names the attempt, the service and codes, the deadline and both ways to reply."""
+    text = " ".join(_text(build_request_letter(INFO, None)).split())
+    for expected in (
+        "attempt 2",
+        "2nd request",
+        "Acme Orthopedics",
+        "Lumbar epidural steroid injection",
+        "62323, M54.16",
+        "2026-01-05, 2026-01-19",
+        "2026-03-04T17:00+00:00",
+        "958 CMR 3.409",
+        "medical records and treatment notes",
+        "Fax the records to +16175550100",
+        "holds none of these records",
+    ):
+        assert expected in text, expected
+
+
+def test_regulation_is_configurable() -> None:
+    """Another jurisdiction's regulation is printed instead of the default."""
+    other = dataclasses.replace(INFO, regulation="45 CFR 147.136")
+    text = " ".join(_text(build_request_letter(other, None)).split())
+    assert "45 CFR 147.136" in text and "958 CMR" not in text
+
+
+def test_letter_is_not_read_as_a_no_records_reply() -> None:
+    """Our own letter, faxed back, must not count as the provider saying it holds no records."""
+    auth = generate_authorization_pdf(INFO.member_id, INFO.insured_name)
+    assert not is_no_records_reply(build_request_letter(INFO, None))
+    assert not is_no_records_reply(build_request_letter(INFO, auth))
+
+
+def test_letter_passes_intake_checks() -> None:
+    """The letter is a PDF our own intake accepts (it may be attached to a FHIR Task)."""
+    check = check_document(build_request_letter(INFO, None))
+    assert check.accepted and check.pages == 1
+
+
+def test_letter_is_deterministic() -> None:
+    """Same inputs give the same bytes (letters are stored and hashed per attempt)."""
+    assert build_request_letter(INFO, None) == build_request_letter(INFO, None)
+
+
+@pytest.mark.parametrize("reference", ["GF-123", "gf-7k3m9q2p", "XX-7K3M9Q2P", "GF-7K3M9Q2PX"])
+def test_malformed_reference_is_refused(reference: str) -> None:
+    """A reference not of the form GF-XXXXXXXX raises LetterError."""
+    with pytest.raises(LetterError):
+        build_request_letter(dataclasses.replace(INFO, reference=reference), None)
+
+
+def test_attempt_number_is_one_based() -> None:
+    """attempt_number 0 raises LetterError."""
+    with pytest.raises(LetterError):
+        build_request_letter(dataclasses.replace(INFO, attempt_number=0), None)
+
+
+def test_unreadable_authorization_is_refused() -> None:
+    """A broken authorization PDF raises LetterError naming the fix, not a pypdf error."""
+    with pytest.raises(LetterError, match="check_document"):
+        build_request_letter(INFO, b"%PDF-1.4 not really")
+
+
+def test_non_latin_names_do_not_break_the_letter() -> None:
+    """Characters outside cp1252 are replaced, and the letter still builds."""
+    info = dataclasses.replace(INFO, insured_name="Zoë 王", provider_name="Ŝtudio Clinic")
+    text = _text(build_request_letter(info, None))
+    assert "Zoë ?" in text

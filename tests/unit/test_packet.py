@@ -1,0 +1,326 @@
+"""Packet v1 assembly (worker/packet.py): order, page ranges, stamps, attestation, manifest."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import itertools
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pypdf import PdfReader, PdfWriter
+from pypdf.generic import DecodedStreamObject, NameObject, RectangleObject
+
+from connectors.simulator.documents import (
+    generate_authorization_pdf,
+    generate_eoc_pdf,
+    generate_records_pdf,
+)
+from worker.packet import (
+    AttemptLine,
+    BuiltPacket,
+    CoverInfo,
+    PacketError,
+    PacketPart,
+    ProviderAttestation,
+    build_packet,
+)
+
+NOW = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
+COVER = CoverInfo(
+    case_id="CASE-0001",
+    notification_id="NOTIF-77",
+    agency_name="Example External Review Agency",
+    jurisdiction="MA",
+    review_type="standard",
+    insured_name="Jane Q. Sample",
+    member_id="M00012345",
+    due_at=NOW + timedelta(days=3),
+    generated_at=NOW,
+    carrier_name="Bay State Health Plan",
+)
+REFS = ("GF-AAAA0001", "GF-BBBB0002")
+
+
+def _part(kind: str, title: str, data: bytes, provider_id: str | None = None) -> PacketPart:
+    return PacketPart(kind, title, data, hashlib.sha256(data).hexdigest(), provider_id)
+
+
+def _parts() -> list[PacketPart]:
+    return [
+        _part("eoc", "Evidence of coverage", generate_eoc_pdf("PLAN-9", pages=6)),
+        _part("records", "Records: Acme", generate_records_pdf(REFS[0], "Acme", "M1", 4), "P-1"),
+        _part("records", "Records: Beta", generate_records_pdf(REFS[1], "Beta", "M1", 3), "P-2"),
+        _part("authorization", "Authorization", generate_authorization_pdf("M1", "Jane")),
+    ]
+
+
+ATTESTATION = (
+    ProviderAttestation(
+        "Acme Orthopedics",
+        "P-1",
+        "fulfilled",
+        (
+            AttemptLine(1, NOW, "fax", "+16175550101", "failed", "initial"),
+            AttemptLine(
+                2,
+                NOW + timedelta(hours=4),
+                "fhir",
+                "https://fhir.acme.example",
+                "delivered",
+                "escalation",
+            ),
+        ),
+    ),
+    ProviderAttestation(
+        "Beta Imaging",
+        "P-2",
+        "exhausted",
+        tuple(
+            AttemptLine(n, NOW + timedelta(days=n), "fax", "+16175550102", "delivered", "follow_up")
+            for n in (1, 2, 3)
+        ),
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def packet() -> BuiltPacket:
+    return build_packet(COVER, _parts(), ATTESTATION)
+
+
+@pytest.fixture(scope="module")
+def reader(packet: BuiltPacket) -> PdfReader:
+    return PdfReader(io.BytesIO(packet.pdf))
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_page_count_is_cover_plus_parts_plus_attestation(
+    packet: BuiltPacket, reader: PdfReader
+) -> None:
+    """pages = 1 cover + 6 + 4 + 3 + 1 part pages + 1 attestation page, and the PDF agrees."""
+    assert packet.pages == 1 + 6 + 4 + 3 + 1 + 1
+    assert len(reader.pages) == packet.pages
+    assert packet.manifest["pages"] == packet.pages
+
+
+def test_sha256_is_of_the_output(packet: BuiltPacket) -> None:
+    """sha256 and the manifest's packet_sha256 are the SHA-256 of the PDF bytes."""
+    digest = hashlib.sha256(packet.pdf).hexdigest()
+    assert packet.sha256 == digest == packet.manifest["packet_sha256"]
+
+
+def test_every_page_is_stamped_with_case_and_page_number(
+    packet: BuiltPacket, reader: PdfReader
+) -> None:
+    """Each page's text carries "<case_id> · page N of M" with its own N."""
+    for number, page in enumerate(reader.pages, start=1):
+        assert f"CASE-0001 \u00b7 page {number} of {packet.pages}" in page.extract_text()
+
+
+def test_cover_names_case_insured_agency_and_due_time(reader: PdfReader) -> None:
+    """The cover prints the case, insured, member, agency, carrier and due time."""
+    text = _flat(reader.pages[0].extract_text())
+    for expected in (
+        "CASE-0001",
+        "NOTIF-77",
+        "Jane Q. Sample",
+        "M00012345",
+        "Example External Review Agency",
+        "Bay State Health Plan",
+        "2026-03-05T14:30+00:00",
+        "standard",
+    ):
+        assert expected in text, expected
+
+
+def test_cover_contents_list_page_ranges(reader: PdfReader) -> None:
+    """The cover's contents give each part's page range and the attestation's."""
+    text = _flat(reader.pages[0].extract_text())
+    for expected in (
+        "Evidence of coverage eoc 2-7",
+        "Records: Acme records 8-11",
+        "Records: Beta records 12-14",
+        "Authorization authorization 15",
+        "Good-faith attestation attestation 16",
+    ):
+        assert expected in text, expected
+
+
+def test_manifest_ranges_point_at_the_right_pages(packet: BuiltPacket, reader: PdfReader) -> None:
+    """Each records part's first_page is its fax cover (with its reference) and ranges tile the
+    body without gaps."""
+    parts = packet.manifest["parts"]
+    assert [p["kind"] for p in parts] == ["eoc", "records", "records", "authorization"]
+    assert parts[0]["first_page"] == packet.manifest["cover_pages"]["last_page"] + 1
+    for before, after in itertools.pairwise(parts):
+        assert after["first_page"] == before["last_page"] + 1
+    for part in parts:
+        assert part["pages"] == part["last_page"] - part["first_page"] + 1
+    assert packet.manifest["attestation_pages"]["first_page"] == parts[-1]["last_page"] + 1
+    for part, ref in zip(parts[1:3], REFS, strict=True):
+        assert ref in reader.pages[part["first_page"] - 1].extract_text()
+        assert ref not in reader.pages[part["first_page"] - 2].extract_text()
+
+
+def test_manifest_records_sources_and_is_json(packet: BuiltPacket) -> None:
+    """The manifest is JSON-able and carries each part's provider id and source hash."""
+    manifest = json.loads(json.dumps(packet.manifest))
+    parts = _parts()
+    assert [p["source_sha256"] for p in manifest["parts"]] == [p.source_sha256 for p in parts]
+    assert [p["provider_id"] for p in manifest["parts"]] == [None, "P-1", "P-2", None]
+    assert manifest["case_id"] == "CASE-0001"
+    assert manifest["notification_id"] == "NOTIF-77"
+    assert (manifest["supplemental"], manifest["sequence"]) == (False, 1)
+    assert manifest["generated_at"] == NOW.isoformat()
+
+
+def test_attestation_lists_every_attempt(reader: PdfReader) -> None:
+    """The last page lists each provider, its request status and every attempt's details."""
+    text = _flat(reader.pages[-1].extract_text())
+    for expected in (
+        "Good-faith efforts to obtain medical records",
+        "Acme Orthopedics (id P-1)",
+        "Request status: fulfilled; documented attempts: 2",
+        "1 2026-03-02T14:30+00:00 fax +16175550101 failed initial",
+        "2 2026-03-02T18:30+00:00 fhir https://fhir.acme.example delivered escalation",
+        "Beta Imaging (id P-2)",
+        "Request status: exhausted; documented attempts: 3",
+        "3 2026-03-05T14:30+00:00 fax +16175550102 delivered follow_up",
+    ):
+        assert expected in text, expected
+
+
+def test_attestation_without_providers_says_so() -> None:
+    """With no provider requests the attestation page still exists and says none were needed."""
+    built = build_packet(COVER, _parts()[:1])
+    assert built.pages == 1 + 6 + 1
+    last = PdfReader(io.BytesIO(built.pdf)).pages[-1].extract_text()
+    assert "No provider requests were needed" in last
+
+
+def test_long_attestation_spans_pages_and_ranges_follow() -> None:
+    """Many attempts push the attestation onto several pages; the count and manifest follow."""
+    many = tuple(
+        ProviderAttestation(
+            f"Provider {i}",
+            f"P-{i}",
+            "exhausted",
+            tuple(
+                AttemptLine(n, NOW, "fax", "+16175550100", "failed", "initial") for n in (1, 2, 3)
+            ),
+        )
+        for i in range(40)
+    )
+    built = build_packet(COVER, _parts()[:1], many)
+    attestation = built.manifest["attestation_pages"]
+    assert attestation["last_page"] - attestation["first_page"] + 1 > 1
+    assert len(PdfReader(io.BytesIO(built.pdf)).pages) == built.pages == attestation["last_page"]
+
+
+def test_many_parts_make_a_longer_cover_and_ranges_still_match() -> None:
+    """A contents list longer than one page shifts every range; ranges still hit their pages."""
+    parts = [
+        _part("records", f"Records {i}", generate_records_pdf(f"GF-{i:08d}", "X", "M", 1), f"P{i}")
+        for i in range(70)
+    ]
+    built = build_packet(COVER, parts)
+    reader = PdfReader(io.BytesIO(built.pdf))
+    cover_last = built.manifest["cover_pages"]["last_page"]
+    assert cover_last >= 2
+    assert len(reader.pages) == built.pages == cover_last + 70 + 1
+    for index in (0, 35, 69):
+        entry = built.manifest["parts"][index]
+        assert f"GF-{index:08d}" in reader.pages[entry["first_page"] - 1].extract_text()
+
+
+def test_supplemental_packet_is_marked() -> None:
+    """A supplemental packet says so on the cover and in the manifest, with its sequence."""
+    cover = dataclasses.replace(COVER, supplemental=True, sequence=2)
+    built = build_packet(cover, _parts()[1:2])
+    text = _flat(PdfReader(io.BytesIO(built.pdf)).pages[0].extract_text())
+    assert "Supplemental records packet" in text
+    assert "supplemental, sequence 2" in text
+    assert (built.manifest["supplemental"], built.manifest["sequence"]) == (True, 2)
+
+
+def test_same_inputs_give_same_page_count() -> None:
+    """Building twice from the same inputs gives the same page count and manifest ranges."""
+    first, second = (
+        build_packet(COVER, _parts(), ATTESTATION),
+        build_packet(COVER, _parts(), ATTESTATION),
+    )
+    assert first.pages == second.pages
+    assert first.manifest["parts"] == second.manifest["parts"]
+
+
+def _odd_page(rotate: int, box: tuple[float, float, float, float]) -> bytes:
+    writer = PdfWriter()
+    page = writer.add_blank_page(width=box[2] - box[0], height=box[3] - box[1])
+    page.mediabox = RectangleObject(box)
+    page.rotate(rotate)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("rotate", [0, 90, 180, 270])
+def test_stamp_sits_at_the_visible_bottom_of_rotated_and_offset_pages(rotate: int) -> None:
+    """The stamp is drawn inside the page box, along the edge that is the bottom once /Rotate
+    is applied, also when the box does not start at the origin."""
+    box = (100.0, 200.0, 712.0, 992.0)  # 612 x 792 at an offset
+    built = build_packet(COVER, [_part("records", "odd", _odd_page(rotate, box))])
+    page = PdfReader(io.BytesIO(built.pdf)).pages[1]
+    seen: list[tuple[float, float]] = []
+
+    def visit(text: str, cm: list[float], tm: list[float], *_: object) -> None:
+        if "page 2 of" in text:
+            # user-space origin of the text: tm's translation mapped through cm
+            x = tm[4] * cm[0] + tm[5] * cm[2] + cm[4]
+            y = tm[4] * cm[1] + tm[5] * cm[3] + cm[5]
+            seen.append((x, y))
+
+    page.extract_text(visitor_text=visit)
+    assert len(seen) == 1
+    x, y = seen[0]
+    x0, y0, x1, y1 = box
+    assert x0 <= x <= x1 and y0 <= y <= y1
+    near = 40.0
+    bottom_edge = {0: abs(y - y0), 90: abs(x - x1), 180: abs(y - y1), 270: abs(x - x0)}[rotate]
+    assert bottom_edge < near
+
+
+def test_pages_with_undecodable_content_are_stamped_without_decoding() -> None:
+    """A page whose content stream cannot be decoded (JBIG2 data, like the corpus bomb) is still
+    stamped: the stamp never parses the original content."""
+    writer = PdfWriter()
+    page = writer.add_blank_page(612, 792)
+    stream = DecodedStreamObject()
+    stream.set_data(b"\x97JB2\x00garbage")
+    stream[NameObject("/Filter")] = NameObject("/JBIG2Decode")
+    page[NameObject("/Contents")] = writer._add_object(stream)
+    out = io.BytesIO()
+    writer.write(out)
+    built = build_packet(COVER, [_part("records", "bomb-like", out.getvalue())])
+    reader = PdfReader(io.BytesIO(built.pdf))
+    assert len(reader.pages) == built.pages == 3
+    contents: Any = reader.pages[1]["/Contents"]
+    assert len(contents) == 3  # q, the original stream untouched, the stamp
+
+
+def test_unreadable_part_raises_packet_error() -> None:
+    """A part pypdf cannot read raises PacketError naming the part, not a pypdf exception."""
+    with pytest.raises(PacketError, match=r"part 1 \(records\)"):
+        build_packet(COVER, [_parts()[0], _part("records", "bad", b"%PDF-1.4 nope")])
+
+
+def test_unknown_part_kind_raises_packet_error() -> None:
+    """Only eoc, records and authorization parts are allowed."""
+    with pytest.raises(PacketError, match="unknown kind"):
+        build_packet(COVER, [_part("letter", "x", generate_eoc_pdf("P", 1))])

@@ -1,0 +1,359 @@
+"""Intake checks of inbound documents: is it a PDF we can put in a packet, which request does it
+answer, and is it a provider's written "no records" reply?
+
+Inbound files come from fax carriers, FHIR servers and vendors, and some are broken, encrypted
+or hostile. pypdf raises plain ``AssertionError``/``UnicodeDecodeError``/``RecursionError`` as
+well as its own errors on such files, so every step here catches *every* exception per document
+and turns it into a quarantine reason; nothing in this module raises on bad input.
+
+Decision path of :func:`check_document`::
+
+    too many bytes ─────────────────────────────────────────────► quarantine "too large"
+    content type not a PDF ─────────────────────────────────────► quarantine "not a PDF"
+    pypdf opens, decrypts ("" then the given passwords), counts pages and appends to a
+    PdfWriter ──► accept (data = original, or a decrypted copy when it was encrypted)
+      │ encrypted, no password fits ────────────────────────────► quarantine "encrypted: ..."
+      │ any other failure
+      ▼
+    pikepdf (qpdf) open + save, streams left compressed ──► the same pypdf check on the copy
+      ──► accept (repaired=True, data = the repaired copy) or quarantine "unreadable: ..."
+
+Bounded work (decompression bombs): the check never decodes a content or image stream. It
+parses the object structure, walks the page tree (bounded by the file size and ``max_pages``),
+copies page objects into a writer and, only for encrypted or repaired files, writes a copy with
+the streams still compressed. Text extraction (:func:`extract_reference`,
+:func:`is_no_records_reply`) reads at most the first pages and skips any page whose content
+streams use an image codec or are larger than :data:`MAX_TEXT_STREAM_BYTES` compressed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pikepdf
+from pypdf import PdfReader, PdfWriter
+from pypdf.errors import FileNotDecryptedError, WrongPasswordError
+from pypdf.generic import ArrayObject, IndirectObject
+
+__all__ = [
+    "MAX_TEXT_STREAM_BYTES",
+    "REFERENCE_RE",
+    "DocumentCheck",
+    "append_pdf",
+    "check_document",
+    "extract_reference",
+    "is_no_records_reply",
+]
+
+REFERENCE_RE = re.compile(r"GF-[0-9A-Z]{8}")
+"""Our request reference, as printed on request letters and quoted by providers."""
+
+# The reference as a whole word inside extracted text (not a piece of a longer token).
+_REFERENCE_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])GF-[0-9A-Z]{8}(?![0-9A-Za-z])")
+
+MAX_TEXT_STREAM_BYTES = 2 * 1024 * 1024
+"""Compressed size (bytes) above which a page's content is not text-extracted."""
+
+_NO_RECORDS_MAX_PAGES = 3
+_TEXT_PAGES = 2
+_PDF_CONTENT_TYPES = frozenset(
+    {"application/pdf", "application/x-pdf", "application/octet-stream", "binary/octet-stream"}
+)
+# Filters whose decoding is bounded by pypdf's own output limits and needs no external codec.
+_TEXT_SAFE_FILTERS = frozenset(
+    {"/FlateDecode", "/Fl", "/ASCII85Decode", "/A85", "/ASCIIHexDecode", "/AHx", "/LZWDecode"}
+    | {"/LZW", "/RunLengthDecode", "/RL"}
+)
+
+_NO_RECORDS_PATTERNS = (
+    re.compile(r"\bno\s+(?:medical\s+|treatment\s+|patient\s+)?records?\b"),
+    re.compile(
+        r"\b(?:do|does|did)\s+not\s+(?:hold|have|maintain|possess)\s+(?:any\s+)?"
+        r"(?:medical\s+|treatment\s+)?records?\b"
+    ),
+    re.compile(r"\bunable\s+to\s+locate\s+(?:any\s+)?(?:medical\s+)?records?\b"),
+    re.compile(r"\bno\s+record\s+of\s+(?:this|the)\s+patient\b"),
+    re.compile(r"\bnot\s+(?:a\s+)?(?:our\s+)?patient\s+(?:of|at)\s+(?:this|our)\b"),
+)
+
+
+@dataclass(frozen=True)
+class DocumentCheck:
+    """The verdict on one inbound document.
+
+    ``sha256`` is of the ORIGINAL bytes (what was received); ``data`` is what a packet should
+    use: the original, or the decrypted / repaired copy. ``pages`` counts ``data``'s pages
+    (0 when quarantined before it could be counted). ``reason`` is set exactly when
+    ``accepted`` is False; it never contains document text.
+    """
+
+    accepted: bool
+    pages: int
+    reason: str | None
+    data: bytes
+    repaired: bool
+    sha256: str
+    decrypted: bool = False  # data is a decrypted copy of an encrypted original
+
+
+class _Quarantine(Exception):
+    """A definitive reason to quarantine: do not try the repair path."""
+
+
+class _NoPages(Exception):
+    """pypdf found no pages: the repair path may still find some."""
+
+
+def check_document(
+    data: bytes,
+    content_type: str = "application/pdf",
+    *,
+    passwords: Sequence[str] = (),
+    max_pages: int = 5000,
+    max_bytes: int = 200 * 1024 * 1024,
+) -> DocumentCheck:
+    """Accept a readable PDF or quarantine it with a reason. Never raises on bad input.
+
+    ``passwords`` are tried after the empty password (owner-password-only files open with "").
+    ``max_bytes`` is in bytes; ``max_pages`` caps the page count.
+    """
+    sha = hashlib.sha256(data).hexdigest()
+
+    def quarantine(reason: str, pages: int = 0) -> DocumentCheck:
+        return DocumentCheck(False, pages, reason, data, False, sha)
+
+    if len(data) > max_bytes:
+        return quarantine(f"too large: {len(data)} bytes > {max_bytes}")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type and media_type not in _PDF_CONTENT_TYPES:
+        return quarantine(f"not a PDF: content type {media_type[:60]}")
+    if not data:
+        return quarantine("not a PDF: empty")
+
+    try:
+        pages, decrypted_copy = _check_with_pypdf(data, passwords, max_pages)
+    except _Quarantine as exc:
+        return quarantine(str(exc))
+    except _NoPages:
+        first_error = "no pages"
+    except Exception as first:  # pypdf raises plain AssertionError, UnicodeDecodeError, ...
+        first_error = _describe(first)
+    else:
+        if decrypted_copy is None:
+            return DocumentCheck(True, pages, None, data, False, sha)
+        return DocumentCheck(True, pages, None, decrypted_copy, False, sha, decrypted=True)
+
+    # pypdf cannot read it: let qpdf rebuild the structure, then check the copy with pypdf.
+    try:
+        repaired = _repair_with_pikepdf(data, passwords)
+        pages, _ = _check_with_pypdf(repaired, (), max_pages)
+    except _Quarantine as exc:
+        return quarantine(str(exc))
+    except _NoPages:
+        return quarantine("no pages")
+    except Exception as second:
+        if first_error == "no pages":
+            return quarantine("no pages")
+        if b"%PDF" not in data[:1024] and b"obj" not in data[:65536]:
+            return quarantine("not a PDF: no PDF header or objects")
+        return quarantine(f"unreadable: {first_error}; repair failed: {_describe(second)}")
+    return DocumentCheck(True, pages, None, repaired, True, sha)
+
+
+def append_pdf(writer: PdfWriter, reader: PdfReader, outline_item: str | None = None) -> None:
+    """Append every page of ``reader`` to ``writer`` the one way packets do, so that what
+    :func:`check_document` verified is what packet assembly runs.
+
+    Annotations (filled form widgets, stamps) are kept; the source's bookmarks are not
+    imported (hostile outlines are a common failure, and the packet adds its own, one per
+    part, via ``outline_item``). ``/B`` (article beads) would point into the source document.
+    """
+    writer.append(reader, outline_item=outline_item, import_outline=False, excluded_fields=["/B"])
+
+
+def _describe(exc: BaseException) -> str:
+    """Exception class and a short message; pypdf/qpdf messages name structure, not content."""
+    message = str(exc).replace("\n", " ")
+    # qpdf prefixes messages with the stream's repr, which is noise.
+    message = re.sub(r"^stream <[^>]*>(?: \([^)]*\))?:\s*", "", message)
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return text[:200]
+
+
+def _check_with_pypdf(
+    data: bytes, passwords: Sequence[str], max_pages: int
+) -> tuple[int, bytes | None]:
+    """Open, decrypt, count pages and append to a writer; return the page count and, when the
+    original was encrypted, a decrypted copy. Raises _Quarantine for definitive verdicts and
+    anything else for "try the repair path"."""
+    reader = PdfReader(io.BytesIO(data), strict=False)
+    encrypted = reader.is_encrypted
+    if encrypted:
+        _decrypt(reader, passwords)
+        declared = None
+    else:
+        declared = _declared_page_count(reader)
+    if declared is not None and declared > max_pages:
+        raise _Quarantine(f"too many pages: {declared} > {max_pages}")
+    pages = len(reader.pages)
+    if pages == 0:
+        raise _NoPages
+    if pages > max_pages:
+        raise _Quarantine(f"too many pages: {pages} > {max_pages}")
+
+    # What packets do: append to a PdfWriter. Copies objects; decodes no stream.
+    writer = PdfWriter()
+    append_pdf(writer, reader)
+    if len(writer.pages) != pages:
+        raise ValueError(f"append copied {len(writer.pages)} of {pages} pages")
+    if not encrypted:
+        return pages, None
+    out = io.BytesIO()
+    writer.write(out)
+    copy = out.getvalue()
+    # The decrypted copy is what packets will read: it must open with the same page count.
+    if len(PdfReader(io.BytesIO(copy), strict=False).pages) != pages:
+        raise ValueError("decrypted copy lost pages")
+    return pages, copy
+
+
+def _decrypt(reader: PdfReader, passwords: Sequence[str]) -> None:
+    # PdfReader already tried "" on open; decrypt() again to learn whether it worked.
+    try:
+        if reader.decrypt("") and _is_decrypted(reader):
+            return
+    except (FileNotDecryptedError, WrongPasswordError):
+        pass
+    for password in passwords:
+        try:
+            if reader.decrypt(password) and _is_decrypted(reader):
+                return
+        except (FileNotDecryptedError, WrongPasswordError):
+            continue
+    if passwords:
+        raise _Quarantine(f"encrypted: none of {len(passwords)} password(s) fit")
+    raise _Quarantine("encrypted: no password")
+
+
+def _is_decrypted(reader: PdfReader) -> bool:
+    encryption = reader._encryption
+    return encryption is not None and encryption.is_decrypted()
+
+
+def _declared_page_count(reader: PdfReader) -> int | None:
+    """The page tree's claimed /Count, read without walking the tree (may lie; cheap guard)."""
+    try:
+        root: Any = reader.trailer["/Root"]
+        return int(root["/Pages"]["/Count"])
+    except Exception:
+        return None
+
+
+def _repair_with_pikepdf(data: bytes, passwords: Sequence[str] = ()) -> bytes:
+    """qpdf's recovery (rebuilds xref, page tree); the copy is written unencrypted. Streams
+    stay compressed, so a bomb stays small; fix_metadata_version=False because broken XMP must
+    not fail the repair."""
+    candidates = ["", *passwords]
+    for index, password in enumerate(candidates):
+        try:
+            pdf = pikepdf.open(io.BytesIO(data), password=password)
+        except pikepdf.PasswordError:
+            if index == len(candidates) - 1:
+                raise
+            continue
+        with pdf:
+            out = io.BytesIO()
+            pdf.save(
+                out,
+                stream_decode_level=pikepdf.StreamDecodeLevel.none,
+                fix_metadata_version=False,
+            )
+        return out.getvalue()
+    raise AssertionError("unreachable")
+
+
+# --- text -------------------------------------------------------------------------------------
+
+
+def _first_pages_text(data: bytes, max_pages: int) -> tuple[int, str] | None:
+    """(page count, text of the first ``max_pages`` pages) or None when unreadable. Pages whose
+    content could be a bomb or needs an image codec contribute no text."""
+    reader: PdfReader | None = None
+    for candidate in (data, None):
+        try:
+            blob = candidate if candidate is not None else _repair_with_pikepdf(data)
+            reader = PdfReader(io.BytesIO(blob), strict=False)
+            count = len(reader.pages)
+            break
+        except Exception:
+            reader = None
+    if reader is None:
+        return None
+    parts: list[str] = []
+    for index in range(min(count, max_pages)):
+        try:
+            page = reader.pages[index]
+            if not _text_safe(page.get("/Contents")):
+                continue
+            parts.append(page.extract_text())
+        except Exception:
+            continue
+    return count, "\n".join(parts)
+
+
+def _text_safe(contents: Any) -> bool:
+    """True when every content stream is small and uses only bounded, built-in filters."""
+    if contents is None:
+        return True
+    if isinstance(contents, IndirectObject):
+        contents = contents.get_object()
+    streams = list(contents) if isinstance(contents, ArrayObject) else [contents]
+    total = 0
+    for item in streams:
+        stream: Any = item.get_object() if isinstance(item, IndirectObject) else item
+        filters = stream.get("/Filter")
+        if filters is not None:
+            names = (
+                [str(f) for f in filters] if isinstance(filters, ArrayObject) else [str(filters)]
+            )
+            if any(name not in _TEXT_SAFE_FILTERS for name in names):
+                return False
+        raw = getattr(stream, "_data", b"")
+        total += len(raw) if isinstance(raw, bytes | str) else 0
+        if total > MAX_TEXT_STREAM_BYTES:
+            return False
+    return True
+
+
+def extract_reference(data: bytes) -> str | None:
+    """The first request reference ("GF-XXXXXXXX") in the text of the first 2 pages, or None
+    (no text layer, e.g. a scanned fax, or an unreadable file). Never raises."""
+    try:
+        result = _first_pages_text(data, _TEXT_PAGES)
+        if result is None:
+            return None
+        match = _REFERENCE_IN_TEXT.search(result[1])
+        return match.group(0) if match else None
+    except Exception:
+        return None
+
+
+def is_no_records_reply(data: bytes) -> bool:
+    """True for a short document (at most 3 pages) whose text says the sender holds no records
+    for the patient ("No records", "we do not have any records", ...). Never raises."""
+    try:
+        result = _first_pages_text(data, _NO_RECORDS_MAX_PAGES)
+        if result is None:
+            return False
+        count, text = result
+        if count > _NO_RECORDS_MAX_PAGES:
+            return False
+        normalized = re.sub(r"\s+", " ", text.lower())
+        return any(pattern.search(normalized) for pattern in _NO_RECORDS_PATTERNS)
+    except Exception:
+        return False

@@ -1,0 +1,198 @@
+"""The outbound records-request letter: what is faxed to a provider (or attached to a FHIR Task).
+
+Page 1 is the request letter. It prints the request reference large near the top, so the
+provider can quote it and :func:`worker.documents.extract_reference` can find it in the text
+layer of a reply that carries our letter back; what is requested; which attempt this is; the
+response deadline; and how to answer (fax the records to ``return_fax`` quoting the reference,
+or tell us in writing that the office holds none). The insured's signed authorization, when
+given, follows as pages 2 onwards. The wording must not itself read as a "no records" reply
+(:func:`worker.documents.is_no_records_reply`): providers often fax the letter back.
+
+Output is deterministic for the same inputs (reportlab ``invariant``), and drawn with the
+standard Helvetica fonts (cp1252 text only; other characters print as "?").
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from pypdf import PdfReader, PdfWriter
+from reportlab.lib.pagesizes import LETTER
+from reportlab.pdfbase.pdfmetrics import stringWidth
+from reportlab.pdfgen.canvas import Canvas
+
+from worker.documents import REFERENCE_RE, append_pdf
+
+__all__ = ["LetterError", "LetterInfo", "build_request_letter"]
+
+
+class LetterError(ValueError):
+    """The letter cannot be built (bad reference, unreadable authorization PDF)."""
+
+
+@dataclass(frozen=True)
+class LetterInfo:
+    reference: str  # "GF-XXXXXXXX"
+    carrier_name: str
+    return_fax: str  # E.164
+    provider_name: str
+    insured_name: str
+    member_id: str
+    birth_date: str  # as printed, e.g. "1961-04-12"
+    service: str  # the disputed service, in words
+    codes: Sequence[str]  # CPT/HCPCS/ICD codes of the disputed service
+    dates_of_service: Sequence[str]
+    respond_by: datetime  # timezone-aware
+    attempt_number: int  # 1-based
+    regulation: str = "958 CMR 3.409"
+
+
+_WIDTH, _HEIGHT = LETTER
+_MARGIN = 66.0  # points
+_TEXT_WIDTH = _WIDTH - 2 * _MARGIN
+
+
+def _safe(text: str) -> str:
+    # Standard fonts draw cp1252 only; substitute anything else visibly rather than silently.
+    return text.encode("cp1252", errors="replace").decode("cp1252")
+
+
+def _wrap(text: str, font: str, size: float, width: float) -> list[str]:
+    words, lines, current = text.split(), [], ""
+    for word in words:
+        candidate = f"{current} {word}".strip()
+        if current and stringWidth(candidate, font, size) > width:
+            lines.append(current)
+            current = word
+        else:
+            current = candidate
+    if current:
+        lines.append(current)
+    return lines
+
+
+def _ordinal(number: int) -> str:
+    if 10 <= number % 100 <= 20:
+        suffix = "th"
+    else:
+        suffix = {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
+
+
+def _letter_page(info: LetterInfo) -> bytes:
+    buffer = io.BytesIO()
+    c = Canvas(buffer, pagesize=LETTER, invariant=True, pageCompression=1)
+    c.setTitle(f"Request for medical records {info.reference}")
+    y = _HEIGHT - 64
+
+    c.setFont("Helvetica-Bold", 14)
+    c.drawString(_MARGIN, y, _safe(info.carrier_name))
+    c.setFont("Helvetica", 9)
+    c.drawRightString(_WIDTH - _MARGIN, y, f"Reply by fax: {info.return_fax}")
+    y -= 30
+
+    # The reference, large and boxed: providers copy it onto their reply.
+    c.setLineWidth(1.5)
+    c.rect(_MARGIN, y - 34, _TEXT_WIDTH, 44)
+    c.setFont("Helvetica-Bold", 22)
+    c.drawString(_MARGIN + 12, y - 22, f"Re: {info.reference}")
+    c.setFont("Helvetica", 9)
+    c.drawRightString(_WIDTH - _MARGIN - 12, y - 14, "Quote this reference on every page")
+    c.drawRightString(_WIDTH - _MARGIN - 12, y - 26, "of your reply.")
+    y -= 58
+
+    c.setFont("Helvetica-Bold", 13)
+    attempt = f"{_ordinal(info.attempt_number)} request (attempt {info.attempt_number})"
+    c.drawString(_MARGIN, y, "REQUEST FOR MEDICAL RECORDS - EXTERNAL REVIEW")
+    y -= 16
+    c.setFont("Helvetica-Bold", 11)
+    c.drawString(_MARGIN, y, attempt)
+    y -= 24
+
+    def paragraph(text: str, font: str = "Helvetica", size: float = 10.5) -> None:
+        nonlocal y
+        c.setFont(font, size)
+        for line in _wrap(_safe(text), font, size, _TEXT_WIDTH):
+            c.drawString(_MARGIN, y, line)
+            y -= size * 1.35
+        y -= 6
+
+    def field(label: str, value: str) -> None:
+        nonlocal y
+        c.setFont("Helvetica-Bold", 10.5)
+        c.drawString(_MARGIN, y, label)
+        c.setFont("Helvetica", 10.5)
+        lines = _wrap(_safe(value), "Helvetica", 10.5, _TEXT_WIDTH - 130) or [""]
+        for line in lines:
+            c.drawString(_MARGIN + 130, y, line)
+            y -= 14
+
+    paragraph(f"To: {info.provider_name}, Medical Records / Release of Information")
+    paragraph(
+        f"{info.carrier_name} is required to send the patient's medical and treatment records "
+        f"to the independent external review agency under {info.regulation}. We do not hold "
+        "the records below and ask you to send them."
+    )
+    field("Patient:", info.insured_name)
+    field("Date of birth:", info.birth_date)
+    field("Member ID:", info.member_id)
+    field("Service in review:", info.service)
+    field("Codes:", ", ".join(info.codes) or "-")
+    field("Dates of service:", ", ".join(info.dates_of_service) or "-")
+    field("Please respond by:", info.respond_by.isoformat(timespec="minutes"))
+    y -= 8
+
+    paragraph("What we request", font="Helvetica-Bold", size=11)
+    paragraph(
+        "All medical records and treatment notes for the service in review: office and "
+        "progress notes, consultation reports, imaging and test results, operative or "
+        "procedure notes, and the letter of medical necessity or opinion of the treating "
+        "provider who requested or provided the service."
+    )
+    paragraph("How to reply", font="Helvetica-Bold", size=11)
+    paragraph(
+        f"1. Fax the records to {info.return_fax}, with the reference {info.reference} on "
+        "your cover sheet."
+    )
+    paragraph(
+        f"2. If your office holds none of these records, tell us so in a short written reply "
+        f"quoting {info.reference}, faxed to {info.return_fax}."
+    )
+    paragraph(
+        "The patient's signed authorization for release of medical records is attached. "
+        "Disclosure for this purpose is also permitted under HIPAA (45 CFR 164.506, payment "
+        "and health care operations)."
+    )
+    c.setFont("Helvetica", 8)
+    c.drawString(_MARGIN, 40, f"{info.reference} - {attempt}")
+    c.showPage()
+    c.save()
+    return buffer.getvalue()
+
+
+def build_request_letter(info: LetterInfo, authorization_pdf: bytes | None) -> bytes:
+    """The request letter (one page) followed by the authorization's pages, as PDF bytes.
+    Raises LetterError for a malformed reference or an authorization PDF pypdf cannot append
+    (run it through check_document first)."""
+    if not REFERENCE_RE.fullmatch(info.reference):
+        raise LetterError(f"reference {info.reference!r} is not of the form GF-XXXXXXXX")
+    if info.attempt_number < 1:
+        raise LetterError("attempt_number is 1-based")
+    letter = _letter_page(info)
+    if authorization_pdf is None:
+        return letter
+    writer = PdfWriter()
+    append_pdf(writer, PdfReader(io.BytesIO(letter)))
+    try:
+        append_pdf(writer, PdfReader(io.BytesIO(authorization_pdf), strict=False))
+    except Exception as exc:
+        raise LetterError(
+            f"authorization PDF cannot be appended: {type(exc).__name__}; "
+            "check it with worker.documents.check_document and pass DocumentCheck.data"
+        ) from exc
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
