@@ -153,8 +153,8 @@ class Attempt(Base):
     external_id: Mapped[str | None] = mapped_column(String(512), index=True)
     failure_reason: Mapped[str | None] = mapped_column(String(256))
     letter_uri: Mapped[str | None] = mapped_column(String(1024))
-    redial_at: Mapped[datetime | None]  # transport retry of this same attempt
-    poll_at: Mapped[datetime | None]  # pull channels (FHIR Task): next poll
+    redial_at: Mapped[datetime | None] = mapped_column(index=True)  # transport retry, same attempt
+    poll_at: Mapped[datetime | None] = mapped_column(index=True)  # pull channels: next poll
 
     request: Mapped[RecordRequest] = relationship(back_populates="attempts")
 
@@ -173,7 +173,7 @@ class InboundItem(Base):
     received_at: Mapped[datetime]
     payload: Mapped[dict[str, Any]]  # channel metadata (media URL, numbers); no document bytes
     processed_at: Mapped[datetime | None]
-    next_action_at: Mapped[datetime | None]
+    next_action_at: Mapped[datetime | None] = mapped_column(index=True)
 
     __table_args__ = (UniqueConstraint("source", "external_id"),)
 
@@ -232,7 +232,7 @@ class Delivery(Base):
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|delivered|failed
     tries: Mapped[int] = mapped_column(Integer, default=0)
-    next_action_at: Mapped[datetime | None]
+    next_action_at: Mapped[datetime | None] = mapped_column(index=True)
     attempted_at: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]
     receipt_id: Mapped[str | None] = mapped_column(String(256))

@@ -290,11 +290,11 @@ def api(host: str, port: int) -> None:
 @click.option("--public-url", default=None, help="where this simulator is reachable")
 def simulator(host: str, port: int, webhook_url: str | None, public_url: str | None) -> None:
     """Serve the simulated far side (fax carrier, FHIR servers, agencies) in real time."""
-    import httpx
     import uvicorn
 
     from connectors.simulator.server import Simulator
     from worker.domain.clock import SystemClock
+    from worker.wiring import make_http_client
 
     s = get_settings()
     configure_logging(s.log_level, s.log_format)
@@ -303,7 +303,7 @@ def simulator(host: str, port: int, webhook_url: str | None, public_url: str | N
         webhook_url=webhook_url or f"{s.public_base_url.rstrip('/')}/v1/webhooks/telnyx",
         behaviours={},
         directory={},
-        http=httpx.Client(timeout=30),
+        http=make_http_client(),
         public_base_url=public_url or f"http://{host}:{port}",
         carrier_fax_number=s.fax.from_number,
     )

@@ -9,11 +9,12 @@ losing Redis loses no work. Restarts, Redis loss and virtual time are all the sa
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, union_all
 
 from storage.db import transaction
-from storage.models import Attempt, Case, Delivery, InboundItem, RecordRequest
+from storage.models import Attempt, Case, Delivery, InboundItem, RecordRequest, UTCDateTime
 from worker.commands import (
     AssemblePacket,
     Command,
@@ -27,11 +28,16 @@ from worker.services import LEASE
 from worker.wiring import Container
 
 BATCH = 500  # rows per timer kind per tick
+#: Case states whose timer (assembly cutoff, supplemental packet) the scheduler watches.
+ACTIVE_CASES = ("open", "assembling", "delivered", "late")
 
 
 def tick(c: Container) -> list[Command]:
     """Enqueue every due command; returns what was enqueued."""
     now = c.clock.now()
+    due = next_due(c)
+    if due is None or due > now:
+        return []  # the common case: one read, no write transaction
     lease = now + LEASE
     cmds: list[Command] = []
     with transaction(c.sessions) as s:
@@ -51,7 +57,7 @@ def tick(c: Container) -> list[Command]:
         for case in s.scalars(
             select(Case)
             .where(
-                Case.status.in_(("open", "assembling", "delivered", "late")),
+                Case.status.in_(ACTIVE_CASES),
                 Case.next_action_at <= now,
             )
             .limit(BATCH)
@@ -76,26 +82,33 @@ def tick(c: Container) -> list[Command]:
     return cmds
 
 
+def _next_due_statement() -> Any:
+    branches = [
+        select(func.min(RecordRequest.next_action_at).label("t")).where(
+            RecordRequest.status == "open"
+        ),
+        select(func.min(Attempt.redial_at).label("t")),
+        select(func.min(Attempt.poll_at).label("t")),
+        select(func.min(Case.next_action_at).label("t")).where(Case.status.in_(ACTIVE_CASES)),
+        select(func.min(Delivery.next_action_at).label("t")).where(Delivery.status == "pending"),
+        select(func.min(InboundItem.next_action_at).label("t")).where(
+            InboundItem.processed_at.is_(None)
+        ),
+    ]
+    timers = union_all(*branches).subquery()
+    return select(func.min(timers.c.t, type_=UTCDateTime()))
+
+
+_NEXT_DUE: Any = None
+
+
 def next_due(c: Container) -> datetime | None:
-    """The earliest timer in the database, or None when nothing is scheduled."""
-    with transaction(c.sessions) as s:
-        candidates = [
-            s.scalar(
-                select(func.min(RecordRequest.next_action_at)).where(RecordRequest.status == "open")
-            ),
-            s.scalar(select(func.min(Attempt.redial_at))),
-            s.scalar(select(func.min(Attempt.poll_at))),
-            s.scalar(
-                select(func.min(Case.next_action_at)).where(
-                    Case.status.in_(("open", "assembling", "delivered", "late"))
-                )
-            ),
-            s.scalar(select(func.min(Delivery.next_action_at)).where(Delivery.status == "pending")),
-            s.scalar(
-                select(func.min(InboundItem.next_action_at)).where(
-                    InboundItem.processed_at.is_(None)
-                )
-            ),
-        ]
-    found = [t for t in candidates if t is not None]
-    return min(found) if found else None
+    """The earliest timer in the database, or None when nothing is scheduled (one query).
+
+    Called every scheduler tick and every simulation step: the statement is built once."""
+    global _NEXT_DUE
+    if _NEXT_DUE is None:
+        _NEXT_DUE = _next_due_statement()
+    with c.engine.connect() as conn:
+        value: datetime | None = conn.execute(_NEXT_DUE).scalar()
+    return value

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,6 +54,7 @@ from worker.commands import (
     PollTask,
     SendAttempt,
 )
+from worker.documents import DocumentCheck
 from worker.domain.deadlines import DeadlineError, timeline
 from worker.domain.outreach import next_attempt
 from worker.domain.types import (
@@ -364,10 +366,39 @@ def _requested_text(case: Case) -> str:
     return f"Medical records and treatment notes for {what}, dates of service {dates}"
 
 
-def send_attempt(c: Container, cmd: SendAttempt) -> list[Command]:
-    """Send one attempt (or redial it). The row is committed as ``sending`` before the call."""
+def _build_letter(c: Container, attempt_id: str) -> str | None:
+    """Write the attempt's request letter to the store (outside any transaction: PDF work is
+    slow and SQLite has one writer). Returns its URI, or None when there is nothing to send."""
     from worker.letters import LetterInfo, build_request_letter
 
+    with transaction(c.sessions) as s:
+        a = s.get(Attempt, attempt_id)
+        if a is None or a.letter_uri is not None or a.outcome != AttemptOutcome.PENDING:
+            return None
+        r, case = a.request, a.request.case
+        info = LetterInfo(
+            reference=r.reference,
+            carrier_name=c.settings.carrier_name,
+            return_fax=c.settings.fax.from_number,
+            provider_name=r.provider_name,
+            insured_name=case.insured_name,
+            member_id=case.insured_member_id,
+            birth_date=case.insured_birth_date,
+            service=case.dispute.get("service", ""),
+            codes=case.dispute.get("codes") or [],
+            dates_of_service=case.dispute.get("dates_of_service") or [],
+            respond_by=case.assemble_at,
+            attempt_number=a.number,
+        )
+        auth_uri, case_id = case.authorization_object_uri, case.id
+    auth = c.store.get(auth_uri) if auth_uri else None
+    letter = build_request_letter(info, auth)
+    return c.store.put(content_key(case_id, "letters", letter, "pdf"), letter, "application/pdf")
+
+
+def send_attempt(c: Container, cmd: SendAttempt) -> list[Command]:
+    """Send one attempt (or redial it). The row is committed as ``sending`` before the call."""
+    letter_uri = _build_letter(c, cmd.attempt_id)
     now = c.clock.now()
     with transaction(c.sessions) as s:
         a = s.get(Attempt, cmd.attempt_id, with_for_update=True)
@@ -376,6 +407,7 @@ def send_attempt(c: Container, cmd: SendAttempt) -> list[Command]:
         r = a.request
         redial = a.redial_at is not None and a.outcome == AttemptOutcome.SENT
         if not (a.outcome == AttemptOutcome.PENDING or redial):
+            a.redial_at = None  # a stale redial timer (already delivered or failed)
             return []
         if r.status != "open" or r.case.status != "open":
             a.redial_at = None
@@ -384,32 +416,9 @@ def send_attempt(c: Container, cmd: SendAttempt) -> list[Command]:
                 a.completed_at = now
             return []
         case = r.case
-        if a.letter_uri is None:
-            auth = (
-                c.store.get(case.authorization_object_uri)
-                if case.authorization_object_uri
-                else None
-            )
-            letter = build_request_letter(
-                LetterInfo(
-                    reference=r.reference,
-                    carrier_name=c.settings.carrier_name,
-                    return_fax=c.settings.fax.from_number,
-                    provider_name=r.provider_name,
-                    insured_name=case.insured_name,
-                    member_id=case.insured_member_id,
-                    birth_date=case.insured_birth_date,
-                    service=case.dispute.get("service", ""),
-                    codes=case.dispute.get("codes") or [],
-                    dates_of_service=case.dispute.get("dates_of_service") or [],
-                    respond_by=case.assemble_at,
-                    attempt_number=a.number,
-                ),
-                auth,
-            )
-            a.letter_uri = c.store.put(
-                content_key(case.id, "letters", letter, "pdf"), letter, "application/pdf"
-            )
+        a.letter_uri = a.letter_uri or letter_uri
+        if a.letter_uri is None:  # should not happen: a redial always has its letter
+            raise RuntimeError(f"attempt {a.id} has no request letter")
         a.sending = True
         a.redial_at = None
         a.transmissions += 1
@@ -568,12 +577,13 @@ def ingest_inbound(c: Container, cmd: IngestInbound) -> list[Command]:
             item.external_id,
         )
     doc = c.fax.fetch_media(media_url)  # ConnectorError → actor retry; the item stays due
+    found = inspect(doc)
     with transaction(c.sessions) as s:
         item = s.get(InboundItem, cmd.inbound_id, with_for_update=True)
         assert item is not None
         if item.processed_at is not None:
             return []
-        follow = _accept_document(c, s, doc, request=None, sender=sender or doc.sender)
+        follow = _accept_document(c, s, found, request=None, sender=sender or doc.sender)
         item.processed_at = c.clock.now()
         item.next_action_at = None
         _ = fax_id
@@ -612,6 +622,7 @@ def poll_task(c: Container, cmd: PollTask) -> list[Command]:
             a.completed_at = now
             a.failure_reason = f"permanent: {exc}"[:256]
             return [PlanOutreach(a.request_id)]
+    inspected = [inspect(doc) for doc in result.documents]
     follow: list[Command] = []
     with transaction(c.sessions) as s:
         a = s.get(Attempt, cmd.attempt_id, with_for_update=True)
@@ -627,8 +638,8 @@ def poll_task(c: Container, cmd: PollTask) -> list[Command]:
             if result.outcome == AttemptOutcome.FAILED:
                 a.failure_reason = (result.reason or result.status)[:256]
                 follow.append(PlanOutreach(r.id))
-        for doc in result.documents:
-            follow += _accept_document(c, s, doc, request=r, sender=a.destination)
+        for found in inspected:
+            follow += _accept_document(c, s, found, request=r, sender=a.destination)
         if result.no_records and r.status == "open":
             follow += _close_request(c, s, r, "no_records")
         done = (
@@ -640,17 +651,35 @@ def poll_task(c: Container, cmd: PollTask) -> list[Command]:
     return follow
 
 
+@dataclass(frozen=True)
+class Inspected:
+    """What the checks found in one inbound document (computed outside transactions)."""
+
+    doc: InboundDocument
+    check: DocumentCheck
+    reference: str | None
+    no_records: bool
+
+
+def inspect(doc: InboundDocument) -> Inspected:
+    from worker.documents import check_document, extract_reference, is_no_records_reply
+
+    check = check_document(doc.data, doc.content_type)
+    if not check.accepted:
+        return Inspected(doc, check, None, False)
+    return Inspected(doc, check, extract_reference(check.data), is_no_records_reply(check.data))
+
+
 def _accept_document(
     c: Container,
     s: Session,
-    doc: InboundDocument,
+    found: Inspected,
     *,
     request: RecordRequest | None,
     sender: str | None,
 ) -> list[Command]:
-    """Store the raw bytes, check them, match them to a request and close it when they answer it."""
-    from worker.documents import check_document, extract_reference, is_no_records_reply
-
+    """Store the raw bytes, match them to a request and close it when they answer it."""
+    doc, check = found.doc, found.check
     exists = s.scalar(
         select(Document.id).where(
             Document.source == doc.source.value, Document.external_id == doc.external_id
@@ -659,11 +688,8 @@ def _accept_document(
     if exists:
         return []
     now = c.clock.now()
-    check = check_document(doc.data, doc.content_type)
-    if request is None and check.accepted:
-        ref = extract_reference(check.data)
-        if ref:
-            request = s.scalar(select(RecordRequest).where(RecordRequest.reference == ref))
+    if request is None and check.accepted and found.reference:
+        request = s.scalar(select(RecordRequest).where(RecordRequest.reference == found.reference))
     if request is None and sender:
         candidates = [
             r
@@ -682,7 +708,7 @@ def _accept_document(
         usable_uri = c.store.put(
             content_key(owner, "usable", check.data, "pdf"), check.data, "application/pdf"
         )
-    no_records = check.accepted and is_no_records_reply(check.data)
+    no_records = check.accepted and found.no_records
     status = "accepted" if check.accepted else "quarantined"
     reason = check.reason
     if check.accepted and request is None:
@@ -819,15 +845,17 @@ def assemble_packet(c: Container, cmd: AssemblePacket) -> list[Command]:
             supplemental=supplemental,
             sequence=sequence,
         )
-        parts = (
+        # (kind, title, object URI, source sha256, provider id): bytes are read after commit
+        specs: list[tuple[str, str, str, str, str | None]] = (
             []
             if supplemental
             else [
-                PacketPart(
-                    kind="eoc",
-                    title=f"Evidence of coverage — plan {case.plan_id}",
-                    data=c.store.get(case.eoc_object_uri),
-                    source_sha256="",
+                (
+                    "eoc",
+                    f"Evidence of coverage — plan {case.plan_id}",
+                    case.eoc_object_uri,
+                    "",
+                    None,
                 )
             ]
         )
@@ -835,13 +863,13 @@ def assemble_packet(c: Container, cmd: AssemblePacket) -> list[Command]:
             docs, key=lambda d: by_request[d.request_id].position if d.request_id else 0
         ):
             owner = by_request.get(d.request_id or "")
-            parts.append(
-                PacketPart(
-                    kind="records",
-                    title=f"Records from {owner.provider_name if owner else 'provider'}",
-                    data=c.store.get(d.usable_uri or d.uri),
-                    source_sha256=d.sha256,
-                    provider_id=owner.provider_id if owner else None,
+            specs.append(
+                (
+                    "records",
+                    f"Records from {owner.provider_name if owner else 'provider'}",
+                    d.usable_uri or d.uri,
+                    d.sha256,
+                    owner.provider_id if owner else None,
                 )
             )
         attestation = [
@@ -865,10 +893,10 @@ def assemble_packet(c: Container, cmd: AssemblePacket) -> list[Command]:
         ]
         doc_ids = [d.id for d in docs]
         case_id, agency_id, was_status = case.id, case.agency_id, case.status
-    parts = [
-        p if p.kind != "eoc" else PacketPart(p.kind, p.title, p.data, sha256_hex(p.data))
-        for p in parts
-    ]
+    parts = []
+    for kind, title, uri, source_sha, provider_id in specs:
+        data = c.store.get(uri)
+        parts.append(PacketPart(kind, title, data, source_sha or sha256_hex(data), provider_id))
     built = build_packet(cover, parts, attestation)
     key_base = f"cases/{case_id}/packets/{sequence:03d}-{built.sha256}"
     uri = c.store.put(f"{key_base}.pdf", built.pdf, "application/pdf")

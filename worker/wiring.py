@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -123,6 +124,16 @@ class Container:
         self.closers.clear()
 
 
+def make_http_client(timeout_s: float = 30.0) -> httpx.Client:
+    """The HTTP client connectors share. TCP_NODELAY: httpx writes a request's head and body
+    separately, and without it Nagle's algorithm meets delayed ACKs and stalls each small
+    request ~40 ms (measured on loopback: 37 ms per webhook before, ~2 ms after)."""
+    transport = httpx.HTTPTransport(
+        retries=0, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+    )
+    return httpx.Client(transport=transport, timeout=httpx.Timeout(timeout_s, connect=10.0))
+
+
 def no_sleep(_seconds: float) -> None:
     """Transport-retry sleep for time-compressed runs: the virtual clock does not wait."""
 
@@ -151,7 +162,7 @@ def build_container(
 
     closers: list[Callable[[], None]] = []
     if http is None:
-        http = httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0))
+        http = make_http_client()
         closers.append(http.close)
     needs_s3 = settings.object_store.startswith("s3://") or settings.eoc_library.startswith("s3://")
     if s3_client is None and needs_s3:

@@ -195,6 +195,7 @@ class Simulator:
         self._tasks: dict[str, _Task] = {}
         self._task_keys: dict[str, str] = {}
         self._delivered: dict[str, int] = {}
+        self._per_request: dict[str, int] = {}
         self._responded: set[str] = set()
         self._submissions: list[AgencySubmission] = []
         self._submission_keys: dict[tuple[str, str], AgencySubmission] = {}
@@ -451,19 +452,26 @@ class Simulator:
             call_duration_secs=60,
         )
         provider_id, behaviour = self._provider(fax.to_number)
-        if self._count_delivery(provider_id, behaviour):
+        if self._count_delivery(provider_id, behaviour, reference or fax.to_number):
             at = due + timedelta(minutes=behaviour.reply_delay_minutes)
             self._schedule_inbound_fax(fax, provider_id, behaviour, reference or "UNREFERENCED", at)
 
-    def _count_delivery(self, provider_id: str, behaviour: ProviderBehaviour) -> bool:
-        """Count one delivered request; True when this one triggers the provider's answer."""
+    def _count_delivery(
+        self, provider_id: str, behaviour: ProviderBehaviour, request_ref: str
+    ) -> bool:
+        """Count one delivered request; True when this one triggers the provider's answer.
+
+        Counted per request (the carrier's reference), as a records office works: a provider
+        that appears in several cases answers each of them by its own count."""
         with self._lock:
-            count = self._delivered.get(provider_id, 0) + 1
-            self._delivered[provider_id] = count
+            self._delivered[provider_id] = self._delivered.get(provider_id, 0) + 1
+            key = f"{provider_id}|{request_ref}"
+            count = self._per_request.get(key, 0) + 1
+            self._per_request[key] = count
             threshold = behaviour.respond_after_attempts
-            if threshold is None or count < threshold or provider_id in self._responded:
+            if threshold is None or count < threshold or key in self._responded:
                 return False
-            self._responded.add(provider_id)
+            self._responded.add(key)
             return True
 
     def _reply_document(
@@ -605,7 +613,15 @@ class Simulator:
                 task.accepted = True
                 task.version += 1
                 behaviour = self._behaviours.get(task.provider_id, self._default)
-                if self._count_delivery(task.provider_id, behaviour):
+                ref = next(
+                    (
+                        str(i.get("value"))
+                        for i in task.resource.get("identifier", [])
+                        if "request-reference" in str(i.get("system", ""))
+                    ),
+                    task.id,
+                )
+                if self._count_delivery(task.provider_id, behaviour, ref):
                     task.complete_at = accept_at + timedelta(minutes=behaviour.reply_delay_minutes)
                     task.reply = behaviour.reply
                     log.info("sim.reply_scheduled", channel="fhir", task_id=task.id)

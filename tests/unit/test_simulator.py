@@ -205,17 +205,20 @@ def test_busy_line_fails_every_transmission(world: World) -> None:
 
 
 def test_provider_answers_only_after_the_configured_number_of_requests(world: World) -> None:
-    """respond_after_attempts=2: the first delivered fax gets no answer, the second does."""
+    """respond_after_attempts=2 counts per request: its second delivered fax is answered, once."""
     world.send_fax(SLOW_FAX, "GF-CCCC0001")
     world.run_until(START + timedelta(hours=3))
     assert "fax.received" not in [e["event_type"] for e in world.carrier.events()]
-    world.send_fax(SLOW_FAX, "GF-CCCC0002")
-    world.run_until(START + timedelta(hours=3, minutes=33))
+    world.send_fax(SLOW_FAX, "GF-CCCC0002")  # another request's first fax: its own count
+    world.run_until(START + timedelta(hours=6))
+    assert "fax.received" not in [e["event_type"] for e in world.carrier.events()]
+    world.send_fax(SLOW_FAX, "GF-CCCC0001", key="attempt-2")  # the same request, attempt 2
+    world.run_until(START + timedelta(hours=9))
     (received,) = [e for e in world.carrier.events() if e["event_type"] == "fax.received"]
     media = world.client.get(received["payload"]["media_url"])
-    assert extract_reference(media.content) == "GF-CCCC0002"
-    world.send_fax(SLOW_FAX, "GF-CCCC0003")
-    world.run_until(START + timedelta(hours=9))
+    assert extract_reference(media.content) == "GF-CCCC0001"
+    world.send_fax(SLOW_FAX, "GF-CCCC0001", key="attempt-3")
+    world.run_until(START + timedelta(hours=15))
     assert [e["event_type"] for e in world.carrier.events()].count("fax.received") == 1
 
 

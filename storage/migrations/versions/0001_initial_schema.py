@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 17:58:14.234171
+Create Date: 2026-11-23 18:30:47.622937
 """
 
 from __future__ import annotations
@@ -75,6 +75,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("source", "external_id"),
     )
+    with op.batch_alter_table("inbound_items", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_inbound_items_next_action_at"), ["next_action_at"], unique=False
+        )
+
     op.create_table(
         "packets",
         sa.Column("id", sa.String(length=32), nullable=False),
@@ -161,6 +166,8 @@ def upgrade() -> None:
     with op.batch_alter_table("attempts", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_attempts_case_id"), ["case_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_attempts_external_id"), ["external_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_attempts_poll_at"), ["poll_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_attempts_redial_at"), ["redial_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_attempts_request_id"), ["request_id"], unique=False)
 
     op.create_table(
@@ -190,6 +197,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_deliveries_case_id"), ["case_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_deliveries_next_action_at"), ["next_action_at"], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_deliveries_packet_id"), ["packet_id"], unique=False)
 
     op.create_table(
@@ -241,11 +251,14 @@ def downgrade() -> None:
     op.drop_table("documents")
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_deliveries_packet_id"))
+        batch_op.drop_index(batch_op.f("ix_deliveries_next_action_at"))
         batch_op.drop_index(batch_op.f("ix_deliveries_case_id"))
 
     op.drop_table("deliveries")
     with op.batch_alter_table("attempts", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_attempts_request_id"))
+        batch_op.drop_index(batch_op.f("ix_attempts_redial_at"))
+        batch_op.drop_index(batch_op.f("ix_attempts_poll_at"))
         batch_op.drop_index(batch_op.f("ix_attempts_external_id"))
         batch_op.drop_index(batch_op.f("ix_attempts_case_id"))
 
@@ -259,6 +272,9 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_packets_case_id"))
 
     op.drop_table("packets")
+    with op.batch_alter_table("inbound_items", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_inbound_items_next_action_at"))
+
     op.drop_table("inbound_items")
     with op.batch_alter_table("cases", schema=None) as batch_op:
         batch_op.drop_index("ix_cases_status_next")
