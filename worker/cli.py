@@ -38,15 +38,29 @@ def _write_json(path: str | None, data: dict[str, Any]) -> None:
         tmp.replace(target)
 
 
+def _local(iso: str | None, tz: Any) -> str:
+    if not iso:
+        return "—"
+    return datetime.fromisoformat(iso).astimezone(tz).strftime("%a %m-%d %H:%M")
+
+
+def _short_path(path: str) -> str:
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
 def _run_and_show(scenario: Any, json_path: str | None, workdir: Path, quiet: bool) -> int:
     from rich.console import Console
     from rich.live import Live
     from rich.table import Table
 
+    from config.jurisdictions import get_jurisdiction
     from worker.simulation import Progress, run_simulation
 
     err = Console(stderr=True)
-    out = Console()
+    out = Console() if Console().is_terminal else Console(width=160)
     live: Live | None = None
 
     def view(p: Progress) -> Table:
@@ -96,30 +110,31 @@ def _run_and_show(scenario: Any, json_path: str | None, workdir: Path, quiet: bo
             live.stop()
     report = result.report
     _write_json(json_path, report)
-    table = Table(title="External reviews: records packets")
+    table = Table(title="External reviews: records packets (times local to the jurisdiction)")
     for col in (
         "notification",
-        "type",
-        "due (local)",
+        "review",
+        "due",
         "delivered",
         "on time",
         "attempts",
         "pages",
         "packet",
     ):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col != "packet", overflow="fold")
     for case in report["cases"]:
+        tz = get_jurisdiction(case["jurisdiction"]).tz
         attempts = sum(len(r["attempts"]) for r in case["requests"])
         packet = case["packet"] or {}
         table.add_row(
             case["notification_id"],
             case["review_type"],
-            case["due_at"][:16].replace("T", " "),
-            (case["delivered_at"] or "—")[:16].replace("T", " "),
+            _local(case["due_at"], tz),
+            _local(case["delivered_at"], tz),
             "yes" if case["on_time"] else "NO",
             str(attempts),
             str(packet.get("pages", "—")),
-            packet.get("local_path") or packet.get("uri") or "—",
+            _short_path(packet.get("local_path") or packet.get("uri") or "—"),
         )
     out.print(table)
     s = report["summary"]

@@ -125,26 +125,48 @@ def test_intake_logs_no_phi(container: Container) -> None:
 @pytest.fixture
 def broker() -> Iterator[StubBroker]:
     b = StubBroker()
-    b.emit_after("process_boot")
     try:
         yield b
     finally:
         b.close()
 
 
+def _drain(broker: StubBroker, limit: int = 50) -> list[tuple[dramatiq.Message[Any], bytes]]:
+    """Pop each queued message and run its actor's function in this thread (no worker)."""
+    seen: list[tuple[dramatiq.Message[Any], bytes]] = []
+    queue = broker.queues[QUEUE]
+    while not queue.empty() and len(seen) < limit:
+        raw = queue.get_nowait()
+        message = dramatiq.Message.decode(raw)
+        seen.append((message, raw))
+        broker.get_actor(message.actor_name).fn(*message.args, **message.kwargs)
+    return seen
+
+
 def test_queued_messages_carry_only_ids(container: Container, broker: StubBroker) -> None:
-    """Intake over dramatiq enqueues messages whose only argument is a 32-hex id."""
+    """Intake over dramatiq enqueues open_case with the case id as its one argument."""
     container.dispatcher = register_actors(broker, lambda: container)
     result = services.intake(container, notification())
     raw = list(broker.queues[QUEUE].queue)
-    assert raw, "intake enqueued nothing"
     messages = [dramatiq.Message.decode(data) for data in raw]
-    assert [m.actor_name for m in messages] == ["open_case"]
-    for m in messages:
-        assert len(m.args) == 1
-        assert re.fullmatch(r"[0-9a-f]{32}", m.args[0])
-        assert m.kwargs == {}
-        encoded = bytes(data for data in raw[messages.index(m)])
+    assert [(m.actor_name, m.args, m.kwargs) for m in messages] == [
+        ("open_case", (result.case_id,), {})
+    ]
+
+
+def test_every_message_down_to_the_fax_carries_only_an_id(
+    container: Container, broker: StubBroker
+) -> None:
+    """Following the chain through the queue, each message is one 32-hex id and no PHI."""
+    container.dispatcher = register_actors(broker, lambda: container)
+    services.intake(container, notification())
+    seen = _drain(broker)
+    # send_attempt hands back to plan_outreach, which sets the follow-up timer and stops
+    actors = [m.actor_name for m, _ in seen]
+    assert actors == ["open_case", "plan_outreach", "send_attempt", "plan_outreach"]
+    assert broker.queues[QUEUE].empty()
+    for message, raw in seen:
+        assert len(message.args) == 1 and message.kwargs == {}
+        assert re.fullmatch(r"[0-9a-f]{32}", message.args[0]), message
         for secret in PHI:
-            assert secret.encode() not in encoded
-    assert messages[0].args == (result.case_id,)
+            assert secret.encode() not in raw

@@ -1,0 +1,74 @@
+"""The dramatiq actors, on a StubBroker with a real worker: thin wrappers over the services."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+import pytest
+import structlog
+from dramatiq.brokers.stub import StubBroker
+from sqlalchemy import select
+
+from storage.db import transaction
+from storage.models import Case
+from tests.conftest import at, notification
+from tests.fakes import make_container
+from worker import services
+from worker.actors import QUEUE, InFlight, LogContext, actor_name, register_actors
+from worker.commands import SendAttempt
+from worker.scheduler import next_due, tick
+from worker.services import HANDLERS
+
+
+@pytest.fixture
+def stub(tmp_path: Path) -> Iterator[tuple[Any, ...]]:
+    broker = StubBroker()
+    inflight = InFlight()
+    broker.add_middleware(inflight)
+    broker.add_middleware(LogContext())
+    c, clock, fax, deliverer = make_container(tmp_path, at("2026-04-17T09:00:00-04:00"))
+    c.dispatcher = register_actors(broker, lambda: c)
+    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=50)
+    worker.start()
+    yield c, clock, fax, deliverer, broker, inflight
+    worker.stop()
+    broker.close()
+    c.close()
+
+
+def test_one_actor_per_command_on_one_queue(stub: tuple[Any, ...]) -> None:
+    """Every command has an actor named after it, on the goodfaith queue, with bounded retries."""
+    *_, broker, _ = stub
+    for command_type in HANDLERS:
+        actor = broker.get_actor(actor_name(command_type))
+        assert actor.queue_name == QUEUE and actor.options["max_retries"] == 5
+    assert actor_name(SendAttempt) == "send_attempt"
+
+
+def test_actors_carry_a_case_from_notification_to_delivery(stub: tuple[Any, ...]) -> None:
+    """Through real actors: intake → outreach → (no reply) → packet delivered at the cutoff."""
+    c, clock, fax, deliverer, _broker, inflight = stub
+    services.intake(c, notification())
+    assert inflight.wait_idle(timeout=30)
+    assert len(fax.sent) == 1
+    while (nxt := next_due(c)) is not None:
+        clock.advance_to(nxt)
+        tick(c)
+        assert inflight.wait_idle(timeout=30)
+    assert len(fax.sent) == 3 and len(deliverer.submissions) == 1
+    with transaction(c.sessions) as s:
+        assert s.scalars(select(Case)).one().status == "delivered"
+
+
+def test_log_context_names_the_message_and_actor(stub: tuple[Any, ...]) -> None:
+    """Logs written inside an actor carry its message id, actor name and entity id."""
+    c, _clock, _fax, _d, _broker, inflight = stub
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        services.intake(c, notification())
+        assert inflight.wait_idle(timeout=30)
+    sent = [e for e in logs if e["event"] == "attempt.sent"]
+    assert sent and sent[0]["actor"] == "send_attempt" and sent[0]["message_id"]
+    assert sent[0]["entity_id"] == sent[0]["attempt_id"]
