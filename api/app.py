@@ -8,6 +8,7 @@ rest; nothing slow runs in a request.
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -93,11 +94,14 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
 
     @app.post("/v1/cases/{case_id}/cancel")
     async def cancel(case_id: str, request: Request) -> dict[str, Any]:
-        reason = (
-            (await request.json()).get("reason", "withdrawn")
-            if await request.body()
-            else "withdrawn"
-        )
+        raw = await request.body()
+        try:
+            payload = json.loads(raw) if raw else {}
+        except ValueError:
+            raise HTTPException(status_code=422, detail="body must be a JSON object") from None
+        if not isinstance(payload, dict):
+            raise HTTPException(status_code=422, detail="body must be a JSON object")
+        reason = payload.get("reason", "withdrawn")
         if not services.cancel_case(container(), case_id, str(reason)[:200]):
             raise HTTPException(status_code=409, detail="case unknown or already closed")
         return {"case_id": case_id, "status": "cancelled"}

@@ -370,8 +370,11 @@ def deadline(jurisdiction: str, review_type: str, received: str) -> None:
     try:
         j = get_jurisdiction(jurisdiction)
         click.echo(due_at(j, review_type, instant).isoformat())
-    except (UnknownJurisdiction, DeadlineError) as exc:
-        raise click.ClickException(str(exc).strip("'\"")) from None
+    except UnknownJurisdiction as exc:
+        raise click.ClickException(f"--jurisdiction: {str(exc).strip(chr(39) + chr(34))}") from None
+    except DeadlineError as exc:
+        option = "--received" if "aware" in str(exc) or "naive" in str(exc) else "--review"
+        raise click.ClickException(f"{option}: {exc}") from None
 
 
 @main.group()

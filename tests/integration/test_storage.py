@@ -38,10 +38,22 @@ def test_migrations_build_exactly_the_models(database_url: str) -> None:
 def _case(**kw: Any) -> Case:
     t = datetime(2026, 4, 17, 13, 0, tzinfo=UTC)
     base: dict[str, Any] = dict(
-        notification_id="N-1", jurisdiction="MA", review_type="standard", agency_id="a",
-        received_at=t, opened_at=t, due_at=t + timedelta(days=6), assemble_at=t, deliver_by=t,
-        insured_member_id="M1", insured_name="x", insured_birth_date="1970-01-01",
-        plan_id="P", dispute={}, notification={}, created_at=t,
+        notification_id="N-1",
+        jurisdiction="MA",
+        review_type="standard",
+        agency_id="a",
+        received_at=t,
+        opened_at=t,
+        due_at=t + timedelta(days=6),
+        assemble_at=t,
+        deliver_by=t,
+        insured_member_id="M1",
+        insured_name="x",
+        insured_birth_date="1970-01-01",
+        plan_id="P",
+        dispute={},
+        notification={},
+        created_at=t,
     )
     base.update(kw)
     return Case(**base)
@@ -65,7 +77,10 @@ def test_naive_datetime_is_refused(database_url: str) -> None:
     """Writing a naive datetime fails loudly instead of guessing a zone."""
     engine = make_engine(database_url)
     migrate(engine)
-    with pytest.raises(Exception, match="naive datetime"), transaction(make_sessionmaker(engine)) as s:
+    with (
+        pytest.raises(Exception, match="naive datetime"),
+        transaction(make_sessionmaker(engine)) as s,
+    ):
         s.add(_case(received_at=datetime(2026, 4, 17, 9, 0)))
     engine.dispose()
 

@@ -66,7 +66,9 @@ def test_actors_carry_a_case_from_notification_to_delivery(stub: tuple[Any, ...]
 def test_log_context_names_the_message_and_actor(stub: tuple[Any, ...]) -> None:
     """Logs written inside an actor carry its message id, actor name and entity id."""
     c, _clock, _fax, _d, _broker, inflight = stub
-    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+    with structlog.testing.capture_logs(
+        processors=[structlog.contextvars.merge_contextvars]
+    ) as logs:
         services.intake(c, notification())
         assert inflight.wait_idle(timeout=30)
     sent = [e for e in logs if e["event"] == "attempt.sent"]

@@ -370,3 +370,17 @@ def test_metrics_expose_case_counts(env: Env) -> None:
     assert r.status_code == 200
     assert "# TYPE goodfaith_cases gauge" in r.text
     assert 'goodfaith_cases{status="open"} 1' in r.text.splitlines()
+
+
+def test_cancel_with_a_body_that_is_not_a_json_object_is_a_client_error(tmp_path: Path) -> None:
+    """A cancel body that is not a JSON object gets 422 and leaves the case open."""
+    c, _clock, _fax, _d = make_container(tmp_path, START)
+    try:
+        client = asgi_client(create_app(lambda: c))
+        case_id = client.post("/v1/notifications", json=notification()).json()["case_id"]
+        for body in (b"not json", b"[1]", b'"x"'):
+            assert client.post(f"/v1/cases/{case_id}/cancel", content=body).status_code == 422
+        with transaction(c.sessions) as s:
+            assert s.get(Case, case_id).status == "open"  # type: ignore[union-attr]
+    finally:
+        c.close()
