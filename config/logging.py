@@ -89,5 +89,9 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: Any = None
         "boto3",
         "urllib3",
         "uvicorn.access",
+        "alembic",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # pypdf and pikepdf quote raw bytes of a document in their warnings: PHI must not reach logs
+    for library in ("pypdf", "pikepdf"):
+        logging.getLogger(library).setLevel(logging.ERROR)

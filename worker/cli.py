@@ -249,12 +249,10 @@ def worker(processes: int | None, threads: int | None) -> None:
     sys.argv = [
         "dramatiq",
         "worker.entrypoint",
-        "-p",
+        "--processes",
         str(processes or s.worker_processes),
-        "-t",
+        "--threads",
         str(threads or s.worker_threads),
-        "--worker-timeout",
-        "100",
     ]
     sys.exit(dramatiq_main())  # type: ignore[no-untyped-call]
 
