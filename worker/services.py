@@ -75,7 +75,7 @@ LEASE = timedelta(minutes=10)
 #: Transport redials of one fax attempt (busy line, no answer): minutes apart, not attempts.
 MAX_TRANSMISSIONS = 3
 REDIAL_DELAY = timedelta(minutes=5)
-#: Delivery retries to the agency (seconds after each failure).
+#: Delivery retries to the agency (seconds after each transient failure; the last repeats).
 DELIVERY_BACKOFF = (60, 120, 300, 600, 900)
 
 REF_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read off faxes by people
@@ -1012,10 +1012,15 @@ def deliver_packet(c: Container, cmd: DeliverPacket) -> list[Command]:
             log.info(
                 "packet.delivered", case_id=case.id, delivery_id=d.id, on_time=now <= case.due_at
             )
-        elif isinstance(error, TransientError) and d.tries <= len(DELIVERY_BACKOFF):
+        elif isinstance(error, TransientError):  # keep trying: late beats never
             d.error = str(error)[:512]
-            d.next_action_at = now + timedelta(seconds=DELIVERY_BACKOFF[d.tries - 1])
+            backoff = DELIVERY_BACKOFF[min(d.tries, len(DELIVERY_BACKOFF)) - 1]
+            d.next_action_at = now + timedelta(seconds=backoff)
             _audit(s, now, "delivery.retry", case.id, delivery_id=d.id, tries=d.tries)
+            if now >= case.deliver_by and case.delivered_at is None:
+                # the internal target has passed: a person should look before the legal deadline
+                case.attention = "delivery target missed: the agency is not accepting the packet"
+                log.warning("delivery.target_missed", case_id=case.id, delivery_id=d.id)
         else:
             d.status = "failed"
             d.error = str(error)[:512]

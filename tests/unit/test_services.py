@@ -308,3 +308,22 @@ def test_lost_message_is_recovered_by_the_scheduler(env) -> None:  # type: ignor
     cmds = tick(c)
     assert PlanOutreach(r.id) in cmds
     assert len(fax.sent) == 2 and fax.sent[1].idempotency_key == "lost-2"
+
+
+def test_agency_outage_retries_and_flags_the_case_past_the_delivery_target(env) -> None:  # type: ignore[no-untyped-def]
+    """A 5xx from the agency is retried on a timer; past deliver_by the case is flagged for ops."""
+    from connectors.base import TransientError
+
+    c, clock, _fax, deliverer = env
+    deliverer.fail_with = TransientError("503 from agency")
+    services.intake(c, notification())
+    _run_until(c, clock, at("2026-04-23T16:30:00-04:00"))
+    with transaction(c.sessions) as s:
+        case = s.scalars(select(Case)).one()
+        assert case.status == "delivering" and "delivery target missed" in (case.attention or "")
+    deliverer.fail_with = None
+    _run_until(c, clock, at("2026-04-23T17:00:00-04:00"))
+    with transaction(c.sessions) as s:
+        case = s.scalars(select(Case)).one()
+        assert case.status == "delivered" and case.delivered_at <= case.due_at  # type: ignore[operator]
+    assert len(deliverer.submissions) == 1
