@@ -756,14 +756,19 @@ def _accept_document(
     return []
 
 
-def _close_request(c: Container, s: Session, r: RecordRequest, status: str) -> list[Command]:
-    now = c.clock.now()
+def _stop_request(r: RecordRequest, status: str, now: datetime) -> None:
+    """Close a request and every timer of its attempts: no further outreach, redial or poll."""
     r.status = status
     r.closed_at = now
     r.next_action_at = None
     for a in r.attempts:
         a.redial_at = None
         a.poll_at = None
+
+
+def _close_request(c: Container, s: Session, r: RecordRequest, status: str) -> list[Command]:
+    now = c.clock.now()
+    _stop_request(r, status, now)
     _audit(s, now, f"request.{status}", r.case_id, request_id=r.id)
     case = r.case
     if case.status == "open" and all(x.status != "open" for x in case.requests):
@@ -813,12 +818,7 @@ def assemble_packet(c: Container, cmd: AssemblePacket) -> list[Command]:
         if not supplemental:
             for r in case.requests:
                 if r.status == "open":
-                    r.status = "unresponsive"
-                    r.closed_at = now
-                    r.next_action_at = None
-                    for a in r.attempts:
-                        a.redial_at = None
-                        a.poll_at = None
+                    _stop_request(r, "unresponsive", now)
                     _audit(
                         s,
                         now,
@@ -1046,12 +1046,7 @@ def cancel_case(c: Container, case_id: str, reason: str) -> bool:
         case.next_action_at = None
         for r in case.requests:
             if r.status == "open":
-                r.status = "cancelled"
-                r.closed_at = now
-                r.next_action_at = None
-            for a in r.attempts:
-                a.redial_at = None
-                a.poll_at = None
+                _stop_request(r, "cancelled", now)
         _audit(s, now, "case.cancelled", case.id, reason=reason)
     return True
 
