@@ -9,6 +9,7 @@ command: redelivered messages are expected.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 from collections.abc import Sequence
@@ -577,6 +578,8 @@ def ingest_inbound(c: Container, cmd: IngestInbound) -> list[Command]:
             item.external_id,
         )
     doc = c.fax.fetch_media(media_url)  # ConnectorError → actor retry; the item stays due
+    # the inbound fax's own id identifies the document (media URLs change on redelivery)
+    doc = dataclasses.replace(doc, external_id=fax_id)
     found = inspect(doc)
     with transaction(c.sessions) as s:
         item = s.get(InboundItem, cmd.inbound_id, with_for_update=True)
@@ -586,7 +589,6 @@ def ingest_inbound(c: Container, cmd: IngestInbound) -> list[Command]:
         follow = _accept_document(c, s, found, request=None, sender=sender or doc.sender)
         item.processed_at = c.clock.now()
         item.next_action_at = None
-        _ = fax_id
         return follow
 
 

@@ -327,3 +327,19 @@ def test_agency_outage_retries_and_flags_the_case_past_the_delivery_target(env) 
         case = s.scalars(select(Case)).one()
         assert case.status == "delivered" and case.delivered_at <= case.due_at  # type: ignore[operator]
     assert len(deliverer.submissions) == 1
+
+
+def test_two_inbound_faxes_with_the_same_bytes_are_two_documents(env) -> None:  # type: ignore[no-untyped-def]
+    """Documents are identified by the channel's fax id, not by content: both faxes are kept."""
+    c, clock, fax, _ = env
+    services.intake(c, notification())
+    r = _request(c)
+    fax.media["m1"] = fax.media["m2"] = generate_records_pdf(r.reference, "Example", "M1001", 2)
+    for fax_id, url in (("in-1", "m1"), ("in-2", "m2")):
+        c.dispatcher.enqueue(
+            services.record_inbound_fax(c, fax_received(fax_id, url, clock.now(), "+1"))
+        )
+    with transaction(c.sessions) as s:
+        docs = list(s.scalars(select(Document)))
+    assert sorted(d.external_id for d in docs) == ["in-1", "in-2"]
+    assert docs[0].sha256 == docs[1].sha256
