@@ -120,6 +120,12 @@ def load_scenario(path: Path) -> Scenario:
 _NPIS = ["1234567893", "1245319599", "1376609297", "1497758544", "1558444216", "1679576722"]
 
 
+def _demo_number(area: int, k: int) -> str:
+    """A distinct NANP fax number for each k (area codes step up every 9,000 numbers), never
+    the carrier's own +16175550000."""
+    return f"+1{area + k // 9000:03d}555{1000 + k % 9000:04d}"
+
+
 def demo_scenario(cases: int = 12, start: datetime | None = None, seed: int = 7) -> Scenario:
     """A realistic mix: standard and expedited cases, 2–3 providers each; most providers answer
     the first request, some only the second, a few never; one fax line is always busy (its
@@ -140,7 +146,7 @@ def demo_scenario(cases: int = 12, start: datetime | None = None, seed: int = 7)
         for j in range(nprov):
             pid = f"prov-{i + 1:03d}-{j + 1}"
             kind = (i * 3 + j) % 7
-            fax = f"+1617555{1000 + (i * 10 + j) % 9000:04d}"
+            fax = _demo_number(617, i * 10 + j)
             prov: dict[str, Any] = {
                 "provider_id": pid,
                 "name": f"{['Example Orthopedics', 'Harbor Imaging', 'Back Bay Physical Therapy', 'North Shore Primary Care'][(i + j) % 4]}",
@@ -156,7 +162,7 @@ def demo_scenario(cases: int = 12, start: datetime | None = None, seed: int = 7)
                 prov["designee"] = {
                     "vendor_id": "vendor-1",
                     "name": "Records Retrieval Co.",
-                    "channels": [{"kind": "fax", "number": f"+1781555{i * 10 + j:04d}"}],
+                    "channels": [{"kind": "fax", "number": _demo_number(781, i * 10 + j)}],
                 }
             elif kind == 5:
                 providers[pid] = ProviderBehaviour(respond_after_attempts=None)

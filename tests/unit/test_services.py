@@ -343,3 +343,17 @@ def test_two_inbound_faxes_with_the_same_bytes_are_two_documents(env) -> None:  
         docs = list(s.scalars(select(Document)))
     assert sorted(d.external_id for d in docs) == ["in-1", "in-2"]
     assert docs[0].sha256 == docs[1].sha256
+
+
+def test_demo_scenario_gives_every_provider_its_own_fax_number() -> None:
+    """5,000 demo cases: no two providers (or designees) share a number, none is the carrier's."""
+    from worker.simulation import demo_scenario
+
+    numbers = [
+        ch["number"]
+        for n in demo_scenario(5000).notifications
+        for p in n["providers"]
+        for ch in p["channels"] + (p.get("designee") or {}).get("channels", [])
+        if ch["kind"] == "fax"
+    ]
+    assert len(numbers) == len(set(numbers)) and "+16175550000" not in numbers
