@@ -74,19 +74,21 @@ class Designee(_Strict):
     channels: list[ChannelIn] = Field(min_length=1)
 
 
-def _npi_ok(npi: str) -> bool:
-    """NPI check digit: Luhn over '80840' + the first nine digits."""
-    if not re.fullmatch(r"\d{10}", npi):
-        return False
-    digits = [int(ch) for ch in "80840" + npi[:9]]
+def npi_check_digit(first_nine: str) -> int:
+    """The NPI check digit: Luhn over '80840' + the first nine digits."""
     total = 0
-    for i, d in enumerate(reversed(digits)):
+    for i, ch in enumerate(reversed("80840" + first_nine)):
+        d = int(ch)
         if i % 2 == 0:
             d *= 2
             if d > 9:
                 d -= 9
         total += d
-    return (10 - total % 10) % 10 == int(npi[9])
+    return (10 - total % 10) % 10
+
+
+def _npi_ok(npi: str) -> bool:
+    return bool(re.fullmatch(r"\d{10}", npi)) and npi_check_digit(npi[:9]) == int(npi[9])
 
 
 class ProviderIn(_Strict):

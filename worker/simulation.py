@@ -117,7 +117,14 @@ def load_scenario(path: Path) -> Scenario:
 
 # --- the built-in demo scenario ------------------------------------------------------------
 
-_NPIS = ["1234567893", "1245319599", "1376609297", "1497758544", "1558444216", "1679576722"]
+
+def _demo_npi(k: int) -> str:
+    """A distinct, valid NPI for each k: nine digits, then the Luhn check digit over '80840'+them.
+    (An NPI names one provider: the simulator finds a FHIR Task's provider by it.)"""
+    from worker.notification import npi_check_digit
+
+    base = f"{100000000 + k:09d}"
+    return base + str(npi_check_digit(base))
 
 
 def _demo_number(area: int, k: int) -> str:
@@ -150,7 +157,7 @@ def demo_scenario(cases: int = 12, start: datetime | None = None, seed: int = 7)
             prov: dict[str, Any] = {
                 "provider_id": pid,
                 "name": f"{['Example Orthopedics', 'Harbor Imaging', 'Back Bay Physical Therapy', 'North Shore Primary Care'][(i + j) % 4]}",
-                "npi": _NPIS[(i + j) % len(_NPIS)],
+                "npi": _demo_npi(i * 10 + j),
                 "role": "treating" if j == 0 else "consulting",
                 "network": "in" if (i + j) % 3 else "out",
                 "channels": [{"kind": "fax", "number": fax}],

@@ -345,8 +345,9 @@ def test_two_inbound_faxes_with_the_same_bytes_are_two_documents(env) -> None:  
     assert docs[0].sha256 == docs[1].sha256
 
 
-def test_demo_scenario_gives_every_provider_its_own_fax_number() -> None:
-    """5,000 demo cases: no two providers (or designees) share a number, none is the carrier's."""
+def test_demo_scenario_gives_every_provider_its_own_fax_number_and_npi() -> None:
+    """5,000 demo cases: no two providers share a fax number or an NPI; none is the carrier's."""
+    from worker.notification import parse_notification
     from worker.simulation import demo_scenario
 
     numbers = [
@@ -357,3 +358,6 @@ def test_demo_scenario_gives_every_provider_its_own_fax_number() -> None:
         if ch["kind"] == "fax"
     ]
     assert len(numbers) == len(set(numbers)) and "+16175550000" not in numbers
+    npis = [p["npi"] for n in demo_scenario(5000).notifications for p in n["providers"]]
+    assert len(npis) == len(set(npis))
+    parse_notification(demo_scenario(1).notifications[0])  # the NPIs pass the check digit
