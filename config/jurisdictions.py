@@ -426,15 +426,19 @@ def _dates(ctx: _Ctx, value: object, key: str) -> list[date]:
     return out
 
 
+def _reject_unknown_keys(
+    ctx: _Ctx, key: str, value: dict[str, object], allowed: Iterable[str]
+) -> None:
+    unknown = set(value) - set(allowed)
+    if unknown:
+        raise ctx.error(f"{key}.{sorted(unknown)[0]}", f"unknown key; allowed: {sorted(allowed)}")
+
+
 def _holiday_source(ctx: _Ctx, code: str, value: object) -> HolidaySource:
     key = f"{code}.holidays"
     if not isinstance(value, dict):
         raise ctx.error(key, 'required table, e.g. [X.holidays] country = "US"')
-    unknown = set(value) - _HOLIDAY_KEYS
-    if unknown:
-        raise ctx.error(
-            f"{key}.{sorted(unknown)[0]}", f"unknown key; allowed: {sorted(_HOLIDAY_KEYS)}"
-        )
+    _reject_unknown_keys(ctx, key, value, _HOLIDAY_KEYS)
     country = value.get("country")
     if not isinstance(country, str) or not country:
         raise ctx.error(f"{key}.country", 'required, an ISO country code such as "US"')
@@ -471,11 +475,7 @@ def _holiday_source(ctx: _Ctx, code: str, value: object) -> HolidaySource:
 def _rule(ctx: _Ctx, key: str, rt: ReviewType, value: object) -> tuple[DeadlineRule, Margins]:
     if not isinstance(value, dict):
         raise ctx.error(key, "must be a table with unit and amount")
-    unknown = set(value) - _RULE_KEYS
-    if unknown:
-        raise ctx.error(
-            f"{key}.{sorted(unknown)[0]}", f"unknown key; allowed: {sorted(_RULE_KEYS)}"
-        )
+    _reject_unknown_keys(ctx, key, value, _RULE_KEYS)
     raw_unit = value.get("unit")
     try:
         unit = DeadlineUnit(str(raw_unit))

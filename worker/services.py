@@ -262,8 +262,7 @@ def _fetch_eoc(c: Container, eoc_uri: str | None, plan_id: str) -> bytes | None:
             return c.reader.read(eoc_uri)
         except (ObjectStoreError, OSError):
             pass  # fall back to the library: the notification's link may be stale
-    found = c.eoc_library.find(plan_id)
-    return found[1] if found else None
+    return c.eoc_library.find(plan_id)
 
 
 # --- outreach --------------------------------------------------------------------------------
@@ -902,8 +901,7 @@ def assemble_packet(c: Container, cmd: AssemblePacket) -> list[Command]:
     built = build_packet(cover, parts, attestation)
     key_base = f"cases/{case_id}/packets/{sequence:03d}-{built.sha256}"
     uri = c.store.put(f"{key_base}.pdf", built.pdf, "application/pdf")
-    manifest = dict(built.manifest)
-    manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
+    manifest_bytes = json.dumps(built.manifest, indent=2, sort_keys=True, default=str).encode()
     manifest_uri = c.store.put(f"{key_base}.manifest.json", manifest_bytes, "application/json")
     with transaction(c.sessions) as s:
         case = s.get(Case, case_id, with_for_update=True)

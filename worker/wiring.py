@@ -73,15 +73,12 @@ class EocLibrary:
         self.reader = reader
         self.fallback = fallback
 
-    def find(self, plan_id: str) -> tuple[str, bytes] | None:
-        """``(uri, bytes)`` of the plan's EOC, or None when there is none."""
-        uri = f"{self.base_uri}/{plan_id}.pdf"
+    def find(self, plan_id: str) -> bytes | None:
+        """The plan's EOC document, or None when there is none."""
         try:
-            return uri, self.reader.read(uri)
+            return self.reader.read(f"{self.base_uri}/{plan_id}.pdf")
         except ObjectNotFound:
-            if self.fallback is not None:
-                return f"simulator:eoc/{plan_id}", self.fallback(plan_id)
-            return None
+            return self.fallback(plan_id) if self.fallback is not None else None
 
 
 @dataclass
