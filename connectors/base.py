@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from worker.domain.types import AttemptOutcome, Channel, ChannelKind
@@ -117,6 +117,10 @@ class PollingRequester(RecordsRequester, Protocol):
     """A requester whose answers are fetched by polling (Da Vinci CDex Task)."""
 
     def poll(self, external_id: str) -> PollResult: ...
+
+    def poll_delay(self, since_sent: timedelta) -> timedelta:
+        """How long to wait before the next poll of a request sent ``since_sent`` ago."""
+        ...
 
 
 # --- fax webhooks ----------------------------------------------------------------------------

@@ -221,6 +221,10 @@ class CDexTaskRequester:
         task_id = _task_id(response)
         return SendReceipt(external_id=f"{base}/Task/{task_id}")
 
+    def poll_delay(self, since_sent: timedelta) -> timedelta:
+        """The CDex polling cadence (:func:`next_poll_delay`)."""
+        return next_poll_delay(since_sent)
+
     def poll(self, external_id: str) -> PollResult:
         """GET the Task at ``external_id`` (its absolute URL) and map its status."""
         base, _ = split_task_url(external_id)

@@ -24,7 +24,7 @@ from worker.commands import (
     PollTask,
     SendAttempt,
 )
-from worker.services import LEASE
+from worker.domain.lifecycle import LEASE
 from worker.wiring import Container
 
 BATCH = 500  # rows per timer kind per tick

@@ -102,6 +102,15 @@ class Container:
     http: httpx.Client | None = None
     closers: list[Callable[[], None]] = field(default_factory=list)
 
+    @property
+    def carrier_name(self) -> str:
+        return self.settings.carrier_name
+
+    @property
+    def return_fax(self) -> str:
+        """The carrier's fax number printed on letters: providers fax records back to it."""
+        return self.settings.fax.from_number
+
     def media_token(self, attempt_id: str) -> str:
         """HMAC that lets a channel fetch one attempt's request letter without other access."""
         key = self.settings.media_secret.encode()

@@ -33,6 +33,12 @@ class AttemptOutcome(StrEnum):
     SENT = "sent"  # accepted by the channel, final status not yet known
     DELIVERED = "delivered"  # the far side confirmed receipt (fax.delivered, Task accepted)
     FAILED = "failed"  # the transmission finally failed (after transport retries)
+    CANCELLED = "cancelled"  # never sent: the request or case closed first
+
+    @property
+    def final(self) -> bool:
+        """No later status webhook or poll changes this outcome."""
+        return self in (AttemptOutcome.DELIVERED, AttemptOutcome.FAILED, AttemptOutcome.CANCELLED)
 
 
 @dataclass(frozen=True)

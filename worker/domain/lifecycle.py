@@ -1,0 +1,220 @@
+"""The case lifecycle: statuses and the rules that move a case, a request, an attempt and a
+delivery from one status to the next. Pure: no I/O, no ORM; the use cases in
+``worker/services/`` load rows, ask these functions, and write back what they say.
+
+::
+
+    case:     open ──► assembling ──► delivering ──► delivered | late
+                │                                        │
+                └──► cancelled                           └──► (late records: supplemental packets)
+
+    request:  open ──► fulfilled | no_records | unresponsive (at the cutoff) | cancelled
+
+    attempt:  pending ──► sent ──► delivered | failed
+                 │          └──► (busy line: redial inside the same attempt, same row)
+                 └──► cancelled (the request or case closed before it went out)
+
+    delivery: pending ──► delivered | failed (permanent error; transient errors retry)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from worker.domain.types import AttemptOutcome
+
+#: A timer the scheduler has enqueued work for is pushed this far ahead; the handler then sets
+#: the real next time. If the message is lost, the work is enqueued again once the lease ends.
+LEASE = timedelta(minutes=10)
+#: Transport redials of one fax attempt (busy line, no answer): transmissions, not attempts.
+MAX_TRANSMISSIONS = 3
+#: Time between redials of one attempt.
+REDIAL_DELAY = timedelta(minutes=5)
+#: Waits before retrying an agency upload after each transient failure (seconds; the last
+#: repeats): late beats never, so delivery never gives up on a transient error.
+DELIVERY_BACKOFF_S = (60, 120, 300, 600, 900)
+#: Failure reasons are stored clipped to this many characters.
+REASON_CHARS = 256
+
+
+class CaseStatus(StrEnum):
+    OPEN = "open"  # outreach under way
+    ASSEMBLING = "assembling"  # requests closed; the packet is being built
+    DELIVERING = "delivering"  # packet built; the upload to the agency is pending
+    DELIVERED = "delivered"  # the agency has the packet, on time
+    LATE = "late"  # the agency has the packet, after ``due_at``
+    CANCELLED = "cancelled"  # withdrawn or reversed before delivery
+
+    @property
+    def delivered(self) -> bool:
+        """The agency has the first packet (late records go into supplemental packets)."""
+        return self in (CaseStatus.DELIVERED, CaseStatus.LATE)
+
+    @property
+    def closed(self) -> bool:
+        """Nothing more is sent for the case: delivered, late or cancelled."""
+        return self.delivered or self is CaseStatus.CANCELLED
+
+    @property
+    def in_progress(self) -> bool:
+        """Open, assembling or delivering: reported as ``open`` to outside readers."""
+        return not self.closed
+
+
+#: Case states whose timer (assembly cutoff, supplemental packet) the scheduler watches.
+TIMED_CASE_STATES = (
+    CaseStatus.OPEN,
+    CaseStatus.ASSEMBLING,
+    CaseStatus.DELIVERED,
+    CaseStatus.LATE,
+)
+
+
+class RequestStatus(StrEnum):
+    OPEN = "open"
+    FULFILLED = "fulfilled"  # records came back
+    NO_RECORDS = "no_records"  # the provider answered in writing that it holds none
+    UNRESPONSIVE = "unresponsive"  # the assembly cutoff came first
+    CANCELLED = "cancelled"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class DocumentStatus(StrEnum):
+    ACCEPTED = "accepted"
+    QUARANTINED = "quarantined"
+
+
+class DocumentKind(StrEnum):
+    RECORDS = "records"
+    NO_RECORDS = "no_records"  # a written "no records" reply: closes the request, not packed
+
+
+class PacketKind(StrEnum):
+    INITIAL = "initial"
+    SUPPLEMENTAL = "supplemental"
+
+
+# --- cases -----------------------------------------------------------------------------------
+
+
+def packet_to_assemble(status: CaseStatus) -> PacketKind | None:
+    """Which packet an assembly command builds for a case in ``status`` (None: nothing).
+
+    An open case (or one whose assembly was interrupted) gets its first packet; a case the
+    agency already has gets a supplemental packet of late records; a cancelled case, or one
+    whose packet is already being delivered, gets none."""
+    if status in (CaseStatus.OPEN, CaseStatus.ASSEMBLING):
+        return PacketKind.INITIAL
+    if status.delivered:
+        return PacketKind.SUPPLEMENTAL
+    return None
+
+
+def status_on_delivery(delivered_at: datetime, due_at: datetime) -> CaseStatus:
+    """The case status once the agency has the first packet: on time up to ``due_at``."""
+    return CaseStatus.DELIVERED if delivered_at <= due_at else CaseStatus.LATE
+
+
+def can_cancel(status: CaseStatus) -> bool:
+    """Withdrawal or reversal stops a case until its packet is delivered, never after."""
+    return not status.closed
+
+
+def ready_to_assemble(case_status: CaseStatus, requests: Iterable[RequestStatus]) -> bool:
+    """An open case is assembled as soon as every request is closed (before the cutoff)."""
+    return case_status is CaseStatus.OPEN and all(r is not RequestStatus.OPEN for r in requests)
+
+
+def wants_supplemental(case_status: CaseStatus, records: bool) -> bool:
+    """Records arriving after the first packet went out go into a supplemental packet."""
+    return case_status.delivered and records
+
+
+def outreach_allowed(request: RequestStatus, case: CaseStatus) -> bool:
+    """Attempts are planned and sent only while both the request and its case are open."""
+    return request is RequestStatus.OPEN and case is CaseStatus.OPEN
+
+
+# --- attempts --------------------------------------------------------------------------------
+
+
+class SendAction(StrEnum):
+    SEND = "send"  # first transmission, or a due redial
+    DROP = "drop"  # stale message: the attempt is already past sending
+    CANCEL = "cancel"  # the request or case closed before this attempt went out
+
+
+def send_action(
+    outcome: AttemptOutcome,
+    redial_due: bool,
+    request: RequestStatus,
+    case: CaseStatus,
+) -> SendAction:
+    """What a send command does with an attempt.
+
+    ``redial_due``: the attempt has a redial timer set (a busy line)."""
+    redial = redial_due and outcome is AttemptOutcome.SENT
+    if not (outcome is AttemptOutcome.PENDING or redial):
+        return SendAction.DROP
+    if not outreach_allowed(request, case):
+        return SendAction.CANCEL
+    return SendAction.SEND
+
+
+def transmission_key(idempotency_key: str, transmission: int) -> str:
+    """The key the far side sees for one transmission: the attempt's own key for the first,
+    a suffixed key for each redial (a redial is a new fax of the same attempt)."""
+    return idempotency_key if transmission == 1 else f"{idempotency_key}-t{transmission}"
+
+
+class FaxStep(StrEnum):
+    IGNORE = "ignore"  # duplicate or late event for an attempt already finished
+    DELIVERED = "delivered"
+    REDIAL = "redial"  # a transport retry inside this attempt
+    FAILED = "failed"  # the attempt failed: the policy plans the next one
+
+
+def fax_status_step(
+    current: AttemptOutcome,
+    delivered: bool,
+    retryable: bool,
+    transmissions: int,
+) -> FaxStep:
+    """What a final fax status (delivered or failed) does to an attempt.
+
+    Duplicate and out-of-order webhooks are harmless: an attempt already delivered, failed or
+    cancelled ignores them. A retryable failure (busy, no answer) is redialled until
+    :data:`MAX_TRANSMISSIONS` transmissions have been made."""
+    if current.final:
+        return FaxStep.IGNORE
+    if delivered:
+        return FaxStep.DELIVERED
+    if retryable and transmissions < MAX_TRANSMISSIONS:
+        return FaxStep.REDIAL
+    return FaxStep.FAILED
+
+
+def failure_reason(text: str) -> str:
+    """A failure reason as stored and shown on the attestation (clipped)."""
+    return text[:REASON_CHARS]
+
+
+# --- delivery --------------------------------------------------------------------------------
+
+
+def delivery_backoff(tries: int) -> timedelta:
+    """Wait before the next upload after ``tries`` transient failures (1-based)."""
+    index = min(max(tries, 1), len(DELIVERY_BACKOFF_S)) - 1
+    return timedelta(seconds=DELIVERY_BACKOFF_S[index])
+
+
+def delivery_target_missed(now: datetime, deliver_by: datetime, delivered: bool) -> bool:
+    """Past the internal delivery target and still undelivered: a person must look."""
+    return not delivered and now >= deliver_by

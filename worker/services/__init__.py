@@ -1,0 +1,96 @@
+"""Use cases, one module per pipeline stage; each handler is short and takes only what it uses.
+
+- ``notifications``: intake, a notification becomes a case with one open request per provider
+- ``opening``: store our copies of the EOC and the authorization; start outreach
+- ``outreach``: plan an attempt (pure policy), write it, send it; fax status webhooks
+- ``inbound``: inbound faxes and polled FHIR Tasks → checked documents → closed requests
+- ``packet``: close what is open at the cutoff, build the packet, queue its delivery
+- ``delivery``: upload to the agency; transient failures retry on a timer
+- ``cancel``: withdrawal or reversal
+- ``closing``: closing a request (shared by inbound, packet and cancel)
+- ``mapping``: ORM rows ↔ domain values; ``audit``: the audit trail; ``deps``: injection
+
+The shape of every handler: load state → decide (pure domain code in ``worker/domain/``) →
+persist → return the follow-up commands, which the caller enqueues after the commit.
+Connectors are called outside transactions; every handler is safe to run twice for the same
+command (redelivered messages are expected). A handler's keyword-only parameters name what it
+needs from the :class:`~worker.wiring.Container`; :func:`run_command` injects them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from connectors.base import FaxReceivedEvent, FaxStatusEvent
+from worker.commands import (
+    AssemblePacket,
+    Command,
+    DeliverPacket,
+    IngestInbound,
+    OpenCase,
+    PlanOutreach,
+    PollTask,
+    SendAttempt,
+)
+from worker.notification import IntakeError
+from worker.services import cancel, delivery, inbound, notifications, opening, outreach, packet
+from worker.services.deps import call
+from worker.services.notifications import IntakeResult
+
+if TYPE_CHECKING:
+    from worker.wiring import Container
+
+#: One handler per command; the actors and the inline dispatcher run them through
+#: :func:`run_command`.
+HANDLERS: dict[type, Callable[..., list[Command]]] = {
+    OpenCase: opening.open_case,
+    PlanOutreach: outreach.plan_outreach,
+    SendAttempt: outreach.send_attempt,
+    PollTask: inbound.poll_task,
+    IngestInbound: inbound.ingest_inbound,
+    AssemblePacket: packet.assemble_packet,
+    DeliverPacket: delivery.deliver_packet,
+}
+
+
+def run_command(c: Container, cmd: Command) -> Sequence[Command]:
+    """Run one command's handler; returns its follow-up commands."""
+    return call(HANDLERS[type(cmd)], c, cmd)
+
+
+# --- entry points for the API and the CLI: run, then enqueue what follows -------------------
+
+
+def intake(c: Container, data: Any) -> IntakeResult:
+    """Open a case from a notification document (see :func:`worker.services.notifications.intake`)."""
+    result = call(notifications.intake, c, data)
+    c.dispatcher.enqueue(result.follow)
+    return result
+
+
+def record_fax_status(c: Container, event: FaxStatusEvent) -> list[Command]:
+    """A status webhook for an outbound fax; returns the commands to enqueue."""
+    return call(outreach.record_fax_status, c, event)
+
+
+def record_inbound_fax(c: Container, event: FaxReceivedEvent) -> list[Command]:
+    """An inbound fax webhook; returns the commands to enqueue."""
+    return call(inbound.record_inbound_fax, c, event)
+
+
+def cancel_case(c: Container, case_id: str, reason: str) -> bool:
+    """Withdrawal or insurer reversal; False when the case is unknown or already closed."""
+    return call(cancel.cancel_case, c, case_id, reason)
+
+
+__all__ = [
+    "HANDLERS",
+    "IntakeError",
+    "IntakeResult",
+    "cancel_case",
+    "intake",
+    "record_fax_status",
+    "record_inbound_fax",
+    "run_command",
+]

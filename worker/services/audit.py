@@ -1,0 +1,16 @@
+"""The audit trail: one append-only row per thing that happened to a case."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from storage.models import AuditEvent
+
+
+def audit(s: Session, at: datetime, kind: str, case_id: str | None, **detail: Any) -> None:
+    """Record ``kind`` (e.g. ``attempt.sent``) for ``case_id`` at ``at``; ``detail`` holds ids,
+    counts and reasons, never PHI."""
+    s.add(AuditEvent(case_id=case_id, at=at, kind=kind, detail=detail))

@@ -1,0 +1,42 @@
+"""Closing a request: shared by inbound (records or "no records"), packet (unresponsive at
+the cutoff) and cancel. A closed request keeps no timer of its own or of its attempts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from storage.models import RecordRequest
+from worker.commands import AssemblePacket, Command
+from worker.domain.lifecycle import RequestStatus, ready_to_assemble, wants_supplemental
+from worker.services.audit import audit
+from worker.services.mapping import case_status, request_status
+
+
+def stop_request(r: RecordRequest, status: RequestStatus, now: datetime) -> None:
+    """Close ``r`` as ``status`` and clear every timer of its attempts: no further outreach,
+    redial or poll."""
+    r.status = status.value
+    r.closed_at = now
+    r.next_action_at = None
+    for a in r.attempts:
+        a.redial_at = None
+        a.poll_at = None
+
+
+def close_request(
+    s: Session, r: RecordRequest, status: RequestStatus, now: datetime
+) -> list[Command]:
+    """Close ``r`` with an answer, audited; assemble the case when this was the last open
+    request, or a supplemental packet when records came after the first packet."""
+    stop_request(r, status, now)
+    audit(s, now, f"request.{status.value}", r.case_id, request_id=r.id)
+    case = r.case
+    cs = case_status(case)
+    if ready_to_assemble(cs, (request_status(x) for x in case.requests)) or wants_supplemental(
+        cs, records=status is RequestStatus.FULFILLED
+    ):
+        case.next_action_at = now
+        return [AssemblePacket(case.id)]
+    return []

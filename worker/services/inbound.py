@@ -1,0 +1,312 @@
+"""Inbound: what comes back from providers (inbound faxes, polled FHIR Tasks) is stored as
+received, checked, matched to its request by reference or sender, and closes the request.
+
+Document checks run outside transactions (PDF work is slow; SQLite has one writer).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from connectors.base import (
+    FaxChannel,
+    FaxReceivedEvent,
+    InboundDocument,
+    PermanentError,
+    PollingRequester,
+    PollResult,
+    RecordsRequester,
+    TransientError,
+)
+from storage.db import transaction
+from storage.models import Attempt, Document, InboundItem, RecordRequest
+from storage.objects import ObjectStore, content_key
+from worker.commands import AssemblePacket, Command, IngestInbound, PlanOutreach, PollTask
+from worker.documents import DocumentCheck
+from worker.domain.clock import Clock
+from worker.domain.lifecycle import (
+    LEASE,
+    DocumentKind,
+    DocumentStatus,
+    RequestStatus,
+    failure_reason,
+    wants_supplemental,
+)
+from worker.domain.types import AttemptOutcome, ChannelKind
+from worker.services.audit import audit
+from worker.services.closing import close_request
+from worker.services.mapping import case_status
+
+log = structlog.get_logger("goodfaith.services")
+
+#: A poll that failed on a transient error is tried again this much later.
+POLL_RETRY = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Inspected:
+    """What the checks found in one inbound document (computed outside transactions)."""
+
+    doc: InboundDocument
+    check: DocumentCheck
+    reference: str | None
+    no_records: bool
+
+
+def inspect(doc: InboundDocument) -> Inspected:
+    """Check one document and read its request reference and "no records" wording."""
+    from worker.documents import check_document, extract_reference, is_no_records_reply
+
+    check = check_document(doc.data, doc.content_type)
+    if not check.accepted:
+        return Inspected(doc, check, None, False)
+    return Inspected(doc, check, extract_reference(check.data), is_no_records_reply(check.data))
+
+
+def record_inbound_fax(
+    event: FaxReceivedEvent, *, sessions: sessionmaker[Session], clock: Clock
+) -> list[Command]:
+    """Note an inbound fax; the document is fetched and checked by :func:`ingest_inbound`."""
+    now = clock.now()
+    with transaction(sessions) as s:
+        found = s.scalar(
+            select(InboundItem.id).where(
+                InboundItem.source == ChannelKind.FAX, InboundItem.external_id == event.fax_id
+            )
+        )
+        if found:
+            return []
+        item = InboundItem(
+            source=ChannelKind.FAX.value,
+            external_id=event.fax_id,
+            received_at=now,
+            payload={
+                "media_url": event.media_url,
+                "from": event.from_number,
+                "to": event.to_number,
+                "page_count": event.page_count,
+                "partial": event.partial,
+            },
+            next_action_at=now + LEASE,
+        )
+        try:
+            with s.begin_nested():
+                s.add(item)
+        except IntegrityError:  # the same fax reported twice at once
+            return []
+        return [IngestInbound(item.id)]
+
+
+def ingest_inbound(
+    cmd: IngestInbound,
+    *,
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    store: ObjectStore,
+    fax: FaxChannel,
+) -> list[Command]:
+    """Fetch an inbound fax's document, store it, check it and match it to its request."""
+    with transaction(sessions) as s:
+        item = s.get(InboundItem, cmd.inbound_id)
+        if item is None or item.processed_at is not None:
+            return []
+        media_url, sender, fax_id = (
+            item.payload["media_url"],
+            item.payload.get("from"),
+            item.external_id,
+        )
+    doc = fax.fetch_media(media_url)  # ConnectorError → actor retry; the item stays due
+    # the inbound fax's own id identifies the document (media URLs change on redelivery)
+    found = inspect(dataclasses.replace(doc, external_id=fax_id))
+    with transaction(sessions) as s:
+        item = s.get(InboundItem, cmd.inbound_id, with_for_update=True)
+        assert item is not None
+        if item.processed_at is not None:
+            return []
+        now = clock.now()
+        follow = accept_document(s, store, now, found, request=None, sender=sender or doc.sender)
+        item.processed_at = now
+        item.next_action_at = None
+        return follow
+
+
+def poll_task(
+    cmd: PollTask,
+    *,
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    store: ObjectStore,
+    requesters: Mapping[ChannelKind, RecordsRequester],
+) -> list[Command]:
+    """Poll a pull-style request (FHIR Task) and take in what it returned."""
+    with transaction(sessions) as s:
+        a = s.get(Attempt, cmd.attempt_id)
+        if a is None or a.external_id is None:
+            return []
+        if a.request.status != RequestStatus.OPEN or a.outcome == AttemptOutcome.FAILED:
+            a.poll_at = None
+            return []
+        external_id, channel = a.external_id, ChannelKind(a.channel)
+    requester = requesters[channel]
+    assert isinstance(requester, PollingRequester)
+    now = clock.now()
+    try:
+        result = requester.poll(external_id)
+    except TransientError:
+        with transaction(sessions) as s:
+            a = s.get(Attempt, cmd.attempt_id)
+            assert a is not None
+            a.poll_at = now + POLL_RETRY
+        return []
+    except PermanentError as exc:
+        with transaction(sessions) as s:
+            a = s.get(Attempt, cmd.attempt_id)
+            assert a is not None
+            a.poll_at = None
+            a.outcome = AttemptOutcome.FAILED.value
+            a.completed_at = now
+            a.failure_reason = failure_reason(f"permanent: {exc}")
+            return [PlanOutreach(a.request_id)]
+    inspected = [inspect(doc) for doc in result.documents]
+    with transaction(sessions) as s:
+        a = s.get(Attempt, cmd.attempt_id, with_for_update=True)
+        assert a is not None
+        return _take_poll_result(s, store, now, a, result, inspected, requester)
+
+
+def _take_poll_result(
+    s: Session,
+    store: ObjectStore,
+    now: datetime,
+    a: Attempt,
+    result: PollResult,
+    inspected: list[Inspected],
+    requester: PollingRequester,
+) -> list[Command]:
+    follow: list[Command] = []
+    r = a.request
+    if result.outcome is not None and a.outcome in (AttemptOutcome.PENDING, AttemptOutcome.SENT):
+        a.outcome = result.outcome.value
+        if result.outcome in (AttemptOutcome.DELIVERED, AttemptOutcome.FAILED):
+            a.completed_at = now
+        if result.outcome == AttemptOutcome.FAILED:
+            a.failure_reason = failure_reason(result.reason or result.status)
+            follow.append(PlanOutreach(r.id))
+    for found in inspected:
+        follow += accept_document(s, store, now, found, request=r, sender=a.destination)
+    if result.no_records and r.status == RequestStatus.OPEN:
+        follow += close_request(s, r, RequestStatus.NO_RECORDS, now)
+    done = (
+        r.status != RequestStatus.OPEN
+        or a.outcome == AttemptOutcome.FAILED
+        or result.status in ("completed", "rejected", "failed")
+    )
+    a.poll_at = None if done else now + requester.poll_delay(now - (a.sent_at or now))
+    return follow
+
+
+def _match(
+    s: Session, found: Inspected, request: RecordRequest | None, sender: str | None
+) -> RecordRequest | None:
+    """The request a document answers: given, by the reference printed on it, or by the one
+    open request whose channel is the sender's number."""
+    if request is None and found.check.accepted and found.reference:
+        request = s.scalar(select(RecordRequest).where(RecordRequest.reference == found.reference))
+    if request is None and sender:
+        candidates = [
+            r
+            for r in s.scalars(
+                select(RecordRequest).where(RecordRequest.status == RequestStatus.OPEN)
+            )
+            if any(ch["destination"] == sender for ch in r.channels)
+        ]
+        if len(candidates) == 1:
+            request = candidates[0]
+    return request
+
+
+def accept_document(
+    s: Session,
+    store: ObjectStore,
+    now: datetime,
+    found: Inspected,
+    *,
+    request: RecordRequest | None,
+    sender: str | None,
+) -> list[Command]:
+    """Store the raw bytes, match them to a request and close it when they answer it."""
+    doc, check = found.doc, found.check
+    exists = s.scalar(
+        select(Document.id).where(
+            Document.source == doc.source.value, Document.external_id == doc.external_id
+        )
+    )
+    if exists:
+        return []
+    request = _match(s, found, request, sender)
+    case_id = request.case_id if request else None
+    owner = case_id or "unmatched"
+    raw_uri = store.put(content_key(owner, "inbound", doc.data, "pdf"), doc.data, doc.content_type)
+    usable_uri = None
+    if check.accepted and check.data != doc.data:
+        usable_uri = store.put(
+            content_key(owner, "usable", check.data, "pdf"), check.data, "application/pdf"
+        )
+    no_records = check.accepted and found.no_records
+    status = DocumentStatus.ACCEPTED if check.accepted else DocumentStatus.QUARANTINED
+    reason = check.reason
+    if check.accepted and request is None:
+        status, reason = (
+            DocumentStatus.QUARANTINED,
+            "unmatched: no request reference or known sender",
+        )
+    d = Document(
+        case_id=case_id,
+        request_id=request.id if request else None,
+        source=doc.source.value,
+        external_id=doc.external_id,
+        sender=sender,
+        sha256=check.sha256,
+        size=len(doc.data),
+        uri=raw_uri,
+        usable_uri=usable_uri,
+        pages=check.pages,
+        status=status.value,
+        reason=reason,
+        kind=(DocumentKind.NO_RECORDS if no_records else DocumentKind.RECORDS).value,
+        received_at=now,
+    )
+    s.add(d)
+    s.flush()
+    audit(
+        s,
+        now,
+        "document.received",
+        case_id,
+        document_id=d.id,
+        status=status.value,
+        pages=check.pages,
+        reason=reason,
+        sha256=check.sha256,
+    )
+    log.info(
+        "document.received", case_id=case_id, document_id=d.id, status=status, pages=check.pages
+    )
+    if request is None or status is not DocumentStatus.ACCEPTED:
+        return []
+    if request.status == RequestStatus.OPEN:
+        answer = RequestStatus.NO_RECORDS if no_records else RequestStatus.FULFILLED
+        return close_request(s, request, answer, now)
+    case = request.case
+    if wants_supplemental(case_status(case), records=not no_records):
+        case.next_action_at = now  # late records: a supplemental packet
+        return [AssemblePacket(case.id)]
+    return []

@@ -1,0 +1,134 @@
+"""ORM ↔ domain: the one place that turns rows into domain values and notifications into rows.
+
+Use cases call these instead of reading JSON columns or status strings themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import datetime
+
+from storage.models import Attempt, Case, RecordRequest
+from worker.domain.deadlines import Timeline
+from worker.domain.lifecycle import CaseStatus, RequestStatus
+from worker.domain.types import AttemptFact, AttemptOutcome, Channel, ChannelKind
+from worker.notification import Notification
+
+REF_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read off faxes by people
+
+
+def new_reference() -> str:
+    """A request reference (``GF-`` + 8 characters) printed on letters and matched in replies."""
+    return "GF-" + "".join(secrets.choice(REF_ALPHABET) for _ in range(8))
+
+
+def case_status(case: Case) -> CaseStatus:
+    return CaseStatus(case.status)
+
+
+def request_status(r: RecordRequest) -> RequestStatus:
+    return RequestStatus(r.status)
+
+
+def attempt_outcome(a: Attempt) -> AttemptOutcome:
+    return AttemptOutcome(a.outcome)
+
+
+def channels(r: RecordRequest) -> list[Channel]:
+    """A request's channels, the provider's first and then its designee's, in order."""
+    return [
+        Channel(
+            kind=ChannelKind(ch["kind"]),
+            destination=ch["destination"],
+            designee=bool(ch.get("designee")),
+            owner_id=ch.get("owner_id"),
+        )
+        for ch in r.channels
+    ]
+
+
+def facts(r: RecordRequest) -> list[AttemptFact]:
+    """What the outreach policy needs to know of the attempts already made."""
+    known = channels(r)
+    out = []
+    for a in r.attempts:
+        channel = next(
+            (ch for ch in known if ch.kind == a.channel and ch.destination == a.destination),
+            Channel(ChannelKind(a.channel), a.destination, a.designee),
+        )
+        out.append(
+            AttemptFact(
+                number=a.number,
+                planned_at=a.planned_at,
+                sent_at=a.sent_at,
+                channel=channel,
+                outcome=attempt_outcome(a),
+            )
+        )
+    return out
+
+
+def requested_text(case: Case) -> str:
+    """What an attempt asks for, in words (printed on the letter and the attestation)."""
+    d = case.dispute
+    dates = ", ".join(d.get("dates_of_service") or []) or "all relevant dates"
+    codes = ", ".join(d.get("codes") or [])
+    what = f"{d.get('service', 'the disputed service')}" + (f" ({codes})" if codes else "")
+    return f"Medical records and treatment notes for {what}, dates of service {dates}"
+
+
+def new_case(n: Notification, tl: Timeline, now: datetime) -> Case:
+    """The case row, with one open request per provider, for a validated notification."""
+    case = Case(
+        notification_id=n.notification_id,
+        jurisdiction=n.jurisdiction,
+        review_type=n.review_type.value,
+        agency_id=n.agency_id,
+        received_at=tl.received_at,
+        opened_at=max(now, tl.received_at),
+        due_at=tl.due_at,
+        assemble_at=tl.assemble_at,
+        deliver_by=tl.deliver_by,
+        status=CaseStatus.OPEN.value,
+        insured_member_id=n.insured.member_id,
+        insured_name=n.insured.name,
+        insured_birth_date=n.insured.birth_date.isoformat(),
+        plan_id=n.coverage.plan_id,
+        eoc_uri=n.coverage.eoc_uri,
+        authorization_uri=n.authorization_uri,
+        dispute=json.loads(n.dispute.model_dump_json()),
+        notification=json.loads(n.model_dump_json()),
+        next_action_at=tl.assemble_at,
+        created_at=now,
+    )
+    for pos, p in enumerate(n.providers):
+        chans = [
+            {"kind": ch.kind, "destination": ch.destination, "designee": False, "owner_id": p.npi}
+            for ch in p.channels
+        ]
+        if p.designee:
+            chans += [
+                {
+                    "kind": ch.kind,
+                    "destination": ch.destination,
+                    "designee": True,
+                    "owner_id": p.npi,
+                }
+                for ch in p.designee.channels
+            ]
+        case.requests.append(
+            RecordRequest(
+                position=pos,
+                provider_id=p.provider_id,
+                provider_name=p.name,
+                npi=p.npi,
+                role=p.role,
+                network=p.network,
+                channels=chans,
+                reference=new_reference(),
+                status=RequestStatus.OPEN.value,
+                next_action_at=None,
+            )
+        )
+    return case

@@ -1,0 +1,80 @@
+"""Intake: a notification becomes a case with one open request per provider."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.jurisdictions import UnknownJurisdiction, get_jurisdiction
+from storage.db import transaction
+from storage.models import Case
+from worker.commands import Command, OpenCase
+from worker.domain.clock import Clock
+from worker.domain.deadlines import DeadlineError, timeline
+from worker.notification import IntakeError, parse_notification
+from worker.services.audit import audit
+from worker.services.mapping import new_case
+
+log = structlog.get_logger("goodfaith.services")
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    case_id: str
+    created: bool  # False: the notification was already taken in (idempotent on its id)
+    follow: list[Command] = field(default_factory=list)
+
+
+def intake(
+    data: Any,
+    *,
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    agencies: Mapping[str, object],
+    open_agencies: bool,
+) -> IntakeResult:
+    """Open a case from a notification document. Idempotent on ``notification_id``.
+
+    Raises IntakeError (naming every bad field) and stores nothing when the document is invalid.
+    """
+    n = parse_notification(data)
+    errors: list[tuple[str, str]] = []
+    try:
+        jurisdiction = get_jurisdiction(n.jurisdiction)
+    except UnknownJurisdiction as exc:
+        errors.append(("jurisdiction", str(exc).strip("'\"")))
+        jurisdiction = None
+    if not open_agencies and n.agency_id not in agencies:
+        known = ", ".join(sorted(agencies)) or "none configured (GOODFAITH_AGENCIES)"
+        errors.append(("agency_id", f"unknown agency {n.agency_id!r}; known: {known}"))
+    if errors or jurisdiction is None:
+        raise IntakeError(errors)
+    try:
+        tl = timeline(jurisdiction, n.review_type, n.received_at)
+    except DeadlineError as exc:
+        raise IntakeError([("received_at", str(exc))]) from None
+
+    with transaction(sessions) as s:
+        existing = s.scalar(select(Case.id).where(Case.notification_id == n.notification_id))
+        if existing:
+            return IntakeResult(existing, created=False)
+        now = clock.now()
+        case = new_case(n, tl, now)
+        s.add(case)
+        try:
+            s.flush()
+        except IntegrityError:  # the same notification taken in twice at once
+            s.rollback()
+            found = s.scalar(select(Case.id).where(Case.notification_id == n.notification_id))
+            assert found is not None
+            return IntakeResult(found, created=False)
+        audit(s, now, "case.opened", case.id, requests=len(case.requests))
+        case_id = case.id
+    log.info("case.opened", case_id=case_id, review_type=n.review_type.value)
+    return IntakeResult(case_id, created=True, follow=[OpenCase(case_id)])

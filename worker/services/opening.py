@@ -1,0 +1,98 @@
+"""Opening: store our own copies of the EOC and the insured's authorization, start outreach."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import structlog
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.db import transaction
+from storage.models import Case
+from storage.objects import ObjectStore, ObjectStoreError, UriReader, content_key
+from worker.commands import Command, OpenCase, PlanOutreach
+from worker.domain.clock import Clock
+from worker.domain.lifecycle import LEASE, CaseStatus, RequestStatus
+from worker.services.audit import audit
+
+if TYPE_CHECKING:
+    from worker.wiring import EocLibrary
+
+log = structlog.get_logger("goodfaith.services")
+
+
+def open_case(
+    cmd: OpenCase,
+    *,
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    store: ObjectStore,
+    reader: UriReader,
+    eoc_library: EocLibrary,
+    authorization_fallback: Callable[[str, str], bytes] | None,
+) -> list[Command]:
+    """Store our copies of the EOC and the authorization, then plan each provider's outreach.
+
+    A missing EOC or authorization flags the case for ops (``attention``); outreach starts
+    anyway, and the packet is held until the EOC is there."""
+    with transaction(sessions) as s:
+        case = s.get(Case, cmd.case_id)
+        if case is None or case.status != CaseStatus.OPEN:
+            return []
+        need_eoc = case.eoc_object_uri is None
+        need_auth = case.authorization_object_uri is None
+        eoc_uri, auth_uri, plan_id = case.eoc_uri, case.authorization_uri, case.plan_id
+        member_id, name = case.insured_member_id, case.insured_name
+    attention = []
+    eoc_obj = auth_obj = None
+    if need_eoc:
+        eoc = _fetch_eoc(reader, eoc_library, eoc_uri, plan_id)
+        if eoc is None:
+            attention.append("evidence of coverage not found: add it to the EOC library")
+        else:
+            eoc_obj = store.put(content_key(cmd.case_id, "eoc", eoc, "pdf"), eoc, "application/pdf")
+    if need_auth:
+        auth = None
+        if auth_uri:
+            try:
+                auth = reader.read(auth_uri)
+            except (ObjectStoreError, OSError):
+                attention.append("authorization for release could not be read")
+        elif authorization_fallback is not None:
+            auth = authorization_fallback(member_id, name)
+        else:
+            attention.append("no authorization for release with the notification")
+        if auth is not None:
+            auth_obj = store.put(
+                content_key(cmd.case_id, "authorization", auth, "pdf"), auth, "application/pdf"
+            )
+    now = clock.now()
+    with transaction(sessions) as s:
+        case = s.get(Case, cmd.case_id)
+        assert case is not None
+        if eoc_obj:
+            case.eoc_object_uri = eoc_obj
+        if auth_obj:
+            case.authorization_object_uri = auth_obj
+        if attention:
+            case.attention = "; ".join(attention)
+            audit(s, now, "case.attention", case.id, reasons=attention)
+            log.warning("case.attention", case_id=case.id, reasons=attention)
+        follow: list[Command] = []
+        for r in case.requests:
+            if r.status == RequestStatus.OPEN and not r.attempts:
+                r.next_action_at = now + LEASE
+                follow.append(PlanOutreach(r.id))
+    return follow
+
+
+def _fetch_eoc(
+    reader: UriReader, library: EocLibrary, eoc_uri: str | None, plan_id: str
+) -> bytes | None:
+    if eoc_uri:
+        try:
+            return reader.read(eoc_uri)
+        except (ObjectStoreError, OSError):
+            pass  # fall back to the library: the notification's link may be stale
+    return library.find(plan_id)

@@ -1,0 +1,345 @@
+"""Outreach: plan each attempt with the pure policy, write it, then send it; follow its fax
+status. An attempt row is committed before its connector is called (write the attempt, then
+send), and connectors are called outside database transactions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.jurisdictions import get_jurisdiction
+from connectors.base import (
+    ConnectorError,
+    FaxStatusEvent,
+    PollingRequester,
+    RecordsRequest,
+    RecordsRequester,
+    SendReceipt,
+    TransientError,
+)
+from storage.db import transaction
+from storage.models import Attempt, RecordRequest
+from storage.objects import ObjectStore, content_key
+from worker.commands import Command, PlanOutreach, SendAttempt
+from worker.domain.clock import Clock
+from worker.domain.lifecycle import (
+    LEASE,
+    REDIAL_DELAY,
+    FaxStep,
+    SendAction,
+    failure_reason,
+    fax_status_step,
+    outreach_allowed,
+    send_action,
+    transmission_key,
+)
+from worker.domain.outreach import next_attempt
+from worker.domain.types import AttemptOutcome, Channel, ChannelKind, ReviewType
+from worker.services.audit import audit
+from worker.services.mapping import (
+    attempt_outcome,
+    case_status,
+    channels,
+    facts,
+    request_status,
+    requested_text,
+)
+
+log = structlog.get_logger("goodfaith.services")
+
+
+def plan_outreach(
+    cmd: PlanOutreach, *, sessions: sessionmaker[Session], clock: Clock
+) -> list[Command]:
+    """Ask the outreach policy for the next attempt; write it (pending) or set the timer."""
+    now = clock.now()
+    with transaction(sessions) as s:
+        r = s.get(RecordRequest, cmd.request_id, with_for_update=True)
+        if r is None:
+            return []
+        case = r.case
+        if not outreach_allowed(request_status(r), case_status(case)):
+            r.next_action_at = None
+            return []
+        pending = [a for a in r.attempts if a.outcome == AttemptOutcome.PENDING]
+        if pending:  # a send message was lost or is under way: (re)send it, same key
+            r.next_action_at = now + LEASE
+            return [SendAttempt(pending[0].id)]
+        planned = next_attempt(
+            opened_at=case.opened_at,
+            cutoff=case.assemble_at,
+            review_type=ReviewType(case.review_type),
+            channels=channels(r),
+            attempts=facts(r),
+            now=now,
+            jurisdiction=get_jurisdiction(case.jurisdiction),
+        )
+        if planned is None or planned.at > now:
+            r.next_action_at = planned.at if planned else None
+            return []
+        attempt = Attempt(
+            request_id=r.id,
+            case_id=case.id,
+            number=planned.number,
+            reason=planned.reason.value,
+            planned_at=planned.at,
+            channel=planned.channel.kind.value,
+            destination=planned.channel.destination,
+            designee=planned.channel.designee,
+            requested=requested_text(case),
+            idempotency_key=f"att-{r.id}-{planned.number}",
+            outcome=AttemptOutcome.PENDING.value,
+        )
+        s.add(attempt)
+        s.flush()
+        r.next_action_at = now + LEASE
+        audit(
+            s,
+            now,
+            "attempt.planned",
+            case.id,
+            request_id=r.id,
+            attempt_id=attempt.id,
+            number=planned.number,
+            channel=attempt.channel,
+            reason=attempt.reason,
+        )
+        return [SendAttempt(attempt.id)]
+
+
+def _build_letter(
+    attempt_id: str,
+    *,
+    sessions: sessionmaker[Session],
+    store: ObjectStore,
+    carrier_name: str,
+    return_fax: str,
+) -> str | None:
+    """Write the attempt's request letter to the store (outside any transaction: PDF work is
+    slow and SQLite has one writer). Returns its URI, or None when there is nothing to send."""
+    from worker.letters import LetterInfo, build_request_letter
+
+    with transaction(sessions) as s:
+        a = s.get(Attempt, attempt_id)
+        if a is None or a.letter_uri is not None or a.outcome != AttemptOutcome.PENDING:
+            return None
+        r, case = a.request, a.request.case
+        info = LetterInfo(
+            reference=r.reference,
+            carrier_name=carrier_name,
+            return_fax=return_fax,
+            provider_name=r.provider_name,
+            insured_name=case.insured_name,
+            member_id=case.insured_member_id,
+            birth_date=case.insured_birth_date,
+            service=case.dispute.get("service", ""),
+            codes=case.dispute.get("codes") or [],
+            dates_of_service=case.dispute.get("dates_of_service") or [],
+            respond_by=case.assemble_at,
+            attempt_number=a.number,
+        )
+        auth_uri, case_id = case.authorization_object_uri, case.id
+    auth = store.get(auth_uri) if auth_uri else None
+    letter = build_request_letter(info, auth)
+    return store.put(content_key(case_id, "letters", letter, "pdf"), letter, "application/pdf")
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    request: RecordsRequest
+    request_id: str
+    case_id: str
+
+
+def send_attempt(
+    cmd: SendAttempt,
+    *,
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    store: ObjectStore,
+    requesters: Mapping[ChannelKind, RecordsRequester],
+    media_url: Callable[[str], str],
+    carrier_name: str,
+    return_fax: str,
+) -> list[Command]:
+    """Send one attempt (or redial it): the letter is stored and the transmission counted
+    before the connector is called; the outcome is written after."""
+    letter_uri = _build_letter(
+        cmd.attempt_id,
+        sessions=sessions,
+        store=store,
+        carrier_name=carrier_name,
+        return_fax=return_fax,
+    )
+    out = _start_transmission(cmd.attempt_id, letter_uri, sessions, clock, media_url, carrier_name)
+    if out is None:
+        return []
+    requester = requesters[out.request.channel.kind]
+    try:
+        receipt = requester.send(out.request)
+    except ConnectorError as exc:
+        _record_failure(cmd.attempt_id, out.case_id, exc, sessions, clock)
+    else:
+        _record_sent(cmd.attempt_id, out.case_id, receipt, requester, sessions, clock)
+    return [PlanOutreach(out.request_id)]
+
+
+def _start_transmission(
+    attempt_id: str,
+    letter_uri: str | None,
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    media_url: Callable[[str], str],
+    carrier_name: str,
+) -> _Outgoing | None:
+    """Count the transmission and build what the connector sends (None: nothing to send)."""
+    now = clock.now()
+    with transaction(sessions) as s:
+        a = s.get(Attempt, attempt_id, with_for_update=True)
+        if a is None:
+            return None
+        r, case = a.request, a.request.case
+        action = send_action(
+            attempt_outcome(a), a.redial_at is not None, request_status(r), case_status(case)
+        )
+        a.redial_at = None
+        if action is SendAction.DROP:
+            return None  # a stale message: the attempt already went out, or finished
+        if action is SendAction.CANCEL:
+            a.outcome = AttemptOutcome.CANCELLED.value
+            a.completed_at = now
+            return None
+        a.letter_uri = a.letter_uri or letter_uri
+        if a.letter_uri is None:  # should not happen: a redial always has its letter
+            raise RuntimeError(f"attempt {a.id} has no request letter")
+        a.transmissions += 1
+        request = RecordsRequest(
+            idempotency_key=transmission_key(a.idempotency_key, a.transmissions),
+            reference=r.reference,
+            channel=Channel(ChannelKind(a.channel), a.destination, a.designee, r.npi),
+            document_url=media_url(a.id),
+            member_id=case.insured_member_id,
+            requester=carrier_name,
+            purpose=f"External review ({case.jurisdiction}): {a.requested}",
+        )
+        return _Outgoing(request, r.id, case.id)
+
+
+def _record_sent(
+    attempt_id: str,
+    case_id: str,
+    receipt: SendReceipt,
+    requester: RecordsRequester,
+    sessions: sessionmaker[Session],
+    clock: Clock,
+) -> None:
+    now = clock.now()
+    with transaction(sessions) as s:
+        a = s.get(Attempt, attempt_id, with_for_update=True)
+        assert a is not None
+        a.sent_at = a.sent_at or now
+        a.external_id = receipt.external_id
+        if a.outcome == AttemptOutcome.PENDING:
+            a.outcome = receipt.outcome.value
+        if isinstance(requester, PollingRequester):
+            a.poll_at = now + requester.poll_delay(timedelta(0))
+        audit(
+            s,
+            now,
+            "attempt.sent",
+            case_id,
+            attempt_id=a.id,
+            number=a.number,
+            channel=a.channel,
+            external_id=a.external_id,
+            transmission=a.transmissions,
+        )
+        log.info(
+            "attempt.sent", case_id=case_id, attempt_id=a.id, number=a.number, channel=a.channel
+        )
+
+
+def _record_failure(
+    attempt_id: str,
+    case_id: str,
+    error: ConnectorError,
+    sessions: sessionmaker[Session],
+    clock: Clock,
+) -> None:
+    now = clock.now()
+    kind = "transient" if isinstance(error, TransientError) else "permanent"
+    with transaction(sessions) as s:
+        a = s.get(Attempt, attempt_id, with_for_update=True)
+        assert a is not None
+        a.sent_at = a.sent_at or now
+        a.outcome = AttemptOutcome.FAILED.value
+        a.completed_at = now
+        a.failure_reason = failure_reason(f"{kind}: {error}")
+        audit(
+            s,
+            now,
+            "attempt.failed",
+            case_id,
+            attempt_id=a.id,
+            number=a.number,
+            channel=a.channel,
+            error=type(error).__name__,
+        )
+        log.warning("attempt.failed", case_id=case_id, attempt_id=a.id, error=type(error).__name__)
+
+
+def record_fax_status(
+    event: FaxStatusEvent, *, sessions: sessionmaker[Session], clock: Clock
+) -> list[Command]:
+    """A status webhook for an outbound fax. Duplicates and out-of-order events are harmless."""
+    if event.outcome is None:
+        return []
+    now = clock.now()
+    with transaction(sessions) as s:
+        a = s.scalar(select(Attempt).where(Attempt.external_id == event.fax_id).with_for_update())
+        if a is None:
+            return []
+        step = fax_status_step(
+            attempt_outcome(a),
+            delivered=event.outcome is AttemptOutcome.DELIVERED,
+            retryable=event.retryable,
+            transmissions=a.transmissions,
+        )
+        if step is FaxStep.IGNORE:
+            return []
+        if step is FaxStep.DELIVERED:
+            a.outcome = AttemptOutcome.DELIVERED.value
+            a.completed_at = event.occurred_at
+            a.failure_reason = None
+            audit(s, now, "attempt.delivered", a.case_id, attempt_id=a.id, number=a.number)
+            return []
+        a.failure_reason = failure_reason(event.failure_reason or "failed")
+        if step is FaxStep.REDIAL:
+            a.redial_at = now + REDIAL_DELAY
+            audit(
+                s,
+                now,
+                "attempt.redial",
+                a.case_id,
+                attempt_id=a.id,
+                transmission=a.transmissions,
+                reason=a.failure_reason,
+            )
+            return []
+        a.outcome = AttemptOutcome.FAILED.value
+        a.completed_at = event.occurred_at
+        audit(
+            s,
+            now,
+            "attempt.failed",
+            a.case_id,
+            attempt_id=a.id,
+            number=a.number,
+            reason=a.failure_reason,
+        )
+        return [PlanOutreach(a.request_id)]

@@ -1,0 +1,284 @@
+"""Packet: at the assembly cutoff, or once every request is closed, close what is still open
+as unresponsive and build the packet (or a supplemental one of late records), then queue its
+delivery. PDF work runs between two short transactions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.db import transaction
+from storage.models import Case, Delivery, Document, Packet
+from storage.objects import ObjectStore, sha256_hex
+from worker.commands import AssemblePacket, Command, DeliverPacket
+from worker.domain.clock import Clock
+from worker.domain.lifecycle import (
+    LEASE,
+    CaseStatus,
+    DeliveryStatus,
+    DocumentKind,
+    DocumentStatus,
+    PacketKind,
+    RequestStatus,
+    packet_to_assemble,
+)
+from worker.packet import AttemptLine, CoverInfo, PacketPart, ProviderAttestation, build_packet
+from worker.services.audit import audit
+from worker.services.closing import stop_request
+from worker.services.mapping import case_status
+
+log = structlog.get_logger("goodfaith.services")
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """One part of the packet, named by its stored object (bytes are read after commit)."""
+
+    kind: str
+    title: str
+    uri: str
+    source_sha256: str  # "" when the part is ours (the EOC): hashed when read
+    provider_id: str | None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    case_id: str
+    agency_id: str
+    sequence: int
+    supplemental: bool
+    cover: CoverInfo
+    specs: list[_Spec]
+    attestation: list[ProviderAttestation]
+    document_ids: list[str]
+
+
+def assemble_packet(
+    cmd: AssemblePacket,
+    *,
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    store: ObjectStore,
+    agency_name: Callable[[str], str],
+    carrier_name: str,
+) -> list[Command]:
+    """Assemble the packet (or a supplemental one for late records) and queue its delivery."""
+    now = clock.now()
+    plan = _plan(cmd.case_id, sessions, now, agency_name, carrier_name)
+    if plan is None:
+        return []
+    parts = []
+    for spec in plan.specs:
+        data = store.get(spec.uri)
+        sha = spec.source_sha256 or sha256_hex(data)
+        parts.append(PacketPart(spec.kind, spec.title, data, sha, spec.provider_id))
+    built = build_packet(plan.cover, parts, plan.attestation)
+    key_base = f"cases/{plan.case_id}/packets/{plan.sequence:03d}-{built.sha256}"
+    uri = store.put(f"{key_base}.pdf", built.pdf, "application/pdf")
+    manifest = json.dumps(built.manifest, indent=2, sort_keys=True, default=str).encode()
+    manifest_uri = store.put(f"{key_base}.manifest.json", manifest, "application/json")
+    packet = Packet(
+        case_id=plan.case_id,
+        sequence=plan.sequence,
+        supplemental=plan.supplemental,
+        uri=uri,
+        manifest_uri=manifest_uri,
+        sha256=built.sha256,
+        pages=built.pages,
+        created_at=now,
+    )
+    return _record(packet, plan, sessions, now)
+
+
+def _plan(
+    case_id: str,
+    sessions: sessionmaker[Session],
+    now: datetime,
+    agency_name: Callable[[str], str],
+    carrier_name: str,
+) -> _Plan | None:
+    """Decide what goes into the packet; close open requests at the first packet."""
+    with transaction(sessions) as s:
+        case = s.get(Case, case_id, with_for_update=True)
+        if case is None:
+            return None
+        kind = packet_to_assemble(case_status(case))
+        if kind is None:
+            return None  # cancelled, or already delivering
+        supplemental = kind is PacketKind.SUPPLEMENTAL
+        if case.eoc_object_uri is None:
+            case.attention = case.attention or "evidence of coverage missing: packet held"
+            case.next_action_at = None
+            audit(s, now, "packet.held", case.id, reason="eoc_missing")
+            return None
+        docs = list(
+            s.scalars(
+                select(Document)
+                .where(
+                    Document.case_id == case.id,
+                    Document.status == DocumentStatus.ACCEPTED,
+                    Document.kind == DocumentKind.RECORDS,
+                    Document.packet_id.is_(None),
+                )
+                .order_by(Document.received_at)
+            )
+        )
+        if supplemental and not docs:
+            case.next_action_at = None
+            return None
+        if not supplemental:
+            _close_unanswered(s, case, now)
+            case.status = CaseStatus.ASSEMBLING.value
+        case.next_action_at = now + LEASE
+        return _Plan(
+            case_id=case.id,
+            agency_id=case.agency_id,
+            sequence=len(case.packets) + 1,
+            supplemental=supplemental,
+            cover=_cover(case, now, agency_name, carrier_name, supplemental),
+            specs=_specs(case, docs, supplemental),
+            attestation=_attestation(case),
+            document_ids=[d.id for d in docs],
+        )
+
+
+def _close_unanswered(s: Session, case: Case, now: datetime) -> None:
+    for r in case.requests:
+        if r.status == RequestStatus.OPEN:
+            stop_request(r, RequestStatus.UNRESPONSIVE, now)
+            audit(
+                s,
+                now,
+                "request.unresponsive",
+                case.id,
+                request_id=r.id,
+                attempts=len(r.attempts),
+            )
+
+
+def _cover(
+    case: Case,
+    now: datetime,
+    agency_name: Callable[[str], str],
+    carrier_name: str,
+    supplemental: bool,
+) -> CoverInfo:
+    return CoverInfo(
+        case_id=case.id,
+        notification_id=case.notification_id,
+        agency_name=agency_name(case.agency_id),
+        jurisdiction=case.jurisdiction,
+        review_type=case.review_type,
+        insured_name=case.insured_name,
+        member_id=case.insured_member_id,
+        due_at=case.due_at,
+        generated_at=now,
+        carrier_name=carrier_name,
+        supplemental=supplemental,
+        sequence=len(case.packets) + 1,
+    )
+
+
+def _specs(case: Case, docs: list[Document], supplemental: bool) -> list[_Spec]:
+    """The EOC (first packet only), then each provider's records in provider order."""
+    assert case.eoc_object_uri is not None
+    by_request = {r.id: r for r in case.requests}
+    specs = []
+    if not supplemental:
+        specs.append(
+            _Spec(
+                "eoc", f"Evidence of coverage — plan {case.plan_id}", case.eoc_object_uri, "", None
+            )
+        )
+    for d in sorted(docs, key=lambda d: by_request[d.request_id].position if d.request_id else 0):
+        owner = by_request.get(d.request_id or "")
+        specs.append(
+            _Spec(
+                "records",
+                f"Records from {owner.provider_name if owner else 'provider'}",
+                d.usable_uri or d.uri,
+                d.sha256,
+                owner.provider_id if owner else None,
+            )
+        )
+    return specs
+
+
+def _attestation(case: Case) -> list[ProviderAttestation]:
+    """Every attempt to every provider, as the good-faith attestation page prints them."""
+    return [
+        ProviderAttestation(
+            provider_name=r.provider_name,
+            provider_id=r.provider_id,
+            status=r.status,
+            attempts=[
+                AttemptLine(
+                    number=a.number,
+                    at=a.sent_at or a.planned_at,
+                    channel=a.channel,
+                    destination=a.destination,
+                    outcome=a.outcome,
+                    reason=a.reason,
+                )
+                for a in r.attempts
+            ],
+        )
+        for r in case.requests
+    ]
+
+
+def _record(
+    packet: Packet, plan: _Plan, sessions: sessionmaker[Session], now: datetime
+) -> list[Command]:
+    """Write the packet row and its pending delivery; the first one written stands."""
+    with transaction(sessions) as s:
+        case = s.get(Case, plan.case_id, with_for_update=True)
+        assert case is not None
+        try:
+            with s.begin_nested():
+                s.add(packet)
+        except IntegrityError:  # assembled twice concurrently: the first one stands
+            return []
+        for d in s.scalars(select(Document).where(Document.id.in_(plan.document_ids))):
+            d.packet_id = packet.id
+        delivery = Delivery(
+            packet_id=packet.id,
+            case_id=plan.case_id,
+            agency_id=plan.agency_id,
+            idempotency_key=f"dlv-{packet.id}",
+            status=DeliveryStatus.PENDING.value,
+            next_action_at=now + LEASE,
+        )
+        s.add(delivery)
+        s.flush()
+        was = case.status
+        if not plan.supplemental:
+            case.status = CaseStatus.DELIVERING.value
+        case.next_action_at = None
+        audit(
+            s,
+            now,
+            "packet.assembled",
+            plan.case_id,
+            packet_id=packet.id,
+            sequence=plan.sequence,
+            pages=packet.pages,
+            sha256=packet.sha256,
+            documents=len(plan.document_ids),
+        )
+        log.info(
+            "packet.assembled",
+            case_id=plan.case_id,
+            packet_id=packet.id,
+            pages=packet.pages,
+            supplemental=plan.supplemental,
+            was=was,
+        )
+        return [DeliverPacket(delivery.id)]
