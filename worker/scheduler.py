@@ -1,17 +1,22 @@
 """The scheduler tick: enqueue whatever the database says is due.
 
-Timers are columns. A tick finds every row whose timer has passed, pushes the timer ahead by
-a lease (so the next tick does not enqueue it again) and enqueues the command; the handler
-then sets the real next time. A lost message is re-enqueued when its lease runs out, so
-losing Redis loses no work. Restarts, Redis loss and virtual time are all the same path.
+Timers are columns. :data:`TIMERS` lists each one once — the column, the rows it applies to
+and the command it starts — and both :func:`tick` and :func:`next_due` read that table, so a
+new timer is one row there. A tick finds every row whose timer has passed, pushes the timer
+ahead by a lease (so the next tick does not enqueue it again) and enqueues the command; the
+handler then sets the real next time. A lost message is re-enqueued when its lease runs out,
+so losing Redis loses no work. Restarts, Redis loss and virtual time are all the same path.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, union_all
+from sqlalchemy import ColumnElement, func, select, true, union_all
+from sqlalchemy.orm import InstrumentedAttribute
 
 from storage.db import transaction
 from storage.models import Attempt, Case, Delivery, InboundItem, RecordRequest, UTCDateTime
@@ -24,16 +29,59 @@ from worker.commands import (
     PollTask,
     SendAttempt,
 )
-from worker.domain.lifecycle import LEASE
+from worker.domain.lifecycle import LEASE, TIMED_CASE_STATES, DeliveryStatus, RequestStatus
 from worker.wiring import Container
 
-BATCH = 500  # rows per timer kind per tick
-#: Case states whose timer (assembly cutoff, supplemental packet) the scheduler watches.
-ACTIVE_CASES = ("open", "assembling", "delivered", "late")
+BATCH = 500  # rows per timer per tick
+
+
+@dataclass(frozen=True)
+class Timer:
+    """One timer column: rows of ``model`` where ``active`` holds are due at ``column``."""
+
+    name: str
+    model: type[Any]
+    column: InstrumentedAttribute[datetime | None]
+    active: ColumnElement[bool]
+    command: Callable[[str], Command]
+
+
+TIMERS: tuple[Timer, ...] = (
+    Timer(
+        "outreach",
+        RecordRequest,
+        RecordRequest.next_action_at,
+        RecordRequest.status == RequestStatus.OPEN,
+        PlanOutreach,
+    ),
+    Timer("redial", Attempt, Attempt.redial_at, true(), SendAttempt),
+    Timer("poll", Attempt, Attempt.poll_at, true(), PollTask),
+    Timer(
+        "packet",
+        Case,
+        Case.next_action_at,
+        Case.status.in_([s.value for s in TIMED_CASE_STATES]),
+        AssemblePacket,
+    ),
+    Timer(
+        "delivery",
+        Delivery,
+        Delivery.next_action_at,
+        Delivery.status == DeliveryStatus.PENDING,
+        DeliverPacket,
+    ),
+    Timer(
+        "inbound",
+        InboundItem,
+        InboundItem.next_action_at,
+        InboundItem.processed_at.is_(None),
+        IngestInbound,
+    ),
+)
 
 
 def tick(c: Container) -> list[Command]:
-    """Enqueue every due command; returns what was enqueued."""
+    """Enqueue every due command, earliest timer first within each kind; returns them."""
     now = c.clock.now()
     due = next_due(c)
     if due is None or due > now:
@@ -41,60 +89,22 @@ def tick(c: Container) -> list[Command]:
     lease = now + LEASE
     cmds: list[Command] = []
     with transaction(c.sessions) as s:
-        for r in s.scalars(
-            select(RecordRequest)
-            .where(RecordRequest.status == "open", RecordRequest.next_action_at <= now)
-            .limit(BATCH)
-        ):
-            r.next_action_at = lease
-            cmds.append(PlanOutreach(r.id))
-        for a in s.scalars(select(Attempt).where(Attempt.redial_at <= now).limit(BATCH)):
-            a.redial_at = lease
-            cmds.append(SendAttempt(a.id))
-        for a in s.scalars(select(Attempt).where(Attempt.poll_at <= now).limit(BATCH)):
-            a.poll_at = lease
-            cmds.append(PollTask(a.id))
-        for case in s.scalars(
-            select(Case)
-            .where(
-                Case.status.in_(ACTIVE_CASES),
-                Case.next_action_at <= now,
+        for timer in TIMERS:
+            rows = s.scalars(
+                select(timer.model)
+                .where(timer.active, timer.column <= now)
+                .order_by(timer.column)
+                .limit(BATCH)
             )
-            .limit(BATCH)
-        ):
-            case.next_action_at = lease
-            cmds.append(AssemblePacket(case.id))
-        for d in s.scalars(
-            select(Delivery)
-            .where(Delivery.status == "pending", Delivery.next_action_at <= now)
-            .limit(BATCH)
-        ):
-            d.next_action_at = lease
-            cmds.append(DeliverPacket(d.id))
-        for item in s.scalars(
-            select(InboundItem)
-            .where(InboundItem.processed_at.is_(None), InboundItem.next_action_at <= now)
-            .limit(BATCH)
-        ):
-            item.next_action_at = lease
-            cmds.append(IngestInbound(item.id))
+            for row in rows:
+                setattr(row, timer.column.key, lease)
+                cmds.append(timer.command(row.id))
     c.dispatcher.enqueue(cmds)
     return cmds
 
 
 def _next_due_statement() -> Any:
-    branches = [
-        select(func.min(RecordRequest.next_action_at).label("t")).where(
-            RecordRequest.status == "open"
-        ),
-        select(func.min(Attempt.redial_at).label("t")),
-        select(func.min(Attempt.poll_at).label("t")),
-        select(func.min(Case.next_action_at).label("t")).where(Case.status.in_(ACTIVE_CASES)),
-        select(func.min(Delivery.next_action_at).label("t")).where(Delivery.status == "pending"),
-        select(func.min(InboundItem.next_action_at).label("t")).where(
-            InboundItem.processed_at.is_(None)
-        ),
-    ]
+    branches = [select(func.min(timer.column).label("t")).where(timer.active) for timer in TIMERS]
     timers = union_all(*branches).subquery()
     return select(func.min(timers.c.t, type_=UTCDateTime()))
 
