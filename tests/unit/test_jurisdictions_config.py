@@ -8,15 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from config.jurisdictions import (
-    DEFAULT_PATH,
-    DeadlineRule,
-    DeadlineUnit,
-    JurisdictionConfigError,
-    Margins,
-    load_jurisdictions,
-)
+from config.jurisdictions import DEFAULT_PATH, JurisdictionConfigError, load_jurisdictions
 from worker.domain.deadlines import due_at, timeline
+from worker.domain.jurisdiction import DeadlineRule, DeadlineUnit, Margins
 from worker.domain.types import ReviewType
 
 GOOD = """
@@ -95,7 +89,7 @@ def test_new_jurisdiction_is_a_data_change(tmp_path: Path) -> None:
         ('timezone = "America/Denver"', 'timezone = "Mars/Olympus"', "ZZ.timezone"),
         ('close_of_business = "16:30"', 'close_of_business = "5pm"', "ZZ.close_of_business"),
         ('["09:00", "16:30"]', '["16:30", "09:00"]', "ZZ.business_hours"),
-        ('["2026-04-22"]', '["2026-13-01"]', "ZZ.extra_closures"),
+        ('["2026-04-22"]', '["2026-04-22", "2026-13-01"]', "ZZ.extra_closures[1]"),
         ('citation = "Test Code 1"', 'citation = "x"\ntimezon = "UTC"', "ZZ.timezon"),
         ('country = "US"', 'country = "XX"', "ZZ.holidays.country"),
         ('subdiv = "MA"', 'subdiv = "ZZ"', "ZZ.holidays.subdiv"),
