@@ -82,7 +82,7 @@ class JurisdictionConfigError(ValueError):
 
 def _not_blank(value: str) -> str:
     if not value.strip():
-        raise ValueError("required, a non-empty string")
+        raise ValueError(f"expected a non-empty string, got {value!r}")
     return value
 
 
@@ -136,7 +136,7 @@ _Zone = Annotated[ZoneInfo, PlainValidator(_zone)]
 _LocalTime = Annotated[time, PlainValidator(_local_time)]
 _BusinessHours = Annotated[tuple[time, time], PlainValidator(_hours_pair)]
 _IsoDate = Annotated[date, PlainValidator(_iso_date)]
-# Strict: true and "5" are not numbers of hours; inf would overflow timedelta.
+# Strict: true and "5" are not numbers of hours; inf and nan cannot become a timedelta.
 _Hours = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
 
 
