@@ -1,46 +1,62 @@
-"""Jurisdictions: deadline rules, packet margins and business calendars, loaded from TOML.
+"""Load ``config/jurisdictions.toml`` into :class:`~worker.domain.jurisdiction.Jurisdiction` values.
 
-The data lives in ``config/jurisdictions.toml`` (its header documents every key); this module
-turns it into typed, validated values. Nothing is read at import: :func:`load_jurisdictions`
-reads a file when called and :func:`get_jurisdiction` caches the default table on first use.
+The data file's header documents every key. Pydantic models mirror its tables with unknown keys
+forbidden; validation errors become a :class:`JurisdictionConfigError` whose message names the
+file, the key (``CODE.table.key``, ``[i]`` for a list item) and what is wrong. The validated
+tables are then converted to the domain types (worker/domain/jurisdiction.py, calendar.py).
 
-Units: ``DeadlineRule.amount`` counts business days, calendar days or elapsed hours as its
-``unit`` says; :class:`Margins` are elapsed time (``timedelta``). Times of day (close of
-business, business hours) are local wall-clock times in the jurisdiction's zone.
+Nothing is read at import: :func:`load_jurisdictions` reads a file when called and
+:func:`get_jurisdiction` caches the default table on first use.
 
-Holidays come from the pinned ``holidays`` package (0.109) with observance applied here
-(``observed`` key), so that a library change in observance rules cannot silently move a
-deadline; tests/unit/test_calendar_ma.py pins the Massachusetts table.
+Units: ``amount`` counts the rule's ``unit`` (business days, calendar days or hours);
+``assembly_hours``/``delivery_hours`` are elapsed hours; times of day are local wall-clock
+times in the jurisdiction's ``timezone``.
 """
 
 from __future__ import annotations
 
 import functools
 import tomllib
+import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import holidays as holidays_lib
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    Strict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from worker.domain.calendar import (
+    DEFAULT_BUSINESS_HOURS,
+    BusinessCalendar,
+    HolidaySource,
+    ObservedRule,
+    library_holidays,
+)
+from worker.domain.jurisdiction import DeadlineRule, DeadlineUnit, Jurisdiction, Margins
 from worker.domain.types import ReviewType
 
 DEFAULT_PATH = Path(__file__).with_name("jurisdictions.toml")
 
+#: Local time at which a business- or calendar-day deadline falls when a table omits it.
 DEFAULT_CLOSE_OF_BUSINESS = time(17, 0)
-DEFAULT_BUSINESS_HOURS = (time(8, 0), time(17, 0))
 #: (assembly_hours, delivery_hours) used when a review-type table omits them.
 DEFAULT_MARGIN_HOURS: Mapping[ReviewType, tuple[float, float]] = MappingProxyType(
     {ReviewType.STANDARD: (4.0, 2.0), ReviewType.EXPEDITED: (3.0, 1.0)}
 )
 
-_SATURDAY, _SUNDAY = 5, 6
-_OBSERVED_SUFFIX = " (observed)"
 # Years scanned to check that an ``exclude`` name is a real holiday name (catches typos).
 _EXCLUDE_CHECK_YEARS = range(2020, 2036)
 
@@ -61,330 +77,18 @@ class JurisdictionConfigError(ValueError):
     """The jurisdictions data file is malformed; the message names the file and the key."""
 
 
-class DeadlineUnit(StrEnum):
-    BUSINESS_DAYS = "business_days"
-    CALENDAR_DAYS = "calendar_days"
-    HOURS = "hours"
+# -- field types ---------------------------------------------------------------------------------
 
 
-class ObservedRule(StrEnum):
-    """How a holiday falling on a weekend is observed."""
-
-    SUNDAY_TO_MONDAY = "sunday_to_monday"  # M.G.L. c.4 §7: Saturday holidays do not move
-    FEDERAL = "federal"  # 5 U.S.C. 6103(b): Saturday -> Friday, Sunday -> Monday
-    NONE = "none"  # the holiday date only
-    LIBRARY = "library"  # whatever the `holidays` package does for the country/subdivision
-
-
-@dataclass(frozen=True)
-class DeadlineRule:
-    """``amount`` units (business days, calendar days or elapsed hours) after receipt."""
-
-    unit: DeadlineUnit
-    amount: int
-
-
-@dataclass(frozen=True)
-class Margins:
-    """Elapsed time before the due instant: assemble the packet at ``due - assembly``,
-    deliver it no later than ``due - delivery`` (``delivery <= assembly``)."""
-
-    assembly: timedelta
-    delivery: timedelta
-
-
-@dataclass(frozen=True)
-class HolidaySource:
-    """Where holidays come from: the ``holidays`` package plus our observance rule."""
-
-    country: str
-    subdiv: str | None
-    observed: ObservedRule
-    exclude: frozenset[str] = frozenset()
-
-
-class BusinessCalendar:
-    """Business days (Mon-Fri minus holidays and extra closures) and business hours.
-
-    Dates are local dates of the calendar's zone; instants passed in are converted to that
-    zone first (naive instants are rejected).
-    """
-
-    def __init__(
-        self,
-        source: HolidaySource,
-        tz: ZoneInfo,
-        business_hours: tuple[time, time] = DEFAULT_BUSINESS_HOURS,
-        extra_closures: Iterable[date] = (),
-    ) -> None:
-        if business_hours[0] >= business_hours[1]:
-            raise ValueError(f"business hours must open before they close: {business_hours}")
-        self.source = source
-        self.tz = tz
-        self.business_hours = business_hours
-        self.extra_closures = frozenset(extra_closures)
-        self._by_year: dict[int, dict[date, str]] = {}
-
-    def __repr__(self) -> str:
-        return f"BusinessCalendar({self.source!r}, {self.tz.key!r})"
-
-    # -- days -------------------------------------------------------------------------------
-
-    def holidays_in(self, year: int) -> dict[date, str]:
-        """Holidays (and their observed days) and extra closures in ``year``, by name.
-
-        Observed days are named ``"<holiday> (observed)"``; closures ``"Extra closure"``.
-        Weekends are not listed: :meth:`is_business_day` treats them separately.
-        """
-        cached = self._by_year.get(year)
-        if cached is None:
-            cached = self._compute_year(year)
-            self._by_year[year] = cached
-        return dict(cached)
-
-    def is_business_day(self, d: date) -> bool:
-        """True for Monday-Friday dates that are neither a holiday nor an extra closure."""
-        if d.weekday() in (_SATURDAY, _SUNDAY):
-            return False
-        cached = self._by_year.get(d.year)
-        if cached is None:
-            cached = self._compute_year(d.year)
-            self._by_year[d.year] = cached
-        return d not in cached
-
-    def add_business_days(self, d: date, n: int) -> date:
-        """The ``n``-th business day after ``d`` (``d`` itself never counts; ``n=0`` is ``d``).
-
-        Negative ``n`` counts backwards.
-        """
-        step = timedelta(days=1 if n >= 0 else -1)
-        remaining = abs(n)
-        current = d
-        while remaining:
-            current += step
-            if self.is_business_day(current):
-                remaining -= 1
-        return current
-
-    # -- hours ------------------------------------------------------------------------------
-
-    def within_business_hours(
-        self, instant: datetime, hours: tuple[time, time] | None = None
-    ) -> bool:
-        """True when ``instant`` is on a business day, in ``[open, close)`` local time."""
-        opens, closes = hours or self.business_hours
-        local = _aware(instant).astimezone(self.tz)
-        return self.is_business_day(local.date()) and opens <= local.time() < closes
-
-    def next_business_moment(
-        self, instant: datetime, hours: tuple[time, time] | None = None
-    ) -> datetime:
-        """``instant`` itself when within business hours, else the next opening (local zone)."""
-        opens, closes = hours or self.business_hours
-        local = _aware(instant).astimezone(self.tz)
-        if self.within_business_hours(local, (opens, closes)):
-            return local
-        day = local.date()
-        if not (self.is_business_day(day) and local.time() < opens):
-            day = self.add_business_days(day, 1)
-        return _local(day, opens, self.tz)
-
-    def latest_business_interval(
-        self, instant: datetime, hours: tuple[time, time] | None = None
-    ) -> tuple[datetime, datetime] | None:
-        """``(open, close)`` of the latest business-hours interval that opened at or before
-        ``instant`` (today's, when ``instant`` is inside business hours). ``close`` is exclusive.
-
-        ``None`` only for a calendar without a business day in the ten years before ``instant``.
-        """
-        opens, closes = hours or self.business_hours
-        local = _aware(instant).astimezone(self.tz)
-        day = local.date()
-        if not (self.is_business_day(day) and local.time() >= opens):
-            for _ in range(3660):
-                day -= timedelta(days=1)
-                if self.is_business_day(day):
-                    break
-            else:
-                return None
-        return _local(day, opens, self.tz), _local(day, closes, self.tz)
-
-    # -- internals --------------------------------------------------------------------------
-
-    def _compute_year(self, year: int) -> dict[date, str]:
-        src = self.source
-        result: dict[date, str] = {}
-        if src.observed is ObservedRule.LIBRARY:
-            lib = _library_holidays(src.country, src.subdiv, (year,), observed=True)
-            for d, names in lib.items():
-                kept = [n for n in names if _base_name(n) not in src.exclude]
-                if kept:
-                    result[d] = "; ".join(kept)
-        else:
-            # A Saturday Jan 1 is observed (federal rule) on Dec 31 of the year before, a
-            # Sunday Dec 31 on Jan 1 after: look at the neighbouring years too.
-            years = (year - 1, year, year + 1)
-            lib = _library_holidays(src.country, src.subdiv, years, observed=False)
-            for d, names in sorted(lib.items()):
-                kept = [n for n in names if n not in src.exclude]
-                if not kept:
-                    continue
-                name = "; ".join(kept)
-                for day, label in _observances(d, name, src.observed):
-                    if day.year == year:
-                        result[day] = f"{result[day]}; {label}" if day in result else label
-        for d in sorted(self.extra_closures):
-            if d.year == year:
-                result[d] = f"{result[d]}; Extra closure" if d in result else "Extra closure"
-        return result
-
-
-def _observances(d: date, name: str, rule: ObservedRule) -> list[tuple[date, str]]:
-    out = [(d, name)]
-    weekday = d.weekday()
-    if weekday == _SUNDAY and rule in (ObservedRule.SUNDAY_TO_MONDAY, ObservedRule.FEDERAL):
-        out.append((d + timedelta(days=1), name + _OBSERVED_SUFFIX))
-    elif weekday == _SATURDAY and rule is ObservedRule.FEDERAL:
-        out.append((d - timedelta(days=1), name + _OBSERVED_SUFFIX))
-    return out
-
-
-def _base_name(name: str) -> str:
-    return name.removesuffix(_OBSERVED_SUFFIX)
-
-
-def _library_holidays(
-    country: str, subdiv: str | None, years: Iterable[int], *, observed: bool
-) -> dict[date, list[str]]:
-    table = holidays_lib.country_holidays(
-        country, subdiv=subdiv, years=list(years), observed=observed
-    )
-    return {d: [n.strip() for n in str(names).split(";")] for d, names in table.items()}
-
-
-def _aware(instant: datetime) -> datetime:
-    if instant.tzinfo is None or instant.utcoffset() is None:
-        raise ValueError(f"a timezone-aware instant is required, got naive {instant!r}")
-    return instant
-
-
-def _local(day: date, at: time, tz: ZoneInfo) -> datetime:
-    """Wall-clock ``at`` on ``day`` in ``tz``; a time in a DST gap is normalised forward."""
-    return datetime.combine(day, at, tzinfo=tz).astimezone(ZoneInfo("UTC")).astimezone(tz)
-
-
-@dataclass(frozen=True)
-class Jurisdiction:
-    """One jurisdiction's rules. ``rules``/``margins`` are keyed by review type."""
-
-    code: str
-    name: str
-    citation: str
-    tz: ZoneInfo
-    close_of_business: time
-    business_hours: tuple[time, time]
-    rules: Mapping[ReviewType, DeadlineRule]
-    margins: Mapping[ReviewType, Margins]
-    calendar: BusinessCalendar = field(compare=False)
-
-
-# -- loading ------------------------------------------------------------------------------------
-
-_TOP_KEYS = {
-    "name",
-    "citation",
-    "timezone",
-    "close_of_business",
-    "business_hours",
-    "extra_closures",
-    "holidays",
-}
-_HOLIDAY_KEYS = {"country", "subdiv", "observed", "exclude"}
-_RULE_KEYS = {"unit", "amount", "assembly_hours", "delivery_hours"}
-
-
-class _Ctx:
-    """Builds error messages that name the file and the offending key."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def error(self, key: str, problem: str) -> JurisdictionConfigError:
-        return JurisdictionConfigError(f"{self.path}: {key}: {problem}")
-
-
-def load_jurisdictions(path: Path | None = None) -> dict[str, Jurisdiction]:
-    """Read and validate a jurisdictions TOML file (default: the one beside this module).
-
-    Raises :class:`JurisdictionConfigError` naming the file and the bad key.
-    """
-    path = DEFAULT_PATH if path is None else Path(path)
-    ctx = _Ctx(path)
-    try:
-        with path.open("rb") as fh:
-            raw = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise JurisdictionConfigError(f"{path}: not valid TOML: {exc}") from exc
-    if not raw:
-        raise ctx.error("(file)", "no jurisdictions defined")
-    table: dict[str, Jurisdiction] = {}
-    for code, body in raw.items():
-        if not isinstance(body, dict):
-            raise ctx.error(code, "must be a table ([CODE] section)")
-        table[code] = _parse_jurisdiction(ctx, code, body)
-    return table
-
-
-def _parse_jurisdiction(ctx: _Ctx, code: str, body: dict[str, Any]) -> Jurisdiction:
-    review_keys = {rt.value for rt in ReviewType}
-    unknown = set(body) - _TOP_KEYS - review_keys
-    if unknown:
-        raise ctx.error(
-            f"{code}.{sorted(unknown)[0]}",
-            f"unknown key; allowed: {', '.join(sorted(_TOP_KEYS | review_keys))}",
-        )
-    name = _req_str(ctx, body, code, "name")
-    citation = _req_str(ctx, body, code, "citation")
-    tz_name = _req_str(ctx, body, code, "timezone")
-    try:
-        tz = ZoneInfo(tz_name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ctx.error(f"{code}.timezone", f"unknown IANA zone {tz_name!r}") from exc
-    cob = _time(ctx, body.get("close_of_business", "17:00"), f"{code}.close_of_business")
-    hours = _hours(ctx, body.get("business_hours", ["08:00", "17:00"]), f"{code}.business_hours")
-    closures = _dates(ctx, body.get("extra_closures", []), f"{code}.extra_closures")
-    source = _holiday_source(ctx, code, body.get("holidays"))
-
-    rules: dict[ReviewType, DeadlineRule] = {}
-    margins: dict[ReviewType, Margins] = {}
-    for rt in ReviewType:
-        if rt.value not in body:
-            continue
-        rules[rt], margins[rt] = _rule(ctx, f"{code}.{rt.value}", rt, body[rt.value])
-    if not rules:
-        raise ctx.error(code, f"no review types; add at least one of [{code}.standard]")
-    return Jurisdiction(
-        code=code,
-        name=name,
-        citation=citation,
-        tz=tz,
-        close_of_business=cob,
-        business_hours=hours,
-        rules=MappingProxyType(rules),
-        margins=MappingProxyType(margins),
-        calendar=BusinessCalendar(source, tz, hours, closures),
-    )
-
-
-def _req_str(ctx: _Ctx, body: Mapping[str, Any], code: str, key: str) -> str:
-    value = body.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise ctx.error(f"{code}.{key}", "required, a non-empty string")
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError(f"expected a non-empty string, got {value!r}")
     return value
 
 
-def _time(ctx: _Ctx, value: object, key: str) -> time:
-    if isinstance(value, time):
+def _local_time(value: object) -> time:
+    # Not pydantic's ``time``: that also takes numbers (seconds after midnight) and offsets.
+    if isinstance(value, time) and value.tzinfo is None:
         return value
     if isinstance(value, str):
         try:
@@ -394,119 +98,273 @@ def _time(ctx: _Ctx, value: object, key: str) -> time:
         else:
             if parsed.tzinfo is None:
                 return parsed
-    raise ctx.error(key, f'expected a local time like "17:00", got {value!r}')
+    raise ValueError(f'expected a local time like "17:00", got {value!r}')
 
 
-def _hours(ctx: _Ctx, value: object, key: str) -> tuple[time, time]:
-    if not isinstance(value, list) or len(value) != 2:
-        raise ctx.error(key, f'expected ["HH:MM", "HH:MM"], got {value!r}')
-    opens, closes = _time(ctx, value[0], key), _time(ctx, value[1], key)
+def _hours_pair(value: object) -> tuple[time, time]:
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise ValueError(f'expected ["HH:MM", "HH:MM"], got {value!r}')
+    opens, closes = _local_time(value[0]), _local_time(value[1])
     if opens >= closes:
-        raise ctx.error(key, f"opening {opens} must be before closing {closes}")
+        raise ValueError(f"opening {opens} must be before closing {closes}")
     return opens, closes
 
 
-def _dates(ctx: _Ctx, value: object, key: str) -> list[date]:
-    if not isinstance(value, list):
-        raise ctx.error(key, f"expected a list of ISO dates, got {value!r}")
-    out: list[date] = []
-    for item in value:
-        if isinstance(item, date) and not isinstance(item, datetime):
-            out.append(item)
-            continue
-        parsed: date | None = None
-        if isinstance(item, str):
-            try:
-                parsed = date.fromisoformat(item)
-            except ValueError:
-                parsed = None
-        if parsed is None:
-            raise ctx.error(key, f"expected an ISO date like 2026-02-09, got {item!r}")
-        out.append(parsed)
-    return out
-
-
-def _reject_unknown_keys(
-    ctx: _Ctx, key: str, value: dict[str, object], allowed: Iterable[str]
-) -> None:
-    unknown = set(value) - set(allowed)
-    if unknown:
-        raise ctx.error(f"{key}.{sorted(unknown)[0]}", f"unknown key; allowed: {sorted(allowed)}")
-
-
-def _holiday_source(ctx: _Ctx, code: str, value: object) -> HolidaySource:
-    key = f"{code}.holidays"
-    if not isinstance(value, dict):
-        raise ctx.error(key, 'required table, e.g. [X.holidays] country = "US"')
-    _reject_unknown_keys(ctx, key, value, _HOLIDAY_KEYS)
-    country = value.get("country")
-    if not isinstance(country, str) or not country:
-        raise ctx.error(f"{key}.country", 'required, an ISO country code such as "US"')
-    subdiv = value.get("subdiv")
-    if subdiv is not None and (not isinstance(subdiv, str) or not subdiv):
-        raise ctx.error(f"{key}.subdiv", f"expected a subdivision code string, got {subdiv!r}")
-    raw_observed = value.get("observed")
-    try:
-        observed = ObservedRule(str(raw_observed))
-    except ValueError:
-        raise ctx.error(
-            f"{key}.observed",
-            f"required, one of {', '.join(r.value for r in ObservedRule)}; got {raw_observed!r}",
-        ) from None
-    exclude = value.get("exclude", [])
-    if not isinstance(exclude, list) or not all(isinstance(n, str) for n in exclude):
-        raise ctx.error(f"{key}.exclude", f"expected a list of holiday names, got {exclude!r}")
-    for bad_key, sub in ((f"{key}.country", None), (f"{key}.subdiv", subdiv)):
+def _iso_date(value: object) -> date:
+    # Not pydantic's ``date``: that also takes Unix timestamps and midnight datetimes.
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
         try:
-            known = _library_holidays(country, sub, _EXCLUDE_CHECK_YEARS, observed=False)
-        except NotImplementedError as exc:
-            raise ctx.error(bad_key, f"not supported by the holidays package: {exc}") from exc
-    known_names = {n for names in known.values() for n in names}
-    for n in exclude:
-        if n not in known_names:
-            raise ctx.error(
-                f"{key}.exclude",
-                f"{n!r} is not a holiday name for {country}/{subdiv}; "
-                f"known: {', '.join(sorted(known_names))}",
-            )
-    return HolidaySource(country, subdiv, observed, frozenset(exclude))
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError(f"expected an ISO date like 2026-02-09, got {value!r}")
 
 
-def _rule(ctx: _Ctx, key: str, rt: ReviewType, value: object) -> tuple[DeadlineRule, Margins]:
-    if not isinstance(value, dict):
-        raise ctx.error(key, "must be a table with unit and amount")
-    _reject_unknown_keys(ctx, key, value, _RULE_KEYS)
-    raw_unit = value.get("unit")
+def _zone(value: object) -> ZoneInfo:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"required, an IANA zone name such as America/New_York; got {value!r}")
     try:
-        unit = DeadlineUnit(str(raw_unit))
-    except ValueError:
-        raise ctx.error(
-            f"{key}.unit",
-            f"required, one of {', '.join(u.value for u in DeadlineUnit)}; got {raw_unit!r}",
-        ) from None
-    amount = value.get("amount")
-    if not isinstance(amount, int) or isinstance(amount, bool) or amount < 1:
-        raise ctx.error(f"{key}.amount", f"required, an integer >= 1; got {amount!r}")
-    default_assembly, default_delivery = DEFAULT_MARGIN_HOURS[rt]
-    assembly = _hours_value(
-        ctx, value.get("assembly_hours", default_assembly), f"{key}.assembly_hours"
-    )
-    delivery = _hours_value(
-        ctx, value.get("delivery_hours", default_delivery), f"{key}.delivery_hours"
-    )
-    if delivery > assembly:
-        raise ctx.error(
-            f"{key}.delivery_hours",
-            f"{delivery} h must not exceed assembly_hours ({assembly} h): "
-            "the packet is assembled before it is delivered",
+        return ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown IANA zone {value!r}; e.g. America/New_York") from exc
+
+
+_Text = Annotated[str, Strict(), AfterValidator(_not_blank)]
+_Zone = Annotated[ZoneInfo, PlainValidator(_zone)]
+_LocalTime = Annotated[time, PlainValidator(_local_time)]
+_BusinessHours = Annotated[tuple[time, time], PlainValidator(_hours_pair)]
+_IsoDate = Annotated[date, PlainValidator(_iso_date)]
+# Strict: true and "5" are not numbers of hours; inf and nan cannot become a timedelta.
+_Hours = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
+
+
+@functools.lru_cache(maxsize=64)
+def _holiday_names(country: str, subdiv: str | None) -> frozenset[str]:
+    """Holiday names the package knows for a place; ``NotImplementedError`` if it knows none."""
+    table = library_holidays(country, subdiv, _EXCLUDE_CHECK_YEARS, observed=False)
+    return frozenset(n for names in table.values() for n in names)
+
+
+# -- tables --------------------------------------------------------------------------------------
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _HolidaysTable(_Table):
+    """``[CODE.holidays]``: fields are validated in this order, each check using the ones before."""
+
+    country: _Text = Field(description='an ISO country code such as "US"')
+    subdiv: _Text | None = None
+    observed: ObservedRule = Field(description=f"one of {', '.join(ObservedRule)}")
+    exclude: list[Annotated[str, Strict()]] = Field(default_factory=list)
+
+    @field_validator("country")
+    @classmethod
+    def _country_is_known(cls, country: str) -> str:
+        try:
+            _holiday_names(country, None)
+        except NotImplementedError as exc:
+            raise ValueError(f"not supported by the holidays package: {exc}") from exc
+        return country
+
+    @field_validator("subdiv")
+    @classmethod
+    def _subdiv_is_known(cls, subdiv: str | None, info: ValidationInfo) -> str | None:
+        if subdiv is None or "country" not in info.data:
+            return subdiv
+        try:
+            _holiday_names(info.data["country"], subdiv)
+        except NotImplementedError as exc:
+            raise ValueError(f"not supported by the holidays package: {exc}") from exc
+        return subdiv
+
+    @field_validator("exclude")
+    @classmethod
+    def _names_are_holidays(cls, exclude: list[str], info: ValidationInfo) -> list[str]:
+        if "country" not in info.data or "subdiv" not in info.data:
+            return exclude  # the place itself is invalid and reported as such
+        country, subdiv = info.data["country"], info.data["subdiv"]
+        known = _holiday_names(country, subdiv)
+        for name in exclude:
+            if name not in known:
+                raise ValueError(
+                    f"{name!r} is not a holiday name for {country}/{subdiv}; "
+                    f"known: {', '.join(sorted(known))}"
+                )
+        return exclude
+
+
+class _RuleTable(_Table):
+    """``[CODE.<review type>]``; subclasses set the margin defaults of their review type."""
+
+    unit: DeadlineUnit = Field(description=f"one of {', '.join(DeadlineUnit)}")
+    amount: Annotated[int, Strict(), Field(ge=1, description="an integer >= 1")]
+    assembly_hours: _Hours
+    delivery_hours: _Hours
+
+    @field_validator("delivery_hours")
+    @classmethod
+    def _delivered_after_assembly(cls, delivery: float, info: ValidationInfo) -> float:
+        assembly = info.data.get("assembly_hours")
+        if assembly is not None and delivery > assembly:
+            raise ValueError(
+                f"{delivery} h must not exceed assembly_hours ({assembly} h): "
+                "the packet is assembled before it is delivered"
+            )
+        return delivery
+
+    def to_domain(self) -> tuple[DeadlineRule, Margins]:
+        return DeadlineRule(self.unit, self.amount), Margins(
+            timedelta(hours=self.assembly_hours), timedelta(hours=self.delivery_hours)
         )
-    return DeadlineRule(unit, amount), Margins(timedelta(hours=assembly), timedelta(hours=delivery))
 
 
-def _hours_value(ctx: _Ctx, value: object, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ctx.error(key, f"expected a number of hours >= 0, got {value!r}")
-    return float(value)
+class _StandardRuleTable(_RuleTable):
+    assembly_hours: _Hours = DEFAULT_MARGIN_HOURS[ReviewType.STANDARD][0]
+    # validate_default: an explicit assembly_hours below the default delivery_hours is an error.
+    delivery_hours: Annotated[_Hours, Field(validate_default=True)] = DEFAULT_MARGIN_HOURS[
+        ReviewType.STANDARD
+    ][1]
+
+
+class _ExpeditedRuleTable(_RuleTable):
+    assembly_hours: _Hours = DEFAULT_MARGIN_HOURS[ReviewType.EXPEDITED][0]
+    delivery_hours: Annotated[_Hours, Field(validate_default=True)] = DEFAULT_MARGIN_HOURS[
+        ReviewType.EXPEDITED
+    ][1]
+
+
+class _JurisdictionTable(_Table):
+    """``[CODE]``. Validate with ``context={"code": CODE}`` so messages can name the table."""
+
+    name: _Text = Field(description="a non-empty string")
+    citation: _Text = Field(description="a non-empty string")
+    timezone: _Zone = Field(description="an IANA zone name such as America/New_York")
+    close_of_business: _LocalTime = DEFAULT_CLOSE_OF_BUSINESS
+    business_hours: _BusinessHours = DEFAULT_BUSINESS_HOURS
+    extra_closures: list[_IsoDate] = Field(default_factory=list)
+    holidays: _HolidaysTable = Field(description='a table, e.g. [X.holidays] country = "US"')
+    # One field per ReviewType value; to_domain() looks them up by that value.
+    standard: _StandardRuleTable | None = None
+    expedited: _ExpeditedRuleTable | None = None
+
+    @model_validator(mode="after")
+    def _has_a_review_type(self, info: ValidationInfo) -> Self:
+        if all(self._rule_table(rt) is None for rt in ReviewType):
+            code = (info.context or {}).get("code", "X")
+            raise ValueError(f"no review types; add at least one of [{code}.standard]")
+        return self
+
+    def _rule_table(self, rt: ReviewType) -> _RuleTable | None:
+        table = getattr(self, rt.value)
+        assert table is None or isinstance(table, _RuleTable)
+        return table
+
+    def to_domain(self, code: str) -> Jurisdiction:
+        rules: dict[ReviewType, DeadlineRule] = {}
+        margins: dict[ReviewType, Margins] = {}
+        for rt in ReviewType:
+            table = self._rule_table(rt)
+            if table is not None:
+                rules[rt], margins[rt] = table.to_domain()
+        h = self.holidays
+        source = HolidaySource(h.country, h.subdiv, h.observed, frozenset(h.exclude))
+        return Jurisdiction(
+            code=code,
+            name=self.name,
+            citation=self.citation,
+            tz=self.timezone,
+            close_of_business=self.close_of_business,
+            business_hours=self.business_hours,
+            rules=MappingProxyType(rules),
+            margins=MappingProxyType(margins),
+            calendar=BusinessCalendar(
+                source, self.timezone, self.business_hours, self.extra_closures
+            ),
+        )
+
+
+# -- error messages ------------------------------------------------------------------------------
+
+
+def _key(code: str, loc: tuple[int | str, ...]) -> str:
+    key = code
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return key
+
+
+def _table_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The table model that holds the key at ``loc`` (for listing its allowed keys)."""
+    model: type[BaseModel] = _JurisdictionTable
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        nested = [
+            arg
+            for arg in (field.annotation, *typing.get_args(field.annotation))
+            if isinstance(arg, type) and issubclass(arg, BaseModel)
+        ]
+        if not nested:
+            return None
+        model = nested[0]
+    return model
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    """One pydantic error in the file's terms, saying what would be accepted."""
+    loc = tuple(error["loc"])
+    table = _table_at(loc)
+    if error["type"] == "extra_forbidden":
+        allowed = ", ".join(sorted(table.model_fields)) if table else "see the file header"
+        return f"unknown key; allowed: {allowed}"
+    if error["type"] == "missing":
+        field = table.model_fields.get(str(loc[-1])) if table else None
+        hint = field.description if field else None
+        return f"required, {hint}" if hint else "required"
+    if error["type"] == "model_type":
+        return f"expected a table, got {error['input']!r}"
+    if error["type"] == "value_error":
+        return str(error["ctx"]["error"])  # our own validators' messages, without a prefix
+    return f"{error['msg']}; got {error['input']!r}"
+
+
+def _describe(path: Path, code: str, exc: ValidationError) -> str:
+    return "\n".join(f"{path}: {_key(code, tuple(e['loc']))}: {_problem(e)}" for e in exc.errors())
+
+
+# -- loading -------------------------------------------------------------------------------------
+
+
+def load_jurisdictions(path: Path | None = None) -> dict[str, Jurisdiction]:
+    """Read and validate a jurisdictions TOML file (default: the one beside this module).
+
+    Raises :class:`JurisdictionConfigError` naming the file and the bad key, one line per
+    problem found in the first malformed jurisdiction.
+    """
+    path = DEFAULT_PATH if path is None else Path(path)
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise JurisdictionConfigError(f"{path}: not valid TOML: {exc}") from exc
+    if not raw:
+        raise JurisdictionConfigError(f"{path}: (file): no jurisdictions defined")
+    table: dict[str, Jurisdiction] = {}
+    for code, body in raw.items():
+        if not isinstance(body, dict):
+            raise JurisdictionConfigError(f"{path}: {code}: must be a table ([CODE] section)")
+        try:
+            parsed = _JurisdictionTable.model_validate(body, context={"code": code})
+        except ValidationError as exc:
+            raise JurisdictionConfigError(_describe(path, code, exc)) from exc
+        table[code] = parsed.to_domain(code)
+    return table
 
 
 @functools.cache

@@ -6,7 +6,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from config.jurisdictions import BusinessCalendar, get_jurisdiction
+from config.jurisdictions import get_jurisdiction
+from worker.domain.calendar import BusinessCalendar
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from config.jurisdictions import (
-    DeadlineUnit,
-    Jurisdiction,
-    UnknownJurisdiction,
-    get_jurisdiction,
-    load_jurisdictions,
-)
+from config.jurisdictions import UnknownJurisdiction, get_jurisdiction, load_jurisdictions
 from worker.domain.deadlines import DeadlineError, due_at, timeline
+from worker.domain.jurisdiction import DeadlineUnit, Jurisdiction
 from worker.domain.types import ReviewType
 
 NY = ZoneInfo("America/New_York")

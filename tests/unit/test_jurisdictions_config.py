@@ -8,15 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from config.jurisdictions import (
-    DEFAULT_PATH,
-    DeadlineRule,
-    DeadlineUnit,
-    JurisdictionConfigError,
-    Margins,
-    load_jurisdictions,
-)
+from config.jurisdictions import DEFAULT_PATH, JurisdictionConfigError, load_jurisdictions
 from worker.domain.deadlines import due_at, timeline
+from worker.domain.jurisdiction import DeadlineRule, DeadlineUnit, Margins
 from worker.domain.types import ReviewType
 
 GOOD = """
@@ -95,7 +89,7 @@ def test_new_jurisdiction_is_a_data_change(tmp_path: Path) -> None:
         ('timezone = "America/Denver"', 'timezone = "Mars/Olympus"', "ZZ.timezone"),
         ('close_of_business = "16:30"', 'close_of_business = "5pm"', "ZZ.close_of_business"),
         ('["09:00", "16:30"]', '["16:30", "09:00"]', "ZZ.business_hours"),
-        ('["2026-04-22"]', '["2026-13-01"]', "ZZ.extra_closures"),
+        ('["2026-04-22"]', '["2026-04-22", "2026-13-01"]', "ZZ.extra_closures[1]"),
         ('citation = "Test Code 1"', 'citation = "x"\ntimezon = "UTC"', "ZZ.timezon"),
         ('country = "US"', 'country = "XX"', "ZZ.holidays.country"),
         ('subdiv = "MA"', 'subdiv = "ZZ"', "ZZ.holidays.subdiv"),
@@ -107,6 +101,18 @@ def test_new_jurisdiction_is_a_data_change(tmp_path: Path) -> None:
         ("amount = 2", "amount = 2\nslack_hours = 1", "ZZ.standard.slack_hours"),
         ("assembly_hours = 5", "assembly_hours = -1", "ZZ.standard.assembly_hours"),
         ("delivery_hours = 1.5", "delivery_hours = 6", "ZZ.standard.delivery_hours"),
+        # Below: checks of the pydantic loader beyond the original hand-written validator's.
+        ('close_of_business = "16:30"', "close_of_business = 17", "ZZ.close_of_business"),
+        ('["09:00", "16:30"]', '["09:00"]', "ZZ.business_hours"),
+        ('["2026-04-22"]', '"2026-04-22"', "ZZ.extra_closures"),
+        ('country = "US"', 'country = "US"\ncountry_code = "US"', "ZZ.holidays.country_code"),
+        ('observed = "sunday_to_monday"\n', "", "ZZ.holidays.observed"),
+        ("[ZZ.holidays]", "[ZZ.holiday]", "ZZ.holiday"),
+        ('exclude = ["Patriots\' Day"]', 'exclude = "Patriots\' Day"', "ZZ.holidays.exclude"),
+        ("amount = 2", "amount = true", "ZZ.standard.amount"),
+        ("assembly_hours = 5", 'assembly_hours = "5"', "ZZ.standard.assembly_hours"),
+        ("assembly_hours = 5", "assembly_hours = inf", "ZZ.standard.assembly_hours"),
+        ("amount = 72", "amount = 72\nassembly_hours = 0.5", "ZZ.expedited.delivery_hours"),
     ],
     ids=lambda v: v if isinstance(v, str) and v.startswith("ZZ") else "",
 )
@@ -132,3 +138,125 @@ def test_jurisdiction_without_review_types_is_rejected(tmp_path: Path) -> None:
     path = _write(tmp_path, GOOD[: GOOD.index("[ZZ.standard]")])
     with pytest.raises(JurisdictionConfigError, match=r": ZZ: no review types"):
         load_jurisdictions(path)
+
+
+def test_missing_holidays_table_names_the_fix(tmp_path: Path) -> None:
+    """A jurisdiction without [X.holidays] is told the table is required, with an example."""
+    start, end = GOOD.index("[ZZ.holidays]"), GOOD.index("[ZZ.standard]")
+    path = _write(tmp_path, GOOD[:start] + GOOD[end:])
+    with pytest.raises(JurisdictionConfigError) as info:
+        load_jurisdictions(path)
+    assert str(info.value) == (
+        f'{path}: ZZ.holidays: required, a table, e.g. [X.holidays] country = "US"'
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        (
+            'country = "US"',
+            'country = "US"\ncountry_code = "US"',
+            "ZZ.holidays.country_code: unknown key; allowed: country, exclude, observed, subdiv",
+        ),
+        (
+            "amount = 2",
+            "amount = 2\nslack_hours = 1",
+            "ZZ.standard.slack_hours: unknown key; "
+            "allowed: amount, assembly_hours, delivery_hours, unit",
+        ),
+        (
+            'citation = "Test Code 1"',
+            'citation = "x"\ntimezon = "UTC"',
+            "ZZ.timezon: unknown key; allowed: business_hours, citation, close_of_business, "
+            "expedited, extra_closures, holidays, name, standard, timezone",
+        ),
+    ],
+    ids=["holidays", "review-type", "jurisdiction"],
+)
+def test_unknown_key_lists_the_allowed_keys(
+    tmp_path: Path, old: str, new: str, problem: str
+) -> None:
+    """An unknown key (a typo) is rejected at every level, listing the keys that are allowed."""
+    path = _write(tmp_path, _mutate(old, new))
+    with pytest.raises(JurisdictionConfigError) as info:
+        load_jurisdictions(path)
+    assert str(info.value) == f"{path}: {problem}"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        (
+            'unit = "business_days"',
+            'unit = "weeks"',
+            "ZZ.standard.unit: Input should be 'business_days', 'calendar_days' or 'hours'; "
+            "got 'weeks'",
+        ),
+        (
+            "amount = 2",
+            'amount = "2"',
+            "ZZ.standard.amount: Input should be a valid integer; got '2'",
+        ),
+        (
+            'timezone = "America/Denver"',
+            'timezone = "Mars/Olympus"',
+            "ZZ.timezone: unknown IANA zone 'Mars/Olympus'; e.g. America/New_York",
+        ),
+        (
+            'observed = "sunday_to_monday"\n',
+            "",
+            "ZZ.holidays.observed: required, one of sunday_to_monday, federal, none, library",
+        ),
+        (
+            "[ZZ.expedited]",
+            "[ZZ.expedited]\nassembly_hours = 0.5",
+            "ZZ.expedited.delivery_hours: 1.0 h must not exceed assembly_hours (0.5 h): "
+            "the packet is assembled before it is delivered",
+        ),
+    ],
+    ids=["enum", "type", "zone", "missing", "default-margin"],
+)
+def test_bad_value_says_what_is_accepted(tmp_path: Path, old: str, new: str, problem: str) -> None:
+    """A bad or missing value's message says what is accepted and, if given, what was found."""
+    path = _write(tmp_path, _mutate(old, new))
+    with pytest.raises(JurisdictionConfigError) as info:
+        load_jurisdictions(path)
+    assert str(info.value) == f"{path}: {problem}"
+
+
+def test_every_problem_in_a_jurisdiction_is_reported(tmp_path: Path) -> None:
+    """All problems of the first bad jurisdiction come at once, one line each naming the file."""
+    text = _mutate('timezone = "America/Denver"', 'timezone = "Mars/Olympus"')
+    text = text.replace("amount = 2", "amount = 0", 1)
+    path = _write(tmp_path, text)
+    with pytest.raises(JurisdictionConfigError) as info:
+        load_jurisdictions(path)
+    lines = str(info.value).splitlines()
+    assert [line.split(": ")[1] for line in lines] == ["ZZ.timezone", "ZZ.standard.amount"]
+    assert all(line.startswith(f"{path}: ") for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("ZZ = 5\n", "ZZ: must be a table ([CODE] section)"),
+        ("", "(file): no jurisdictions defined"),
+        (
+            GOOD.replace("[ZZ.holidays]", "standard = 5\n[ZZ.holidays]", 1).replace(
+                '[ZZ.standard]\nunit = "business_days"\namount = 2\n'
+                "assembly_hours = 5\ndelivery_hours = 1.5\n",
+                "",
+                1,
+            ),
+            "ZZ.standard: expected a table, got 5",
+        ),
+    ],
+    ids=["jurisdiction", "empty", "review-type"],
+)
+def test_tables_that_are_not_tables(tmp_path: Path, text: str, problem: str) -> None:
+    """A jurisdiction or review type given as a plain value, or an empty file, is rejected."""
+    path = _write(tmp_path, text)
+    with pytest.raises(JurisdictionConfigError) as info:
+        load_jurisdictions(path)
+    assert str(info.value) == f"{path}: {problem}"

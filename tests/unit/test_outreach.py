@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from config.jurisdictions import Jurisdiction, get_jurisdiction
+from config.jurisdictions import get_jurisdiction
 from worker.domain.deadlines import timeline
+from worker.domain.jurisdiction import Jurisdiction
 from worker.domain.outreach import OutreachSettings, next_attempt, planned_schedule
 from worker.domain.types import (
     AttemptFact,

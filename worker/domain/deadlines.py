@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from config.jurisdictions import DeadlineUnit, Jurisdiction, Margins
+from worker.domain.jurisdiction import DeadlineUnit, Jurisdiction, Margins
 from worker.domain.types import ReviewType
 
 

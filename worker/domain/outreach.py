@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from config.jurisdictions import Jurisdiction
+from worker.domain.jurisdiction import Jurisdiction
 from worker.domain.types import (
     AttemptFact,
     AttemptOutcome,
