@@ -154,21 +154,3 @@ def test_the_delivery_target_is_missed_only_while_undelivered() -> None:
 def test_failure_reasons_are_clipped() -> None:
     """Vendor messages can be long: the stored reason is at most 256 characters."""
     assert len(failure_reason("x" * 1000)) == 256
-
-
-def test_lifecycle_is_pure() -> None:
-    """The lifecycle module imports no database, queue, HTTP or config code."""
-    import ast
-    from pathlib import Path
-
-    import worker.domain.lifecycle as mod
-
-    tree = ast.parse(Path(mod.__file__).read_text())
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            imported.add(node.module or "")
-    forbidden = ("sqlalchemy", "httpx", "redis", "dramatiq", "boto3", "config", "storage")
-    assert not [m for m in imported if m.split(".")[0] in forbidden]
