@@ -15,13 +15,16 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from connectors.base import FaxReceivedEvent, FaxStatusEvent, WebhookError
 from storage.db import transaction
 from storage.models import Attempt
 from worker import services
 from worker.notification import IntakeError
-from worker.report import build_report, dashboard, export_attempts, render_export
+from worker.readmodels.dashboard import dashboard, status_counts
+from worker.readmodels.export import iter_attempts, render_export
+from worker.readmodels.report import build_report
 from worker.wiring import Container
 
 log = structlog.get_logger("goodfaith.api")
@@ -41,8 +44,8 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
         except ValueError:
             return JSONResponse({"errors": [{"field": "(body)", "message": "not JSON"}]}, 422)
         c = container()
-        try:
-            result = services.intake(c, body)
+        try:  # database work runs in the thread pool, never on the event loop
+            result = await run_in_threadpool(services.intake, c, body)
         except IntakeError as exc:
             return JSONResponse(
                 {"errors": [{"field": f, "message": m} for f, m in exc.errors]}, status_code=422
@@ -63,10 +66,10 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
             raise HTTPException(status_code=401, detail="webhook rejected") from None
         follow: list[Any] = []
         if isinstance(event, FaxStatusEvent):
-            follow = services.record_fax_status(c, event)
+            follow = await run_in_threadpool(services.record_fax_status, c, event)
         elif isinstance(event, FaxReceivedEvent):
-            follow = services.record_inbound_fax(c, event)
-        c.dispatcher.enqueue(follow)
+            follow = await run_in_threadpool(services.record_inbound_fax, c, event)
+        await run_in_threadpool(c.dispatcher.enqueue, follow)
         return {"status": "ok"}
 
     @app.get("/v1/media/{attempt_id}")
@@ -82,8 +85,10 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
         return Response(c.store.get(uri), media_type="application/pdf")
 
     @app.get("/v1/cases")
-    def cases() -> dict[str, Any]:
-        return dashboard(container())
+    def cases(
+        limit: int = Query(100, ge=0, le=500), offset: int = Query(0, ge=0)
+    ) -> dict[str, Any]:
+        return dashboard(container(), limit=limit, offset=offset)
 
     @app.get("/v1/cases/{case_id}")
     def case(case_id: str) -> dict[str, Any]:
@@ -102,7 +107,10 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
         if not isinstance(payload, dict):
             raise HTTPException(status_code=422, detail="body must be a JSON object")
         reason = payload.get("reason", "withdrawn")
-        if not services.cancel_case(container(), case_id, str(reason)[:200]):
+        cancelled = await run_in_threadpool(
+            services.cancel_case, container(), case_id, str(reason)[:200]
+        )
+        if not cancelled:
             raise HTTPException(status_code=409, detail="case unknown or already closed")
         return {"case_id": case_id, "status": "cancelled"}
 
@@ -110,15 +118,15 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
     def attempts_export(case_id: str | None = None, format: str = "json") -> Response:
         if format not in ("json", "csv"):
             raise HTTPException(status_code=422, detail="format must be csv or json")
-        text = render_export(export_attempts(container(), case_id), format)
+        text = render_export(iter_attempts(container(), case_id), format)
         media = "text/csv" if format == "csv" else "application/json"
         return PlainTextResponse(text, media_type=media)
 
     @app.get("/metrics")
     def metrics() -> PlainTextResponse:
-        d = dashboard(container())
+        counts = status_counts(container())
         lines = ["# TYPE goodfaith_cases gauge"]
-        lines += [f'goodfaith_cases{{status="{k}"}} {v}' for k, v in sorted(d["counts"].items())]
+        lines += [f'goodfaith_cases{{status="{k}"}} {v}' for k, v in sorted(counts.items())]
         return PlainTextResponse("\n".join(lines) + "\n")
 
     return app

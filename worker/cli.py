@@ -336,18 +336,32 @@ def export() -> None:
 )
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None)
 def export_attempts_cmd(case_id: str | None, fmt: str, output: str | None) -> None:
-    """Every documented attempt: case, provider, number, time, channel, destination, outcome."""
-    from worker.report import export_attempts, render_export
+    """Every documented attempt: case, provider, number, time, channel, destination, outcome.
+
+    Streams rows from the database; with ``--output`` the file appears whole or not at all."""
+    import os
+    import tempfile
+
+    from worker.readmodels.export import iter_attempts, render_chunks
 
     c = _container()
     try:
-        text = render_export(export_attempts(c, case_id), fmt)
+        chunks = render_chunks(iter_attempts(c, case_id), fmt)
+        if not output:
+            for chunk in chunks:
+                click.echo(chunk, nl=False)
+            return
+        target = Path(output)
+        fd, tmp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.writelines(chunks)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     finally:
         c.close()
-    if output:
-        Path(output).write_text(text)
-    else:
-        click.echo(text, nl=False)
 
 
 @main.command()

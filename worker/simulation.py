@@ -301,8 +301,8 @@ def run_simulation(
     from storage.models import Attempt, Case, Document
     from worker import services
     from worker.actors import InFlight, LogContext, register_actors
+    from worker.readmodels.report import build_report
     from worker.redis_server import ensure_redis
-    from worker.report import build_report
     from worker.scheduler import next_due, tick
     from worker.wiring import Container, build_container, make_http_client, no_sleep
 

@@ -24,7 +24,7 @@ from storage.models import Attempt, AuditEvent, Case, InboundItem, RecordRequest
 from tests.conftest import at, notification
 from tests.fakes import FakeFax, make_container
 from worker.domain.clock import VirtualClock
-from worker.report import EXPORT_FIELDS
+from worker.readmodels.export import EXPORT_FIELDS
 from worker.wiring import Container
 
 START = at("2026-04-17T09:00:00-04:00")

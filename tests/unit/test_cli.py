@@ -18,7 +18,7 @@ from storage.db import make_engine, make_sessionmaker, transaction
 from storage.models import Case
 from tests.conftest import notification
 from worker.cli import main
-from worker.report import EXPORT_FIELDS
+from worker.readmodels.export import EXPORT_FIELDS
 
 
 @pytest.fixture

@@ -1,0 +1,117 @@
+"""Read models: bounded, aggregate queries for the dashboard, the report and the export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event
+
+from connectors.simulator.documents import generate_records_pdf
+from tests.conftest import at, notification
+from tests.fakes import fax_received, make_container
+from worker import services
+from worker.readmodels.dashboard import MAX_PAGE, dashboard, status_counts
+from worker.readmodels.export import EXPORT_FIELDS, iter_attempts, render_chunks, render_export
+from worker.readmodels.report import build_report
+
+START = at("2026-04-17T09:00:00-04:00")
+
+
+@pytest.fixture
+def env(tmp_path: Path):  # type: ignore[no-untyped-def]
+    c, clock, fax, deliverer = make_container(tmp_path, START)
+    yield c, clock, fax, deliverer
+    c.close()
+
+
+def _open(c, n: int) -> list[str]:  # type: ignore[no-untyped-def]
+    return [services.intake(c, notification(notification_id=f"n-{i}")).case_id for i in range(n)]
+
+
+def test_dashboard_pages_the_watched_cases_and_counts_all(env) -> None:  # type: ignore[no-untyped-def]
+    """A page holds ``limit`` cases from ``offset``; counts and total cover every case."""
+    c = env[0]
+    ids = _open(c, 5)
+    first = dashboard(c, limit=2)
+    second = dashboard(c, limit=2, offset=2)
+    rest = dashboard(c, limit=10, offset=4)
+    listed = [r["case_id"] for page in (first, second, rest) for r in page["active"]]
+    assert sorted(listed) == sorted(ids)
+    assert first["total"] == 5 and first["counts"] == {"open": 5}
+    assert len(first["active"]) == 2 and len(rest["active"]) == 1
+    assert all(r["requests_open"] == 1 for r in first["active"])
+    assert dashboard(c, limit=10 * MAX_PAGE)["limit"] == MAX_PAGE
+
+
+def test_dashboard_leaves_out_cancelled_cases_unless_flagged(env) -> None:  # type: ignore[no-untyped-def]
+    """Closed cases leave the watch list; the counts still show them."""
+    c = env[0]
+    keep, gone = _open(c, 2)
+    assert services.cancel_case(c, gone, "withdrawn")
+    d = dashboard(c)
+    assert [r["case_id"] for r in d["active"]] == [keep]
+    assert d["counts"] == {"open": 1, "cancelled": 1} == status_counts(c)
+
+
+def test_dashboard_is_a_fixed_number_of_queries(env) -> None:  # type: ignore[no-untyped-def]
+    """The dashboard costs the same few queries for 2 cases as for 12 (no per-case loads)."""
+    c = env[0]
+
+    def queries() -> int:
+        seen: list[str] = []
+        listener = lambda *a: seen.append(a[2])  # noqa: E731
+        event.listen(c.engine, "before_cursor_execute", listener)
+        try:
+            dashboard(c)
+        finally:
+            event.remove(c.engine, "before_cursor_execute", listener)
+        return sum(q.lstrip().upper().startswith("SELECT") for q in seen)
+
+    _open(c, 2)
+    few = queries()
+    _open(c, 10)
+    assert queries() == few <= 3
+
+
+def test_report_of_one_case_reads_only_its_documents(env) -> None:  # type: ignore[no-untyped-def]
+    """GET /v1/cases/{id} loads that case's documents, not every document in the database."""
+    c, clock, fax, _ = env
+    a, b = _open(c, 2)
+    for i, case_id in enumerate((a, b)):
+        report = build_report(c, case_id)
+        ref = report["cases"][0]["requests"][0]["reference"]
+        fax.media[f"m{i}"] = generate_records_pdf(ref, "Example Orthopedics", "M1001", 2)
+        c.dispatcher.enqueue(
+            services.record_inbound_fax(c, fax_received(f"in-{i}", f"m{i}", clock.now(), "+1"))
+        )
+    statements: list[str] = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(c.engine, "before_cursor_execute", listener)
+    try:
+        one = build_report(c, a)
+    finally:
+        event.remove(c.engine, "before_cursor_execute", listener)
+    (doc,) = one["cases"][0]["requests"][0]["documents"]
+    assert doc["status"] == "accepted"
+    doc_queries = [q for q in statements if "FROM documents" in q]
+    assert doc_queries and all("documents.case_id" in q for q in doc_queries)
+    assert one["summary"]["cases"] == 1
+
+
+def test_export_streams_rows_in_csv_and_json(env) -> None:  # type: ignore[no-untyped-def]
+    """The export yields text chunks; CSV and JSON carry the same rows."""
+    c = env[0]
+    _open(c, 3)
+    rows = list(iter_attempts(c))
+    assert len(rows) == 3
+    parsed = list(csv.DictReader(io.StringIO(render_export(rows, "csv"))))
+    assert [r["case_id"] for r in parsed] == [r["case_id"] for r in rows]
+    assert list(parsed[0]) == EXPORT_FIELDS
+    assert json.loads("".join(render_chunks(iter(rows), "json")))["attempts"] == rows
+    assert json.loads(render_export([], "json")) == {"attempts": []}
+    with pytest.raises(ValueError, match="csv or json"):
+        render_export(rows, "xml")
