@@ -10,9 +10,10 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pikepdf
 import pytest
 from pypdf import PdfReader, PdfWriter
-from pypdf.generic import DecodedStreamObject, NameObject, RectangleObject
+from pypdf.generic import RectangleObject
 
 from connectors.simulator.documents import (
     generate_authorization_pdf,
@@ -299,14 +300,13 @@ def test_stamp_sits_at_the_visible_bottom_of_rotated_and_offset_pages(rotate: in
 def test_pages_with_undecodable_content_are_stamped_without_decoding() -> None:
     """A page whose content stream cannot be decoded (JBIG2 data, like the corpus bomb) is still
     stamped: the stamp never parses the original content."""
-    writer = PdfWriter()
-    page = writer.add_blank_page(612, 792)
-    stream = DecodedStreamObject()
-    stream.set_data(b"\x97JB2\x00garbage")
-    stream[NameObject("/Filter")] = NameObject("/JBIG2Decode")
-    page[NameObject("/Contents")] = writer._add_object(stream)
+    pdf = pikepdf.new()
+    pdf.add_blank_page(page_size=(612, 792))
+    pdf.pages[0].obj.Contents = pikepdf.Stream(
+        pdf, b"\x97JB2\x00garbage", Filter=pikepdf.Name.JBIG2Decode
+    )
     out = io.BytesIO()
-    writer.write(out)
+    pdf.save(out)
     built = build_packet(COVER, [_part("records", "bomb-like", out.getvalue())])
     reader = PdfReader(io.BytesIO(built.pdf))
     assert len(reader.pages) == built.pages == 3
