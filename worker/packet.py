@@ -27,7 +27,7 @@ import hashlib
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 import pikepdf
@@ -38,6 +38,7 @@ from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 
 from worker.documents import append_pdf
+from worker.localtime import format_local
 
 __all__ = [
     "AttemptLine",
@@ -59,6 +60,10 @@ class PacketError(ValueError):
 
 @dataclass(frozen=True)
 class CoverInfo:
+    """What the cover and the attestation print about the case. ``citation`` and ``tz`` come
+    from the case's jurisdiction (``Jurisdiction.citation``/``.tz``): every instant on the
+    packet is printed in that zone with its offset; the manifest keeps ISO 8601 UTC."""
+
     case_id: str
     notification_id: str
     agency_name: str
@@ -69,6 +74,8 @@ class CoverInfo:
     due_at: datetime  # timezone-aware
     generated_at: datetime  # timezone-aware
     carrier_name: str
+    citation: str  # the jurisdiction's rule, e.g. "958 CMR 3.409 (notice under 958 CMR 3.408)"
+    tz: tzinfo  # the jurisdiction's zone
     supplemental: bool = False
     sequence: int = 1  # 1 for the first packet of a case, 2.. for supplemental packets
 
@@ -122,10 +129,6 @@ _LEADING = 13.0
 _STAMP_FONT = Name("/GFStampHelv")
 _STAMP_SIZE = 8.0  # points
 _STAMP_INSET = 18.0  # points from the visible bottom and right edges
-
-
-def _fmt_time(value: datetime) -> str:
-    return value.isoformat(timespec="minutes")
 
 
 def _fit(text: str, font: str, size: float, width: float) -> str:
@@ -208,11 +211,12 @@ def _render_cover(cover: CoverInfo, entries: Sequence[_Entry], total: int) -> tu
         ("From", cover.carrier_name),
         ("Notification", cover.notification_id),
         ("Jurisdiction", cover.jurisdiction),
+        ("Rule", cover.citation),
         ("Review type", cover.review_type),
         ("Insured", cover.insured_name),
         ("Member ID", cover.member_id),
-        ("Due", _fmt_time(cover.due_at)),
-        ("Generated", _fmt_time(cover.generated_at)),
+        ("Due", format_local(cover.due_at, cover.tz)),
+        ("Generated", format_local(cover.generated_at, cover.tz)),
         ("Packet", f"{'supplemental, ' if cover.supplemental else ''}sequence {cover.sequence}"),
         ("Pages", str(total)),
     ]
@@ -235,23 +239,21 @@ def _render_attestation(cover: CoverInfo, attestation: Sequence[ProviderAttestat
     flow = _Flow(f"Good-faith attestation {cover.case_id}")
     flow.line("Good-faith efforts to obtain medical records", font="Helvetica-Bold", size=14)
     flow.line(f"Case {cover.case_id} - {cover.jurisdiction} - {cover.carrier_name}")
+    flow.line(f"Records duty under {cover.citation}")
     flow.gap()
     flow.line(
         "For records it did not hold, the carrier made the documented attempts listed below "
         "to each provider or its designee."
     )
-    flow.line(f"Statement generated {_fmt_time(cover.generated_at)}.")
+    flow.line(f"Statement generated {format_local(cover.generated_at, cover.tz)}.")
     flow.gap(_LEADING)
     if not attestation:
         flow.line("No provider requests were needed for this case.")
-    header: list[tuple[float, str]] = [
-        (0.0, "#"),
-        (20.0, "Time"),
-        (140.0, "Channel"),
-        (190.0, "Destination"),
-        (320.0, "Outcome"),
-        (395.0, "Reason"),
-    ]
+    # Column offsets (points from the margin); the time column fits a local time with its
+    # zone and offset, "2026-03-02 09:30 EST (-05:00)".
+    offsets = (0.0, 20.0, 155.0, 200.0, 330.0, 400.0)
+    titles = ("#", "Time", "Channel", "Destination", "Outcome", "Reason")
+    header = list(zip(offsets, titles, strict=True))
     for provider in attestation:
         flow.keep(4 * _LEADING)
         flow.line(
@@ -265,16 +267,15 @@ def _render_attestation(cover: CoverInfo, attestation: Sequence[ProviderAttestat
         if provider.attempts:
             flow.columns(header, font="Helvetica-Bold")
         for attempt in provider.attempts:
-            flow.columns(
-                [
-                    (0.0, str(attempt.number)),
-                    (20.0, _fmt_time(attempt.at)),
-                    (140.0, attempt.channel),
-                    (190.0, attempt.destination),
-                    (320.0, attempt.outcome),
-                    (395.0, attempt.reason),
-                ]
+            cells = (
+                str(attempt.number),
+                format_local(attempt.at, cover.tz),
+                attempt.channel,
+                attempt.destination,
+                attempt.outcome,
+                attempt.reason,
             )
+            flow.columns(list(zip(offsets, cells, strict=True)))
         flow.gap()
     return flow.finish()
 

@@ -389,6 +389,8 @@ def _build_letter(c: Container, attempt_id: str) -> str | None:
             dates_of_service=case.dispute.get("dates_of_service") or [],
             respond_by=case.assemble_at,
             attempt_number=a.number,
+            citation=get_jurisdiction(case.jurisdiction).citation,
+            tz=get_jurisdiction(case.jurisdiction).tz,
         )
         auth_uri, case_id = case.authorization_object_uri, case.id
     auth = c.store.get(auth_uri) if auth_uri else None
@@ -843,6 +845,8 @@ def assemble_packet(c: Container, cmd: AssemblePacket) -> list[Command]:
             due_at=case.due_at,
             generated_at=now,
             carrier_name=c.settings.carrier_name,
+            citation=get_jurisdiction(case.jurisdiction).citation,
+            tz=get_jurisdiction(case.jurisdiction).tz,
             supplemental=supplemental,
             sequence=sequence,
         )
