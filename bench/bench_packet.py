@@ -28,6 +28,7 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
 
 from pypdf import PdfReader  # noqa: E402
 
+from config.jurisdictions import get_jurisdiction  # noqa: E402
 from connectors.simulator.documents import generate_eoc_pdf, generate_records_pdf  # noqa: E402
 from worker.documents import check_document, extract_reference, is_no_records_reply  # noqa: E402
 from worker.packet import (  # noqa: E402
@@ -105,6 +106,8 @@ def bench_packet(docs: int, pages: int) -> None:
         now + timedelta(days=3),
         now,
         "Carrier",
+        get_jurisdiction("MA").citation,
+        get_jurisdiction("MA").tz,
     )
     rss_before = _current_rss_mb()
     start = time.perf_counter()

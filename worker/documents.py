@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pikepdf
-from pypdf import PdfReader, PdfWriter
+from pypdf import PasswordType, PdfReader, PdfWriter
 from pypdf.errors import FileNotDecryptedError, WrongPasswordError
 from pypdf.generic import ArrayObject, IndirectObject
 
@@ -223,26 +223,17 @@ def _check_with_pypdf(
 
 
 def _decrypt(reader: PdfReader, passwords: Sequence[str]) -> None:
-    # PdfReader already tried "" on open; decrypt() again to learn whether it worked.
-    try:
-        if reader.decrypt("") and _is_decrypted(reader):
-            return
-    except (FileNotDecryptedError, WrongPasswordError):
-        pass
-    for password in passwords:
+    # PdfReader already tried "" on open; decrypt() again to learn whether it worked: it
+    # returns which password fitted (user or owner), or NOT_DECRYPTED.
+    for password in ("", *passwords):
         try:
-            if reader.decrypt(password) and _is_decrypted(reader):
+            if reader.decrypt(password) != PasswordType.NOT_DECRYPTED:
                 return
         except (FileNotDecryptedError, WrongPasswordError):
             continue
     if passwords:
         raise _Quarantine(f"encrypted: none of {len(passwords)} password(s) fit")
     raise _Quarantine("encrypted: no password")
-
-
-def _is_decrypted(reader: PdfReader) -> bool:
-    encryption = reader._encryption
-    return encryption is not None and encryption.is_decrypted()
 
 
 def _declared_page_count(reader: PdfReader) -> int | None:
@@ -284,6 +275,7 @@ def _first_pages_text(data: bytes, max_pages: int) -> tuple[int, str] | None:
     """(page count, text of the first ``max_pages`` pages) or None when unreadable. Pages whose
     content could be a bomb or needs an image codec contribute no text."""
     reader: PdfReader | None = None
+    blob = data
     for candidate in (data, None):
         try:
             blob = candidate if candidate is not None else _repair_with_pikepdf(data)
@@ -294,28 +286,42 @@ def _first_pages_text(data: bytes, max_pages: int) -> tuple[int, str] | None:
             reader = None
     if reader is None:
         return None
+    # qpdf, over the same bytes, tells the stored (still compressed) size of a stream without
+    # decoding it; pypdf has no public way to. Unopenable by qpdf: no page is text-safe.
+    try:
+        raw: pikepdf.Pdf | None = pikepdf.open(io.BytesIO(blob))
+    except Exception:
+        raw = None
     parts: list[str] = []
-    for index in range(min(count, max_pages)):
-        try:
-            page = reader.pages[index]
-            if not _text_safe(page.get("/Contents")):
+    try:
+        for index in range(min(count, max_pages)):
+            try:
+                page = reader.pages[index]
+                if raw is None or not _text_safe(page.get("/Contents"), raw):
+                    continue
+                parts.append(page.extract_text())
+            except Exception:
                 continue
-            parts.append(page.extract_text())
-        except Exception:
-            continue
+    finally:
+        if raw is not None:
+            raw.close()
     return count, "\n".join(parts)
 
 
-def _text_safe(contents: Any) -> bool:
-    """True when every content stream is small and uses only bounded, built-in filters."""
+def _text_safe(contents: Any, raw: pikepdf.Pdf) -> bool:
+    """True when every content stream is small and uses only bounded, built-in filters.
+    ``raw`` is the same file opened with pikepdf; stream sizes are read from it by object
+    number, compressed (:data:`MAX_TEXT_STREAM_BYTES`)."""
     if contents is None:
         return True
-    if isinstance(contents, IndirectObject):
-        contents = contents.get_object()
-    streams = list(contents) if isinstance(contents, ArrayObject) else [contents]
+    resolved = contents.get_object() if isinstance(contents, IndirectObject) else contents
+    streams = list(resolved) if isinstance(resolved, ArrayObject) else [contents]
     total = 0
     for item in streams:
-        stream: Any = item.get_object() if isinstance(item, IndirectObject) else item
+        # A stream is always an indirect object; anything else cannot be sized: not safe.
+        if not isinstance(item, IndirectObject):
+            return False
+        stream: Any = item.get_object()
         filters = stream.get("/Filter")
         if filters is not None:
             names = (
@@ -323,8 +329,10 @@ def _text_safe(contents: Any) -> bool:
             )
             if any(name not in _TEXT_SAFE_FILTERS for name in names):
                 return False
-        raw = getattr(stream, "_data", b"")
-        total += len(raw) if isinstance(raw, bytes | str) else 0
+        stored = raw.get_object(item.idnum, item.generation)
+        if not isinstance(stored, pikepdf.Stream):
+            return False
+        total += len(stored.read_raw_bytes())
         if total > MAX_TEXT_STREAM_BYTES:
             return False
     return True

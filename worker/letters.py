@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from pypdf import PdfReader, PdfWriter
 from reportlab.lib.pagesizes import LETTER
@@ -25,6 +25,7 @@ from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 
 from worker.documents import REFERENCE_RE, append_pdf
+from worker.localtime import format_local
 
 __all__ = ["LetterError", "LetterInfo", "build_request_letter"]
 
@@ -35,6 +36,10 @@ class LetterError(ValueError):
 
 @dataclass(frozen=True)
 class LetterInfo:
+    """What one request letter prints. ``citation`` and ``tz`` come from the case's
+    jurisdiction (``Jurisdiction.citation``/``.tz``): the rule the carrier acts under, and the
+    zone every instant is printed in."""
+
     reference: str  # "GF-XXXXXXXX"
     carrier_name: str
     return_fax: str  # E.164
@@ -47,7 +52,8 @@ class LetterInfo:
     dates_of_service: Sequence[str]
     respond_by: datetime  # timezone-aware
     attempt_number: int  # 1-based
-    regulation: str = "958 CMR 3.409"
+    citation: str  # the jurisdiction's rule, e.g. "Tex. Ins. Code 4201.402"
+    tz: tzinfo  # the jurisdiction's zone: respond_by is printed in it
 
 
 _WIDTH, _HEIGHT = LETTER
@@ -133,7 +139,7 @@ def _letter_page(info: LetterInfo) -> bytes:
     paragraph(f"To: {info.provider_name}, Medical Records / Release of Information")
     paragraph(
         f"{info.carrier_name} is required to send the patient's medical and treatment records "
-        f"to the independent external review agency under {info.regulation}. We do not hold "
+        f"to the independent external review agency under {info.citation}. We do not hold "
         "the records below and ask you to send them."
     )
     field("Patient:", info.insured_name)
@@ -142,7 +148,7 @@ def _letter_page(info: LetterInfo) -> bytes:
     field("Service in review:", info.service)
     field("Codes:", ", ".join(info.codes) or "-")
     field("Dates of service:", ", ".join(info.dates_of_service) or "-")
-    field("Please respond by:", info.respond_by.isoformat(timespec="minutes"))
+    field("Please respond by:", format_local(info.respond_by, info.tz))
     y -= 8
 
     paragraph("What we request", font="Helvetica-Bold", size=11)

@@ -8,7 +8,10 @@ Order of pages::
 
 Every page carries a footer stamp ``<case_id> · page N of M``. The stamp is a small content
 stream added after each page's own content (wrapped in ``q``/``Q``), with a standard Helvetica
-font resource: the original content streams are never parsed or decoded. (pypdf's
+font resource: the original content streams are never parsed or decoded. Parts are merged with
+pypdf (the append that intake checked); the merged file is stamped and saved with pikepdf,
+whose public API adds streams and resources to a page (pypdf has none that does not re-encode
+or rely on private methods), with every stream written as stored. (pypdf's
 ``merge_page`` of a reportlab overlay would parse and re-encode every page's content: slower,
 and it fails on pages whose content it cannot decode, such as JBIG2 "bomb" pages that intake
 accepted because it never decodes them either.)
@@ -24,22 +27,18 @@ import hashlib
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
+import pikepdf
+from pikepdf import Dictionary, Name
 from pypdf import PdfReader, PdfWriter
-from pypdf.generic import (
-    ArrayObject,
-    DecodedStreamObject,
-    DictionaryObject,
-    IndirectObject,
-    NameObject,
-)
 from reportlab.lib.pagesizes import LETTER
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 
 from worker.documents import append_pdf
+from worker.localtime import format_local
 
 __all__ = [
     "AttemptLine",
@@ -61,6 +60,10 @@ class PacketError(ValueError):
 
 @dataclass(frozen=True)
 class CoverInfo:
+    """What the cover and the attestation print about the case. ``citation`` and ``tz`` come
+    from the case's jurisdiction (``Jurisdiction.citation``/``.tz``): every instant on the
+    packet is printed in that zone with its offset; the manifest keeps ISO 8601 UTC."""
+
     case_id: str
     notification_id: str
     agency_name: str
@@ -71,6 +74,8 @@ class CoverInfo:
     due_at: datetime  # timezone-aware
     generated_at: datetime  # timezone-aware
     carrier_name: str
+    citation: str  # the jurisdiction's rule, e.g. "958 CMR 3.409 (notice under 958 CMR 3.408)"
+    tz: tzinfo  # the jurisdiction's zone
     supplemental: bool = False
     sequence: int = 1  # 1 for the first packet of a case, 2.. for supplemental packets
 
@@ -121,13 +126,9 @@ _BOTTOM = 60.0  # leaves room for the footer stamp
 _BODY = 10.0  # font size, points
 _LEADING = 13.0
 
-_STAMP_FONT = NameObject("/GFStampHelv")
+_STAMP_FONT = Name("/GFStampHelv")
 _STAMP_SIZE = 8.0  # points
 _STAMP_INSET = 18.0  # points from the visible bottom and right edges
-
-
-def _fmt_time(value: datetime) -> str:
-    return value.isoformat(timespec="minutes")
 
 
 def _fit(text: str, font: str, size: float, width: float) -> str:
@@ -210,11 +211,12 @@ def _render_cover(cover: CoverInfo, entries: Sequence[_Entry], total: int) -> tu
         ("From", cover.carrier_name),
         ("Notification", cover.notification_id),
         ("Jurisdiction", cover.jurisdiction),
+        ("Rule", cover.citation),
         ("Review type", cover.review_type),
         ("Insured", cover.insured_name),
         ("Member ID", cover.member_id),
-        ("Due", _fmt_time(cover.due_at)),
-        ("Generated", _fmt_time(cover.generated_at)),
+        ("Due", format_local(cover.due_at, cover.tz)),
+        ("Generated", format_local(cover.generated_at, cover.tz)),
         ("Packet", f"{'supplemental, ' if cover.supplemental else ''}sequence {cover.sequence}"),
         ("Pages", str(total)),
     ]
@@ -237,23 +239,21 @@ def _render_attestation(cover: CoverInfo, attestation: Sequence[ProviderAttestat
     flow = _Flow(f"Good-faith attestation {cover.case_id}")
     flow.line("Good-faith efforts to obtain medical records", font="Helvetica-Bold", size=14)
     flow.line(f"Case {cover.case_id} - {cover.jurisdiction} - {cover.carrier_name}")
+    flow.line(f"Records duty under {cover.citation}")
     flow.gap()
     flow.line(
         "For records it did not hold, the carrier made the documented attempts listed below "
         "to each provider or its designee."
     )
-    flow.line(f"Statement generated {_fmt_time(cover.generated_at)}.")
+    flow.line(f"Statement generated {format_local(cover.generated_at, cover.tz)}.")
     flow.gap(_LEADING)
     if not attestation:
         flow.line("No provider requests were needed for this case.")
-    header: list[tuple[float, str]] = [
-        (0.0, "#"),
-        (20.0, "Time"),
-        (140.0, "Channel"),
-        (190.0, "Destination"),
-        (320.0, "Outcome"),
-        (395.0, "Reason"),
-    ]
+    # Column offsets (points from the margin); the time column fits a local time with its
+    # zone and offset, "2026-03-02 09:30 EST (-05:00)".
+    offsets = (0.0, 20.0, 155.0, 200.0, 330.0, 400.0)
+    titles = ("#", "Time", "Channel", "Destination", "Outcome", "Reason")
+    header = list(zip(offsets, titles, strict=True))
     for provider in attestation:
         flow.keep(4 * _LEADING)
         flow.line(
@@ -267,16 +267,15 @@ def _render_attestation(cover: CoverInfo, attestation: Sequence[ProviderAttestat
         if provider.attempts:
             flow.columns(header, font="Helvetica-Bold")
         for attempt in provider.attempts:
-            flow.columns(
-                [
-                    (0.0, str(attempt.number)),
-                    (20.0, _fmt_time(attempt.at)),
-                    (140.0, attempt.channel),
-                    (190.0, attempt.destination),
-                    (320.0, attempt.outcome),
-                    (395.0, attempt.reason),
-                ]
+            cells = (
+                str(attempt.number),
+                format_local(attempt.at, cover.tz),
+                attempt.channel,
+                attempt.destination,
+                attempt.outcome,
+                attempt.reason,
             )
+            flow.columns(list(zip(offsets, cells, strict=True)))
         flow.gap()
     return flow.finish()
 
@@ -293,27 +292,24 @@ def _num(value: float) -> bytes:
     return f"{value:.2f}".rstrip("0").rstrip(".").encode()
 
 
-def _stamp_pages(writer: PdfWriter, case_id: str) -> None:
+def _stamp_pages(pdf: pikepdf.Pdf, case_id: str) -> None:
     """Add ``<case_id> · page N of M`` at the visible bottom right of every page, honouring
-    /Rotate and the crop box, without touching the original content streams."""
-    font = writer._add_object(
-        DictionaryObject(
-            {
-                NameObject("/Type"): NameObject("/Font"),
-                NameObject("/Subtype"): NameObject("/Type1"),
-                NameObject("/BaseFont"): NameObject("/Helvetica"),
-                NameObject("/Encoding"): NameObject("/WinAnsiEncoding"),
-            }
+    /Rotate and the crop box, without touching the original content streams: a ``q`` stream is
+    put before them and the stamp (which opens with the matching ``Q``) after them."""
+    font = pdf.make_indirect(
+        Dictionary(
+            Type=Name.Font,
+            Subtype=Name.Type1,
+            BaseFont=Name.Helvetica,
+            Encoding=Name.WinAnsiEncoding,
         )
     )
-    open_stream = DecodedStreamObject()
-    open_stream.set_data(b"q\n")
-    save_state = writer._add_object(open_stream)
-    total = len(writer.pages)
-    for number, page in enumerate(writer.pages, start=1):
-        box = page.cropbox
-        x0, y0, x1, y1 = float(box.left), float(box.bottom), float(box.right), float(box.top)
-        rotation = page.rotation % 360
+    save_state = pikepdf.Stream(pdf, b"q\n")  # one stream object, shared by every page
+    total = len(pdf.pages)
+    for number, page in enumerate(pdf.pages, start=1):
+        box = page.cropbox  # falls back to the media box, inherited values included
+        x0, y0, x1, y1 = (float(box[i]) for i in range(4))
+        rotation = int(page.obj.get(Name.Rotate, 0)) % 360
         # Map a visually upright coordinate system (origin at the visible bottom left) onto
         # the page's user space.
         if rotation == 90:
@@ -327,8 +323,7 @@ def _stamp_pages(writer: PdfWriter, case_id: str) -> None:
         text = f"{case_id} \u00b7 page {number} of {total}"
         text_width = stringWidth(text, "Helvetica", _STAMP_SIZE)
         x = max(_STAMP_INSET, width - _STAMP_INSET - text_width)
-        stamp = DecodedStreamObject()
-        stamp.set_data(
+        stamp = (
             b"\nQ\nq "
             + b" ".join(_num(v) for v in matrix)
             + b" cm 0 g BT "
@@ -343,22 +338,27 @@ def _stamp_pages(writer: PdfWriter, case_id: str) -> None:
             + _pdf_string(text)
             + b" Tj ET Q\n"
         )
-        stamp_ref = writer._add_object(stamp)
+        # contents_add only rewrites the /Contents array; no stream is parsed or decoded.
+        page.contents_add(save_state, prepend=True)
+        page.contents_add(stamp)
+        page.add_resource(font, Name.Font, _STAMP_FONT)
 
-        existing: list[Any] = []
-        if "/Contents" in page:
-            raw = page.raw_get("/Contents")
-            resolved = raw.get_object() if isinstance(raw, IndirectObject) else raw
-            existing = list(resolved) if isinstance(resolved, ArrayObject) else [raw]
-        page[NameObject("/Contents")] = ArrayObject([save_state, *existing, stamp_ref])
 
-        if "/Resources" not in page:
-            page[NameObject("/Resources")] = DictionaryObject()
-        resources: Any = page["/Resources"]
-        if "/Font" not in resources:
-            resources[NameObject("/Font")] = DictionaryObject()
-        fonts: Any = resources["/Font"]
-        fonts[_STAMP_FONT] = font
+def _stamped(merged: io.BytesIO, case_id: str) -> bytes:
+    """The merged packet with every page stamped, saved by qpdf with every stream kept as it is
+    (never decoded nor recompressed: a bomb stays a small compressed stream)."""
+    merged.seek(0)
+    out = io.BytesIO()
+    with pikepdf.open(merged) as pdf:
+        _stamp_pages(pdf, case_id)
+        pdf.save(
+            out,
+            stream_decode_level=pikepdf.StreamDecodeLevel.none,
+            compress_streams=False,
+            fix_metadata_version=False,
+            deterministic_id=True,
+        )
+    return out.getvalue()
 
 
 # --- assembly ---------------------------------------------------------------------------------
@@ -444,11 +444,11 @@ def build_packet(
     if len(writer.pages) != total:
         raise PacketError(f"assembled {len(writer.pages)} pages, expected {total}")
 
-    _stamp_pages(writer, cover.case_id)
     writer.add_metadata({"/Title": f"Records packet {cover.case_id}", "/Producer": "goodfaith"})
-    out = io.BytesIO()
-    writer.write(out)
-    pdf = out.getvalue()
+    merged = io.BytesIO()
+    writer.write(merged)
+    del writer, readers  # the merged bytes are all that is needed from here on
+    pdf = _stamped(merged, cover.case_id)
     digest = hashlib.sha256(pdf).hexdigest()
     attestation_first = entries[-1].first
     manifest: dict[str, Any] = {

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from pypdf import PdfReader
 
+from config.jurisdictions import get_jurisdiction
 from worker.documents import DocumentCheck, check_document, extract_reference, is_no_records_reply
 from worker.packet import CoverInfo, PacketPart, build_packet
 
@@ -160,6 +161,8 @@ def test_all_accepted_files_merge_into_one_packet() -> None:
         now + timedelta(days=3),
         now,
         "Carrier",
+        get_jurisdiction("MA").citation,
+        get_jurisdiction("MA").tz,
     )
     built = build_packet(cover, parts)
     body = sum(check.pages for _, check in checks)

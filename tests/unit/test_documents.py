@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 
+import pikepdf
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,6 +19,7 @@ from connectors.simulator.documents import (
     generate_records_pdf,
 )
 from worker.documents import (
+    MAX_TEXT_STREAM_BYTES,
     REFERENCE_RE,
     check_document,
     extract_reference,
@@ -104,6 +106,24 @@ def test_extract_reference_reads_page_two_but_not_page_three() -> None:
     on_three = _text_pdf([["fax cover"], ["notes"], [f"Re: {REF}"]])
     assert extract_reference(on_two) == REF
     assert extract_reference(on_three) is None
+
+
+def _padded_content(data: bytes, stored_bytes: int) -> bytes:
+    """``data`` with a comment-only content stream of ``stored_bytes`` (stored unfiltered)
+    appended to its first page."""
+    out = io.BytesIO()
+    with pikepdf.open(io.BytesIO(data)) as pdf:
+        pdf.pages[0].contents_add(b"%" + b"x" * (stored_bytes - 2) + b"\n")
+        pdf.save(out, compress_streams=False)
+    return out.getvalue()
+
+
+def test_text_of_a_page_with_oversized_content_streams_is_not_read() -> None:
+    """A page whose content streams, as stored, exceed MAX_TEXT_STREAM_BYTES gives no text; just
+    under the limit it is read."""
+    page = _text_pdf([[f"Re: {REF}"]])
+    assert extract_reference(_padded_content(page, MAX_TEXT_STREAM_BYTES - 4096)) == REF
+    assert extract_reference(_padded_content(page, MAX_TEXT_STREAM_BYTES + 1)) is None
 
 
 def test_extract_reference_ignores_longer_tokens() -> None:

@@ -9,10 +9,12 @@ from datetime import UTC, datetime
 import pytest
 from pypdf import PdfReader
 
+from config.jurisdictions import get_jurisdiction
 from connectors.simulator.documents import generate_authorization_pdf
 from worker.documents import check_document, extract_reference, is_no_records_reply
 from worker.letters import LetterError, LetterInfo, build_request_letter
 
+MA, TX = get_jurisdiction("MA"), get_jurisdiction("TX")
 INFO = LetterInfo(
     reference="GF-7K3M9Q2P",
     carrier_name="Bay State Health Plan",
@@ -26,6 +28,8 @@ INFO = LetterInfo(
     dates_of_service=("2026-01-05", "2026-01-19"),
     respond_by=datetime(2026, 3, 4, 17, 0, tzinfo=UTC),
     attempt_number=2,
+    citation=MA.citation,
+    tz=MA.tz,
 )
 
 
@@ -61,8 +65,8 @@ def test_letter_says_what_is_requested_and_how_to_reply() -> None:
         "Lumbar epidural steroid injection",
         "62323, M54.16",
         "2026-01-05, 2026-01-19",
-        "2026-03-04T17:00+00:00",
-        "958 CMR 3.409",
+        "Please respond by: 2026-03-04 12:00 EST (-05:00)",
+        "under 958 CMR 3.409 (notice under 958 CMR 3.408).",
         "medical records and treatment notes",
         "Fax the records to +16175550100",
         "holds none of these records",
@@ -70,11 +74,32 @@ def test_letter_says_what_is_requested_and_how_to_reply() -> None:
         assert expected in text, expected
 
 
-def test_regulation_is_configurable() -> None:
-    """Another jurisdiction's regulation is printed instead of the default."""
-    other = dataclasses.replace(INFO, regulation="45 CFR 147.136")
-    text = " ".join(_text(build_request_letter(other, None)).split())
-    assert "45 CFR 147.136" in text and "958 CMR" not in text
+def test_texas_letter_cites_texas_law_in_central_time() -> None:
+    """A TX letter cites the Texas rule, not Massachusetts', and its deadline is Central time
+    with the offset, in standard and in daylight time."""
+    winter = dataclasses.replace(INFO, citation=TX.citation, tz=TX.tz)
+    summer = dataclasses.replace(winter, respond_by=datetime(2026, 4, 21, 21, 0, tzinfo=UTC))
+    for info, deadline in (
+        (winter, "Please respond by: 2026-03-04 11:00 CST (-06:00)"),
+        (summer, "Please respond by: 2026-04-21 16:00 CDT (-05:00)"),
+    ):
+        text = " ".join(_text(build_request_letter(info, None)).split())
+        assert "under Tex. Ins. Code 4201.402." in text and "958 CMR" not in text
+        assert deadline in text and "+00:00" not in text
+
+
+def test_massachusetts_letter_in_daylight_time_prints_edt() -> None:
+    """An MA deadline in April prints Eastern daylight time with its -04:00 offset."""
+    info = dataclasses.replace(INFO, respond_by=datetime(2026, 4, 17, 13, 49, tzinfo=UTC))
+    text = " ".join(_text(build_request_letter(info, None)).split())
+    assert "Please respond by: 2026-04-17 09:49 EDT (-04:00)" in text
+
+
+def test_naive_deadline_is_refused() -> None:
+    """A deadline without a zone cannot be printed as local time: ValueError names the fix."""
+    info = dataclasses.replace(INFO, respond_by=datetime(2026, 3, 4, 17, 0))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        build_request_letter(info, None)
 
 
 def test_letter_is_not_read_as_a_no_records_reply() -> None:

@@ -9,11 +9,14 @@ import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import pikepdf
 import pytest
 from pypdf import PdfReader, PdfWriter
-from pypdf.generic import DecodedStreamObject, NameObject, RectangleObject
+from pypdf.generic import RectangleObject
 
+from config.jurisdictions import get_jurisdiction
 from connectors.simulator.documents import (
     generate_authorization_pdf,
     generate_eoc_pdf,
@@ -30,6 +33,7 @@ from worker.packet import (
 )
 
 NOW = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
+MA, TX = get_jurisdiction("MA"), get_jurisdiction("TX")
 COVER = CoverInfo(
     case_id="CASE-0001",
     notification_id="NOTIF-77",
@@ -41,6 +45,8 @@ COVER = CoverInfo(
     due_at=NOW + timedelta(days=3),
     generated_at=NOW,
     carrier_name="Bay State Health Plan",
+    citation=MA.citation,
+    tz=MA.tz,
 )
 REFS = ("GF-AAAA0001", "GF-BBBB0002")
 
@@ -134,7 +140,9 @@ def test_cover_names_case_insured_agency_and_due_time(reader: PdfReader) -> None
         "M00012345",
         "Example External Review Agency",
         "Bay State Health Plan",
-        "2026-03-05T14:30+00:00",
+        "Due: 2026-03-05 09:30 EST (-05:00)",
+        "Generated: 2026-03-02 09:30 EST (-05:00)",
+        "Rule: 958 CMR 3.409",
         "standard",
     ):
         assert expected in text, expected
@@ -188,13 +196,62 @@ def test_attestation_lists_every_attempt(reader: PdfReader) -> None:
         "Good-faith efforts to obtain medical records",
         "Acme Orthopedics (id P-1)",
         "Request status: fulfilled; documented attempts: 2",
-        "1 2026-03-02T14:30+00:00 fax +16175550101 failed initial",
-        "2 2026-03-02T18:30+00:00 fhir https://fhir.acme.example delivered escalation",
+        "Records duty under 958 CMR 3.409",
+        "Statement generated 2026-03-02 09:30 EST (-05:00).",
+        "1 2026-03-02 09:30 EST (-05:00) fax +16175550101 failed initial",
+        "2 2026-03-02 13:30 EST (-05:00) fhir https://fhir.acme.example delivered escalation",
         "Beta Imaging (id P-2)",
         "Request status: exhausted; documented attempts: 3",
-        "3 2026-03-05T14:30+00:00 fax +16175550102 delivered follow_up",
+        "3 2026-03-05 09:30 EST (-05:00) fax +16175550102 delivered follow_up",
     ):
         assert expected in text, expected
+
+
+def test_texas_packet_cites_texas_law_in_central_time() -> None:
+    """A TX case's cover and attestation cite the Texas rule, never Massachusetts', and print
+    every instant in Central time with its offset; none is printed in UTC."""
+    cover = dataclasses.replace(COVER, jurisdiction="TX", citation=TX.citation, tz=TX.tz)
+    reader = PdfReader(io.BytesIO(build_packet(cover, _parts()[:1], ATTESTATION).pdf))
+    first, last = _flat(reader.pages[0].extract_text()), _flat(reader.pages[-1].extract_text())
+    for expected in (
+        "Rule: Tex. Ins. Code 4201.402",
+        "Due: 2026-03-05 08:30 CST (-06:00)",
+        "Generated: 2026-03-02 08:30 CST (-06:00)",
+    ):
+        assert expected in first, expected
+    for expected in (
+        "Records duty under Tex. Ins. Code 4201.402",
+        "Statement generated 2026-03-02 08:30 CST (-06:00).",
+        "1 2026-03-02 08:30 CST (-06:00) fax +16175550101 failed initial",
+        "2 2026-03-02 12:30 CST (-06:00) fhir https://fhir.acme.example delivered escalation",
+    ):
+        assert expected in last, expected
+    for text in (first, last):
+        assert "958 CMR" not in text and "+00:00" not in text and "UTC" not in text
+
+
+def test_offsets_follow_daylight_saving_time() -> None:
+    """Instants either side of the March DST change print EST/CST and then EDT/CDT."""
+    generated = datetime(2026, 3, 6, 15, 0, tzinfo=UTC)  # before Sun 8 Mar 2026
+    due = datetime(2026, 3, 10, 21, 0, tzinfo=UTC)  # after it
+    for zone, before, after in (
+        (MA.tz, "2026-03-06 10:00 EST (-05:00)", "2026-03-10 17:00 EDT (-04:00)"),
+        (TX.tz, "2026-03-06 09:00 CST (-06:00)", "2026-03-10 16:00 CDT (-05:00)"),
+    ):
+        cover = dataclasses.replace(COVER, generated_at=generated, due_at=due, tz=zone)
+        built = build_packet(cover, _parts()[:1])
+        text = _flat(PdfReader(io.BytesIO(built.pdf)).pages[0].extract_text())
+        assert f"Due: {after}" in text and f"Generated: {before}" in text
+        assert built.manifest["generated_at"] == generated.isoformat()  # the manifest stays UTC
+
+
+def test_any_zone_prints_its_own_offset() -> None:
+    """A zone without DST and with a half-hour offset prints that offset."""
+    cover = dataclasses.replace(COVER, tz=ZoneInfo("Asia/Kolkata"))
+    text = _flat(
+        PdfReader(io.BytesIO(build_packet(cover, _parts()[:1]).pdf)).pages[0].extract_text()
+    )
+    assert "Generated: 2026-03-02 20:00 IST (+05:30)" in text
 
 
 def test_attestation_without_providers_says_so() -> None:
@@ -299,14 +356,13 @@ def test_stamp_sits_at_the_visible_bottom_of_rotated_and_offset_pages(rotate: in
 def test_pages_with_undecodable_content_are_stamped_without_decoding() -> None:
     """A page whose content stream cannot be decoded (JBIG2 data, like the corpus bomb) is still
     stamped: the stamp never parses the original content."""
-    writer = PdfWriter()
-    page = writer.add_blank_page(612, 792)
-    stream = DecodedStreamObject()
-    stream.set_data(b"\x97JB2\x00garbage")
-    stream[NameObject("/Filter")] = NameObject("/JBIG2Decode")
-    page[NameObject("/Contents")] = writer._add_object(stream)
+    pdf = pikepdf.new()
+    pdf.add_blank_page(page_size=(612, 792))
+    pdf.pages[0].obj.Contents = pikepdf.Stream(
+        pdf, b"\x97JB2\x00garbage", Filter=pikepdf.Name.JBIG2Decode
+    )
     out = io.BytesIO()
-    writer.write(out)
+    pdf.save(out)
     built = build_packet(COVER, [_part("records", "bomb-like", out.getvalue())])
     reader = PdfReader(io.BytesIO(built.pdf))
     assert len(reader.pages) == built.pages == 3

@@ -129,6 +129,7 @@ def _build_letter(
         if a is None or a.letter_uri is not None or a.outcome != AttemptOutcome.PENDING:
             return None
         r, case = a.request, a.request.case
+        jurisdiction = get_jurisdiction(case.jurisdiction)
         info = LetterInfo(
             reference=r.reference,
             carrier_name=carrier_name,
@@ -142,6 +143,8 @@ def _build_letter(
             dates_of_service=case.dispute.get("dates_of_service") or [],
             respond_by=case.assemble_at,
             attempt_number=a.number,
+            citation=jurisdiction.citation,
+            tz=jurisdiction.tz,
         )
         auth_uri, case_id = case.authorization_object_uri, case.id
     auth = store.get(auth_uri) if auth_uri else None

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from config.jurisdictions import get_jurisdiction
 from storage.db import transaction
 from storage.models import Case, Delivery, Document, Packet
 from storage.objects import ObjectStore, sha256_hex
@@ -170,6 +171,7 @@ def _cover(
     carrier_name: str,
     supplemental: bool,
 ) -> CoverInfo:
+    jurisdiction = get_jurisdiction(case.jurisdiction)
     return CoverInfo(
         case_id=case.id,
         notification_id=case.notification_id,
@@ -181,6 +183,8 @@ def _cover(
         due_at=case.due_at,
         generated_at=now,
         carrier_name=carrier_name,
+        citation=jurisdiction.citation,
+        tz=jurisdiction.tz,
         supplemental=supplemental,
         sequence=len(case.packets) + 1,
     )
