@@ -452,7 +452,7 @@ def send_attempt(c: Container, cmd: SendAttempt) -> list[Command]:
             if a.outcome == AttemptOutcome.PENDING:
                 a.outcome = receipt.outcome.value
             if isinstance(requester, PollingRequester):
-                from connectors.fhir_cdex import next_poll_delay
+                from connectors.fhir.cdex import next_poll_delay
 
                 a.poll_at = now + next_poll_delay(timedelta(0))
             _audit(
@@ -593,7 +593,7 @@ def ingest_inbound(c: Container, cmd: IngestInbound) -> list[Command]:
 
 def poll_task(c: Container, cmd: PollTask) -> list[Command]:
     """Poll a pull-style request (FHIR Task) and take in what it returned."""
-    from connectors.fhir_cdex import next_poll_delay
+    from connectors.fhir.cdex import next_poll_delay
 
     with transaction(c.sessions) as s:
         a = s.get(Attempt, cmd.attempt_id)

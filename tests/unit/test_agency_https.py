@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.agency_https import AgencyNotConfigured, HashMismatch, HttpsAgencyDeliverer
 from connectors.base import AuthError, PacketDeliverer, PacketSubmission, PermanentError
+from connectors.delivery.https import AgencyNotConfigured, HashMismatch, HttpsAgencyDeliverer
 from connectors.retry import no_wait_retrying
 
 PACKET = b"%PDF-1.7 packet bytes"

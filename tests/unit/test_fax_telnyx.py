@@ -22,7 +22,7 @@ from connectors.base import (
     TransientError,
     WebhookError,
 )
-from connectors.fax_telnyx import TelnyxFax, public_key_b64, sign_webhook
+from connectors.fax.telnyx import TelnyxFax, public_key_b64, sign_webhook
 from connectors.retry import no_wait_retrying
 from worker.domain.clock import VirtualClock
 from worker.domain.types import AttemptOutcome, Channel, ChannelKind
