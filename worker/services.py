@@ -419,7 +419,6 @@ def send_attempt(c: Container, cmd: SendAttempt) -> list[Command]:
         a.letter_uri = a.letter_uri or letter_uri
         if a.letter_uri is None:  # should not happen: a redial always has its letter
             raise RuntimeError(f"attempt {a.id} has no request letter")
-        a.sending = True
         a.redial_at = None
         a.transmissions += 1
         key = (
@@ -445,7 +444,6 @@ def send_attempt(c: Container, cmd: SendAttempt) -> list[Command]:
     with transaction(c.sessions) as s:
         a = s.get(Attempt, cmd.attempt_id, with_for_update=True)
         assert a is not None
-        a.sending = False
         if error is None:
             a.sent_at = a.sent_at or now
             a.external_id = receipt.external_id

@@ -105,14 +105,15 @@ def test_unknown_agency_and_jurisdiction_are_intake_errors(env) -> None:  # type
 
 
 def test_attempt_row_is_committed_before_the_connector_is_called(env) -> None:  # type: ignore[no-untyped-def]
-    """Write the attempt, then send: the row exists, marked sending, when the fax goes out."""
+    """Write the attempt, then send: the row exists, its transmission counted and its letter
+    stored, when the fax goes out."""
     c, _, fax, _ = env
     seen = []
 
     def check(request) -> None:  # type: ignore[no-untyped-def]
         with transaction(c.sessions) as s:
             a = s.scalar(select(Attempt).where(Attempt.idempotency_key == request.idempotency_key))
-            seen.append(a is not None and a.sending and a.letter_uri is not None)
+            seen.append(a is not None and a.transmissions == 1 and a.letter_uri is not None)
 
     fax.on_send = check
     services.intake(c, notification())
