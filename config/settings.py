@@ -69,7 +69,12 @@ class FhirSettings(BaseModel):
     requester_identifier: str = "carrier-0001"
 
 
+# The registry is imported inside functions: it imports the models above (no import cycle),
+# and importing it here would load every adapter with the settings.
+
+
 def _default_fax() -> FaxVendorSettings:
+    """The default vendor's settings, all defaults (GOODFAITH_FAX__VENDOR unset)."""
     from connectors.registry import FAX_VENDORS
 
     return FAX_VENDORS["telnyx"].settings()  # type: ignore[no-any-return]
