@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from connectors.base import FaxReceivedEvent, FaxStatusEvent, WebhookError
+from connectors.registry import WEBHOOK_ROUTE
 from storage.db import transaction
 from storage.models import Attempt
 from worker import services
@@ -55,9 +56,11 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
             status_code=201 if result.created else 200,
         )
 
-    @app.post("/v1/webhooks/telnyx")
-    async def telnyx_webhook(request: Request) -> dict[str, str]:
+    @app.post(WEBHOOK_ROUTE)
+    async def vendor_webhook(vendor: str, request: Request) -> dict[str, str]:
         c = container()
+        if vendor != c.fax.vendor:  # the URL names the vendor we gave it to (registry name)
+            raise HTTPException(status_code=404, detail=f"no webhook for vendor {vendor!r}")
         body = await request.body()
         try:
             event = c.fax.parse_webhook(body, dict(request.headers))

@@ -3,35 +3,81 @@
 Every setting has an embedded default that runs on one machine with nothing installed:
 SQLite under ``./var/``, a local object-store folder, a private Redis started on demand.
 Nested settings use ``__``: ``GOODFAITH_FAX__API_KEY``. Maps take JSON:
-``GOODFAITH_AGENCIES='{"agency-a": {"name": "...", "submit_url": "https://..."}}'``.
+``GOODFAITH_AGENCIES='{"agency-a": {"name": "...", "submit_url": "https://...",
+"bearer_token": "..."}}'``.
+
+Which adapter serves a port is a setting, resolved against ``connectors/registry.py``: a
+discriminated union whose members are the registered vendors' settings models::
+
+    GOODFAITH_FAX__VENDOR=telnyx        (default) the rest of GOODFAITH_FAX__* is that
+                                        vendor's model (connectors/fax/telnyx.py: TelnyxSettings)
+    GOODFAITH_FHIR__VENDOR=cdex         (default) FhirSettings
+    GOODFAITH_AGENCIES[id].transport    "https" (default) AgencySettings
+
+An unknown name fails at start-up, naming the setting and the registered names.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, SerializeAsAny, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class AgencySettings(BaseModel):
+    """One external review agency, reached over ``transport`` (registry: AGENCY_TRANSPORTS).
+
+    Credentials are sent on every upload and never logged (``SecretStr`` prints as stars):
+    either ``bearer_token`` (``Authorization: Bearer``) or ``basic_username`` +
+    ``basic_password`` (``Authorization: Basic``), or neither.
+    """
+
     name: str
+    transport: str = "https"
     submit_url: str  # HTTPS endpoint that accepts packet uploads (multipart)
+    bearer_token: SecretStr | None = None
+    basic_username: str | None = None
+    basic_password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> AgencySettings:
+        if (self.basic_username is None) != (self.basic_password is None):
+            raise ValueError("set both basic_username and basic_password, or neither")
+        if self.bearer_token is not None and self.basic_username is not None:
+            raise ValueError(
+                "set bearer_token or basic_username/basic_password, not both: "
+                "each uses the Authorization header"
+            )
+        return self
 
 
-class FaxSettings(BaseModel):
-    """Telnyx Programmable Fax account."""
+class FaxVendorSettings(BaseModel):
+    """What every fax vendor's settings share. Each vendor subclasses it with
+    ``vendor: Literal["<name>"]`` and its own fields (account, keys, endpoints)."""
 
-    api_base: str = "https://api.telnyx.com"
-    api_key: str = ""
-    connection_id: str = ""
+    vendor: str
     from_number: str = "+16175550000"  # the carrier's fax number; providers fax records back to it
-    webhook_public_key: str | None = None  # Ed25519, base64: when set, webhooks must verify
 
 
 class FhirSettings(BaseModel):
+    """The carrier's identity on FHIR requests; ``vendor`` picks the FHIR adapter."""
+
+    vendor: str = "cdex"
     requester_name: str = "goodfaith carrier"
     requester_identifier: str = "carrier-0001"
+
+
+# The registry is imported inside functions: it imports the models above (no import cycle),
+# and importing it here would load every adapter with the settings.
+
+
+def _default_fax() -> FaxVendorSettings:
+    """The default vendor's settings, all defaults (GOODFAITH_FAX__VENDOR unset)."""
+    from connectors.registry import FAX_VENDORS
+
+    return FAX_VENDORS["telnyx"].settings()  # type: ignore[no-any-return]
 
 
 class Settings(BaseSettings):
@@ -49,9 +95,9 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"  # where providers' channels reach our API
     media_secret: str = "change-me"  # HMAC key for signed request-letter URLs
     carrier_name: str = "goodfaith Health Plan"
-    agencies: dict[str, AgencySettings] = Field(default_factory=dict)
-    fax: FaxSettings = Field(default_factory=FaxSettings)
-    fhir: FhirSettings = Field(default_factory=FhirSettings)
+    agencies: dict[str, SerializeAsAny[AgencySettings]] = Field(default_factory=dict)
+    fax: SerializeAsAny[FaxVendorSettings] = Field(default_factory=_default_fax)
+    fhir: SerializeAsAny[FhirSettings] = Field(default_factory=FhirSettings)
     log_level: str = "INFO"
     log_format: str = "json"  # or "console"
     scheduler_interval_s: float = 5.0  # seconds between scheduler ticks in real time
@@ -64,6 +110,42 @@ class Settings(BaseSettings):
         if not (v.startswith("file://") or v.startswith("s3://")):
             raise ValueError("must start with file:// or s3:// (e.g. file://./var/objects)")
         return v
+
+    @field_validator("fax", mode="before")
+    @classmethod
+    def _fax_vendor(cls, v: Any) -> Any:
+        from connectors.registry import FAX_VENDORS, resolve_settings
+
+        return resolve_settings(
+            FAX_VENDORS, v, key="vendor", default="telnyx", setting="GOODFAITH_FAX__VENDOR"
+        )
+
+    @field_validator("fhir", mode="before")
+    @classmethod
+    def _fhir_vendor(cls, v: Any) -> Any:
+        from connectors.registry import FHIR_VENDORS, resolve_settings
+
+        return resolve_settings(
+            FHIR_VENDORS, v, key="vendor", default="cdex", setting="GOODFAITH_FHIR__VENDOR"
+        )
+
+    @field_validator("agencies", mode="before")
+    @classmethod
+    def _agency_transports(cls, v: Any) -> Any:
+        from connectors.registry import AGENCY_TRANSPORTS, resolve_settings
+
+        if not isinstance(v, dict):
+            return v  # pydantic reports the type error
+        return {
+            agency_id: resolve_settings(
+                AGENCY_TRANSPORTS,
+                agency,
+                key="transport",
+                default="https",
+                setting=f"GOODFAITH_AGENCIES[{agency_id!r}].transport",
+            )
+            for agency_id, agency in v.items()
+        }
 
 
 @lru_cache(maxsize=1)

@@ -9,11 +9,13 @@ boundary, into one tree:
     └── PermanentError        retrying will not help
         ├── InvalidDestination  bad or unreachable number / endpoint (4xx naming the target)
         ├── Rejected            the far side refused the request (other 4xx)
-        └── AuthError           401/403: our credentials or configuration are wrong
+        ├── AuthError           401/403: our credentials or configuration are wrong
+        └── AgencyNotConfigured no delivery route for the agency: fix the agency settings
     WebhookError              an inbound webhook that is malformed or fails its signature
 
-Actors never import a concrete connector: ``worker/wiring.py`` picks implementations from
-settings, and actors see only these protocols.
+Actors never import a concrete connector: ``worker/wiring.py`` builds implementations through
+``connectors/registry.py`` (one folder per port: ``fax/``, ``fhir/``, ``delivery/``; one module
+per vendor), and actors see only these protocols.
 """
 
 from __future__ import annotations
@@ -50,6 +52,10 @@ class AuthError(PermanentError):
     """Credentials or account configuration are wrong (401/403). Fix the settings."""
 
 
+class AgencyNotConfigured(PermanentError):
+    """No submission route is configured for the agency. Add it to the agency settings."""
+
+
 class WebhookError(ConnectorError):
     """An inbound webhook is malformed or its signature does not verify."""
 
@@ -81,9 +87,14 @@ class SendReceipt:
 
 @runtime_checkable
 class RecordsRequester(Protocol):
-    """Sends one records request over one kind of channel."""
+    """Sends one records request over one kind of channel.
+
+    ``vendor`` is the adapter's registry name ("telnyx", "cdex"): the vendor an attempt went
+    through, and the ``{vendor}`` of its webhook URL.
+    """
 
     kind: ChannelKind
+    vendor: str
 
     def send(self, request: RecordsRequest) -> SendReceipt: ...
 

@@ -12,9 +12,12 @@ This is the one place where outside errors become ours (CONVENTIONS 4)::
     HTTP 404, 422 whose body names the destination (number, "to", owner) ─► InvalidDestination
     any other 3xx/4xx                                                  ──► Rejected
 
-Messages keep the vendor's error code, title and the field it points at (Telnyx
+Messages keep the vendor's error code, title and the field it points at (JSON:API
 ``errors[].code/title/source.pointer``, FHIR ``OperationOutcome.issue[].code/details``), never
 the request body and never free-text details (which may echo what we sent).
+
+This mapper is vendor-neutral. A vendor whose error codes name the destination (Telnyx's
+number codes) passes them as ``destination_codes``; they live in that vendor's module.
 
 :func:`call` wraps one HTTP exchange with transport retries (connectors/retry.py) and this
 translation, so a connector method is a few lines.
@@ -23,7 +26,7 @@ translation, so a connector method is a few lines.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -46,8 +49,6 @@ _DESTINATION_FIELDS = frozenset({"to", "destination", "owner", "recipient", "fax
 _DESTINATION_WORDS = re.compile(
     r"destination|phone number|fax number|e\.164|unallocated|recipient|owner", re.IGNORECASE
 )
-# Telnyx codes about a phone number: inactive, invalid, not in +E.164.
-_TELNYX_NUMBER_CODES = frozenset({"10001", "10002", "10016"})
 _MAX_PART = 120  # characters kept from one vendor code/title
 
 
@@ -56,16 +57,21 @@ def translate_error(
     *,
     what: str,
     destination: str | None = None,
+    destination_codes: Collection[str] = frozenset(),
 ) -> ConnectorError | None:
     """The error for an httpx exception or a response; ``None`` for a 2xx response.
 
     ``what`` names the operation for the message ("Telnyx send fax"). ``destination`` (a fax
-    number or base URL) counts as "named" when a 404/422 body quotes it.
+    number or base URL) counts as "named" when a 404/422 body quotes it. ``destination_codes``
+    are the vendor's error codes that name the destination (a 404/422 carrying one is
+    InvalidDestination).
     """
-    if isinstance(outcome, httpx.Response):
-        return _from_response(outcome, what=what, destination=destination)
     if isinstance(outcome, httpx.HTTPStatusError):
-        return _from_response(outcome.response, what=what, destination=destination)
+        outcome = outcome.response
+    if isinstance(outcome, httpx.Response):
+        return _from_response(
+            outcome, what=what, destination=destination, destination_codes=destination_codes
+        )
     return _from_exception(outcome, what=what)
 
 
@@ -91,7 +97,11 @@ def _from_exception(exc: httpx.HTTPError | httpx.InvalidURL, *, what: str) -> Co
 
 
 def _from_response(
-    response: httpx.Response, *, what: str, destination: str | None
+    response: httpx.Response,
+    *,
+    what: str,
+    destination: str | None,
+    destination_codes: Collection[str] = frozenset(),
 ) -> ConnectorError | None:
     status = response.status_code
     if 200 <= status < 300:
@@ -103,7 +113,9 @@ def _from_response(
         return TransientError(message)
     if status in (401, 403):
         return AuthError(message + "; check the API key and account configuration")
-    if status in _DESTINATION_STATUS and _names_destination(body, response, destination):
+    if status in _DESTINATION_STATUS and _names_destination(
+        body, response, destination, destination_codes
+    ):
         return InvalidDestination(message)
     return Rejected(message)
 
@@ -124,12 +136,12 @@ def describe_body(body: Any) -> str:
 
 
 def _error_items(body: Any) -> Iterable[dict[str, Any]]:
-    """Normalise Telnyx, FHIR OperationOutcome and generic error bodies to code/title/pointer."""
+    """Normalise JSON:API, FHIR OperationOutcome and generic error bodies to code/title/pointer."""
     if not isinstance(body, Mapping):
         return []
     items: list[dict[str, Any]] = []
     errors = body.get("errors")
-    if isinstance(errors, list):  # Telnyx / JSON:API
+    if isinstance(errors, list):  # JSON:API (Telnyx and others)
         for err in errors:
             if isinstance(err, Mapping):
                 source = err.get("source")
@@ -162,13 +174,15 @@ def _error_items(body: Any) -> Iterable[dict[str, Any]]:
     return items
 
 
-def _names_destination(body: Any, response: httpx.Response, destination: str | None) -> bool:
+def _names_destination(
+    body: Any, response: httpx.Response, destination: str | None, codes: Collection[str]
+) -> bool:
     for item in _error_items(body):
         pointer = str(item.get("pointer") or "")
         field = re.split(r"[/.,\[]", pointer.strip("/").lower())[-1] if pointer else ""
         if field in _DESTINATION_FIELDS or "owner" in pointer.lower():
             return True
-        if str(item.get("code")) in _TELNYX_NUMBER_CODES:
+        if str(item.get("code")) in codes:
             return True
         if _DESTINATION_WORDS.search(f"{item.get('code') or ''} {item.get('title') or ''}"):
             return True
@@ -201,12 +215,14 @@ def call(
     what: str,
     retrying: RetryingFactory,
     destination: str | None = None,
+    destination_codes: Collection[str] = frozenset(),
     **kwargs: Any,
 ) -> httpx.Response:
     """One HTTP exchange with transport retries; returns the 2xx response or raises ours.
 
     ``kwargs`` go to ``client.request`` (json=, content=, files=, headers=, ...). Only
     ``TransientError`` is retried; the same request (same idempotency headers) is re-sent.
+    ``destination`` and ``destination_codes`` are as for :func:`translate_error`.
     """
 
     def once() -> httpx.Response:
@@ -214,7 +230,9 @@ def call(
             response = client.request(method, url, **kwargs)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise _from_exception(exc, what=what) from exc
-        error = _from_response(response, what=what, destination=destination)
+        error = _from_response(
+            response, what=what, destination=destination, destination_codes=destination_codes
+        )
         if error is not None:
             raise error
         return response

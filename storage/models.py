@@ -148,9 +148,9 @@ class Attempt(Base):
     requested: Mapped[str] = mapped_column(Text)  # what was asked for, in words
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
     outcome: Mapped[str] = mapped_column(String(16), default="pending")
-    sending: Mapped[bool] = mapped_column(Boolean, default=False)  # handed to the connector
     transmissions: Mapped[int] = mapped_column(Integer, default=0)  # incl. transport redials
     external_id: Mapped[str | None] = mapped_column(String(512), index=True)
+    vendor: Mapped[str | None] = mapped_column(String(32))  # the requester's registry name
     failure_reason: Mapped[str | None] = mapped_column(String(256))
     letter_uri: Mapped[str | None] = mapped_column(String(1024))
     redial_at: Mapped[datetime | None] = mapped_column(index=True)  # transport retry, same attempt

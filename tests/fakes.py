@@ -32,6 +32,7 @@ class FakeRequester:
     sent: list[RecordsRequest] = field(default_factory=list)
     fail_with: ConnectorError | None = None
     on_send: Callable[[RecordsRequest], None] | None = None
+    vendor: str = "fake"
 
     def send(self, request: RecordsRequest) -> SendReceipt:
         if self.on_send:

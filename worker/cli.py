@@ -299,12 +299,13 @@ def api(host: str, port: int) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8100, show_default=True, type=int)
-@click.option("--webhook-url", default=None, help="our API's Telnyx webhook URL")
+@click.option("--webhook-url", default=None, help="our API's fax webhook URL")
 @click.option("--public-url", default=None, help="where this simulator is reachable")
 def simulator(host: str, port: int, webhook_url: str | None, public_url: str | None) -> None:
     """Serve the simulated far side (fax carrier, FHIR servers, agencies) in real time."""
     import uvicorn
 
+    from connectors.registry import webhook_url as vendor_webhook_url
     from connectors.simulator.server import Simulator
     from worker.domain.clock import SystemClock
     from worker.wiring import make_http_client
@@ -313,7 +314,7 @@ def simulator(host: str, port: int, webhook_url: str | None, public_url: str | N
     configure_logging(s.log_level, s.log_format)
     sim = Simulator(
         clock=SystemClock(),
-        webhook_url=webhook_url or f"{s.public_base_url.rstrip('/')}/v1/webhooks/telnyx",
+        webhook_url=webhook_url or vendor_webhook_url(s.public_base_url, s.fax.vendor),
         behaviours={},
         directory={},
         http=make_http_client(),

@@ -34,7 +34,8 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from config.settings import AgencySettings, FaxSettings, Settings
+from config.settings import AgencySettings, Settings
+from connectors.fax.telnyx import TelnyxSettings as FaxSettings
 from connectors.simulator.behaviour import ProviderBehaviour
 from worker.domain.clock import VirtualClock
 

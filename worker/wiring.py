@@ -159,9 +159,7 @@ def build_container(
     migrate_schema: bool = True,
 ) -> Container:
     """Build everything a worker, the API or the scheduler needs from ``settings``."""
-    from connectors.agency_https import HttpsAgencyDeliverer
-    from connectors.fax_telnyx import TelnyxFax
-    from connectors.fhir_cdex import CDexTaskRequester
+    from connectors.registry import BuildContext, build_deliverer, build_fax, build_fhir
     from connectors.retry import transport_retrying
     from storage.db import make_engine, make_sessionmaker, migrate
     from storage.objects import make_s3_client, open_store
@@ -183,29 +181,13 @@ def build_container(
     def retrying() -> Any:
         return transport_retrying(sleep=retry_sleep)
 
-    fax = TelnyxFax(
-        http,
-        api_key=settings.fax.api_key,
-        connection_id=settings.fax.connection_id,
-        from_number=settings.fax.from_number,
-        webhook_url=f"{settings.public_base_url.rstrip('/')}/v1/webhooks/telnyx",
-        base_url=settings.fax.api_base,
-        public_key=settings.fax.webhook_public_key,
-        retrying=retrying,
-    )
-    fhir = CDexTaskRequester(
-        http,
-        requester_name=settings.fhir.requester_name,
-        requester_identifier=settings.fhir.requester_identifier,
-        retrying=retrying,
-    )
+    # Connectors come only from the registry (connectors/registry.py), keyed by settings.
+    ctx = BuildContext(http=http, retrying=retrying, public_base_url=settings.public_base_url)
+    fax = build_fax(settings.fax, ctx)
+    fhir = build_fhir(settings.fhir, ctx)
     agencies: dict[str, AgencySettings] = dict(settings.agencies)
     agencies.update(extra_agencies or {})
-    deliverer = HttpsAgencyDeliverer(
-        http,
-        submit_urls={k: v.submit_url for k, v in agencies.items()},
-        retrying=retrying,
-    )
+    deliverer = build_deliverer(agencies, ctx)
     container = Container(
         settings=settings,
         clock=clock or SystemClock(),

@@ -49,8 +49,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 
-from connectors.fax_telnyx import sign_webhook
-from connectors.fhir_cdex import HREX_TEMP, REFERENCE_SYSTEM
+from connectors.fax.telnyx import sign_webhook
+from connectors.fhir.cdex import HREX_TEMP, REFERENCE_SYSTEM
 from connectors.simulator.behaviour import ProviderBehaviour
 from worker.domain.clock import Clock
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from connectors.registry import webhook_url
 from connectors.simulator.documents import generate_authorization_pdf, generate_eoc_pdf
 from tests.conftest import notification
 
@@ -60,7 +61,7 @@ def stack(tmp_path: Path, redis_url: str) -> Iterator[tuple[dict[str, str], str,
             "--port",
             str(sim_port),
             "--webhook-url",
-            f"http://127.0.0.1:{api_port}/v1/webhooks/telnyx",
+            webhook_url(f"http://127.0.0.1:{api_port}", "telnyx"),
         ],
         ["api", "--port", str(api_port)],
         ["worker", "--processes", "1", "--threads", "2"],

@@ -35,6 +35,58 @@ def test_migrations_build_exactly_the_models(database_url: str) -> None:
     engine.dispose()
 
 
+def _alembic(engine: Any, verb: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from storage.db import MIGRATIONS_DIR
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        getattr(command, verb)(cfg, revision)
+
+
+def _attempt_columns(engine: Any) -> set[str]:
+    from sqlalchemy import inspect
+
+    return {c["name"] for c in inspect(engine).get_columns("attempts")}
+
+
+def test_migration_0002_adds_vendor_drops_sending_and_keeps_attempts(
+    database_url: str, tmp_path: Path
+) -> None:
+    """0002 adds attempts.vendor and drops attempts.sending; attempts survive the upgrade and a
+    downgrade (which restores sending as false), on SQLite and PostgreSQL."""
+    from sqlalchemy import text
+
+    from tests.conftest import at, notification
+    from tests.fakes import make_container
+    from worker import services
+
+    c, _, _, _ = make_container(tmp_path, at("2026-04-17T09:00:00-04:00"), database_url)
+    try:
+        services.intake(c, notification())
+        columns = _attempt_columns(c.engine)
+        assert "vendor" in columns and "sending" not in columns
+        with c.engine.connect() as conn:
+            before = conn.execute(text("SELECT id, outcome FROM attempts")).all()
+        assert len(before) == 1
+        _alembic(c.engine, "downgrade", "0001")
+        assert "vendor" not in _attempt_columns(c.engine)
+        with c.engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, outcome, sending FROM attempts")).all()
+        assert [(r[0], r[1], bool(r[2])) for r in rows] == [(*before[0], False)]
+        _alembic(c.engine, "upgrade", "head")
+        with c.engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, outcome, vendor FROM attempts")).all()
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        assert [tuple(r) for r in rows] == [(*before[0], None)]
+    finally:
+        c.close()
+
+
 def _case(**kw: Any) -> Case:
     t = datetime(2026, 4, 17, 13, 0, tzinfo=UTC)
     base: dict[str, Any] = dict(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from datetime import UTC, datetime
@@ -11,9 +12,17 @@ from typing import Any
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
-from connectors.agency_https import AgencyNotConfigured, HashMismatch, HttpsAgencyDeliverer
+from config.settings import AgencySettings
 from connectors.base import AuthError, PacketDeliverer, PacketSubmission, PermanentError
+from connectors.delivery.https import (
+    AgencyCredentials,
+    AgencyNotConfigured,
+    HashMismatch,
+    HttpsAgencyDeliverer,
+)
+from connectors.registry import BuildContext, build_deliverer
 from connectors.retry import no_wait_retrying
 
 PACKET = b"%PDF-1.7 packet bytes"
@@ -153,3 +162,72 @@ def test_auth_failure_is_auth_error() -> None:
     """A 401 from the agency is AuthError: fix the API key."""
     with pytest.raises(AuthError):
         deliverer(lambda request: httpx.Response(401)).deliver(submission())
+
+
+# --- per-agency credentials ----------------------------------------------------------------------
+
+
+def _auth_header(credentials: AgencyCredentials, **kwargs: Any) -> str | None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return receipt()
+
+    deliverer(handler, credentials={"ma-ocha": credentials}, **kwargs).deliver(submission())
+    return seen[0].headers.get("authorization")
+
+
+def test_agency_bearer_token_is_sent_as_authorization_header() -> None:
+    """An agency's bearer token goes out as 'Authorization: Bearer <token>'."""
+    assert _auth_header(AgencyCredentials(bearer_token="TOKEN-1")) == "Bearer TOKEN-1"
+
+
+def test_agency_basic_auth_is_sent_as_authorization_header() -> None:
+    """Basic credentials go out as 'Authorization: Basic base64(user:password)'."""
+    expected = "Basic " + base64.b64encode(b"carrier:pa:ss").decode()
+    header = _auth_header(AgencyCredentials(basic_username="carrier", basic_password="pa:ss"))
+    assert header == expected
+
+
+def test_agency_credentials_override_the_shared_api_key() -> None:
+    """An agency's own credentials win over the deliverer-wide api_key; without them it's used."""
+    assert _auth_header(AgencyCredentials(bearer_token="T"), api_key="SHARED") == "Bearer T"
+    assert _auth_header(AgencyCredentials(), api_key="SHARED") == "Bearer SHARED"
+    assert _auth_header(AgencyCredentials()) is None
+
+
+def test_credentials_are_never_in_reprs_logs_or_errors() -> None:
+    """Secrets stay out of repr, of log lines and of the AuthError message on a 401."""
+    creds = AgencyCredentials(bearer_token="SECRET-T", basic_username=None)
+    basic = AgencyCredentials(basic_username="u", basic_password="SECRET-P")
+    assert "SECRET" not in repr(creds) + repr(basic)
+    with capture_logs() as logs, pytest.raises(AuthError) as info:
+        deliverer(lambda r: httpx.Response(401), credentials={"ma-ocha": creds}).deliver(
+            submission()
+        )
+    assert "SECRET" not in str(info.value)
+    assert "SECRET" not in repr(logs)
+
+
+def test_settings_credentials_reach_the_wire_through_the_registry() -> None:
+    """AgencySettings' bearer token (GOODFAITH_AGENCIES) is sent by the deliverer the registry
+    builds, and prints as stars in the settings."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return receipt()
+
+    agency = AgencySettings.model_validate(
+        {"name": "MA OCHA", "submit_url": URL, "bearer_token": "SECRET-S"}
+    )
+    assert "SECRET" not in repr(agency) and "SECRET" not in str(agency)
+    ctx = BuildContext(
+        http=httpx.Client(transport=httpx.MockTransport(handler)),
+        retrying=no_wait_retrying,
+        public_base_url="https://carrier.example",
+    )
+    build_deliverer({"ma-ocha": agency}, ctx).deliver(submission())
+    assert seen[0].headers["authorization"] == "Bearer SECRET-S"
+    assert str(seen[0].url) == URL

@@ -16,7 +16,7 @@ from pypdf import PdfReader
 from sqlalchemy import func, select
 
 from api.app import create_app
-from connectors.fax_telnyx import TelnyxFax, public_key_b64, sign_webhook
+from connectors.fax.telnyx import TelnyxFax, public_key_b64, sign_webhook
 from connectors.simulator.documents import generate_records_pdf
 from connectors.simulator.serving import asgi_client
 from storage.db import transaction

@@ -10,6 +10,7 @@ import click
 import pytest
 
 from config.settings import Settings
+from connectors.registry import FAX_VENDORS, FHIR_VENDORS
 from worker.cli import main
 
 yaml = pytest.importorskip("yaml")  # PyYAML arrives with the dev extras (via moto)
@@ -70,12 +71,19 @@ def test_env_names_are_settings_fields(compose: dict[str, Any]) -> None:
     env = compose["x-goodfaith-env"]
     names = [k for k in env if k.startswith("GOODFAITH_")]
     assert names
+    # A port's settings model is the one its vendor names in the registry (discriminated union).
+    vendor_tables = {"fax": FAX_VENDORS, "fhir": FHIR_VENDORS}
     for key in names:
         parts = key.removeprefix("GOODFAITH_").lower().split("__")
         model: Any = Settings
         for part in parts:
             assert part in model.model_fields, f"{key}: {part!r} is not a settings field"
-            model = model.model_fields[part].annotation
+            field = model.model_fields[part]
+            model = field.annotation
+            if part in vendor_tables and field is Settings.model_fields.get(part):
+                vendor = env.get(f"GOODFAITH_{part.upper()}__VENDOR")
+                default = Settings.model_fields[part].get_default(call_default_factory=True)
+                model = vendor_tables[part][vendor or default.vendor].settings
     for svc_name, svc in _goodfaith_services(compose).items():
         assert svc["environment"] == env, f"{svc_name} does not use x-goodfaith-env"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -224,3 +225,56 @@ def test_call_gives_up_with_transient_error_after_max_attempts() -> None:
     ):
         call(client, "GET", "https://x.example/y", what="op", retrying=lambda: no_wait_retrying(2))
     assert len(count) == 2
+
+
+# --- vendor error codes, layered over the vendor-neutral mapper --------------------------------
+
+#: Every vendor error code that names the destination, by vendor: (vendor, code, meaning).
+VENDOR_DESTINATION_CODES = [
+    ("telnyx", "10001", "inactive phone number"),
+    ("telnyx", "10002", "invalid phone number"),
+    ("telnyx", "10016", "phone number not in +E.164"),
+]
+
+
+def test_every_vendor_destination_code_is_listed() -> None:
+    """The table above is exactly the Telnyx module's NUMBER_CODES (none added or lost)."""
+    from connectors.fax import telnyx
+
+    assert {c for v, c, _ in VENDOR_DESTINATION_CODES if v == "telnyx"} == telnyx.NUMBER_CODES
+
+
+@pytest.mark.parametrize("status", [404, 422])
+@pytest.mark.parametrize(("vendor", "code", "meaning"), VENDOR_DESTINATION_CODES)
+def test_vendor_destination_codes_map_to_invalid_destination(
+    vendor: str, code: str, meaning: str, status: int
+) -> None:
+    """A 404/422 carrying the vendor's number code (and a title naming nothing) is
+    InvalidDestination through the vendor's mapper; the shared mapper alone says Rejected."""
+    from connectors.fax import telnyx
+
+    assert vendor == "telnyx"
+    body = {"errors": [{"code": code, "title": "Unprocessable", "source": {"pointer": "/x"}}]}
+    response = httpx.Response(status, json=body, request=REQUEST)
+    assert type(telnyx.translate_error(response, what="op")) is InvalidDestination, meaning
+    assert type(translate_error(response, what="op")) is Rejected
+    shared = translate_error(response, what="op", destination_codes={code})
+    assert type(shared) is InvalidDestination
+
+
+def test_vendor_codes_do_not_change_other_statuses() -> None:
+    """A number code on a 400, 401 or 503 keeps that status's mapping."""
+    from connectors.fax import telnyx
+
+    body = {"errors": [{"code": "10002", "title": "Unprocessable"}]}
+    for status, expected in [(400, Rejected), (401, AuthError), (503, TransientError)]:
+        response = httpx.Response(status, json=body, request=REQUEST)
+        assert type(telnyx.translate_error(response, what="op")) is expected
+
+
+def test_shared_mapper_names_no_vendor() -> None:
+    """connectors/http_errors.py holds no vendor's error codes."""
+    import connectors.http_errors as shared
+
+    source = Path(shared.__file__).read_text()
+    assert "10001" not in source and "10002" not in source and "10016" not in source

@@ -22,7 +22,7 @@ from connectors.base import (
     TransientError,
     WebhookError,
 )
-from connectors.fax_telnyx import TelnyxFax, public_key_b64, sign_webhook
+from connectors.fax.telnyx import TelnyxFax, public_key_b64, sign_webhook
 from connectors.retry import no_wait_retrying
 from worker.domain.clock import VirtualClock
 from worker.domain.types import AttemptOutcome, Channel, ChannelKind
@@ -367,3 +367,20 @@ def test_fetch_media_on_an_expired_url_is_rejected_not_auth() -> None:
     """A 403 from an expired pre-signed URL is Rejected (not a credentials problem)."""
     with pytest.raises(Rejected, match="expired"):
         make_fax(lambda request: httpx.Response(403)).fetch_media("https://media.example/f")
+
+
+def test_send_422_with_a_number_code_is_invalid_destination() -> None:
+    """A 422 carrying a Telnyx number code (10001) is InvalidDestination even when its
+    title and pointer name no number: the vendor's codes are layered over the shared mapper."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = {"errors": [{"code": "10001", "title": "Inactive", "source": {"pointer": "/x"}}]}
+        return httpx.Response(422, json=body)
+
+    with pytest.raises(InvalidDestination, match="10001"):
+        make_fax(handler).send(fax_request())
+
+
+def test_telnyx_fax_names_its_vendor() -> None:
+    """TelnyxFax.vendor is its registry name (recorded per attempt, used in its webhook URL)."""
+    assert TelnyxFax.vendor == "telnyx"

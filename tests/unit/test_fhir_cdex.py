@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from connectors.base import InvalidDestination, PollingRequester, RecordsRequest, Rejected
-from connectors.fhir_cdex import (
+from connectors.fhir.cdex import (
     ATTEMPT_SYSTEM,
     CDEX_TEMP,
     HREX_TEMP,

@@ -366,3 +366,18 @@ def test_demo_scenario_gives_every_provider_its_own_fax_number_and_npi() -> None
     npis = [p["npi"] for n in demo_scenario(5000).notifications for p in n["providers"]]
     assert len(npis) == len(set(npis))
     parse_notification(demo_scenario(1).notifications[0])  # the NPIs pass the check digit
+
+
+def test_each_attempt_records_the_vendor_that_carried_it(env) -> None:  # type: ignore[no-untyped-def]
+    """An attempt row names the vendor adapter it went out through, before it is sent."""
+    c, _, fax, _ = env
+    seen = []
+
+    def check(request) -> None:  # type: ignore[no-untyped-def]
+        with transaction(c.sessions) as s:
+            a = s.scalar(select(Attempt).where(Attempt.idempotency_key == request.idempotency_key))
+            seen.append(a.vendor if a else None)
+
+    fax.on_send = check
+    services.intake(c, notification())
+    assert seen == [fax.vendor] == ["fake"]

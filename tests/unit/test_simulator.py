@@ -18,10 +18,10 @@ import httpx
 import pytest
 from reportlab.pdfgen.canvas import Canvas
 
-from connectors.agency_https import HttpsAgencyDeliverer
 from connectors.base import FaxReceivedEvent, FaxStatusEvent, PacketSubmission, RecordsRequest
-from connectors.fax_telnyx import TelnyxFax, public_key_b64
-from connectors.fhir_cdex import CDexTaskRequester
+from connectors.delivery.https import HttpsAgencyDeliverer
+from connectors.fax.telnyx import TelnyxFax, public_key_b64
+from connectors.fhir.cdex import CDexTaskRequester
 from connectors.retry import no_wait_retrying
 from connectors.simulator.behaviour import ProviderBehaviour
 from connectors.simulator.documents import generate_records_pdf

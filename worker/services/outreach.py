@@ -179,7 +179,9 @@ def send_attempt(
         carrier_name=carrier_name,
         return_fax=return_fax,
     )
-    out = _start_transmission(cmd.attempt_id, letter_uri, sessions, clock, media_url, carrier_name)
+    out = _start_transmission(
+        cmd.attempt_id, letter_uri, sessions, clock, requesters, media_url, carrier_name
+    )
     if out is None:
         return []
     requester = requesters[out.request.channel.kind]
@@ -197,10 +199,12 @@ def _start_transmission(
     letter_uri: str | None,
     sessions: sessionmaker[Session],
     clock: Clock,
+    requesters: Mapping[ChannelKind, RecordsRequester],
     media_url: Callable[[str], str],
     carrier_name: str,
 ) -> _Outgoing | None:
-    """Count the transmission and build what the connector sends (None: nothing to send)."""
+    """Count the transmission, note the vendor, and build what the connector sends (None:
+    nothing to send)."""
     now = clock.now()
     with transaction(sessions) as s:
         a = s.get(Attempt, attempt_id, with_for_update=True)
@@ -221,6 +225,7 @@ def _start_transmission(
         if a.letter_uri is None:  # should not happen: a redial always has its letter
             raise RuntimeError(f"attempt {a.id} has no request letter")
         a.transmissions += 1
+        a.vendor = requesters[ChannelKind(a.channel)].vendor
         request = RecordsRequest(
             idempotency_key=transmission_key(a.idempotency_key, a.transmissions),
             reference=r.reference,

@@ -29,7 +29,8 @@ Documents come from ``Task.output[data-value]``: ``valueAttachment``, or ``value
 contained (``#id``) or resolvable (relative or absolute) DocumentReference, Bundle or Binary;
 attachments carry base64 ``data`` or a ``url`` we GET.
 
-Polling cadence (CDex): :func:`next_poll_delay`.
+Polling cadence (CDex): :func:`next_poll_delay`. Reading Task parts: connectors/fhir/resources.py.
+Settings: ``config.settings.FhirSettings`` (``GOODFAITH_FHIR__VENDOR=cdex``, the default).
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ from connectors.base import (
     SendReceipt,
     TransientError,
 )
+from connectors.fhir.resources import attachments as _attachments
+from connectors.fhir.resources import has_code as _has_code
+from connectors.fhir.resources import owner as _owner
+from connectors.fhir.resources import says_no_records as _says_no_records
+from connectors.fhir.resources import status_reason as _status_reason
 from connectors.http_errors import call, json_object
 from connectors.retry import RetryingFactory, transport_retrying
 from worker.domain.clock import Clock, SystemClock
@@ -85,7 +91,6 @@ FHIR_JSON = "application/fhir+json"
 _SENT = frozenset({"requested", "draft", "received", "ready"})
 _DELIVERED = frozenset({"accepted", "in-progress", "on-hold"})
 _ENDED = frozenset({"rejected", "failed", "cancelled", "entered-in-error"})
-_NO_RECORDS = re.compile(r"no[\s_-]*(?:medical\s+)?(?:records?|data|matching)", re.IGNORECASE)
 _TASK_URL = re.compile(r"^(?P<base>https?://.+)/Task/(?P<id>[A-Za-z0-9\-.]{1,64})$")
 
 
@@ -171,6 +176,7 @@ class CDexTaskRequester:
     """
 
     kind = ChannelKind.FHIR
+    vendor = "cdex"
 
     def __init__(
         self,
@@ -354,68 +360,3 @@ def _task_id(response: httpx.Response) -> str:
         f"CDex create Task: HTTP {response.status_code} without a Task id or Location; "
         "re-sending with the same key is safe"
     )
-
-
-def _has_code(concept: Any, code: str) -> bool:
-    if not isinstance(concept, dict):
-        return False
-    return (
-        any(isinstance(c, dict) and c.get("code") == code for c in concept.get("coding") or [])
-        or concept.get("text") == code
-    )
-
-
-def _attachments(resource: Any) -> list[dict[str, Any]]:
-    """Attachments of a DocumentReference, Binary, or every such entry of a Bundle."""
-    if not isinstance(resource, dict):
-        return []
-    kind = resource.get("resourceType")
-    if kind == "DocumentReference":
-        return [
-            c["attachment"]
-            for c in resource.get("content") or []
-            if isinstance(c, dict) and isinstance(c.get("attachment"), dict)
-        ]
-    if kind == "Binary":
-        return [{"contentType": resource.get("contentType"), "data": resource.get("data")}]
-    if kind == "Bundle":
-        found: list[dict[str, Any]] = []
-        for entry in resource.get("entry") or []:
-            if isinstance(entry, dict):
-                found.extend(_attachments(entry.get("resource")))
-        return found
-    return []
-
-
-def _status_reason(task: dict[str, Any]) -> str | None:
-    reason = task.get("statusReason")
-    if not isinstance(reason, dict):
-        return None
-    if isinstance(reason.get("text"), str) and reason["text"]:
-        return str(reason["text"])[:200]
-    for coding in reason.get("coding") or []:
-        if isinstance(coding, dict):
-            label = coding.get("display") or coding.get("code")
-            if isinstance(label, str) and label:
-                return label[:200]
-    return None
-
-
-def _says_no_records(task: dict[str, Any]) -> bool:
-    reason = task.get("statusReason")
-    if not isinstance(reason, dict):
-        return False
-    texts = [reason.get("text")]
-    for coding in reason.get("coding") or []:
-        if isinstance(coding, dict):
-            texts += [coding.get("code"), coding.get("display")]
-    return any(isinstance(t, str) and _NO_RECORDS.search(t) for t in texts)
-
-
-def _owner(task: dict[str, Any]) -> str | None:
-    owner = task.get("owner")
-    if isinstance(owner, dict):
-        ident = owner.get("identifier")
-        if isinstance(ident, dict) and isinstance(ident.get("value"), str):
-            return str(ident["value"])
-    return None

@@ -14,7 +14,11 @@ Wire format (developers.telnyx.com, Programmable Fax v2):
 - Inbound ``fax.received`` carries a ``media_url`` valid for about 10 minutes: fetch promptly.
   That URL is pre-signed, so :meth:`TelnyxFax.fetch_media` sends no Authorization header.
 
-Errors follow ``connectors/http_errors.py``; a 422 pointing at ``/to`` is InvalidDestination.
+Errors follow ``connectors/http_errors.py``, layered with Telnyx's own number codes
+(:data:`NUMBER_CODES`): a 404/422 pointing at ``/to`` or carrying one of them is
+InvalidDestination.
+
+Settings: :class:`TelnyxSettings` (``GOODFAITH_FAX__VENDOR=telnyx``, the default).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from cryptography.exceptions import InvalidSignature
@@ -34,9 +38,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from pydantic import Field
 
+from config.settings import FaxVendorSettings
 from connectors.base import (
     AuthError,
+    ConnectorError,
     FaxReceivedEvent,
     FaxStatusEvent,
     InboundDocument,
@@ -47,17 +54,23 @@ from connectors.base import (
     WebhookError,
 )
 from connectors.http_errors import call, json_object
+from connectors.http_errors import translate_error as _translate_error
 from connectors.retry import RetryingFactory, transport_retrying
 from worker.domain.clock import Clock, SystemClock
 from worker.domain.types import AttemptOutcome, ChannelKind
 
 __all__ = [
+    "NUMBER_CODES",
     "PROGRESS_EVENTS",
     "RETRYABLE_FAILURE_REASONS",
     "TelnyxFax",
+    "TelnyxSettings",
     "public_key_b64",
     "sign_webhook",
+    "translate_error",
 ]
+
+VENDOR = "telnyx"
 
 SIGNATURE_HEADER = "telnyx-signature-ed25519"
 TIMESTAMP_HEADER = "telnyx-timestamp"
@@ -87,6 +100,35 @@ RETRYABLE_FAILURE_REASONS = frozenset(
     }
 )
 
+#: Telnyx API error codes about the phone number: inactive, invalid, not in +E.164. A 404/422
+#: carrying one is InvalidDestination whatever its title says.
+NUMBER_CODES = frozenset({"10001", "10002", "10016"})
+
+
+class TelnyxSettings(FaxVendorSettings):
+    """Telnyx Programmable Fax account: ``GOODFAITH_FAX__VENDOR=telnyx`` (the default) with
+    ``GOODFAITH_FAX__API_KEY``, ``__CONNECTION_ID``, ``__FROM_NUMBER``, ``__API_BASE``,
+    ``__WEBHOOK_PUBLIC_KEY``."""
+
+    vendor: Literal["telnyx"] = "telnyx"
+    api_base: str = "https://api.telnyx.com"
+    # str, not SecretStr, so existing callers keep passing text; repr=False keeps it out of logs.
+    api_key: str = Field(default="", repr=False)
+    connection_id: str = ""
+    webhook_public_key: str | None = None  # Ed25519, base64: when set, webhooks must verify
+
+
+def translate_error(
+    outcome: httpx.HTTPError | httpx.InvalidURL | httpx.Response,
+    *,
+    what: str,
+    destination: str | None = None,
+) -> ConnectorError | None:
+    """The shared mapper (connectors/http_errors.py) with Telnyx's :data:`NUMBER_CODES`."""
+    return _translate_error(
+        outcome, what=what, destination=destination, destination_codes=NUMBER_CODES
+    )
+
 
 class TelnyxFax:
     """``FaxChannel`` over Telnyx Programmable Fax v2.
@@ -98,6 +140,7 @@ class TelnyxFax:
     """
 
     kind = ChannelKind.FAX
+    vendor = VENDOR
 
     def __init__(
         self,
@@ -150,6 +193,7 @@ class TelnyxFax:
             what="Telnyx send fax",
             retrying=self._retrying,
             destination=request.channel.destination,
+            destination_codes=NUMBER_CODES,
             json=body,
             headers={
                 "Authorization": f"Bearer {self._api_key}",

@@ -3,7 +3,9 @@
 Wire format (ours; the simulator's ``POST /agency/{agency_id}/submissions`` speaks it)::
 
     POST <submit_urls[agency_id]>
-    Authorization: Bearer <api_key>          (when configured)
+    Authorization: Bearer <token> | Basic <base64 user:password>
+                                             the agency's credentials, when configured
+                                             (else the shared api_key as Bearer, if any)
     Idempotency-Key: <delivery key>          the agency returns the same receipt for a re-send
     Content-Type: multipart/form-data
       metadata  application/json  {"notification_id", "case_ref", "supplemental", "sha256"}
@@ -14,26 +16,54 @@ Wire format (ours; the simulator's ``POST /agency/{agency_id}/submissions`` spea
 
 The agency's ``sha256`` must equal ours: otherwise what it holds is not what we assembled, and
 the delivery fails with :class:`HashMismatch` (permanent; never recorded as delivered).
+
+Settings: ``config.settings.AgencySettings`` with ``transport="https"`` (the default). Credentials
+never appear in messages, logs or reprs.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import httpx
 
-from connectors.base import DeliveryReceipt, PacketSubmission, PermanentError, Rejected
+from connectors.base import (
+    AgencyNotConfigured,
+    DeliveryReceipt,
+    PacketSubmission,
+    PermanentError,
+    Rejected,
+)
 from connectors.http_errors import call, json_object
 from connectors.retry import RetryingFactory, transport_retrying
 
-__all__ = ["AgencyNotConfigured", "HashMismatch", "HttpsAgencyDeliverer"]
+__all__ = ["AgencyCredentials", "AgencyNotConfigured", "HashMismatch", "HttpsAgencyDeliverer"]
+
+TRANSPORT = "https"
 
 
-class AgencyNotConfigured(PermanentError):
-    """No submission URL is configured for the agency. Add it to the agency settings."""
+@dataclass(frozen=True)
+class AgencyCredentials:
+    """How we authenticate to one agency: a bearer token, or basic auth. Secrets are left out
+    of ``repr`` so they never reach a log line."""
+
+    bearer_token: str | None = field(default=None, repr=False)
+    basic_username: str | None = None
+    basic_password: str | None = field(default=None, repr=False)
+
+    def authorization(self) -> str | None:
+        """The ``Authorization`` header value, or None when no credential is set."""
+        if self.bearer_token:
+            return f"Bearer {self.bearer_token}"
+        if self.basic_username is not None and self.basic_password is not None:
+            pair = f"{self.basic_username}:{self.basic_password}".encode()
+            return "Basic " + base64.b64encode(pair).decode("ascii")
+        return None
 
 
 class HashMismatch(PermanentError):
@@ -41,7 +71,13 @@ class HashMismatch(PermanentError):
 
 
 class HttpsAgencyDeliverer:
-    """``PacketDeliverer`` uploading to each agency's HTTPS submission URL."""
+    """``PacketDeliverer`` uploading to each agency's HTTPS submission URL.
+
+    ``credentials`` (agency_id -> :class:`AgencyCredentials`) authenticate each agency's
+    upload; ``api_key`` is a Bearer token for agencies without their own credentials.
+    """
+
+    transport = TRANSPORT
 
     def __init__(
         self,
@@ -49,11 +85,13 @@ class HttpsAgencyDeliverer:
         *,
         submit_urls: Mapping[str, str],  # agency_id -> URL
         api_key: str | None = None,
+        credentials: Mapping[str, AgencyCredentials] | None = None,
         retrying: RetryingFactory = transport_retrying,
     ) -> None:
         self._client = client
         self._urls = dict(submit_urls)
         self._api_key = api_key
+        self._credentials = dict(credentials or {})
         self._retrying = retrying
 
     def deliver(self, submission: PacketSubmission) -> DeliveryReceipt:
@@ -76,8 +114,12 @@ class HttpsAgencyDeliverer:
             "sha256": ours,
         }
         headers = {"Idempotency-Key": submission.idempotency_key, "Accept": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
+        agency_credentials = self._credentials.get(submission.agency_id)
+        authorization = agency_credentials.authorization() if agency_credentials else None
+        if authorization is None and self._api_key:
+            authorization = f"Bearer {self._api_key}"
+        if authorization is not None:
+            headers["Authorization"] = authorization
         response = call(
             self._client,
             "POST",

@@ -1,0 +1,242 @@
+"""The vendor registry: which adapter serves each port, chosen by a settings name.
+
+One table per port, each entry ``name → Vendor(settings model, factory)``::
+
+    FAX_VENDORS        GOODFAITH_FAX__VENDOR          "telnyx"  → TelnyxSettings, TelnyxFax
+    FHIR_VENDORS       GOODFAITH_FHIR__VENDOR         "cdex"    → FhirSettings, CDexTaskRequester
+    AGENCY_TRANSPORTS  GOODFAITH_AGENCIES[id].transport  "https" → AgencySettings,
+                                                                   HttpsAgencyDeliverer
+
+Adding a vendor: write its adapter (``connectors/fax/<name>.py``, satisfying ``FaxChannel``
+with ``vendor = "<name>"``) and its settings model (a ``FaxVendorSettings`` subclass with
+``vendor: Literal["<name>"]``), then add one line to the table. Settings validation
+(config/settings.py), :func:`worker.wiring.build_container` and the webhook route
+``POST /v1/webhooks/{vendor}`` all read the table; nothing else changes.
+
+The factory takes the vendor's settings and a :class:`BuildContext` (the shared HTTP client,
+transport retries, our public base URL); nothing here runs at import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from config.settings import AgencySettings, FaxVendorSettings, FhirSettings
+from connectors.base import (
+    AgencyNotConfigured,
+    DeliveryReceipt,
+    FaxChannel,
+    PacketDeliverer,
+    PacketSubmission,
+    RecordsRequester,
+)
+from connectors.delivery.https import AgencyCredentials, HttpsAgencyDeliverer
+from connectors.fax.telnyx import TelnyxFax, TelnyxSettings
+from connectors.fhir.cdex import CDexTaskRequester
+from connectors.retry import RetryingFactory
+
+__all__ = [
+    "AGENCY_TRANSPORTS",
+    "FAX_VENDORS",
+    "FHIR_VENDORS",
+    "WEBHOOK_ROUTE",
+    "AgencyRouter",
+    "BuildContext",
+    "Transport",
+    "Vendor",
+    "build_deliverer",
+    "build_fax",
+    "build_fhir",
+    "resolve_settings",
+    "webhook_url",
+]
+
+#: The one inbound webhook route; ``{vendor}`` is the registry name.
+WEBHOOK_ROUTE = "/v1/webhooks/{vendor}"
+
+S = TypeVar("S", bound=BaseModel)
+T = TypeVar("T")
+
+
+def webhook_url(public_base_url: str, vendor: str) -> str:
+    """The URL a vendor is given for its webhooks: ours, at ``/v1/webhooks/<vendor>``."""
+    return public_base_url.rstrip("/") + WEBHOOK_ROUTE.format(vendor=vendor)
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What factories share: one HTTP client, transport retries, where we are reachable."""
+
+    http: httpx.Client
+    retrying: RetryingFactory
+    public_base_url: str
+
+    def webhook_url(self, vendor: str) -> str:
+        return webhook_url(self.public_base_url, vendor)
+
+
+@dataclass(frozen=True)
+class Vendor(Generic[S, T]):
+    """One registry entry: the vendor's settings model and how to build its adapter."""
+
+    settings: type[S]
+    build: Callable[[S, BuildContext], T]
+
+
+@dataclass(frozen=True)
+class Transport(Generic[S]):
+    """An agency transport: builds one deliverer for every agency that uses it."""
+
+    settings: type[S]
+    build: Callable[[Mapping[str, S], BuildContext], PacketDeliverer]
+
+
+# --- factories ---------------------------------------------------------------------------------
+
+
+def _telnyx(s: TelnyxSettings, ctx: BuildContext) -> TelnyxFax:
+    return TelnyxFax(
+        ctx.http,
+        api_key=s.api_key,
+        connection_id=s.connection_id,
+        from_number=s.from_number,
+        webhook_url=ctx.webhook_url(TelnyxFax.vendor),
+        base_url=s.api_base,
+        public_key=s.webhook_public_key,
+        retrying=ctx.retrying,
+    )
+
+
+def _cdex(s: FhirSettings, ctx: BuildContext) -> CDexTaskRequester:
+    return CDexTaskRequester(
+        ctx.http,
+        requester_name=s.requester_name,
+        requester_identifier=s.requester_identifier,
+        retrying=ctx.retrying,
+    )
+
+
+def _https(agencies: Mapping[str, AgencySettings], ctx: BuildContext) -> HttpsAgencyDeliverer:
+    return HttpsAgencyDeliverer(
+        ctx.http,
+        submit_urls={k: a.submit_url for k, a in agencies.items()},
+        credentials={k: _credentials(a) for k, a in agencies.items()},
+        retrying=ctx.retrying,
+    )
+
+
+def _credentials(a: AgencySettings) -> AgencyCredentials:
+    return AgencyCredentials(
+        bearer_token=a.bearer_token.get_secret_value() if a.bearer_token else None,
+        basic_username=a.basic_username,
+        basic_password=a.basic_password.get_secret_value() if a.basic_password else None,
+    )
+
+
+# --- the tables: registering a vendor is one line ----------------------------------------------
+
+FAX_VENDORS: dict[str, Vendor[Any, FaxChannel]] = {
+    "telnyx": Vendor(TelnyxSettings, _telnyx),
+}
+FHIR_VENDORS: dict[str, Vendor[Any, RecordsRequester]] = {
+    "cdex": Vendor(FhirSettings, _cdex),
+}
+AGENCY_TRANSPORTS: dict[str, Transport[Any]] = {
+    "https": Transport(AgencySettings, _https),
+}
+
+
+# --- settings resolution (called by config/settings.py validators) ----------------------------
+
+
+def resolve_settings(
+    table: Mapping[str, Vendor[Any, Any] | Transport[Any]],
+    value: Any,
+    *,
+    key: str,
+    default: str,
+    setting: str,
+) -> Any:
+    """``value`` validated as the settings model that ``value[key]`` names in ``table``.
+
+    A discriminated union on ``key`` whose members are the registered models. An unknown
+    name raises ``ValueError`` naming ``setting`` and every registered name.
+    """
+    if isinstance(value, BaseModel):
+        name = getattr(value, key, default)
+        entry = _entry(table, name, setting)
+        if isinstance(value, entry.settings):
+            return value
+        value = value.model_dump()
+    if not isinstance(value, Mapping):
+        return value  # not a mapping: pydantic reports the type error
+    name = value.get(key, default)
+    entry = _entry(table, name, setting)
+    return entry.settings.model_validate({**value, key: name})
+
+
+def _entry(
+    table: Mapping[str, Vendor[Any, Any] | Transport[Any]], name: object, setting: str
+) -> Vendor[Any, Any] | Transport[Any]:
+    entry = table.get(name) if isinstance(name, str) else None
+    if entry is None:
+        known = ", ".join(sorted(table))
+        raise ValueError(
+            f"{setting}={name!r} is not a registered name; known: {known} "
+            "(register new ones in connectors/registry.py)"
+        )
+    return entry
+
+
+# --- building ----------------------------------------------------------------------------------
+
+
+def build_fax(settings: FaxVendorSettings, ctx: BuildContext) -> FaxChannel:
+    """The fax adapter ``settings.vendor`` names."""
+    entry = _entry(FAX_VENDORS, settings.vendor, "GOODFAITH_FAX__VENDOR")
+    assert isinstance(entry, Vendor)
+    fax: FaxChannel = entry.build(settings, ctx)
+    return fax
+
+
+def build_fhir(settings: FhirSettings, ctx: BuildContext) -> RecordsRequester:
+    """The FHIR adapter ``settings.vendor`` names."""
+    entry = _entry(FHIR_VENDORS, settings.vendor, "GOODFAITH_FHIR__VENDOR")
+    assert isinstance(entry, Vendor)
+    requester: RecordsRequester = entry.build(settings, ctx)
+    return requester
+
+
+def build_deliverer(agencies: Mapping[str, AgencySettings], ctx: BuildContext) -> AgencyRouter:
+    """One deliverer per transport in use, routed by agency id."""
+    by_transport: dict[str, dict[str, AgencySettings]] = {}
+    for agency_id, agency in agencies.items():
+        by_transport.setdefault(agency.transport, {})[agency_id] = agency
+    routes: dict[str, PacketDeliverer] = {}
+    for transport, members in by_transport.items():
+        entry = _entry(AGENCY_TRANSPORTS, transport, f"agency transport of {sorted(members)}")
+        assert isinstance(entry, Transport)
+        deliverer = entry.build(members, ctx)
+        routes.update(dict.fromkeys(members, deliverer))
+    return AgencyRouter(routes)
+
+
+class AgencyRouter:
+    """``PacketDeliverer`` that hands each submission to its agency's transport."""
+
+    def __init__(self, routes: Mapping[str, PacketDeliverer]) -> None:
+        self.routes = dict(routes)
+
+    def deliver(self, submission: PacketSubmission) -> DeliveryReceipt:
+        deliverer = self.routes.get(submission.agency_id)
+        if deliverer is None:
+            raise AgencyNotConfigured(
+                f"no submission route for agency {submission.agency_id!r}; "
+                "add it to the agency settings (GOODFAITH_AGENCIES)"
+            )
+        return deliverer.deliver(submission)
