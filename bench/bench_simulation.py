@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from connectors.simulator.behaviour import ProviderBehaviour
+from simulator.providers import ProviderBehaviour
 from worker.simulation import Scenario, demo_scenario, run_simulation
 
 

@@ -35,7 +35,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from config.settings import AgencySettings, FaxSettings, Settings
-from connectors.simulator.behaviour import ProviderBehaviour
+from simulator.providers import ProviderBehaviour
 from worker.domain.clock import VirtualClock
 
 DEFAULT_HORIZON = timedelta(days=14)
@@ -294,9 +294,9 @@ def run_simulation(
     from sqlalchemy import func, select
 
     from api.app import create_app
-    from connectors.simulator.documents import generate_authorization_pdf, generate_eoc_pdf
-    from connectors.simulator.server import Simulator
-    from connectors.simulator.serving import run_in_thread
+    from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
+    from simulator.server import Simulator
+    from simulator.serving import run_in_thread
     from storage.db import transaction
     from storage.models import Attempt, Case, Document
     from worker import services

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from connectors.simulator.documents import generate_authorization_pdf, generate_eoc_pdf
+from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
 from tests.conftest import notification
 
 BIN = Path(sys.executable).parent

@@ -14,7 +14,7 @@ import pytest
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import DecodedStreamObject, NameObject, RectangleObject
 
-from connectors.simulator.documents import (
+from simulator.documents import (
     generate_authorization_pdf,
     generate_eoc_pdf,
     generate_records_pdf,

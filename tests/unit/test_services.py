@@ -11,7 +11,7 @@ from pypdf import PdfReader
 from sqlalchemy import func, select
 
 from connectors.base import InvalidDestination
-from connectors.simulator.documents import generate_no_records_letter, generate_records_pdf
+from simulator.documents import generate_no_records_letter, generate_records_pdf
 from storage.db import transaction
 from storage.models import AppendOnlyError, Attempt, AuditEvent, Case, Document, RecordRequest
 from tests.conftest import at, notification

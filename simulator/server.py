@@ -51,7 +51,7 @@ from starlette.datastructures import UploadFile
 
 from connectors.fax_telnyx import sign_webhook
 from connectors.fhir_cdex import HREX_TEMP, REFERENCE_SYSTEM
-from connectors.simulator.behaviour import ProviderBehaviour
+from simulator.providers import ProviderBehaviour
 from worker.domain.clock import Clock
 
 __all__ = ["AgencySubmission", "Simulator"]
@@ -312,7 +312,7 @@ class Simulator:
 
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, Any]:
         """Serve ``.app`` with uvicorn on a thread: ``(base_url, stop)``."""
-        from connectors.simulator.serving import run_in_thread
+        from simulator.serving import run_in_thread
 
         return run_in_thread(self.app, host, port)
 
@@ -477,7 +477,7 @@ class Simulator:
     def _reply_document(
         self, provider_id: str, behaviour: ProviderBehaviour, reference: str, member_id: str
     ) -> bytes:
-        from connectors.simulator.documents import (
+        from simulator.documents import (
             generate_no_records_letter,
             generate_records_pdf,
         )
