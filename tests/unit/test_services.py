@@ -347,8 +347,8 @@ def test_two_inbound_faxes_with_the_same_bytes_are_two_documents(env) -> None:  
 
 def test_demo_scenario_gives_every_provider_its_own_fax_number_and_npi() -> None:
     """5,000 demo cases: no two providers share a fax number or an NPI; none is the carrier's."""
+    from simulator.demo import demo_scenario
     from worker.notification import parse_notification
-    from worker.simulation import demo_scenario
 
     numbers = [
         ch["number"]
