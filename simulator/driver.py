@@ -33,9 +33,9 @@ from sqlalchemy import func, select
 
 from api.app import create_app
 from config.settings import AgencySettings, FaxSettings, Settings
+from simulator.app import Simulator
 from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
 from simulator.scenario import Scenario
-from simulator.server import Simulator
 from simulator.serving import run_in_thread
 from storage.db import transaction
 from storage.models import Attempt, Case, Document

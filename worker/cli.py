@@ -305,7 +305,7 @@ def simulator(host: str, port: int, webhook_url: str | None, public_url: str | N
     """Serve the simulated far side (fax carrier, FHIR servers, agencies) in real time."""
     import uvicorn
 
-    from simulator.server import Simulator
+    from simulator.app import Simulator
     from worker.domain.clock import SystemClock
     from worker.wiring import make_http_client
 

@@ -23,9 +23,9 @@ from connectors.base import FaxReceivedEvent, FaxStatusEvent, PacketSubmission, 
 from connectors.fax_telnyx import TelnyxFax, public_key_b64
 from connectors.fhir_cdex import CDexTaskRequester
 from connectors.retry import no_wait_retrying
+from simulator.app import Simulator
 from simulator.documents import generate_records_pdf
 from simulator.providers import ProviderBehaviour
-from simulator.server import Simulator
 from simulator.serving import asgi_client, run_in_thread
 from worker.documents import extract_reference, is_no_records_reply
 from worker.domain.clock import VirtualClock
