@@ -15,7 +15,6 @@ the scenario is done or its ``until`` is reached, then :func:`_collect` (the rep
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import socket
 import tempfile
@@ -32,10 +31,10 @@ from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import func, select
 
 from api.app import create_app
-from config.settings import AgencySettings, FaxSettings, Settings
+from config.settings import FaxSettings, Settings
 from simulator.app import Simulator
 from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
-from simulator.scenario import Scenario
+from simulator.scenario import Scenario, far_side_book, route_fhir_to
 from simulator.serving import run_in_thread
 from storage.db import transaction
 from storage.models import Attempt, Case, Document
@@ -80,16 +79,6 @@ class SimulationResult:
 
 
 @dataclass
-class _FarSideBook:
-    """Who is who on the far side, read from the notifications: fax numbers and NPIs to provider
-    (or designee vendor) ids, display names, and one agency per agency id."""
-
-    directory: dict[str, str] = field(default_factory=dict)
-    names: dict[str, str] = field(default_factory=dict)
-    agencies: dict[str, AgencySettings] = field(default_factory=dict)
-
-
-@dataclass
 class _Run:
     """One running simulation: what the steps read and advance."""
 
@@ -116,49 +105,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _route_fhir_to(simulator_url: str, notifications: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Point every FHIR channel at the simulator's FHIR server (it serves every provider)."""
-    out: list[dict[str, Any]] = json.loads(json.dumps(notifications))
-    for n in out:
-        for p in n.get("providers", []) if isinstance(n, dict) else []:
-            chans = list(p.get("channels", [])) + list(
-                (p.get("designee") or {}).get("channels", [])
-            )
-            for ch in chans:
-                if isinstance(ch, dict) and ch.get("kind") == "fhir":
-                    ch["base_url"] = f"{simulator_url}/fhir"
-    return out
-
-
-def _far_side_book(simulator_url: str, notifications: list[dict[str, Any]]) -> _FarSideBook:
-    book = _FarSideBook()
-    for n in notifications:
-        if not isinstance(n, dict):
-            continue
-        aid = str(n.get("agency_id", ""))
-        if aid:
-            book.agencies[aid] = AgencySettings(
-                name=f"External review agency {aid}",
-                submit_url=f"{simulator_url}/agency/{aid}/submissions",
-            )
-        for p in n.get("providers", []) or []:
-            pid = p.get("provider_id")
-            book.names[pid] = p.get("name", pid)
-            if p.get("npi"):
-                book.directory[p["npi"]] = pid
-            for ch in p.get("channels", []):
-                if ch.get("kind") == "fax" and ch.get("number"):
-                    book.directory[ch["number"]] = pid
-            designee = p.get("designee") or {}
-            vendor = designee.get("vendor_id")
-            if vendor:  # the designee is its own party on the far side, keyed by vendor_id
-                book.names[vendor] = designee.get("name", vendor)
-                for ch in designee.get("channels", []):
-                    if ch.get("kind") == "fax" and ch.get("number"):
-                        book.directory[ch["number"]] = vendor
-    return book
 
 
 def _arrivals(
@@ -202,8 +148,8 @@ def _start(
     stops.append(stop_api)
     sim_port = _free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"
-    notifications = _route_fhir_to(sim_url, scenario.notifications)
-    book = _far_side_book(sim_url, notifications)
+    notifications = route_fhir_to(sim_url, scenario.notifications)
+    book = far_side_book(sim_url, notifications)
     sim_http = make_http_client()
     stops.append(sim_http.close)
     settings = Settings(

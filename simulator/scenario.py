@@ -18,16 +18,26 @@ the scenario file's folder. Unknown keys are refused by name.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from config.settings import AgencySettings
 from simulator.providers import ProviderBehaviour
 
-__all__ = ["DEFAULT_HORIZON", "Scenario", "ScenarioError", "load_scenario", "parse_scenario"]
+__all__ = [
+    "DEFAULT_HORIZON",
+    "FarSideBook",
+    "Scenario",
+    "ScenarioError",
+    "far_side_book",
+    "load_scenario",
+    "parse_scenario",
+    "route_fhir_to",
+]
 
 DEFAULT_HORIZON = timedelta(days=14)
 """How long (calendar days of virtual time) a scenario without ``until`` runs."""
@@ -108,3 +118,60 @@ def load_scenario(path: Path) -> Scenario:
     except json.JSONDecodeError as exc:
         raise ScenarioError(f"{path}: not valid JSON ({exc})") from None
     return parse_scenario(data, path.parent)
+
+
+# --- what the far side learns from the notifications ----------------------------------------
+
+
+@dataclass
+class FarSideBook:
+    """Who is who on the far side, read from the notifications: fax numbers and NPIs to provider
+    (or designee vendor) ids, display names, and one agency per agency id."""
+
+    directory: dict[str, str] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+    agencies: dict[str, AgencySettings] = field(default_factory=dict)
+
+
+def route_fhir_to(simulator_url: str, notifications: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Point every FHIR channel at the simulator's FHIR server (it serves every provider)."""
+    out: list[dict[str, Any]] = json.loads(json.dumps(notifications))
+    for n in out:
+        for p in n.get("providers", []) if isinstance(n, dict) else []:
+            chans = list(p.get("channels", [])) + list(
+                (p.get("designee") or {}).get("channels", [])
+            )
+            for ch in chans:
+                if isinstance(ch, dict) and ch.get("kind") == "fhir":
+                    ch["base_url"] = f"{simulator_url}/fhir"
+    return out
+
+
+def far_side_book(simulator_url: str, notifications: list[dict[str, Any]]) -> FarSideBook:
+    """Who is who on the far side of ``notifications``, agencies submitting to ``simulator_url``."""
+    book = FarSideBook()
+    for n in notifications:
+        if not isinstance(n, dict):
+            continue
+        aid = str(n.get("agency_id", ""))
+        if aid:
+            book.agencies[aid] = AgencySettings(
+                name=f"External review agency {aid}",
+                submit_url=f"{simulator_url}/agency/{aid}/submissions",
+            )
+        for p in n.get("providers", []) or []:
+            pid = p.get("provider_id")
+            book.names[pid] = p.get("name", pid)
+            if p.get("npi"):
+                book.directory[p["npi"]] = pid
+            for ch in p.get("channels", []):
+                if ch.get("kind") == "fax" and ch.get("number"):
+                    book.directory[ch["number"]] = pid
+            designee = p.get("designee") or {}
+            vendor = designee.get("vendor_id")
+            if vendor:  # the designee is its own party on the far side, keyed by vendor_id
+                book.names[vendor] = designee.get("name", vendor)
+                for ch in designee.get("channels", []):
+                    if ch.get("kind") == "fax" and ch.get("number"):
+                        book.directory[ch["number"]] = vendor
+    return book
