@@ -48,3 +48,14 @@ def test_agency_checks_hash_and_pdf(world: World) -> None:
     assert submit(world, sha="0" * 64, key="d-2").json()["errors"][0]["code"] == "sha256_mismatch"
     assert submit(world, packet=b"hello", key="d-3").json()["errors"][0]["code"] == "not_a_pdf"
     assert world.sim.submissions == []
+
+
+def test_agency_errors_are_its_own_plain_format(world: World) -> None:
+    """The agency answers errors as {"errors": [{"code", "title"}]}, without Telnyx's JSON:API
+    detail and source."""
+    missing = world.client.get("/agency/ma-ocha/submissions/R-NOPE")
+    assert missing.json() == {"errors": [{"code": "not_found", "title": "no such submission"}]}
+    mismatch = submit(world, sha="0" * 64, key="d-4").json()
+    assert mismatch == {
+        "errors": [{"code": "sha256_mismatch", "title": "packet sha256 does not match metadata"}]
+    }
