@@ -8,8 +8,9 @@ so days of case time pass in seconds. ``goodfaith demo`` is a simulation of the 
 scenario (simulator/demo.py); the scenario format is in simulator/scenario.py.
 
 One run, in order: :func:`_start` (Redis, our API, the simulator, the broker and workers, each
-with its stop recorded), then :func:`_step` / :func:`_next_instant` / :func:`_advance` until
-the scenario is done or its ``until`` is reached, then :func:`_collect` (the report).
+with its stop recorded), then, until the scenario is done or its ``until`` is reached,
+:func:`_step` (set off what is due), :func:`_wait_idle`, :func:`_next_instant` and
+:func:`_advance` (move the clock); then :func:`_collect` (the report).
 """
 
 from __future__ import annotations
@@ -126,6 +127,26 @@ def _arrivals(
     return [(times[k], pending[k]) for k in order]
 
 
+def _settings(
+    workdir: Path, api_url: str, sim_url: str, database_url: str | None, object_store: str | None
+) -> Settings:
+    """Our settings for a run: state in ``workdir`` unless a database or object store is named,
+    the fax carrier at the simulator, our API at ``api_url``."""
+    return Settings(
+        database_url=database_url or f"sqlite:///{workdir / 'goodfaith.db'}",
+        object_store=object_store or f"file://{workdir / 'objects'}",
+        eoc_library=f"file://{workdir / 'eoc'}",
+        public_base_url=api_url,
+        media_secret=uuid.uuid4().hex,
+        fax=FaxSettings(
+            api_base=sim_url,
+            api_key="sim-key",
+            connection_id="sim-connection",
+            from_number="+16175550000",
+        ),
+    )
+
+
 def _start(
     scenario: Scenario,
     *,
@@ -152,19 +173,7 @@ def _start(
     book = far_side_book(sim_url, notifications)
     sim_http = make_http_client()
     stops.append(sim_http.close)
-    settings = Settings(
-        database_url=database_url or f"sqlite:///{workdir / 'goodfaith.db'}",
-        object_store=object_store or f"file://{workdir / 'objects'}",
-        eoc_library=f"file://{workdir / 'eoc'}",
-        public_base_url=api_url,
-        media_secret=uuid.uuid4().hex,
-        fax=FaxSettings(
-            api_base=sim_url,
-            api_key="sim-key",
-            connection_id="sim-connection",
-            from_number="+16175550000",
-        ),
-    )
+    settings = _settings(workdir, api_url, sim_url, database_url, object_store)
     simulator = Simulator(
         clock=clock,
         webhook_url=f"{api_url}/v1/webhooks/telnyx",
@@ -206,8 +215,8 @@ def _start(
 
 
 def _step(run: _Run) -> None:
-    """Handle everything due at the clock's instant and wait until the workers are idle: take in
-    the notifications received by now, fire the simulator's due events, run the scheduler."""
+    """Set off everything due at the clock's instant: take in the notifications received by
+    now, fire the simulator's due events, run the scheduler."""
     now = run.clock.now()
     while run.arrivals and run.arrivals[0][0] <= now:
         _, doc = run.arrivals.pop(0)
@@ -218,6 +227,10 @@ def _step(run: _Run) -> None:
             run.intake_errors.append(f"{nid}: {exc}")
     run.simulator.fire_due()
     tick(run.container)
+
+
+def _wait_idle(run: _Run) -> None:
+    """Wait until no message is in flight (what the step set off has run); one step done."""
     if not run.inflight.wait_idle(timeout=_IDLE_TIMEOUT_S):
         raise RuntimeError(
             f"simulation stalled: messages still in flight after {_IDLE_TIMEOUT_S} s"
@@ -343,6 +356,7 @@ def run_simulation(
         while True:
             now = run.clock.now()
             _step(run)
+            _wait_idle(run)
             if progress and time.monotonic() - last_progress >= progress_interval_s:
                 progress(_snapshot(run))
                 last_progress = time.monotonic()
