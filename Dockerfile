@@ -15,6 +15,7 @@ COPY connectors /tmp/src/connectors
 COPY storage /tmp/src/storage
 COPY worker /tmp/src/worker
 COPY api /tmp/src/api
+COPY simulator /tmp/src/simulator
 RUN pip install /tmp/src && rm -rf /tmp/src
 
 RUN useradd --create-home --uid 10001 --user-group goodfaith \

@@ -29,7 +29,7 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
 from pypdf import PdfReader  # noqa: E402
 
 from config.jurisdictions import get_jurisdiction  # noqa: E402
-from connectors.simulator.documents import generate_eoc_pdf, generate_records_pdf  # noqa: E402
+from simulator.documents import generate_eoc_pdf, generate_records_pdf  # noqa: E402
 from worker.documents import check_document, extract_reference, is_no_records_reply  # noqa: E402
 from worker.packet import (  # noqa: E402
     AttemptLine,

@@ -17,8 +17,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from connectors.simulator.behaviour import ProviderBehaviour
-from worker.simulation import Scenario, demo_scenario, run_simulation
+from simulator.demo import demo_scenario
+from simulator.driver import run_simulation
+from simulator.providers import ProviderBehaviour
+from simulator.scenario import Scenario
 
 
 def bench_scenario(cases: int, seed: int = 11) -> Scenario:

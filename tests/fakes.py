@@ -20,7 +20,7 @@ from connectors.base import (
     RecordsRequest,
     SendReceipt,
 )
-from connectors.simulator.documents import generate_authorization_pdf, generate_eoc_pdf
+from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
 from worker.domain.clock import VirtualClock
 from worker.domain.types import ChannelKind
 from worker.wiring import Container, InlineDispatcher, build_container

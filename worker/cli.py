@@ -57,7 +57,7 @@ def _run_and_show(scenario: Any, json_path: str | None, workdir: Path, quiet: bo
     from rich.table import Table
 
     from config.jurisdictions import get_jurisdiction
-    from worker.simulation import Progress, run_simulation
+    from simulator.driver import Progress, run_simulation
 
     err = Console(stderr=True)
     out = Console() if Console().is_terminal else Console(width=160)
@@ -161,7 +161,7 @@ def _run_and_show(scenario: Any, json_path: str | None, workdir: Path, quiet: bo
 @click.option("--quiet", is_flag=True, help="no progress view")
 def demo(cases: int, json_path: str | None, workdir: str | None, quiet: bool) -> None:
     """Run sample notifications end to end against simulated providers and agencies."""
-    from worker.simulation import demo_scenario
+    from simulator.demo import demo_scenario
 
     configure_logging("WARNING", "console")
     folder = (
@@ -177,7 +177,7 @@ def demo(cases: int, json_path: str | None, workdir: str | None, quiet: bool) ->
 @click.option("--quiet", is_flag=True)
 def simulate(scenario_path: str, json_path: str | None, workdir: str | None, quiet: bool) -> None:
     """Run SCENARIO_PATH through the real pipeline on a virtual clock."""
-    from worker.simulation import ScenarioError, load_scenario
+    from simulator.scenario import ScenarioError, load_scenario
 
     configure_logging("WARNING", "console")
     try:
@@ -306,7 +306,7 @@ def simulator(host: str, port: int, webhook_url: str | None, public_url: str | N
     import uvicorn
 
     from connectors.registry import webhook_url as vendor_webhook_url
-    from connectors.simulator.server import Simulator
+    from simulator.app import Simulator
     from worker.domain.clock import SystemClock
     from worker.wiring import make_http_client
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
+from simulator.demo import demo_scenario
+from simulator.driver import run_simulation
 from tests.conftest import postgres_url
-from worker.simulation import demo_scenario, run_simulation
 
 GOODFAITH = str(Path(sys.executable).parent / "goodfaith")
 

@@ -217,7 +217,7 @@ def test_attestation_page_documents_every_attempt(run: dict[str, Any]) -> None:
 
 def test_malformed_scenario_is_refused_naming_the_key(tmp_path: Path) -> None:
     """An unknown provider key in a scenario is an error that names it; nothing runs."""
-    from worker.simulation import ScenarioError, parse_scenario
+    from simulator.scenario import ScenarioError, parse_scenario
 
     bad = {
         "start": "2026-04-16T08:00:00-04:00",

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from connectors.registry import webhook_url
-from connectors.simulator.documents import generate_authorization_pdf, generate_eoc_pdf
+from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
 from tests.conftest import notification
 
 BIN = Path(sys.executable).parent

@@ -17,8 +17,8 @@ from sqlalchemy import func, select
 
 from api.app import create_app
 from connectors.fax.telnyx import TelnyxFax, public_key_b64, sign_webhook
-from connectors.simulator.documents import generate_records_pdf
-from connectors.simulator.serving import asgi_client
+from simulator.documents import generate_records_pdf
+from simulator.serving import asgi_client
 from storage.db import transaction
 from storage.models import Attempt, AuditEvent, Case, InboundItem, RecordRequest
 from tests.conftest import at, notification

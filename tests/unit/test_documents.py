@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pypdf import PdfReader, PdfWriter
 from reportlab.pdfgen.canvas import Canvas
 
-from connectors.simulator.documents import (
+from simulator.documents import (
     generate_authorization_pdf,
     generate_eoc_pdf,
     generate_no_records_letter,

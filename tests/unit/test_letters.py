@@ -10,7 +10,7 @@ import pytest
 from pypdf import PdfReader
 
 from config.jurisdictions import get_jurisdiction
-from connectors.simulator.documents import generate_authorization_pdf
+from simulator.documents import generate_authorization_pdf
 from worker.documents import check_document, extract_reference, is_no_records_reply
 from worker.letters import LetterError, LetterInfo, build_request_letter
 

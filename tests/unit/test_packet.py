@@ -17,7 +17,7 @@ from pypdf import PdfReader, PdfWriter
 from pypdf.generic import RectangleObject
 
 from config.jurisdictions import get_jurisdiction
-from connectors.simulator.documents import (
+from simulator.documents import (
     generate_authorization_pdf,
     generate_eoc_pdf,
     generate_records_pdf,

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import REPO
 
-SCANNED = ("worker", "connectors", "simulator")  # simulator/: where connectors/simulator moves
+SCANNED = ("worker", "connectors", "simulator")
 
 # Private names known to have been used here, and pypdf's private-helper families.
 _KNOWN = re.compile(r"_add_object|_encryption|_data|_get_[a-z0-9_]+|_objects|_replace_object")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 
-from connectors.simulator.documents import generate_records_pdf
+from simulator.documents import generate_records_pdf
 from tests.conftest import at, notification
 from tests.fakes import fax_received, make_container
 from worker import services

@@ -35,7 +35,7 @@ from connectors.registry import (
     webhook_url,
 )
 from connectors.retry import no_wait_retrying
-from connectors.simulator.serving import asgi_client
+from simulator.serving import asgi_client
 from worker.domain.types import ChannelKind
 from worker.wiring import build_container
 

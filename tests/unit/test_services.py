@@ -11,7 +11,7 @@ from pypdf import PdfReader
 from sqlalchemy import func, select
 
 from connectors.base import InvalidDestination
-from connectors.simulator.documents import generate_no_records_letter, generate_records_pdf
+from simulator.documents import generate_no_records_letter, generate_records_pdf
 from storage.db import transaction
 from storage.models import AppendOnlyError, Attempt, AuditEvent, Case, Document, RecordRequest
 from tests.conftest import at, notification
@@ -352,8 +352,8 @@ def test_two_inbound_faxes_with_the_same_bytes_are_two_documents(env) -> None:  
 
 def test_demo_scenario_gives_every_provider_its_own_fax_number_and_npi() -> None:
     """5,000 demo cases: no two providers share a fax number or an NPI; none is the carrier's."""
+    from simulator.demo import demo_scenario
     from worker.notification import parse_notification
-    from worker.simulation import demo_scenario
 
     numbers = [
         ch["number"]

@@ -1,5 +1,7 @@
-"""Run an ASGI app (the simulator, the API) with uvicorn on a background thread, for the demo
-and end-to-end tests. Nothing starts at import."""
+"""Threads for the simulator: an ASGI app (the simulator, the API) served by uvicorn on a
+background thread, an in-process sync transport to an ASGI app, and a function repeated on a
+thread (the real-time simulator's firing loop). For the demo and tests; nothing starts at
+import."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import httpx
 import uvicorn
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-__all__ = ["InProcessASGITransport", "asgi_client", "run_in_thread"]
+__all__ = ["InProcessASGITransport", "asgi_client", "repeat_in_thread", "run_in_thread"]
 
 
 def run_in_thread(
@@ -102,3 +104,26 @@ def asgi_client(app: Any, base_url: str = "http://testserver") -> httpx.Client:
     Close it (or use it as a context manager) to stop its event-loop thread.
     """
     return httpx.Client(transport=InProcessASGITransport(app), base_url=base_url)
+
+
+def repeat_in_thread(
+    fn: Callable[[], object], interval_s: float, *, name: str
+) -> Callable[[], None]:
+    """Call ``fn`` now and then every ``interval_s`` seconds (wall time) on a daemon thread named
+    ``name``. Returns ``stop()``, which ends the loop and waits for the thread (up to 10 s).
+    ``fn`` should not raise: an exception ends the loop."""
+    stopping = threading.Event()
+
+    def loop() -> None:
+        while not stopping.is_set():
+            fn()
+            stopping.wait(interval_s)
+
+    thread = threading.Thread(target=loop, name=name, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        stopping.set()
+        thread.join(timeout=10)
+
+    return stop

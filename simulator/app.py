@@ -1,0 +1,165 @@
+"""The simulator: every far side listed in :data:`FAR_SIDES` on one ASGI app, one event heap and
+one clock.
+
+Time is the injected ``clock``: nothing sleeps. A simulation driver advances a VirtualClock to
+:meth:`Simulator.next_event_at` and calls :meth:`Simulator.fire_due`; in real-time mode
+:meth:`Simulator.start_background` calls it on a thread.
+
+Adding a vendor's far side: write its module (a :class:`~simulator.base.FarSide` subclass with
+its router, see simulator/telnyx.py) and add the class to :data:`FAR_SIDES`. Tests may pass
+their own list as ``far_sides``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import httpx
+import structlog
+from fastapi import FastAPI
+
+from simulator.agency import AgencyFarSide, AgencySubmission
+from simulator.base import Context, FarSide
+from simulator.cdex import CDexFarSide
+from simulator.events import EventHeap
+from simulator.providers import ProviderBehaviour, Providers
+from simulator.serving import repeat_in_thread, run_in_thread
+from simulator.telnyx import TelnyxFarSide
+from worker.domain.clock import Clock
+
+__all__ = ["FAR_SIDES", "Simulator", "build_app"]
+
+log = structlog.get_logger(__name__)
+
+FAR_SIDES: tuple[type[FarSide], ...] = (
+    TelnyxFarSide,  # /v2/faxes, /v2/media/{id}: the fax carrier
+    CDexFarSide,  # /fhir/Task: the providers' FHIR server
+    AgencyFarSide,  # /agency/{id}/submissions: external review agencies
+)
+"""Every vendor's far side the simulator serves, one line each."""
+
+_F = TypeVar("_F", bound=FarSide)
+
+
+def build_app(far_sides: Sequence[FarSide]) -> FastAPI:
+    """One FastAPI app mounting each far side's router."""
+    app = FastAPI(title="goodfaith simulator", openapi_url=None, docs_url=None, redoc_url=None)
+    for side in far_sides:
+        app.include_router(side.router())
+    return app
+
+
+class Simulator:
+    """Fax carrier, providers' FHIR servers and review agencies, on one ASGI app (``.app``).
+
+    ``behaviours`` is keyed by provider id; ``directory`` maps a fax number or NPI to a provider
+    id (unknown numbers behave as ``default``). ``http`` is used to fetch request letters and to
+    POST webhooks to ``webhook_url``. ``signing_key`` is an Ed25519 private key (32 raw bytes);
+    when given, webhooks are signed. ``provider_names`` names providers on generated documents;
+    the provider id is used otherwise. ``far_sides`` are the far-side classes to serve.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        webhook_url: str,
+        behaviours: Mapping[str, ProviderBehaviour],
+        directory: Mapping[str, str],
+        default: ProviderBehaviour = ProviderBehaviour(),  # noqa: B008 - frozen, immutable
+        http: httpx.Client,
+        public_base_url: str,
+        signing_key: bytes | None = None,
+        carrier_fax_number: str = "+16175550000",
+        provider_names: Mapping[str, str] | None = None,
+        far_sides: Sequence[type[FarSide]] = FAR_SIDES,
+    ) -> None:
+        self._events = EventHeap()
+        self._providers = Providers(
+            behaviours=behaviours,
+            directory=directory,
+            default=default,
+            names=provider_names or {},
+        )
+        self._ctx = Context(
+            clock=clock,
+            events=self._events,
+            providers=self._providers,
+            http=http,
+            public_base_url=public_base_url.rstrip("/"),
+            webhook_url=webhook_url,
+            signing_key=signing_key,
+            carrier_fax_number=carrier_fax_number,
+        )
+        self.far_sides: list[FarSide] = [make(self._ctx) for make in far_sides]
+        self._fire_lock = threading.Lock()
+        self._stop_background: Callable[[], None] | None = None
+        self.app = build_app(self.far_sides)
+
+    # --- inspection ----------------------------------------------------------------------
+
+    def far_side(self, kind: type[_F]) -> _F:
+        """The running far side of class ``kind``; LookupError when it is not served."""
+        for side in self.far_sides:
+            if isinstance(side, kind):
+                return side
+        raise LookupError(f"{kind.__name__} is not served: add it to far_sides (FAR_SIDES)")
+
+    @property
+    def submissions(self) -> list[AgencySubmission]:
+        """Every packet the simulated agencies accepted, in arrival order (a copy)."""
+        return self.far_side(AgencyFarSide).submissions
+
+    @property
+    def sent_webhooks(self) -> list[dict[str, Any]]:
+        """Every webhook envelope delivered (2xx) to our side, in order (a copy)."""
+        return self._ctx.sent_webhooks
+
+    def delivered_count(self, provider_id: str) -> int:
+        """How many of our requests have reached ``provider_id`` so far."""
+        return self._providers.delivered_count(provider_id)
+
+    # --- time ----------------------------------------------------------------------------
+
+    def next_event_at(self) -> datetime | None:
+        """The due instant of the earliest pending webhook or fax transmission, or None."""
+        return self._events.next_at()
+
+    def fire_due(self) -> int:
+        """Run everything due at ``clock.now()`` in time order; return webhooks delivered.
+
+        Far sides first bring lazily evaluated state up to now (FHIR Tasks accepted, counting
+        deliveries). A webhook whose POST fails (exception or non-2xx) stays queued and is
+        retried on the next call, with ``meta.attempt`` incremented, as Telnyx retries.
+        """
+        with self._fire_lock:
+            now = self._ctx.clock.now()
+            for side in self.far_sides:
+                side.advance(now)
+            return self._events.run_due(now)
+
+    def _fire_logged(self) -> None:
+        try:
+            self.fire_due()
+        except Exception as exc:  # keep firing: one bad event must not stop the far side
+            log.warning("sim.fire_failed", error=type(exc).__name__)
+
+    def start_background(self, interval_s: float) -> None:
+        """Call :meth:`fire_due` every ``interval_s`` seconds (wall time) on a daemon thread."""
+        if self._stop_background is None:
+            self._stop_background = repeat_in_thread(
+                self._fire_logged, interval_s, name="simulator-fire"
+            )
+
+    def stop(self) -> None:
+        """Stop the background thread started by :meth:`start_background`."""
+        if self._stop_background is not None:
+            self._stop_background()
+            self._stop_background = None
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, Callable[[], None]]:
+        """Serve ``.app`` with uvicorn on a thread: ``(base_url, stop)``."""
+        return run_in_thread(self.app, host, port)

@@ -1,0 +1,75 @@
+"""What every far side shares, and the small interface one vendor's far side implements.
+
+A far side is one module per vendor (simulator/telnyx.py, cdex.py, agency.py) holding a
+:class:`FarSide` subclass: its endpoints as a FastAPI router, its own state, and the events it
+schedules on the shared :class:`~simulator.events.EventHeap`. It is built with the shared
+:class:`Context` and served once its class is listed in ``simulator.app.FAR_SIDES``.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+from fastapi import APIRouter
+
+from simulator.events import EventHeap
+from simulator.providers import Providers
+from worker.domain.clock import Clock
+
+__all__ = ["Context", "FarSide"]
+
+
+@dataclass
+class Context:
+    """Shared by every far side.
+
+    ``http`` fetches what our side serves (request letters) and POSTs webhooks to our side;
+    ``public_base_url`` is where the simulator itself is reachable (media URLs, Locations);
+    ``webhook_url`` is our side's webhook endpoint; ``signing_key`` an Ed25519 private key
+    (32 raw bytes) for signed webhooks, or None; ``carrier_fax_number`` our own fax number,
+    the one providers fax their answers to.
+    """
+
+    clock: Clock
+    events: EventHeap
+    providers: Providers
+    http: httpx.Client
+    public_base_url: str
+    webhook_url: str
+    signing_key: bytes | None = None
+    carrier_fax_number: str = "+16175550000"
+    _sent: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record_webhook(self, envelope: dict[str, Any]) -> None:
+        """Note a webhook envelope our side accepted (2xx), for :attr:`sent_webhooks`."""
+        with self._lock:
+            self._sent.append(envelope)
+
+    @property
+    def sent_webhooks(self) -> list[dict[str, Any]]:
+        """Every webhook envelope our side accepted, in order (a copy)."""
+        with self._lock:
+            return list(self._sent)
+
+
+class FarSide(ABC):
+    """One vendor's far side. Subclass it in the vendor's module, then list the class in
+    ``simulator.app.FAR_SIDES``; the simulator builds it with the shared :class:`Context` and
+    mounts :meth:`router` on its app."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    @abstractmethod
+    def router(self) -> APIRouter:
+        """The vendor's endpoints, with their full paths (e.g. ``/v2/faxes``)."""
+
+    def advance(self, now: datetime) -> None:  # noqa: B027 - optional hook, empty on purpose
+        """Bring state evaluated lazily from the clock up to ``now``; runs before due events
+        fire. Nothing to do by default."""

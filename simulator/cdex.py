@@ -1,0 +1,246 @@
+"""The far side of Da Vinci CDex: the providers' FHIR server answering a Task-based records
+request (``POST /fhir/Task``, ``GET /fhir/Task/{id}``), errors as FHIR ``OperationOutcome``.
+
+One server serves every provider; the Task's ``owner.identifier`` (an NPI) names the provider.
+A Task posted at t is ``requested``, ``in-progress`` from t+1min (the request counts as
+delivered then), and at +reply_delay either ``completed`` with a contained DocumentReference
+(base64 PDF) or ``rejected`` with statusReason "no records". Task states are evaluated lazily
+from the clock on every read and before events fire (:meth:`CDexFarSide.advance`).
+
+Create is idempotent on ``If-None-Exist: identifier=system|value`` and on Idempotency-Key.
+Logs carry ids only.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from simulator.base import Context, FarSide
+from simulator.events import iso
+
+__all__ = ["CDexFarSide"]
+
+log = structlog.get_logger(__name__)
+
+# Wire constants written out here, not imported from our connector: the far side must not
+# share a mistake with the code it checks.
+HREX_TEMP = "http://hl7.org/fhir/us/davinci-hrex/CodeSystem/hrex-temp"
+REFERENCE_SYSTEM = "urn:goodfaith:request-reference"  # the request reference we put on Tasks
+_SIM_SYSTEM = "urn:goodfaith:simulator"
+_TASK_ACCEPT_AFTER = timedelta(minutes=1)
+_FHIR_JSON = "application/fhir+json"
+
+
+def _outcome(status: int, code: str, text: str, expression: str | None = None) -> JSONResponse:
+    issue: dict[str, Any] = {"severity": "error", "code": code, "details": {"text": text}}
+    if expression:
+        issue["expression"] = [expression]
+    return JSONResponse(
+        {"resourceType": "OperationOutcome", "issue": [issue]},
+        status_code=status,
+        media_type=_FHIR_JSON,
+    )
+
+
+def _identifier_value(element: Any) -> Any:
+    """``element.identifier.value`` of a Reference-like JSON object, or None."""
+    identifier = element.get("identifier", {}) if isinstance(element, dict) else {}
+    return identifier.get("value") if isinstance(identifier, dict) else None
+
+
+@dataclass
+class _Task:
+    id: str
+    resource: dict[str, Any]
+    provider_id: str
+    reference: str
+    member_id: str
+    created_at: datetime
+    accepted: bool = False
+    complete_at: datetime | None = None
+    reply: Literal["records", "no_records"] | None = None
+    document: bytes | None = None
+    version: int = 1
+
+
+class CDexFarSide(FarSide):
+    """The providers' FHIR server (Da Vinci CDex Task)."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        # Re-entrant: rendering a completed Task under the lock generates its document.
+        self._lock = threading.RLock()
+        self._tasks: dict[str, _Task] = {}
+        self._task_keys: dict[str, str] = {}
+
+    def router(self) -> APIRouter:
+        router = APIRouter()
+
+        @router.post("/fhir/Task")
+        async def create_task(request: Request) -> Response:
+            return await self._create_task(request)
+
+        @router.get("/fhir/Task/{task_id}")
+        async def read_task(task_id: str) -> Response:
+            return self._read_task(task_id)
+
+        return router
+
+    def advance(self, now: datetime) -> None:
+        """Accept every Task due by ``now`` (in acceptance order), counting deliveries."""
+        providers = self.ctx.providers
+        with self._lock:
+            due = sorted(
+                (t for t in self._tasks.values() if not t.accepted),
+                key=lambda t: t.created_at,
+            )
+            for task in due:
+                accept_at = task.created_at + _TASK_ACCEPT_AFTER
+                if accept_at > now:
+                    break
+                task.accepted = True
+                task.version += 1
+                behaviour = providers.behaviour(task.provider_id)
+                ref = next(
+                    (
+                        str(i.get("value"))
+                        for i in task.resource.get("identifier", [])
+                        if "request-reference" in str(i.get("system", ""))
+                    ),
+                    task.id,
+                )
+                if providers.count_delivery(task.provider_id, behaviour, ref):
+                    task.complete_at = accept_at + timedelta(minutes=behaviour.reply_delay_minutes)
+                    task.reply = behaviour.reply
+                    log.info("sim.reply_scheduled", channel="fhir", task_id=task.id)
+
+    async def _create_task(self, request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return _outcome(400, "structure", "body is not JSON")
+        if not isinstance(body, dict) or body.get("resourceType") != "Task":
+            return _outcome(400, "structure", "resourceType must be Task")
+        if body.get("status") != "requested" or body.get("intent") != "order":
+            return _outcome(422, "invariant", "status must be requested, intent order", "Task")
+        npi = _identifier_value(body.get("owner"))
+        if not isinstance(npi, str) or not npi:
+            return _outcome(422, "required", "owner.identifier (NPI) is required", "Task.owner")
+        member_id = _identifier_value(body.get("for"))
+        if not isinstance(member_id, str) or not member_id:
+            return _outcome(422, "required", "for.identifier is required", "Task.for")
+        identifiers = [i for i in body.get("identifier") or [] if isinstance(i, dict)]
+        reference = next(
+            (str(i.get("value")) for i in identifiers if i.get("system") == REFERENCE_SYSTEM),
+            str(identifiers[0].get("value")) if identifiers else "UNREFERENCED",
+        )
+        lookups = [f"{i.get('system')}|{i.get('value')}" for i in identifiers]
+        key = request.headers.get("idempotency-key")
+        if_none_exist = request.headers.get("if-none-exist", "")
+        now = self.ctx.clock.now()
+        with self._lock:
+            existing = None
+            if if_none_exist.startswith("identifier="):
+                existing = self._task_keys.get(if_none_exist[len("identifier=") :])
+            if existing is None and key:
+                existing = self._task_keys.get(f"idempotency|{key}")
+            if existing is not None:
+                task = self._tasks[existing]
+                return self._task_response(task, now, status=200)
+            provider_id, _ = self.ctx.providers.lookup(npi)
+            task_id = uuid.uuid4().hex
+            resource = dict(body)
+            resource["id"] = task_id
+            task = _Task(
+                id=task_id,
+                resource=resource,
+                provider_id=provider_id,
+                reference=reference,
+                member_id=member_id,
+                created_at=now,
+            )
+            self._tasks[task_id] = task
+            for lookup in lookups:
+                self._task_keys[lookup] = task_id
+            if key:
+                self._task_keys[f"idempotency|{key}"] = task_id
+        log.info("sim.task_created", task_id=task_id)
+        return self._task_response(task, now, status=201)
+
+    def _task_response(self, task: _Task, now: datetime, *, status: int) -> Response:
+        location = f"{self.ctx.public_base_url}/fhir/Task/{task.id}/_history/{task.version}"
+        return JSONResponse(
+            self._render_task(task, now),
+            status_code=status,
+            headers={"Location": location},
+            media_type=_FHIR_JSON,
+        )
+
+    def _render_task(self, task: _Task, now: datetime) -> dict[str, Any]:
+        resource = dict(task.resource)
+        resource["meta"] = {**resource.get("meta", {}), "versionId": str(task.version)}
+        resource["lastModified"] = iso(now)
+        if not task.accepted:
+            resource["status"] = "requested"
+        elif task.complete_at is None or now < task.complete_at:
+            resource["status"] = "in-progress"
+        elif task.reply == "no_records":
+            resource["status"] = "rejected"
+            resource["statusReason"] = {
+                "coding": [{"system": _SIM_SYSTEM, "code": "no-data"}],
+                "text": "no records",
+            }
+        else:
+            if task.document is None:
+                behaviour = self.ctx.providers.behaviour(task.provider_id)
+                task.document = self.ctx.providers.reply_document(
+                    task.provider_id, behaviour, task.reference, task.member_id
+                )
+            resource["status"] = "completed"
+            resource["contained"] = [_document_reference(task.document)]
+            resource["output"] = [
+                {
+                    "type": {"coding": [{"system": HREX_TEMP, "code": "data-value"}]},
+                    "valueReference": {"reference": "#records"},
+                }
+            ]
+        return resource
+
+    def _read_task(self, task_id: str) -> Response:
+        now = self.ctx.clock.now()
+        self.advance(now)
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is None:
+                return _outcome(404, "not-found", "no such Task")
+            rendered = self._render_task(task, now)
+        return JSONResponse(rendered, media_type=_FHIR_JSON)
+
+
+def _document_reference(document: bytes) -> dict[str, Any]:
+    """The contained DocumentReference carrying the records PDF (LOINC 11506-3, progress note)."""
+    return {
+        "resourceType": "DocumentReference",
+        "id": "records",
+        "status": "current",
+        "type": {"coding": [{"system": "http://loinc.org", "code": "11506-3"}]},
+        "content": [
+            {
+                "attachment": {
+                    "contentType": "application/pdf",
+                    "data": base64.b64encode(document).decode("ascii"),
+                    "title": "records.pdf",
+                }
+            }
+        ],
+    }

@@ -1,0 +1,328 @@
+"""The far side of Telnyx Programmable Fax v2: ``POST /v2/faxes``, webhooks signed as Telnyx
+signs them, inbound faxes (the providers' answers) and their media, errors in Telnyx's format
+(``{"errors": [{"code", "title", "detail", "source": {"pointer"}}]}``).
+
+Outbound fax sent at t::
+
+    t        fax.queued
+    t+10s    fax.media.processed
+    t+30s    fax.sending.started
+    t+1min   fax.failed (user_busy)                  when the provider's line is "busy"
+    t+2min   letter fetched from media_url → fax.delivered (or fax.failed file_download_failed)
+             the provider's count of delivered requests +1; at respond_after_attempts (once):
+    +reply   fax.received, media_url = {public_base_url}/v2/media/{id}
+
+A webhook our side refuses (exception or non-2xx) is retried on the next firing with
+``meta.attempt`` incremented, as Telnyx retries. Logs carry ids only.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from simulator.base import Context, FarSide
+from simulator.events import Fired, iso
+from simulator.letters import page_count, read_reference
+from simulator.providers import ProviderBehaviour
+
+__all__ = ["TelnyxFarSide", "sign_webhook"]
+
+log = structlog.get_logger(__name__)
+
+_E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+_QUEUED_TO_MEDIA = timedelta(seconds=10)
+_QUEUED_TO_SENDING = timedelta(seconds=30)
+_QUEUED_TO_BUSY = timedelta(minutes=1)
+_QUEUED_TO_DELIVERED = timedelta(minutes=2)
+
+
+def sign_webhook(seed: bytes, timestamp: str, body: bytes) -> str:
+    """The ``telnyx-signature-ed25519`` header: base64 Ed25519 signature of
+    ``{timestamp}|{body}`` with the 32-byte private key ``seed``. Written here rather than
+    imported from our connector, so a signing mistake there cannot be mirrored here."""
+    signed = timestamp.encode() + b"|" + body
+    return base64.b64encode(Ed25519PrivateKey.from_private_bytes(seed).sign(signed)).decode()
+
+
+def _error(status: int, code: str, title: str, pointer: str | None = None) -> JSONResponse:
+    error: dict[str, Any] = {"code": code, "title": title, "detail": title}
+    if pointer:
+        error["source"] = {"pointer": pointer}
+    return JSONResponse({"errors": [error]}, status_code=status)
+
+
+def _envelope(event_type: str, payload: dict[str, Any], at: datetime) -> dict[str, Any]:
+    return {
+        "data": {
+            "event_type": event_type,
+            "id": str(uuid.uuid4()),
+            "occurred_at": iso(at),
+            "record_type": "event",
+            "payload": payload,
+        }
+    }
+
+
+@dataclass
+class _Fax:
+    id: str
+    connection_id: str
+    from_number: str
+    to_number: str
+    media_url: str
+    client_state: str | None
+    webhook_url: str
+    created_at: datetime
+    status: str = "queued"
+
+
+@dataclass
+class _Webhook:
+    """One webhook POST; ``attempts`` counts tries so far (Telnyx's ``meta.attempt``)."""
+
+    side: TelnyxFarSide
+    url: str
+    envelope: dict[str, Any]
+    attempts: int = 0
+
+    def fire(self, due: datetime, now: datetime) -> Fired:
+        return self.side.post_webhook(self, now)
+
+
+@dataclass
+class _Transmit:
+    """The fax reaching the provider's machine."""
+
+    side: TelnyxFarSide
+    fax_id: str
+
+    def fire(self, due: datetime, now: datetime) -> Fired:
+        self.side.transmit(self.fax_id, due)
+        return Fired.DONE
+
+
+class TelnyxFarSide(FarSide):
+    """Telnyx's fax API and its webhooks, for every provider's fax number."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self._lock = threading.Lock()
+        self._faxes: dict[str, _Fax] = {}
+        self._fax_keys: dict[str, str] = {}
+        self._media: dict[str, tuple[bytes, str]] = {}
+
+    def router(self) -> APIRouter:
+        router = APIRouter()
+
+        @router.post("/v2/faxes")
+        async def create_fax(request: Request) -> Response:
+            return await self._create_fax(request)
+
+        @router.get("/v2/media/{media_id}")
+        async def get_media(media_id: str) -> Response:
+            return self._get_media(media_id)
+
+        return router
+
+    # --- webhooks ------------------------------------------------------------------------
+
+    def post_webhook(self, item: _Webhook, now: datetime) -> Fired:
+        item.attempts += 1
+        envelope = dict(item.envelope)
+        envelope["meta"] = {"attempt": item.attempts, "delivered_to": item.url}
+        body = json.dumps(envelope, separators=(",", ":")).encode()
+        timestamp = str(int(now.timestamp()))
+        headers = {"content-type": "application/json", "telnyx-timestamp": timestamp}
+        if self.ctx.signing_key is not None:
+            headers["telnyx-signature-ed25519"] = sign_webhook(
+                self.ctx.signing_key, timestamp, body
+            )
+        event = envelope["data"]
+        try:
+            response = self.ctx.http.post(item.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            log.info("sim.webhook_failed", event_id=event["id"], error=type(exc).__name__)
+            return Fired.RETRY
+        if not response.is_success:
+            log.info("sim.webhook_failed", event_id=event["id"], status=response.status_code)
+            return Fired.RETRY
+        self.ctx.record_webhook(envelope)
+        return Fired.DELIVERED
+
+    def _webhook(self, url: str, envelope: dict[str, Any], at: datetime) -> None:
+        self.ctx.events.push(at, _Webhook(self, url, envelope))
+
+    def _fax_event(
+        self, fax: _Fax, event_type: str, at: datetime, status: str, **extra: Any
+    ) -> None:
+        payload: dict[str, Any] = {
+            "connection_id": fax.connection_id,
+            "direction": "outbound",
+            "fax_id": fax.id,
+            "from": fax.from_number,
+            "to": fax.to_number,
+            "original_media_url": fax.media_url,
+            "status": status,
+            "user_id": "sim-user",
+        }
+        if fax.client_state:
+            payload["client_state"] = fax.client_state
+        payload.update(extra)
+        self._webhook(fax.webhook_url, _envelope(event_type, payload, at), at)
+
+    # --- outbound ------------------------------------------------------------------------
+
+    async def _create_fax(self, request: Request) -> Response:
+        auth = request.headers.get("authorization", "")
+        if not auth.startswith("Bearer ") or not auth[7:].strip():
+            return _error(401, "10009", "Authentication failed")
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return _error(400, "10015", "Bad Request")
+        if not isinstance(body, dict):
+            return _error(400, "10015", "Bad Request")
+        for name in ("connection_id", "from", "to"):
+            if not isinstance(body.get(name), str) or not body[name]:
+                return _error(422, "10004", "Missing required parameter", f"/{name}")
+        if not body.get("media_url") and not body.get("media_name"):
+            return _error(422, "10004", "Missing required parameter", "/media_url")
+        for name in ("to", "from"):
+            if not _E164.match(body[name]):
+                return _error(422, "10016", "Phone number must be in +E.164 format", f"/{name}")
+        media_url = body.get("media_url") or ""
+        if not isinstance(media_url, str) or not media_url.startswith(("http://", "https://")):
+            return _error(422, "10003", "Invalid URL", "/media_url")
+        key = request.headers.get("idempotency-key")
+        now = self.ctx.clock.now()
+        with self._lock:
+            if key and key in self._fax_keys:
+                fax = self._faxes[self._fax_keys[key]]
+                return JSONResponse({"data": self._fax_resource(fax)}, status_code=202)
+            fax = _Fax(
+                id=str(uuid.uuid4()),
+                connection_id=body["connection_id"],
+                from_number=body["from"],
+                to_number=body["to"],
+                media_url=media_url,
+                client_state=body.get("client_state") or None,
+                webhook_url=body.get("webhook_url") or self.ctx.webhook_url,
+                created_at=now,
+            )
+            self._faxes[fax.id] = fax
+            if key:
+                self._fax_keys[key] = fax.id
+        _, behaviour = self.ctx.providers.lookup(fax.to_number)
+        self._fax_event(fax, "fax.queued", now, "queued")
+        self._fax_event(fax, "fax.media.processed", now + _QUEUED_TO_MEDIA, "media.processed")
+        self._fax_event(fax, "fax.sending.started", now + _QUEUED_TO_SENDING, "sending")
+        if behaviour.fax == "busy":
+            self._fax_event(
+                fax, "fax.failed", now + _QUEUED_TO_BUSY, "failed", failure_reason="user_busy"
+            )
+        else:
+            self.ctx.events.push(now + _QUEUED_TO_DELIVERED, _Transmit(self, fax.id))
+        log.info("sim.fax_queued", fax_id=fax.id)
+        return JSONResponse({"data": self._fax_resource(fax)}, status_code=202)
+
+    def _fax_resource(self, fax: _Fax) -> dict[str, Any]:
+        resource = {
+            "record_type": "fax",
+            "id": fax.id,
+            "connection_id": fax.connection_id,
+            "direction": "outbound",
+            "from": fax.from_number,
+            "to": fax.to_number,
+            "media_url": fax.media_url,
+            "status": fax.status,
+            "store_media": False,
+            "webhook_url": fax.webhook_url,
+            "created_at": iso(fax.created_at),
+            "updated_at": iso(fax.created_at),
+        }
+        if fax.client_state:
+            resource["client_state"] = fax.client_state
+        return resource
+
+    def transmit(self, fax_id: str, due: datetime) -> None:
+        """The fax reaches the provider's machine: fetch the letter, then deliver or fail."""
+        with self._lock:
+            fax = self._faxes[fax_id]
+        try:
+            response = self.ctx.http.get(fax.media_url)
+            ok = response.is_success
+            letter = response.content if ok else b""
+        except httpx.HTTPError:
+            ok, letter = False, b""
+        if not ok:
+            fax.status = "failed"
+            self._fax_event(fax, "fax.failed", due, "failed", failure_reason="file_download_failed")
+            return
+        reference = read_reference(letter)
+        fax.status = "delivered"
+        self._fax_event(
+            fax,
+            "fax.delivered",
+            due,
+            "delivered",
+            page_count=page_count(letter) or 1,
+            call_duration_secs=60,
+        )
+        provider_id, behaviour = self.ctx.providers.lookup(fax.to_number)
+        if self.ctx.providers.count_delivery(provider_id, behaviour, reference or fax.to_number):
+            at = due + timedelta(minutes=behaviour.reply_delay_minutes)
+            self._schedule_inbound(fax, provider_id, behaviour, reference or "UNREFERENCED", at)
+
+    # --- inbound -------------------------------------------------------------------------
+
+    def _schedule_inbound(
+        self,
+        fax: _Fax,
+        provider_id: str,
+        behaviour: ProviderBehaviour,
+        reference: str,
+        at: datetime,
+    ) -> None:
+        # A faxed letter carries no member id we can read back; records replies print none.
+        document = self.ctx.providers.reply_document(
+            provider_id, behaviour, reference, member_id=""
+        )
+        media_id = uuid.uuid4().hex
+        inbound_id = str(uuid.uuid4())
+        with self._lock:
+            self._media[media_id] = (document, "application/pdf")
+        payload = {
+            "connection_id": fax.connection_id,
+            "direction": "inbound",
+            "fax_id": inbound_id,
+            "from": fax.to_number,
+            "to": self.ctx.carrier_fax_number,
+            "media_url": f"{self.ctx.public_base_url}/v2/media/{media_id}",
+            "page_count": page_count(document),
+            "partial_content": False,
+            "status": "received",
+            "user_id": "sim-user",
+        }
+        self._webhook(self.ctx.webhook_url, _envelope("fax.received", payload, at), at)
+        log.info("sim.reply_scheduled", channel="fax", fax_id=inbound_id, at=iso(at))
+
+    def _get_media(self, media_id: str) -> Response:
+        with self._lock:
+            found = self._media.get(media_id)
+        if found is None:
+            return _error(404, "10005", "Resource not found")
+        data, content_type = found
+        return Response(content=data, media_type=content_type)

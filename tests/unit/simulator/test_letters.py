@@ -1,0 +1,50 @@
+"""The simulator's own reader of our letters (simulator/letters.py), independent of
+worker.documents: it finds the reference on the letters we really send."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from simulator.documents import generate_authorization_pdf
+from simulator.letters import page_count, read_reference
+from tests.unit.simulator.world import letter
+from worker.letters import LetterInfo, build_request_letter
+
+INFO = LetterInfo(
+    reference="GF-7K3M9Q2P",
+    carrier_name="Bay State Health Plan",
+    return_fax="+16175550100",
+    provider_name="Acme Orthopedics",
+    insured_name="Jane Q. Sample",
+    member_id="M00012345",
+    birth_date="1961-04-12",
+    service="Lumbar epidural steroid injection",
+    codes=("62323", "M54.16"),
+    dates_of_service=("2026-01-05", "2026-01-19"),
+    respond_by=datetime(2026, 3, 4, 17, 0, tzinfo=UTC),
+    attempt_number=2,
+    citation="958 CMR 3.409",
+    tz=ZoneInfo("America/New_York"),
+)
+
+
+def test_reads_the_reference_on_our_real_request_letter() -> None:
+    """The letter worker/letters.py builds (with an authorization appended) yields its reference."""
+    pdf = build_request_letter(INFO, generate_authorization_pdf("M00012345", "Jane Q. Sample"))
+    assert read_reference(pdf) == "GF-7K3M9Q2P"
+    assert page_count(pdf) == 2
+
+
+def test_reads_the_reference_as_a_whole_word_only() -> None:
+    """A reference inside a longer token is not ours; a letter without one yields None."""
+    assert read_reference(letter("GF-AAAA0001")) == "GF-AAAA0001"
+    assert read_reference(letter("GF-AAAA00012")) is None
+    assert read_reference(letter("none quoted")) is None
+
+
+def test_unreadable_bytes_yield_no_reference_and_no_page_count() -> None:
+    """Not a PDF: read_reference and page_count answer None, never raise."""
+    assert read_reference(b"%PDF-1.4 truncated") is None
+    assert read_reference(b"hello") is None
+    assert page_count(b"hello") is None
