@@ -29,129 +29,6 @@ def main() -> None:
     """goodfaith: records for external review, chased in good faith and delivered on time."""
 
 
-def _write_json(path: str | None, data: dict[str, Any]) -> None:
-    if path:
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(target.suffix + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2))
-        tmp.replace(target)
-
-
-def _local(iso: str | None, tz: Any) -> str:
-    if not iso:
-        return "—"
-    return datetime.fromisoformat(iso).astimezone(tz).strftime("%a %m-%d %H:%M")
-
-
-def _short_path(path: str) -> str:
-    try:
-        return str(Path(path).relative_to(Path.cwd()))
-    except ValueError:
-        return path
-
-
-def _run_and_show(scenario: Any, json_path: str | None, workdir: Path, quiet: bool) -> int:
-    from rich.console import Console
-    from rich.live import Live
-    from rich.table import Table
-
-    from config.jurisdictions import get_jurisdiction
-    from simulator.driver import Progress, run_simulation
-
-    err = Console(stderr=True)
-    out = Console() if Console().is_terminal else Console(width=160)
-    live: Live | None = None
-
-    def view(p: Progress) -> Table:
-        t = Table(
-            title=f"goodfaith · virtual time {p.now.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
-            show_header=True,
-        )
-        for col in ("cases", "delivered", "on time", "attempts", "documents", "steps", "wall s"):
-            t.add_column(col, justify="right")
-        t.add_row(
-            str(p.cases),
-            str(p.delivered),
-            str(p.on_time),
-            str(p.attempts),
-            str(p.documents),
-            str(p.steps),
-            f"{p.wall_s:.1f}",
-        )
-        return t
-
-    def progress(p: Progress) -> None:
-        nonlocal live
-        if quiet:
-            return
-        if not err.is_terminal:
-            err.print(
-                f"[{p.wall_s:6.1f}s] {p.now:%Y-%m-%d %H:%M}Z cases={p.cases} "
-                f"delivered={p.delivered} attempts={p.attempts} documents={p.documents}",
-                highlight=False,
-            )
-            return
-        if live is None:
-            live = Live(view(p), console=err, refresh_per_second=8)
-            live.start()
-        live.update(view(p))
-
-    try:
-        result = run_simulation(
-            scenario,
-            workdir=workdir,
-            redis_url=get_settings().redis_url,
-            progress=progress,
-            progress_interval_s=0.25 if err.is_terminal else 2.0,
-        )
-    finally:
-        if live is not None:
-            live.stop()
-    report = result.report
-    _write_json(json_path, report)
-    table = Table(title="External reviews: records packets (times local to the jurisdiction)")
-    for col in (
-        "notification",
-        "review",
-        "due",
-        "delivered",
-        "on time",
-        "attempts",
-        "pages",
-        "packet",
-    ):
-        table.add_column(col, no_wrap=col != "packet", overflow="fold")
-    for case in report["cases"]:
-        tz = get_jurisdiction(case["jurisdiction"]).tz
-        attempts = sum(len(r["attempts"]) for r in case["requests"])
-        packet = case["packet"] or {}
-        table.add_row(
-            case["notification_id"],
-            case["review_type"],
-            _local(case["due_at"], tz),
-            _local(case["delivered_at"], tz),
-            "yes" if case["on_time"] else "NO",
-            str(attempts),
-            str(packet.get("pages", "—")),
-            _short_path(packet.get("local_path") or packet.get("uri") or "—"),
-        )
-    out.print(table)
-    s = report["summary"]
-    out.print(
-        f"{s['cases']} cases, {s['on_time']} on time, {s['late']} late, "
-        f"{s['attempts']} attempts documented · {result.wall_s:.1f} s wall · "
-        f"run folder {result.workdir}",
-        highlight=False,
-    )
-    for e in report.get("intake_errors", []):
-        err.print(f"intake error: {e}", highlight=False)
-    if json_path:
-        out.print(f"report written to {json_path}", highlight=False)
-    ok = s["on_time"] == s["cases"] and not report.get("intake_errors")
-    return 0 if ok else 1
-
-
 @main.command()
 @click.option("--cases", default=12, show_default=True, type=click.IntRange(1, 5000))
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="write the report here")
@@ -161,13 +38,14 @@ def _run_and_show(scenario: Any, json_path: str | None, workdir: Path, quiet: bo
 @click.option("--quiet", is_flag=True, help="no progress view")
 def demo(cases: int, json_path: str | None, workdir: str | None, quiet: bool) -> None:
     """Run sample notifications end to end against simulated providers and agencies."""
+    from simulator.console import run_and_show
     from simulator.demo import demo_scenario
 
     configure_logging("WARNING", "console")
     folder = (
         Path(workdir) if workdir else Path("var/runs") / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     )
-    sys.exit(_run_and_show(demo_scenario(cases), json_path, folder.resolve(), quiet))
+    sys.exit(run_and_show(demo_scenario(cases), json_path, folder.resolve(), quiet))
 
 
 @main.command()
@@ -177,6 +55,7 @@ def demo(cases: int, json_path: str | None, workdir: str | None, quiet: bool) ->
 @click.option("--quiet", is_flag=True)
 def simulate(scenario_path: str, json_path: str | None, workdir: str | None, quiet: bool) -> None:
     """Run SCENARIO_PATH through the real pipeline on a virtual clock."""
+    from simulator.console import run_and_show
     from simulator.scenario import ScenarioError, load_scenario
 
     configure_logging("WARNING", "console")
@@ -187,7 +66,7 @@ def simulate(scenario_path: str, json_path: str | None, workdir: str | None, qui
     folder = (
         Path(workdir) if workdir else Path("var/runs") / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     )
-    code = _run_and_show(scenario, json_path, folder.resolve(), quiet)
+    code = run_and_show(scenario, json_path, folder.resolve(), quiet)
     sys.exit(0 if json_path or code == 0 else code)
 
 
