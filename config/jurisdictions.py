@@ -379,8 +379,3 @@ def get_jurisdiction(code: str) -> Jurisdiction:
     if found is None:
         raise UnknownJurisdiction(code, table)
     return found
-
-
-def known_codes() -> list[str]:
-    """Codes configured in the default data file."""
-    return sorted(_default_table())

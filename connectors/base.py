@@ -108,7 +108,6 @@ class InboundDocument:
     source: ChannelKind
     external_id: str  # unique per inbound document on that channel (dedupes redelivery)
     sender: str | None = None  # fax number or FHIR owner
-    page_count_hint: int | None = None  # what the channel claimed
     partial: bool = False  # fax: the channel says content may be incomplete
 
 

@@ -26,7 +26,7 @@ from simulator.base import Context, FarSide
 from simulator.cdex import CDexFarSide
 from simulator.events import EventHeap
 from simulator.providers import ProviderBehaviour, Providers
-from simulator.serving import repeat_in_thread, run_in_thread
+from simulator.serving import repeat_in_thread
 from simulator.telnyx import TelnyxFarSide
 from worker.domain.clock import Clock
 
@@ -159,7 +159,3 @@ class Simulator:
         if self._stop_background is not None:
             self._stop_background()
             self._stop_background = None
-
-    def serve(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, Callable[[], None]]:
-        """Serve ``.app`` with uvicorn on a thread: ``(base_url, stop)``."""
-        return run_in_thread(self.app, host, port)

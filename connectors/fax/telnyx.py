@@ -136,7 +136,7 @@ class TelnyxFax:
     ``public_key`` is the account's Ed25519 webhook key (base64 text, raw 32 bytes, or base64
     bytes); when set, every webhook must carry a valid signature no older than
     ``timestamp_tolerance`` seconds by ``clock`` (pass the simulation's VirtualClock there).
-    ``clock`` is an addition to the brief: optional, defaults to the system clock.
+    ``clock`` is optional and defaults to the system clock.
     """
 
     kind = ChannelKind.FAX

@@ -172,7 +172,7 @@ def build_task(
 class CDexTaskRequester:
     """``PollingRequester`` over Da Vinci CDex Task Data Request.
 
-    ``clock`` (an addition to the brief, optional) stamps ``authoredOn``.
+    ``clock`` (optional; the system clock by default) stamps ``authoredOn``.
     """
 
     kind = ChannelKind.FHIR
