@@ -1,7 +1,8 @@
 """Intake and packet assembly against the shared real-world PDF corpus (files nobody here made).
 
 The corpus is found through GOODFAITH_CORPUS, else <repo>/../shared/corpus; without it these
-tests skip, saying where they looked. Corpus files are read in place, never copied.
+tests skip, saying where they looked, except under CI (``CI=true``), where a missing corpus
+fails the run. Corpus files are read in place, never copied.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def _entries() -> list[dict[str, Any]]:
 
 
 ENTRIES = _entries()
+if not ENTRIES and os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    pytest.fail(f"CI needs the shared PDF corpus: {_ABSENT}", pytrace=False)
 FAILURES: frozenset[str] = (
     frozenset(
         json.loads(_MANIFEST.read_text("utf-8"))["header"]["totals"]["pypdf_default_failures"]
