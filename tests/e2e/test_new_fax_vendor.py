@@ -22,9 +22,10 @@ import hmac
 import json
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -43,8 +44,8 @@ from connectors.base import (
     InboundDocument,
     InvalidDestination,
     RecordsRequest,
-    Rejected,
     SendReceipt,
+    TransientError,
     WebhookError,
 )
 from connectors.http_errors import call, json_object
@@ -52,12 +53,12 @@ from connectors.registry import FAX_VENDORS, BuildContext, Vendor
 from connectors.retry import RetryingFactory, no_wait_retrying
 from simulator.app import FAR_SIDES
 from simulator.base import Context, FarSide
-from simulator.driver import SimulationResult, run_simulation
+from simulator.driver import run_simulation
 from simulator.events import Fired, iso
 from simulator.letters import page_count, read_reference
 from simulator.scenario import parse_scenario
 from simulator.telnyx import TelnyxFarSide
-from storage.db import make_engine, make_sessionmaker, transaction
+from storage.db import make_engine
 from storage.models import Attempt
 from tests.conftest import notification
 from worker.domain.types import AttemptOutcome, ChannelKind
@@ -89,22 +90,12 @@ class ToyFax:
     kind = ChannelKind.FAX
     vendor = "toy"
 
-    def __init__(
-        self,
-        client: httpx.Client,
-        *,
-        api_base: str,
-        api_token: str,
-        webhook_secret: str,
-        from_number: str,
-        retrying: RetryingFactory,
-    ) -> None:
-        if not webhook_secret:
+    def __init__(self, client: httpx.Client, s: ToySettings, retrying: RetryingFactory) -> None:
+        if not s.webhook_secret:
             raise ValueError("toy fax: set GOODFAITH_FAX__WEBHOOK_SECRET (webhooks must verify)")
-        self._client, self._base, self._from = client, api_base.rstrip("/"), from_number
-        self._auth = {"Authorization": f"Token {api_token}"}
-        self._secret = webhook_secret.encode()
-        self._retrying = retrying
+        self._client, self._base, self._from = client, s.api_base.rstrip("/"), s.from_number
+        self._auth = {"Authorization": f"Token {s.api_token}"}
+        self._secret, self._retrying = s.webhook_secret.encode(), retrying
 
     def send(self, request: RecordsRequest) -> SendReceipt:
         if request.channel.kind is not ChannelKind.FAX:
@@ -126,7 +117,7 @@ class ToyFax:
         )
         fax_id = json_object(response, what="toy send fax").get("id")
         if not isinstance(fax_id, str) or not fax_id:
-            raise Rejected(f"toy send fax: HTTP {response.status_code} without id")
+            raise TransientError("toy send fax: no id in the answer (retried: same reference)")
         return SendReceipt(external_id=fax_id)
 
     def parse_webhook(
@@ -137,43 +128,26 @@ class ToyFax:
         if not hmac.compare_digest(given.encode(), expected.encode()):
             raise WebhookError(f"toy webhook: {SIGNATURE_HEADER} missing or wrong")
         try:
-            event = json.loads(body)
-            event_id, kind, fax_id = event["event_id"], event["type"], event["fax_id"]
-            at = datetime.fromisoformat(event["at"].replace("Z", "+00:00")).astimezone(UTC)
+            e = json.loads(body)
+            kind, ids = e["type"], (str(e["event_id"]), str(e["fax_id"]))
+            at = datetime.fromisoformat(e["at"].replace("Z", "+00:00")).astimezone(UTC)
+            if kind == "received":
+                return FaxReceivedEvent(*ids, at, e["from"], e["to"], e["media_url"], e["pages"])
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise WebhookError("toy webhook: malformed body") from exc
-        if kind == "received":
-            return FaxReceivedEvent(
-                event_id=event_id,
-                fax_id=fax_id,
-                occurred_at=at,
-                from_number=event["from"],
-                to_number=event["to"],
-                media_url=event["media_url"],
-                page_count=event.get("pages"),
-            )
-        if kind not in ("delivered", "failed"):
-            return None
-        delivered = kind == "delivered"
-        return FaxStatusEvent(
-            event_id=event_id,
-            event_type=f"fax.{kind}",
-            fax_id=fax_id,
-            occurred_at=at,
-            outcome=AttemptOutcome.DELIVERED if delivered else AttemptOutcome.FAILED,
-            failure_reason=None if delivered else str(event.get("reason") or "unknown"),
-            retryable=event.get("reason") == "busy",
-        )
+        if kind == "delivered":
+            return FaxStatusEvent(ids[0], "fax.delivered", ids[1], at, AttemptOutcome.DELIVERED)
+        if kind == "failed":
+            reason = str(e.get("reason") or "unknown")
+            return FaxStatusEvent(
+                ids[0], "fax.failed", ids[1], at, AttemptOutcome.FAILED, reason,
+                retryable=reason == "busy",
+            )  # fmt: skip
+        return None  # an event type we do not act on
 
     def fetch_media(self, url: str) -> InboundDocument:
-        response = call(
-            self._client,
-            "GET",
-            url,
-            what="toy fetch media",
-            retrying=self._retrying,
-            headers=self._auth,
-        )
+        what, auth = "toy fetch media", self._auth
+        response = call(self._client, "GET", url, what=what, retrying=self._retrying, headers=auth)
         data = response.content
         return InboundDocument(
             data=data,
@@ -183,39 +157,19 @@ class ToyFax:
         )
 
 
-def _build_toy(s: ToySettings, ctx: BuildContext) -> ToyFax:
-    return ToyFax(
-        ctx.http,
-        api_base=s.api_base,
-        api_token=s.api_token,
-        webhook_secret=s.webhook_secret,
-        from_number=s.from_number,
-        retrying=ctx.retrying,
-    )
-
-
 # --- 2. the far side (simulator/toy.py) ------------------------------------------------------
 
 _TO_DELIVERED = timedelta(minutes=2)
 
 
 @dataclass
-class _Webhook:
-    side: ToyFarSide
-    event: dict[str, Any]
+class _Later:
+    """Far-side work on the event heap (a webhook POST, a transmission)."""
+
+    run: Callable[[], Fired]
 
     def fire(self, due: datetime, now: datetime) -> Fired:
-        return self.side.post_webhook(self.event)
-
-
-@dataclass
-class _Transmit:
-    side: ToyFarSide
-    fax: dict[str, str]
-
-    def fire(self, due: datetime, now: datetime) -> Fired:
-        self.side.transmit(self.fax, due)
-        return Fired.DONE
+        return self.run()
 
 
 class ToyFarSide(FarSide):
@@ -249,7 +203,8 @@ class ToyFarSide(FarSide):
                     self.faxes[fax["reference"]] = fax
             if known is not None:
                 return JSONResponse({"id": known["id"]}, status_code=201)
-            self.ctx.events.push(self.ctx.clock.now() + _TO_DELIVERED, _Transmit(self, fax))
+            at = self.ctx.clock.now() + _TO_DELIVERED
+            self.ctx.events.push(at, _Later(partial(self.transmit, fax, at)))
             return JSONResponse({"id": fax["id"]}, status_code=201)
 
         @router.get("/toy/v1/media/{media_id}")
@@ -275,9 +230,9 @@ class ToyFarSide(FarSide):
 
     def _event(self, at: datetime, kind: str, fax_id: str, **extra: Any) -> None:
         event = {"event_id": uuid.uuid4().hex, "type": kind, "at": iso(at), "fax_id": fax_id}
-        self.ctx.events.push(at, _Webhook(self, {**event, **extra}))
+        self.ctx.events.push(at, _Later(partial(self.post_webhook, {**event, **extra})))
 
-    def transmit(self, fax: dict[str, str], due: datetime) -> None:
+    def transmit(self, fax: dict[str, str], due: datetime) -> Fired:
         """The fax reaches the provider: the letter is fetched and read, as Telnyx's far side
         does; the provider's count decides whether (and when) the records come back."""
         try:
@@ -286,12 +241,12 @@ class ToyFarSide(FarSide):
             response = None
         if response is None or not response.is_success:
             self._event(due, "failed", fax["id"], reason="download_failed")
-            return
+            return Fired.DONE
         reference = read_reference(response.content)
         self._event(due, "delivered", fax["id"])
         provider_id, behaviour = self.ctx.providers.lookup(fax["to"])
         if not self.ctx.providers.count_delivery(provider_id, behaviour, reference or fax["to"]):
-            return
+            return Fired.DONE
         document = self.ctx.providers.reply_document(
             provider_id, behaviour, reference or "UNREFERENCED", member_id=""
         )
@@ -307,6 +262,7 @@ class ToyFarSide(FarSide):
             pages=page_count(document),
             **{"from": fax["to"]},
         )
+        return Fired.DONE
 
 
 class _WatchedTelnyx(TelnyxFarSide):
@@ -330,7 +286,11 @@ class _WatchedTelnyx(TelnyxFarSide):
 @pytest.fixture
 def toy_registered(monkeypatch: pytest.MonkeyPatch) -> None:
     """The one registry line (setitem, so the table is restored after the test)."""
-    monkeypatch.setitem(FAX_VENDORS, "toy", Vendor(ToySettings, _build_toy))
+    monkeypatch.setitem(FAX_VENDORS, "toy", Vendor(ToySettings, _build))
+
+
+def _build(s: ToySettings, ctx: BuildContext) -> ToyFax:
+    return ToyFax(ctx.http, s, ctx.retrying)
 
 
 def _toy_settings(sim_url: str) -> FaxVendorSettings:
@@ -343,22 +303,10 @@ def _toy_settings(sim_url: str) -> FaxVendorSettings:
 # --- the adapter on its own -------------------------------------------------------------------
 
 
-def _adapter(handler: Any = None) -> ToyFax:
-    client = httpx.Client(transport=httpx.MockTransport(handler or (lambda r: httpx.Response(500))))
-    return ToyFax(
-        client,
-        api_base="https://toy.example",
-        api_token=TOKEN,
-        webhook_secret=SECRET,
-        from_number="+16175550000",
-        retrying=no_wait_retrying,
-    )
-
-
 def test_toy_adapter_satisfies_the_fax_port_and_refuses_unsigned_webhooks() -> None:
     """ToyFax is a FaxChannel; a webhook without, or with a wrong, HMAC is a WebhookError, and a
     signed one decodes into the same event types Telnyx's adapter returns."""
-    fax = _adapter()
+    fax = ToyFax(httpx.Client(), ToySettings(webhook_secret=SECRET), no_wait_retrying)
     assert isinstance(fax, FaxChannel) and fax.vendor == "toy"
     body = json.dumps(
         {"event_id": "e1", "type": "delivered", "at": "2026-04-16T14:00:00Z", "fax_id": "f1"}
@@ -373,43 +321,26 @@ def test_toy_adapter_satisfies_the_fax_port_and_refuses_unsigned_webhooks() -> N
     assert isinstance(event, FaxStatusEvent)
     assert (event.fax_id, event.outcome) == ("f1", AttemptOutcome.DELIVERED)
     with pytest.raises(ValueError, match="WEBHOOK_SECRET"):
-        ToyFax(
-            httpx.Client(),
-            api_base="",
-            api_token="",
-            webhook_secret="",
-            from_number="",
-            retrying=no_wait_retrying,
-        )
+        ToyFax(httpx.Client(), ToySettings(), no_wait_retrying)
 
 
 # --- the whole pipeline on the toy vendor -------------------------------------------------------
 
 
 def _scenario() -> dict[str, Any]:
-    def provider(pid: str, number: str) -> dict[str, Any]:
-        return {
-            "provider_id": pid,
-            "name": f"Provider {pid}",
-            "npi": "1234567893",
-            "role": "treating",
-            "network": "in",
-            "channels": [{"kind": "fax", "number": number}],
-        }
-
+    """prov-1 (notification()'s provider) answers the first request; prov-2 never answers."""
+    prov_1 = notification()["providers"][0]
+    prov_2 = {**prov_1, "provider_id": "prov-2", "name": "Silent Clinic"}
+    prov_2["channels"] = [{"kind": "fax", "number": "+16175550102"}]
     return {
         "start": "2026-04-16T08:00:00-04:00",
         "notifications": [
-            notification(
-                notification_id="TOY-ANSWERS",
-                received_at="2026-04-16T09:30:00-04:00",
-                providers=[provider("prov-1", "+16175550101")],
-            ),
+            notification(notification_id="TOY-ANSWERS", received_at="2026-04-16T09:30:00-04:00"),
             notification(
                 notification_id="TOY-SILENT",
                 received_at="2026-04-16T10:00:00-04:00",
                 review_type="expedited",
-                providers=[provider("prov-2", "+16175550102")],
+                providers=[prov_2],
             ),
         ],
         "providers": {
@@ -420,46 +351,36 @@ def _scenario() -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def toy_run(
-    toy_registered: None, redis_url: str, tmp_path: Path
-) -> tuple[SimulationResult, list[Attempt]]:
-    """One simulation on the toy vendor (built-in far sides plus the toy one), and its attempts
-    as the database recorded them."""
-    ToyFarSide.served.clear()
-    _WatchedTelnyx.served.clear()
-    far_sides = (*(_WatchedTelnyx if s is TelnyxFarSide else s for s in FAR_SIDES), ToyFarSide)
-    result = run_simulation(
-        parse_scenario(_scenario()),
-        workdir=tmp_path / "run",
-        redis_url=redis_url,
-        threads=4,
-        fax=_toy_settings,
-        far_sides=far_sides,
-    )
-    engine = make_engine(f"sqlite:///{tmp_path / 'run' / 'goodfaith.db'}")
-    try:
-        with transaction(make_sessionmaker(engine)) as s:
-            attempts = list(s.scalars(select(Attempt)))
-            s.expunge_all()
-    finally:
-        engine.dispose()
-    return result, attempts
-
-
 def test_the_pipeline_runs_end_to_end_on_a_second_fax_vendor(
-    toy_run: tuple[SimulationResult, list[Attempt]],
+    toy_registered: None, redis_url: str, tmp_path: Path
 ) -> None:
     """With GOODFAITH_FAX__VENDOR=toy (its adapter, far side, registry line and settings only),
     both cases are delivered on time; every attempt went through the toy vendor; the silent
     provider got ≥3 attempts; the answering one's records came back through the toy vendor's
     inbound fax and were accepted; Telnyx's far side received no fax."""
-    result, attempts = toy_run
+    ToyFarSide.served.clear()
+    _WatchedTelnyx.served.clear()
+    far_sides: tuple[type[FarSide], ...] = (
+        *(_WatchedTelnyx if s is TelnyxFarSide else s for s in FAR_SIDES),
+        ToyFarSide,
+    )
+    result = run_simulation(
+        parse_scenario(_scenario()),
+        workdir=tmp_path,
+        redis_url=redis_url,
+        threads=4,
+        fax=_toy_settings,
+        far_sides=far_sides,
+    )
+    engine = make_engine(f"sqlite:///{tmp_path / 'goodfaith.db'}")  # the run's own database
+    with engine.connect() as db:
+        vendors = list(db.scalars(select(Attempt.vendor)))
+    engine.dispose()
     cases = {c["notification_id"]: c for c in result.report["cases"]}
     assert set(cases) == {"TOY-ANSWERS", "TOY-SILENT"}
     for nid, case in cases.items():
         assert case["status"] == "delivered" and case["on_time"], nid
-    assert attempts and {a.vendor for a in attempts} == {"toy"}
+    assert vendors and set(vendors) == {"toy"}
 
     answered = cases["TOY-ANSWERS"]["requests"][0]
     assert answered["provider_id"] == "prov-1" and answered["status"] == "fulfilled"
@@ -469,9 +390,9 @@ def test_the_pipeline_runs_end_to_end_on_a_second_fax_vendor(
     assert len(silent["attempts"]) >= 3
 
     (toy,) = ToyFarSide.served
-    assert len(toy.faxes) == len(attempts)
+    assert len(toy.faxes) == len(vendors)
     kinds = [e["type"] for e in toy.ctx.sent_webhooks]
-    assert kinds.count("received") == 1 and kinds.count("delivered") == len(attempts)
+    assert kinds.count("received") == 1 and kinds.count("delivered") == len(vendors)
     (telnyx,) = _WatchedTelnyx.served
     assert telnyx.fax_requests == 0
     assert result.submissions == 2
