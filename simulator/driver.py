@@ -32,10 +32,11 @@ from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import func, select
 
 from api.app import create_app
-from config.settings import Settings
+from config.settings import FaxVendorSettings, Settings
 from connectors.fax.telnyx import TelnyxSettings
 from connectors.registry import webhook_url
-from simulator.app import Simulator
+from simulator.app import FAR_SIDES, Simulator
+from simulator.base import FarSide
 from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
 from simulator.scenario import Scenario, far_side_book, route_fhir_to
 from simulator.serving import run_in_thread
@@ -130,23 +131,32 @@ def _arrivals(
     return [(times[k], pending[k]) for k in order]
 
 
+def _telnyx(sim_url: str) -> FaxVendorSettings:
+    """The default fax vendor of a run: Telnyx, its API at the simulator (``sim_url``)."""
+    return TelnyxSettings(
+        api_base=sim_url,
+        api_key="sim-key",
+        connection_id="sim-connection",
+        from_number="+16175550000",
+    )
+
+
 def _settings(
-    workdir: Path, api_url: str, sim_url: str, database_url: str | None, object_store: str | None
+    workdir: Path,
+    api_url: str,
+    fax: FaxVendorSettings,
+    database_url: str | None,
+    object_store: str | None,
 ) -> Settings:
     """Our settings for a run: state in ``workdir`` unless a database or object store is named,
-    the fax carrier at the simulator, our API at ``api_url``."""
+    ``fax`` (the vendor's settings, its API at the simulator), our API at ``api_url``."""
     return Settings(
         database_url=database_url or f"sqlite:///{workdir / 'goodfaith.db'}",
         object_store=object_store or f"file://{workdir / 'objects'}",
         eoc_library=f"file://{workdir / 'eoc'}",
         public_base_url=api_url,
         media_secret=uuid.uuid4().hex,
-        fax=TelnyxSettings(
-            api_base=sim_url,
-            api_key="sim-key",
-            connection_id="sim-connection",
-            from_number="+16175550000",
-        ),
+        fax=fax,
     )
 
 
@@ -161,9 +171,12 @@ def _start(
     threads: int,
     stops: list[Callable[[], None]],
     wall0: float,
+    fax: Callable[[str], FaxVendorSettings],
+    far_sides: tuple[type[FarSide], ...],
 ) -> _Run:
-    """Start Redis, our API, the simulator, the broker and the workers; each stop goes on
-    ``stops`` as soon as its service runs, so a failure half-way still stops the rest."""
+    """Start Redis, our API, the simulator (serving ``far_sides``), the broker and the workers;
+    each stop goes on ``stops`` as soon as its service runs, so a failure half-way still stops
+    the rest. ``fax(sim_url)`` is the fax vendor's settings."""
     clock = VirtualClock(scenario.start)
     redis = ensure_redis(redis_url)
     stops.append(redis.stop)
@@ -176,7 +189,7 @@ def _start(
     book = far_side_book(sim_url, notifications)
     sim_http = make_http_client()
     stops.append(sim_http.close)
-    settings = _settings(workdir, api_url, sim_url, database_url, object_store)
+    settings = _settings(workdir, api_url, fax(sim_url), database_url, object_store)
     simulator = Simulator(
         clock=clock,
         webhook_url=webhook_url(api_url, settings.fax.vendor),
@@ -186,6 +199,7 @@ def _start(
         public_base_url=sim_url,
         carrier_fax_number=settings.fax.from_number,
         provider_names=book.names,
+        far_sides=far_sides,
     )
     _, stop_sim = run_in_thread(simulator.app, port=sim_port)
     stops.append(stop_sim)
@@ -330,6 +344,8 @@ def run_simulation(
     progress_interval_s: float = 0.25,
     stop_when_done: bool = True,
     resolution_s: float = 60.0,
+    fax: Callable[[str], FaxVendorSettings] | None = None,
+    far_sides: tuple[type[FarSide], ...] = FAR_SIDES,
 ) -> SimulationResult:
     """Run ``scenario`` through the real pipeline; returns the report (see worker/readmodels/report.py).
 
@@ -337,7 +353,8 @@ def run_simulation(
     thing due, rounded up to this grid, so everything due within one step is handled together.
     Events therefore happen up to ``resolution_s`` after their exact instant — one minute is
     far below any deadline's granularity and keeps 1,000-case runs fast.
-    ``progress_interval_s`` is in wall seconds.
+    ``progress_interval_s`` is in wall seconds. ``fax`` maps the simulator's base URL to the fax
+    vendor's settings (default: Telnyx); ``far_sides`` are the far-side classes served.
     """
     wall0 = time.monotonic()
     workdir = workdir or Path(tempfile.mkdtemp(prefix="goodfaith-sim-"))
@@ -354,6 +371,8 @@ def run_simulation(
             threads=threads,
             stops=stops,
             wall0=wall0,
+            fax=fax or _telnyx,
+            far_sides=far_sides,
         )
         last_progress = 0.0
         while True:
