@@ -4,6 +4,7 @@ hands out due work earliest deadline first."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from dramatiq.middleware import Middleware
 from sqlalchemy import select
 
 from storage.db import transaction
-from storage.models import Attempt, Delivery, RecordRequest
+from storage.models import Attempt, Case, Delivery, RecordRequest
 from tests.conftest import at, notification
 from tests.fakes import make_container
 from worker import services
@@ -205,6 +206,29 @@ def test_an_expedited_case_queued_after_a_backlog_is_worked_before_the_backlog_d
             w.stop()
     assert sorted(order.done) == sorted([*backlog, urgent])
     assert order.done.index(urgent) < 5, order.done.index(urgent)
+
+
+def test_the_tick_hands_out_due_work_earliest_deadline_first(env: tuple[Container, Any]) -> None:
+    """Three cases whose follow-ups are due in the reverse order of their deadlines: the tick
+    enqueues them by deadline (an expedited case received last goes first)."""
+    c, clock = env
+    late = _intake(c, 1, "standard", received_at="2026-04-17T09:00:00-04:00")
+    sooner = _intake(c, 2, "standard", received_at="2026-04-16T09:00:00-04:00")
+    urgent = _intake(c, 3, "expedited", received_at="2026-04-17T09:00:00-04:00")
+    with transaction(c.sessions) as s:
+        deadline = {case.id: case.deliver_by for case in s.scalars(select(Case))}
+        assert deadline[urgent] < deadline[sooner] < deadline[late]
+        requests = {r.case_id: r for r in s.scalars(select(RecordRequest))}
+        for minutes, case_id in enumerate((urgent, sooner, late)):  # timers: reverse order
+            requests[case_id].next_action_at = START + timedelta(minutes=10 - minutes)
+        case_of = {r.id: case_id for case_id, r in requests.items()}
+    clock.advance_to(START + timedelta(minutes=11))
+    held = _Held()
+    c.dispatcher = held
+    cmds = tick(c)
+    assert held.held == cmds
+    planned = [case_of[cmd.request_id] for cmd in cmds if isinstance(cmd, PlanOutreach)]
+    assert planned == [urgent, sooner, late]
 
 
 def test_worker_help_documents_the_lane_options() -> None:
