@@ -2,14 +2,19 @@
 
 Actors are declared against a broker handed in (``register_actors``), never at import, so
 importing this module never reaches for RabbitMQ or Redis. Every message carries one id.
+
+One actor per command; one queue per lane (``goodfaith.expedited``, ``goodfaith.standard``,
+``goodfaith.bulk``). The dispatcher looks up each command's lane (``services/lanes.py``) and
+sends the message to that lane's queue, so a worker started for one lane
+(``goodfaith worker --lanes expedited``) never waits behind another lane's backlog.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import astuple
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import dramatiq
@@ -18,9 +23,26 @@ from dramatiq.middleware import Middleware
 
 from worker import wiring
 from worker.commands import Command
+from worker.domain.lanes import LANES, Lane
 from worker.services import HANDLERS, run_command
+from worker.services.deps import call
+from worker.services.lanes import lanes_of
 
-QUEUE = "goodfaith"
+#: Messages enqueued before lanes existed wait here; standard-lane workers drain it.
+LEGACY_QUEUE = "goodfaith"
+
+
+def queue_name(lane: Lane) -> str:
+    """The dramatiq queue of ``lane``, e.g. ``goodfaith.expedited``."""
+    return f"goodfaith.{lane.value}"
+
+
+def lane_queues(lanes: Sequence[Lane]) -> list[str]:
+    """The queues a worker for ``lanes`` consumes (the standard lane also drains the legacy one)."""
+    queues = [queue_name(lane) for lane in lanes]
+    return [*queues, LEGACY_QUEUE] if Lane.STANDARD in lanes else queues
+
+
 ACTOR_OPTIONS: dict[str, Any] = {
     "max_retries": 5,  # dramatiq's default is 20; most of our failures need a person by then
     "min_backoff": 1_000,  # milliseconds
@@ -33,14 +55,34 @@ def actor_name(command_type: type) -> str:
 
 
 class DramatiqDispatcher:
-    """Enqueues commands as dramatiq messages (one actor per command type)."""
+    """Enqueues commands as dramatiq messages (one actor per command type), each on the queue
+    of its case's lane. Messages carry the command's one id."""
 
-    def __init__(self, actors: dict[type, dramatiq.Actor[Any, Any]]) -> None:
+    def __init__(
+        self,
+        broker: dramatiq.Broker,
+        actors: dict[type, dramatiq.Actor[Any, Any]],
+        container: Callable[[], wiring.Container],
+    ) -> None:
+        self.broker = broker
         self.actors = actors
+        self._container = container
+
+    def bind(self, container: wiring.Container) -> None:
+        """Look lanes up in ``container``'s database (``build_container`` calls this)."""
+        self._container = lambda: container
 
     def enqueue(self, commands: Iterable[Command]) -> None:
-        for cmd in commands:
-            self.actors[type(cmd)].send(*astuple(cmd))
+        cmds = list(commands)
+        if not cmds:
+            return
+        by_lane: dict[Lane, list[Command]] = defaultdict(list)
+        for cmd, lane in zip(cmds, call(lanes_of, self._container(), cmds), strict=True):
+            by_lane[lane].append(cmd)
+        for lane in LANES:  # the most urgent first
+            for cmd in by_lane.get(lane, ()):
+                message = self.actors[type(cmd)].message(*vars(cmd).values())
+                self.broker.enqueue(message.copy(queue_name=queue_name(lane)))
 
 
 def _make_fn(
@@ -58,7 +100,10 @@ def _make_fn(
 def register_actors(
     broker: dramatiq.Broker, container: Callable[[], wiring.Container] = wiring.current
 ) -> DramatiqDispatcher:
-    """Declare one actor per command on ``broker``; returns the dispatcher that sends to them."""
+    """Declare the lane queues and one actor per command on ``broker``; returns the dispatcher
+    that sends to them."""
+    for queue in lane_queues(LANES):
+        broker.declare_queue(queue)
     actors: dict[type, dramatiq.Actor[Any, Any]] = {}
     for command_type in HANDLERS:
         name = actor_name(command_type)
@@ -69,11 +114,11 @@ def register_actors(
             _make_fn(command_type, container),
             broker=broker,
             actor_name=name,
-            queue_name=QUEUE,
+            queue_name=queue_name(Lane.STANDARD),
             priority=0,
             options=dict(ACTOR_OPTIONS),
         )
-    return DramatiqDispatcher(actors)
+    return DramatiqDispatcher(broker, actors, container)
 
 
 class LogContext(Middleware):
@@ -85,6 +130,7 @@ class LogContext(Middleware):
             message_id=message.message_id,
             actor=message.actor_name,
             entity_id=message.args[0] if message.args else None,
+            queue=message.queue_name,
         )
 
     def after_process_message(

@@ -120,10 +120,38 @@ def intake(file: str) -> None:
 @main.command()
 @click.option("--processes", "-p", type=int, default=None, help="worker processes")
 @click.option("--threads", "-t", type=int, default=None, help="threads per process")
-def worker(processes: int | None, threads: int | None) -> None:
-    """Run the dramatiq workers (production)."""
+@click.option(
+    "--lanes",
+    default="expedited,standard,bulk",
+    show_default=True,
+    help="the lanes these processes work, comma-separated. Run one worker per lane to give "
+    "each its own capacity, e.g. `--lanes expedited -p 1 -t 4` beside `--lanes standard,bulk`: "
+    "expedited reviews then never wait behind a standard backlog.",
+)
+@click.option(
+    "--worker-timeout",
+    type=click.IntRange(10, 10_000),
+    default=None,
+    help="milliseconds an idle queue waits between polls (dramatiq's default: 1000); "
+    "100 for a mostly idle lane that must start work at once, e.g. expedited",
+)
+def worker(
+    processes: int | None, threads: int | None, lanes: str, worker_timeout: int | None
+) -> None:
+    """Run the dramatiq workers (production) for the lanes named (default: every lane)."""
+    import os
+
+    if worker_timeout:  # dramatiq reads it from the environment when dramatiq.worker is imported
+        os.environ["dramatiq_worker_timeout"] = str(worker_timeout)  # noqa: SIM112 (its spelling)
     from dramatiq.cli import main as dramatiq_main
 
+    from worker.actors import lane_queues
+    from worker.domain.lanes import parse_lanes
+
+    try:
+        chosen = parse_lanes(lanes)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--lanes") from None
     s = get_settings()
     sys.argv = [
         "dramatiq",
@@ -132,6 +160,8 @@ def worker(processes: int | None, threads: int | None) -> None:
         str(processes or s.worker_processes),
         "--threads",
         str(threads or s.worker_threads),
+        "--queues",
+        *lane_queues(chosen),
     ]
     sys.exit(dramatiq_main())  # type: ignore[no-untyped-call]
 

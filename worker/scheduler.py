@@ -6,16 +6,18 @@ new timer is one row there. A tick finds every row whose timer has passed, pushe
 ahead by a lease (so the next tick does not enqueue it again) and enqueues the command; the
 handler then sets the real next time. A lost message is re-enqueued when its lease runs out,
 so losing Redis loses no work. Restarts, Redis loss and virtual time are all the same path.
+Due work goes out earliest deadline first: ordered by its case's ``deliver_by``, then by the
+timer (work of no case, e.g. an inbound fax not yet matched, after work with a deadline).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, true, union_all
+from sqlalchemy import ColumnElement, func, literal, select, true, union_all
 from sqlalchemy.orm import InstrumentedAttribute
 
 from storage.db import transaction
@@ -37,13 +39,15 @@ BATCH = 500  # rows per timer per tick
 
 @dataclass(frozen=True)
 class Timer:
-    """One timer column: rows of ``model`` where ``active`` holds are due at ``column``."""
+    """One timer column: rows of ``model`` where ``active`` holds are due at ``column``;
+    ``case_id`` names the row's case (None: the row has none), whose deadline orders the tick."""
 
     name: str
     model: type[Any]
     column: InstrumentedAttribute[datetime | None]
     active: ColumnElement[bool]
     command: Callable[[str], Command]
+    case_id: InstrumentedAttribute[str] | None = None
 
 
 TIMERS: tuple[Timer, ...] = (
@@ -53,15 +57,17 @@ TIMERS: tuple[Timer, ...] = (
         RecordRequest.next_action_at,
         RecordRequest.status == RequestStatus.OPEN,
         PlanOutreach,
+        RecordRequest.case_id,
     ),
-    Timer("redial", Attempt, Attempt.redial_at, true(), SendAttempt),
-    Timer("poll", Attempt, Attempt.poll_at, true(), PollTask),
+    Timer("redial", Attempt, Attempt.redial_at, true(), SendAttempt, Attempt.case_id),
+    Timer("poll", Attempt, Attempt.poll_at, true(), PollTask, Attempt.case_id),
     Timer(
         "packet",
         Case,
         Case.next_action_at,
         Case.status.in_([s.value for s in TIMED_CASE_STATES]),
         AssemblePacket,
+        Case.id,
     ),
     Timer(
         "delivery",
@@ -69,6 +75,7 @@ TIMERS: tuple[Timer, ...] = (
         Delivery.next_action_at,
         Delivery.status == DeliveryStatus.PENDING,
         DeliverPacket,
+        Delivery.case_id,
     ),
     Timer(
         "inbound",
@@ -81,26 +88,45 @@ TIMERS: tuple[Timer, ...] = (
 
 
 def tick(c: Container) -> list[Command]:
-    """Enqueue every due command, earliest timer first within each kind; returns them."""
+    """Enqueue every due command, earliest case deadline first across all timers (then the
+    earliest timer); returns them in that order. Each timer takes at most :data:`BATCH` rows
+    a tick, the most urgent ones."""
     now = c.clock.now()
     due = next_due(c)
     if due is None or due > now:
         return []  # the common case: one read, no write transaction
     lease = now + LEASE
-    cmds: list[Command] = []
+    ranked: list[tuple[datetime, datetime, int, Command]] = []
     with transaction(c.sessions) as s:
         for timer in TIMERS:
-            rows = s.scalars(
-                select(timer.model)
-                .where(timer.active, timer.column <= now)
-                .order_by(timer.column)
-                .limit(BATCH)
-            )
-            for row in rows:
+            for row, deadline in s.execute(_due_rows(timer, now)):
+                due_at = getattr(row, timer.column.key)
                 setattr(row, timer.column.key, lease)
-                cmds.append(timer.command(row.id))
+                ranked.append(
+                    (deadline or _NO_DEADLINE, due_at, len(ranked), timer.command(row.id))
+                )
+    ranked.sort(key=lambda item: item[:3])
+    cmds = [cmd for *_, cmd in ranked]
     c.dispatcher.enqueue(cmds)
     return cmds
+
+
+_NO_DEADLINE = datetime.max.replace(tzinfo=UTC)
+
+
+def _due_rows(timer: Timer, now: datetime) -> Any:
+    """Due rows of ``timer`` with their case's ``deliver_by``, most urgent first."""
+    if timer.case_id is None:
+        return (
+            select(timer.model, literal(None, UTCDateTime()))
+            .where(timer.active, timer.column <= now)
+            .order_by(timer.column)
+            .limit(BATCH)
+        )
+    stmt = select(timer.model, Case.deliver_by).where(timer.active, timer.column <= now)
+    if timer.model is not Case:
+        stmt = stmt.join(Case, Case.id == timer.case_id)
+    return stmt.order_by(Case.deliver_by, timer.column).limit(BATCH)
 
 
 def _next_due_statement() -> Any:

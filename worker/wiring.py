@@ -40,6 +40,9 @@ class InlineDispatcher:
         self.ran: list[Command] = []
         self._running = False
 
+    def bind(self, container: Container) -> None:
+        self.container = container
+
     def enqueue(self, commands: Iterable[Command]) -> None:
         from worker.services import run_command
 
@@ -206,8 +209,9 @@ def build_container(
         http=http,
         closers=closers,
     )
-    if isinstance(container.dispatcher, InlineDispatcher):
-        container.dispatcher.container = container
+    bind = getattr(container.dispatcher, "bind", None)
+    if bind is not None:  # the dispatcher runs commands here, or looks their lanes up here
+        bind(container)
     return container
 
 

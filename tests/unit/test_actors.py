@@ -17,8 +17,9 @@ from storage.models import Case
 from tests.conftest import at, notification
 from tests.fakes import make_container
 from worker import services
-from worker.actors import QUEUE, InFlight, LogContext, actor_name, register_actors
+from worker.actors import InFlight, LogContext, actor_name, queue_name, register_actors
 from worker.commands import SendAttempt
+from worker.domain.lanes import Lane
 from worker.scheduler import next_due, tick
 from worker.services import HANDLERS
 
@@ -39,12 +40,17 @@ def stub(tmp_path: Path) -> Iterator[tuple[Any, ...]]:
     c.close()
 
 
-def test_one_actor_per_command_on_one_queue(stub: tuple[Any, ...]) -> None:
-    """Every command has an actor named after it, on the goodfaith queue, with bounded retries."""
+def test_one_actor_per_command_and_one_queue_per_lane(stub: tuple[Any, ...]) -> None:
+    """Every command has an actor named after it with bounded retries; every lane has a queue."""
     *_, broker, _ = stub
     for command_type in HANDLERS:
         actor = broker.get_actor(actor_name(command_type))
-        assert actor.queue_name == QUEUE and actor.options["max_retries"] == 5
+        assert actor.queue_name == queue_name(Lane.STANDARD) and actor.options["max_retries"] == 5
+    assert {
+        "goodfaith.expedited",
+        "goodfaith.standard",
+        "goodfaith.bulk",
+    } <= broker.get_declared_queues()
     assert actor_name(SendAttempt) == "send_attempt"
 
 

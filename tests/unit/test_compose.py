@@ -16,7 +16,7 @@ from worker.cli import main
 yaml = pytest.importorskip("yaml")  # PyYAML arrives with the dev extras (via moto)
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
-GOODFAITH_SERVICES = {"migrate", "api", "worker", "scheduler", "simulator"}
+GOODFAITH_SERVICES = {"migrate", "api", "worker", "worker-expedited", "scheduler", "simulator"}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def _resolve(argv: list[str]) -> click.Command:
 
 
 def test_goodfaith_services_are_the_expected_ones(compose: dict[str, Any]) -> None:
-    """The image built from this repo runs exactly migrate, api, worker, scheduler, simulator."""
+    """The image built from this repo runs exactly migrate, api, the workers, scheduler, simulator."""
     assert set(_goodfaith_services(compose)) == GOODFAITH_SERVICES
 
 

@@ -16,9 +16,11 @@ from config.logging import REDACTED, redact_phi
 from tests.conftest import at, notification
 from tests.fakes import make_container
 from worker import services
-from worker.actors import QUEUE, register_actors
+from worker.actors import queue_name, register_actors
+from worker.domain.lanes import Lane
 from worker.wiring import Container
 
+QUEUE = queue_name(Lane.STANDARD)  # the notifications here are standard reviews
 START = at("2026-04-17T09:00:00-04:00")
 PHI = ("Jane Roe", "M1001", "1971-02-03")
 

@@ -1,0 +1,339 @@
+"""Burst benchmark of the production processes: do expedited reviews jump a standard backlog?
+
+Starts what an operator runs — ``goodfaith simulator`` (the far side: fax carrier), ``api``,
+the ``worker`` pools and ``scheduler`` — as separate processes on this machine's Redis and
+PostgreSQL (loopback only), posts a burst of ``--requests`` N standard record requests
+(notifications of 3 providers each) to ``POST /v1/notifications`` and, spread evenly through
+the burst, ``--expedited`` M expedited notifications (3 providers each). It stops every
+process it started and ends with exactly one line on stdout (progress goes to stderr)::
+
+    load: requests=N first_attempt_per_s=<float> expedited_p50_s=<float>
+          expedited_p99_s=<float> on_time=<k>/<M> peak_rss_mb=<float>
+
+- An expedited case's wait: from its intake (our client receiving the 201) to the moment the
+  first attempt to *every* one of its providers was sent (the last ``Attempt.sent_at`` of its
+  attempts number 1), in seconds; p50/p99 are nearest-rank over the M cases (``inf`` when a
+  case's first attempts had not all gone out when the run ended).
+- on_time: expedited cases whose wait is within ``--goal-s`` (5 s).
+- first_attempt_per_s: first attempts sent (every request of the burst, both kinds) divided by
+  the seconds from the first post to the last first attempt sent.
+- peak_rss_mb: the largest sum of resident memory over every process started (dramatiq's
+  forked workers included), sampled twice a second.
+
+The run is bounded: it ends when every first attempt went out, or after ``--max-seconds``.
+It DROPS AND RECREATES the schema of ``--database-url`` and FLUSHES ``--redis-url``'s
+database: give it ones of its own. ``--workers`` describes the pools, one per option,
+``LANES:PROCESSESxTHREADS[:IDLE_POLL_MS]`` (``all`` = one pool for every lane, the
+``goodfaith worker`` default). ``--code DIR`` runs the processes from another source tree
+(e.g. an export of an older commit, to measure "before"; use ``--workers all:2x8`` there).
+
+Example (this machine: 2 cores)::
+
+    python bench/load.py --requests 20000 --expedited 50 \\
+        --database-url postgresql://postgres@127.0.0.1:5432/gf_load --redis-url redis://127.0.0.1:6379/9
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import redis
+from sqlalchemy import create_engine, text
+
+REPO = Path(__file__).resolve().parents[1]
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+DEFAULT_WORKERS = ["expedited:1x4:100", "standard,bulk:2x8"]
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _log(msg: str) -> None:
+    print(f"[load {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def notification(key: str, review_type: str, auth_uri: str) -> dict[str, Any]:
+    """A notification with three providers, each on its own fax number."""
+    n = zlib.crc32(key.encode()) % 10_000_000
+    return {
+        "notification_id": f"LOAD-{key}",
+        "received_at": datetime.now(UTC).isoformat(),
+        "jurisdiction": "MA",
+        "review_type": review_type,
+        "agency_id": "agency-a",
+        "authorization_uri": auth_uri,
+        "insured": {"member_id": f"M{n}", "name": "Load Test", "birth_date": "1971-02-03"},
+        "coverage": {"plan_id": "PPO-2026"},
+        "dispute": {"service": "MRI", "codes": ["72148"], "dates_of_service": ["2026-03-02"]},
+        "providers": [
+            {
+                "provider_id": f"p{i}",
+                "name": f"Provider {i}",
+                "npi": "1234567893",
+                "role": "treating",
+                "network": "in",
+                "channels": [{"kind": "fax", "number": f"+1617{(n * 3 + i) % 10_000_000:07d}"}],
+            }
+            for i in range(3)
+        ],
+    }
+
+
+def parse_pool(spec: str) -> list[str]:
+    """``expedited:1x4:100`` → the ``goodfaith worker`` arguments of that pool."""
+    lanes, size, *poll = spec.split(":")
+    processes, threads = size.split("x")
+    args = ["worker", "--processes", processes, "--threads", threads]
+    if lanes != "all":
+        args += ["--lanes", lanes]
+    return args + (["--worker-timeout", poll[0]] if poll else [])
+
+
+class Processes:
+    """The processes started, each in its own session; peak summed RSS of their trees."""
+
+    def __init__(self, env: dict[str, str], code: Path, logs: Path) -> None:
+        self.env, self.code, self.logs = env, code, logs
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.peak_rss_kb = 0
+        self._stop = threading.Event()
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def start(self, name: str, args: list[str]) -> None:
+        log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 (closed with the process)
+        cmd = [sys.executable, "-m", "worker.cli", *args]
+        self.procs.append(
+            subprocess.Popen(
+                cmd, cwd=self.code, env=self.env, stdout=log, stderr=log, start_new_session=True
+            )
+        )
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.5):
+            sessions = {p.pid for p in self.procs}
+            total = 0
+            for entry in os.scandir("/proc"):
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    stat = Path(entry.path, "stat").read_text()
+                    if int(stat.rsplit(")", 1)[1].split()[3]) not in sessions:
+                        continue
+                    for line in Path(entry.path, "status").read_text().splitlines():
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+            self.peak_rss_kb = max(self.peak_rss_kb, total)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for p in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=20)
+
+
+def _check_loopback(url: str, what: str) -> None:
+    host = urlsplit(url).hostname
+    if host not in LOOPBACK:
+        raise SystemExit(f"{what} must be on this machine (loopback), not {host!r}")
+
+
+@contextmanager
+def stack(args: argparse.Namespace, tmp: Path) -> Iterator[tuple[str, str, Processes]]:
+    """Reset the database and Redis, start every process, yield (api URL, auth URI, procs)."""
+    from connectors.registry import webhook_url
+    from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
+
+    engine = create_engine(args.database_url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    r = redis.Redis.from_url(args.redis_url)
+    r.flushdb()
+    r.close()
+    api_port, sim_port = _port(), _port()
+    (tmp / "eoc").mkdir()
+    (tmp / "eoc" / "PPO-2026.pdf").write_bytes(generate_eoc_pdf("PPO-2026"))
+    (tmp / "auth.pdf").write_bytes(generate_authorization_pdf("M1", "Load Test"))
+    api, sim = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOODFAITH_")}
+    env.update(
+        {
+            "PYTHONPATH": str(args.code),
+            "GOODFAITH_REDIS_URL": args.redis_url,
+            "GOODFAITH_DATABASE_URL": args.database_url,
+            "GOODFAITH_OBJECT_STORE": f"file://{tmp / 'objects'}",
+            "GOODFAITH_EOC_LIBRARY": f"file://{tmp / 'eoc'}",
+            "GOODFAITH_PUBLIC_BASE_URL": api,
+            "GOODFAITH_FAX__API_BASE": sim,
+            "GOODFAITH_FAX__API_KEY": "key",
+            "GOODFAITH_FAX__CONNECTION_ID": "conn",
+            "GOODFAITH_AGENCIES": json.dumps(
+                {"agency-a": {"name": "A", "submit_url": f"{sim}/agency/agency-a/submissions"}}
+            ),
+            "GOODFAITH_SCHEDULER_INTERVAL_S": "1",
+            "GOODFAITH_LOG_LEVEL": "WARNING",
+        }
+    )
+    procs = Processes(env, args.code, tmp)
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "worker.cli", "db", "upgrade"],
+            cwd=args.code,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        webhook = webhook_url(api, "telnyx")
+        procs.start("simulator", ["simulator", "--port", str(sim_port), "--webhook-url", webhook])
+        procs.start("api", ["api", "--port", str(api_port)])
+        for i, spec in enumerate(args.workers):
+            procs.start(f"worker{i}", parse_pool(spec))
+        procs.start("scheduler", ["scheduler"])
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{api}/healthz", timeout=1).is_success:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the API did not come up; logs in {tmp}")
+            time.sleep(0.2)
+        yield api, f"file://{tmp / 'auth.pdf'}", procs
+    finally:
+        procs.stop()
+
+
+FIRST_SENT = text(
+    "SELECT r.case_id, count(*), count(a.sent_at), max(a.sent_at) FROM record_requests r "
+    "LEFT JOIN attempts a ON a.request_id = r.id AND a.number = 1 "
+    "WHERE r.case_id = ANY(:ids) GROUP BY r.case_id"
+)
+ALL_SENT = text(
+    "SELECT count(*), max(sent_at) FROM attempts WHERE number = 1 AND sent_at IS NOT NULL "
+    "AND NOT (case_id = ANY(:skip))"
+)
+
+
+def _sent(engine: Any, case_ids: list[str]) -> dict[str, datetime]:
+    """Cases whose every first attempt went out → when the last of them did."""
+    with engine.connect() as conn:
+        rows = conn.execute(FIRST_SENT, {"ids": case_ids}).all()
+    return {cid: last.replace(tzinfo=UTC) for cid, n, sent, last in rows if sent == n}
+
+
+def run(args: argparse.Namespace) -> str:
+    with tempfile.TemporaryDirectory(prefix="gf-load-") as folder:
+        tmp = Path(folder)
+        with stack(args, tmp) as (api, auth, procs):
+            engine = create_engine(args.database_url)
+            local = threading.local()
+
+            def post(doc: dict[str, Any]) -> tuple[str, datetime]:
+                if not hasattr(local, "http"):
+                    local.http = httpx.Client(timeout=60)
+                resp = local.http.post(f"{api}/v1/notifications", json=doc)
+                resp.raise_for_status()
+                return resp.json()["case_id"], datetime.now(UTC)
+
+            # warm-up: every pool has built its container and connections before the burst
+            warm = [post(notification(f"warm-{k}", k, auth))[0] for k in ("standard", "expedited")]
+            while len(_sent(engine, warm)) < 2:
+                time.sleep(0.2)
+            standard = math.ceil(args.requests / 3)
+            docs = [notification(f"s{i}", "standard", auth) for i in range(standard)]
+            step = standard / (args.expedited + 1)
+            for j in reversed(range(args.expedited)):  # spread evenly through the burst
+                docs.insert(round((j + 1) * step), notification(f"e{j}", "expedited", auth))
+            _log(f"posting {len(docs)} notifications ({args.expedited} expedited)")
+            start = datetime.now(UTC)
+            with ThreadPoolExecutor(args.post_threads) as pool:
+                futures = [(d["review_type"], pool.submit(post, d)) for d in docs]
+                intake = {f.result()[0]: f.result()[1] for k, f in futures if k == "expedited"}
+            total = 3 * len(docs)
+            _log(f"posted in {(datetime.now(UTC) - start).total_seconds():.1f} s")
+            done: dict[str, datetime] = {}
+            count, last = 0, start
+            deadline = time.monotonic() + args.max_seconds
+            while time.monotonic() < deadline:
+                if len(done) < len(intake):
+                    done.update(_sent(engine, [c for c in intake if c not in done]))
+                with engine.connect() as conn:
+                    count, last_sent = conn.execute(ALL_SENT, {"skip": warm}).one()
+                last = last_sent.replace(tzinfo=UTC) if last_sent else start
+                _log(f"first attempts {count}/{total}, expedited done {len(done)}/{len(intake)}")
+                if count >= total and len(done) == len(intake):
+                    break
+                time.sleep(1)
+            engine.dispose()
+            peak = procs.peak_rss_kb
+    waits = sorted(
+        (done[c] - t).total_seconds() if c in done else math.inf for c, t in intake.items()
+    )
+
+    def pct(q: float) -> float:
+        return waits[max(0, math.ceil(q * len(waits)) - 1)] if waits else math.nan
+
+    rate = count / max((last - start).total_seconds(), 1e-9)
+    on_time = sum(w <= args.goal_s for w in waits)
+    return (
+        f"load: requests={args.requests} first_attempt_per_s={rate:.1f} "
+        f"expedited_p50_s={pct(0.5):.2f} expedited_p99_s={pct(0.99):.2f} "
+        f"on_time={on_time}/{len(waits)} peak_rss_mb={peak / 1024:.1f}"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--requests", type=int, default=3000, help="standard record requests")
+    ap.add_argument("--expedited", type=int, default=50, help="expedited notifications")
+    ap.add_argument("--database-url", default=os.environ.get("GOODFAITH_LOAD_DATABASE_URL"))
+    ap.add_argument("--redis-url", default=os.environ.get("GOODFAITH_LOAD_REDIS_URL"))
+    ap.add_argument("--workers", action="append", help=f"a pool (default: {DEFAULT_WORKERS})")
+    ap.add_argument("--code", type=Path, default=REPO, help="source tree the processes run")
+    ap.add_argument("--post-threads", type=int, default=8)
+    ap.add_argument("--goal-s", type=float, default=5.0)
+    ap.add_argument("--max-seconds", type=float, default=900.0, help="bound on the run")
+    args = ap.parse_args()
+    if not args.database_url or not args.redis_url:
+        ap.error("give --database-url and --redis-url (their contents are wiped)")
+    _check_loopback(args.database_url, "--database-url")
+    _check_loopback(args.redis_url, "--redis-url")
+    args.workers = args.workers or DEFAULT_WORKERS
+    args.code = args.code.resolve()
+    print(run(args), flush=True)
+
+
+if __name__ == "__main__":
+    main()
