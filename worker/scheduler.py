@@ -30,6 +30,8 @@ from worker.commands import (
     SendAttempt,
 )
 from worker.domain.lifecycle import LEASE, TIMED_CASE_STATES, DeliveryStatus, RequestStatus
+from worker.services.deps import call
+from worker.services.watchdog import watch
 from worker.wiring import Container
 
 BATCH = 500  # rows per timer per tick
@@ -81,11 +83,13 @@ TIMERS: tuple[Timer, ...] = (
 
 
 def tick(c: Container) -> list[Command]:
-    """Enqueue every due command, earliest timer first within each kind; returns them."""
+    """Enqueue every due command, earliest timer first within each kind; returns them (the
+    watchdog's first: it leases the timers it drives, so they are not enqueued twice)."""
+    driven = watchdog(c)
     now = c.clock.now()
     due = next_due(c)
     if due is None or due > now:
-        return []  # the common case: one read, no write transaction
+        return driven  # the common case: two reads, no write transaction
     lease = now + LEASE
     cmds: list[Command] = []
     with transaction(c.sessions) as s:
@@ -99,6 +103,14 @@ def tick(c: Container) -> list[Command]:
             for row in rows:
                 setattr(row, timer.column.key, lease)
                 cmds.append(timer.command(row.id))
+    c.dispatcher.enqueue(cmds)
+    return driven + cmds
+
+
+def watchdog(c: Container) -> list[Command]:
+    """The watchdog pass: drive again every case whose next step is overdue, and flag it
+    (rules: worker/domain/watchdog.py; query: worker/services/watchdog.py)."""
+    cmds = call(watch, c)
     c.dispatcher.enqueue(cmds)
     return cmds
 
