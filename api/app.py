@@ -24,8 +24,10 @@ from storage.models import Attempt
 from worker import services
 from worker.notification import IntakeError
 from worker.readmodels.dashboard import dashboard, status_counts
+from worker.readmodels.deadletters import dead_letters
 from worker.readmodels.export import iter_attempts, render_export
 from worker.readmodels.report import build_report
+from worker.readmodels.risk import metric_lines
 from worker.wiring import Container
 
 log = structlog.get_logger("goodfaith.api")
@@ -130,6 +132,32 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
         counts = status_counts(container())
         lines = ["# TYPE goodfaith_cases gauge"]
         lines += [f'goodfaith_cases{{status="{k}"}} {v}' for k, v in sorted(counts.items())]
+        lines += metric_lines(container())
         return PlainTextResponse("\n".join(lines) + "\n")
 
+    _dead_letter_routes(app, container)
     return app
+
+
+def _dead_letter_routes(app: FastAPI, container: Callable[[], Container]) -> None:
+    """Ops: list the messages dramatiq gave up on, and retry one (its command is re-enqueued)."""
+
+    @app.get("/v1/dead-letters")
+    def list_dead_letters(
+        include_retried: bool = Query(False, alias="all"),
+        limit: int = Query(100, ge=0, le=500),
+        offset: int = Query(0, ge=0),
+    ) -> dict[str, Any]:
+        page = dead_letters(
+            container(), include_retried=include_retried, limit=limit, offset=offset
+        )
+        return page
+
+    @app.post("/v1/dead-letters/{letter_id}/retry")
+    def retry_dead_letter(letter_id: str) -> dict[str, str]:
+        outcome = services.retry_dead_letter(container(), letter_id)
+        if outcome is services.RetryOutcome.UNKNOWN:
+            raise HTTPException(status_code=404, detail="no such dead letter")
+        if outcome is services.RetryOutcome.ALREADY_RETRIED:
+            raise HTTPException(status_code=409, detail="dead letter already retried")
+        return {"id": letter_id, "status": outcome.value}

@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     scheduler_interval_s: float = 5.0  # seconds between scheduler ticks in real time
     worker_processes: int = 1
     worker_threads: int = 8
+    #: seconds after a case's ``assemble_at`` before the watchdog treats it as not assembled
+    #: (more than lifecycle.LEASE, so the cutoff timer's own re-fire comes first)
+    watchdog_grace_s: float = 1200.0
+    #: seconds the watchdog leaves a case alone after acting on it (at least LEASE, 600 s)
+    watchdog_interval_s: float = 900.0
 
     @field_validator("object_store", "eoc_library")
     @classmethod

@@ -29,6 +29,7 @@ from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import Retries
 from sqlalchemy import func, select
 
 from api.app import create_app
@@ -43,7 +44,7 @@ from simulator.serving import run_in_thread
 from storage.db import transaction
 from storage.models import Attempt, Case, Document
 from worker import services
-from worker.actors import InFlight, LogContext, register_actors
+from worker.actors import DeadLetters, InFlight, LogContext, register_actors
 from worker.domain.clock import VirtualClock
 from worker.domain.lifecycle import CaseStatus
 from worker.readmodels.report import build_report
@@ -206,7 +207,8 @@ def _start(
 
     broker = RedisBroker(url=redis.url, namespace=f"goodfaith-sim-{uuid.uuid4().hex[:8]}")  # type: ignore[no-untyped-call]
     inflight = InFlight()
-    broker.add_middleware(inflight)
+    broker.add_middleware(inflight, before=Retries)  # see InFlight
+    broker.add_middleware(DeadLetters(lambda: holder["c"]), before=Retries)  # runs after Retries
     broker.add_middleware(LogContext())
     stops.append(broker.close)
     dispatcher = register_actors(broker, lambda: holder["c"])

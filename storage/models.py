@@ -89,6 +89,7 @@ class Case(Base):
     next_action_at: Mapped[datetime | None]  # assembly / delivery timer
     delivered_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+    watchdog_at: Mapped[datetime | None]  # the watchdog leaves the case alone until then
 
     requests: Mapped[list[RecordRequest]] = relationship(
         back_populates="case", order_by="RecordRequest.position"
@@ -239,6 +240,24 @@ class Delivery(Base):
     error: Mapped[str | None] = mapped_column(String(512))
 
     packet: Mapped[Packet] = relationship(back_populates="deliveries")
+
+
+class DeadLetter(Base):
+    """A message dramatiq gave up on (retries exhausted). Ids and the error's type only: no
+    message body, no PHI. ``retried_at`` is set when ops re-enqueue its command."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    message_id: Mapped[str] = mapped_column(String(64), unique=True)  # dramatiq's message id
+    actor: Mapped[str] = mapped_column(String(64))
+    command: Mapped[str] = mapped_column(String(64))  # the command type (worker/commands.py)
+    entity_id: Mapped[str] = mapped_column(String(64))
+    case_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    error: Mapped[str] = mapped_column(String(128))  # exception type name, never its message
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+    failed_at: Mapped[datetime]
+    retried_at: Mapped[datetime | None] = mapped_column(index=True)
 
 
 class AuditEvent(Base):

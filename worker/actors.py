@@ -24,7 +24,7 @@ from dramatiq.middleware import Middleware
 from worker import wiring
 from worker.commands import Command
 from worker.domain.lanes import LANES, Lane
-from worker.services import HANDLERS, run_command
+from worker.services import HANDLERS, record_dead_letter, run_command
 from worker.services.deps import call
 from worker.services.lanes import lanes_of
 
@@ -156,7 +156,8 @@ class InFlight(Middleware):
     """Counts messages enqueued but not yet processed, for the in-process simulation driver.
 
     ``wait_idle`` returns once every message sent through this broker has been processed.
-    Only meaningful when all producers and consumers share this process.
+    Only meaningful when all producers and consumers share this process. Add it with
+    ``before=Retries`` so a retry is counted before the failed run is counted done.
     """
 
     def __init__(self) -> None:
@@ -191,7 +192,50 @@ class InFlight(Middleware):
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         self._done()
 
+    def after_ack(self, broker: dramatiq.Broker, message: Any) -> None:
+        # A delayed message (a retry) is counted when sent to the delay queue and again when
+        # moved to its queue; the delay-queue copy is only acked, never processed.
+        if message.queue_name.endswith(".DQ"):
+            self._done()
+
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until nothing is in flight; False on timeout (seconds)."""
         with self._cond:
             return self._cond.wait_for(lambda: self._count <= 0, timeout=timeout)
+
+
+class DeadLetters(Middleware):
+    """Records every message dramatiq gives up on (retries exhausted) as a ``DeadLetter`` row
+    and flags its case (``services.record_dead_letter``): ids and the error's type only.
+
+    Add it with ``broker.add_middleware(DeadLetters(...), before=Retries)``: dramatiq runs
+    ``after_*`` hooks in reverse order, and this one reads ``message.failed``, which ``Retries``
+    sets in its own ``after_process_message``. Recording never raises into the worker."""
+
+    def __init__(self, container: Callable[[], wiring.Container] = wiring.current) -> None:
+        self.container = container
+        self.commands = {actor_name(t): t for t in HANDLERS}
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: Any,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        command_type = self.commands.get(message.actor_name)
+        if exception is None or not message.failed or command_type is None or not message.args:
+            return
+        log = structlog.get_logger("goodfaith.actors")
+        try:
+            record_dead_letter(
+                self.container(),
+                command_type(str(message.args[0])),
+                message.actor_name,
+                message.message_id,
+                type(exception).__name__,
+                int(message.options.get("retries", 0)),
+            )
+        except Exception as exc:  # the database is down too: the watchdog still finds the case
+            log.error("dead_letter.unrecorded", error=type(exc).__name__)

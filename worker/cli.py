@@ -5,6 +5,7 @@ goodfaith simulate SCENARIO.json --json R.json  the same on a scenario, in virtu
 goodfaith intake FILE.json                      open a case from a notification
 goodfaith worker | scheduler | api | simulator  the production processes
 goodfaith export attempts [--case ID] --format csv|json
+goodfaith dead-letters list [--all] | retry ID
 goodfaith deadline --jurisdiction MA --review standard --received ISO-8601
 goodfaith db upgrade
 """
@@ -297,6 +298,44 @@ def deadline(jurisdiction: str, review_type: str, received: str) -> None:
     except DeadlineError as exc:
         option = "--received" if "aware" in str(exc) or "naive" in str(exc) else "--review"
         raise click.ClickException(f"{option}: {exc}") from None
+
+
+@main.group("dead-letters")
+def dead_letters_group() -> None:
+    """Messages the workers gave up on after every retry: list them, retry one."""
+
+
+@dead_letters_group.command("list")
+@click.option("--all", "include_retried", is_flag=True, help="include those already retried")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(0, 500))
+def dead_letters_list(include_retried: bool, limit: int) -> None:
+    """Print the dead letters as JSON (open ones first, newest first)."""
+    from worker.readmodels.deadletters import dead_letters
+
+    c = _container()
+    try:
+        page = dead_letters(c, include_retried=include_retried, limit=limit)
+    finally:
+        c.close()
+    click.echo(json.dumps(page, indent=2))
+
+
+@dead_letters_group.command("retry")
+@click.argument("letter_id")
+def dead_letters_retry(letter_id: str) -> None:
+    """Enqueue LETTER_ID's command again and mark it retried (audited)."""
+    from worker.services import RetryOutcome, retry_dead_letter
+
+    c = _container(dispatcher=_broker_dispatcher())
+    try:
+        outcome = retry_dead_letter(c, letter_id)
+    finally:
+        c.close()
+    if outcome is RetryOutcome.UNKNOWN:
+        raise click.ClickException(f"no dead letter {letter_id!r}: see goodfaith dead-letters list")
+    if outcome is RetryOutcome.ALREADY_RETRIED:
+        raise click.ClickException(f"dead letter {letter_id!r} was already retried")
+    click.echo(json.dumps({"id": letter_id, "status": outcome.value}))
 
 
 @main.group()

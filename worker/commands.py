@@ -8,6 +8,7 @@ after its transaction has committed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
 
 @dataclass(frozen=True)
@@ -54,3 +55,10 @@ Command = (
     | AssemblePacket
     | DeliverPacket
 )
+
+
+def command_named(name: str, entity_id: str) -> Command:
+    """Rebuild a command from its type name and id (a dead letter's retry); KeyError if unknown."""
+    types = {t.__name__: t for t in get_args(Command)}
+    command: Command = types[name](entity_id)
+    return command

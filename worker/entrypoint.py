@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import Retries
 
 from config.logging import configure_logging
 from config.settings import get_settings
 from worker import wiring
-from worker.actors import LogContext, register_actors
+from worker.actors import DeadLetters, LogContext, register_actors
 
 _settings = get_settings()
 configure_logging(_settings.log_level, _settings.log_format)
@@ -21,6 +22,7 @@ if not _settings.redis_url:
     raise SystemExit("goodfaith worker needs GOODFAITH_REDIS_URL (e.g. redis://localhost:6379/0)")
 broker = RedisBroker(url=_settings.redis_url)  # type: ignore[no-untyped-call]
 broker.add_middleware(LogContext())
+broker.add_middleware(DeadLetters(wiring.current), before=Retries)  # runs after it: see class
 dramatiq.set_broker(broker)
 dispatcher = register_actors(broker, wiring.current)
 

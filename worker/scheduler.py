@@ -32,6 +32,8 @@ from worker.commands import (
     SendAttempt,
 )
 from worker.domain.lifecycle import LEASE, TIMED_CASE_STATES, DeliveryStatus, RequestStatus
+from worker.services.deps import call
+from worker.services.watchdog import watch
 from worker.wiring import Container
 
 BATCH = 500  # rows per timer per tick
@@ -90,11 +92,12 @@ TIMERS: tuple[Timer, ...] = (
 def tick(c: Container) -> list[Command]:
     """Enqueue every due command, earliest case deadline first across all timers (then the
     earliest timer); returns them in that order. Each timer takes at most :data:`BATCH` rows
-    a tick, the most urgent ones."""
+    a tick, the most urgent ones. The watchdog runs first: it leases the timers it drives, so they are not enqueued twice."""
+    driven = watchdog(c)
     now = c.clock.now()
     due = next_due(c)
     if due is None or due > now:
-        return []  # the common case: one read, no write transaction
+        return driven  # the common case: two reads, no write transaction
     lease = now + LEASE
     ranked: list[tuple[datetime, datetime, int, Command]] = []
     with transaction(c.sessions) as s:
@@ -107,6 +110,14 @@ def tick(c: Container) -> list[Command]:
                 )
     ranked.sort(key=lambda item: item[:3])
     cmds = [cmd for *_, cmd in ranked]
+    c.dispatcher.enqueue(cmds)
+    return driven + cmds
+
+
+def watchdog(c: Container) -> list[Command]:
+    """The watchdog pass: drive again every case whose next step is overdue, and flag it
+    (rules: worker/domain/watchdog.py; query: worker/services/watchdog.py)."""
+    cmds = call(watch, c)
     c.dispatcher.enqueue(cmds)
     return cmds
 

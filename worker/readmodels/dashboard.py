@@ -6,12 +6,14 @@ flagged for attention, earliest due first) with its open-request counts aggregat
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select
 
 from storage.models import Case, RecordRequest
 from worker.domain.lifecycle import CaseStatus, RequestStatus
+from worker.domain.watchdog import deadline_reason
 from worker.readmodels.report import iso
 from worker.wiring import Container
 
@@ -26,12 +28,22 @@ def status_counts(c: Container) -> dict[str, int]:
         return {status: n for status, n in rows}
 
 
+def _overdue(
+    status: str, assemble_at: datetime, deliver_by: datetime, now: datetime, grace: timedelta
+) -> str | None:
+    """The deadline the case has missed (``not_assembled``, ``past_deliver_by``) or None."""
+    reason = deadline_reason(CaseStatus(status), assemble_at, deliver_by, now, grace)
+    return None if reason is None else reason.value
+
+
 def dashboard(c: Container, *, limit: int = 100, offset: int = 0) -> dict[str, Any]:
     """Counts by status, and one page of the cases ops must watch: every case not yet
-    delivered or cancelled, and any case flagged for attention, earliest due first.
+    delivered or cancelled, and any case flagged for attention, earliest due first. Each row
+    says why ops must look (``attention``) and which deadline it has missed (``overdue``).
 
     ``limit`` is capped at :data:`MAX_PAGE`; ``total`` counts every such case."""
     now = c.clock.now()
+    grace = timedelta(seconds=c.settings.watchdog_grace_s)
     limit = max(0, min(limit, MAX_PAGE))
     closed = [s.value for s in CaseStatus if s.closed]
     watched = or_(Case.status.not_in(closed), Case.attention.is_not(None))
@@ -51,6 +63,8 @@ def dashboard(c: Container, *, limit: int = 100, offset: int = 0) -> dict[str, A
                 Case.status,
                 Case.due_at,
                 Case.attention,
+                Case.assemble_at,
+                Case.deliver_by,
                 func.coalesce(open_requests.c.n, 0),
             )
             .outerjoin(open_requests, open_requests.c.case_id == Case.id)
@@ -69,8 +83,19 @@ def dashboard(c: Container, *, limit: int = 100, offset: int = 0) -> dict[str, A
                 "hours_left": round((due_at - now).total_seconds() / 3600, 2),
                 "requests_open": n,
                 "attention": attention,
+                "overdue": _overdue(status, assemble_at, deliver_by, now, grace),
             }
-            for case_id, notification_id, review_type, status, due_at, attention, n in rows
+            for (
+                case_id,
+                notification_id,
+                review_type,
+                status,
+                due_at,
+                attention,
+                assemble_at,
+                deliver_by,
+                n,
+            ) in rows
         ]
     return {
         "now": now.isoformat(),

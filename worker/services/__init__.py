@@ -8,6 +8,8 @@
 - ``delivery``: upload to the agency; transient failures retry on a timer
 - ``cancel``: withdrawal or reversal
 - ``closing``: closing a request (shared by inbound, packet and cancel)
+- ``watchdog``: overdue cases driven again and flagged (the scheduler runs it every tick)
+- ``deadletters``: messages dramatiq gave up on, recorded, flagged and retried by ops
 - ``mapping``: ORM rows ↔ domain values; ``audit``: the audit trail; ``deps``: injection
 
 The shape of every handler: load state → decide (pure domain code in ``worker/domain/``) →
@@ -34,7 +36,17 @@ from worker.commands import (
     SendAttempt,
 )
 from worker.notification import IntakeError
-from worker.services import cancel, delivery, inbound, notifications, opening, outreach, packet
+from worker.services import (
+    cancel,
+    deadletters,
+    delivery,
+    inbound,
+    notifications,
+    opening,
+    outreach,
+    packet,
+)
+from worker.services.deadletters import RetryOutcome
 from worker.services.deps import call
 from worker.services.notifications import IntakeResult
 
@@ -84,13 +96,30 @@ def cancel_case(c: Container, case_id: str, reason: str) -> bool:
     return call(cancel.cancel_case, c, case_id, reason)
 
 
+def record_dead_letter(
+    c: Container, cmd: Command, actor: str, message_id: str, error: str, retries: int
+) -> str | None:
+    """A message dramatiq gave up on: record it and flag its case (the dead-letter middleware)."""
+    return call(deadletters.record_dead_letter, c, cmd, actor, message_id, error, retries)
+
+
+def retry_dead_letter(c: Container, letter_id: str) -> RetryOutcome:
+    """Ops retry one dead letter: its command is enqueued again and the row marked retried."""
+    outcome, follow = call(deadletters.retry_dead_letter, c, letter_id)
+    c.dispatcher.enqueue(follow)
+    return outcome
+
+
 __all__ = [
     "HANDLERS",
     "IntakeError",
     "IntakeResult",
+    "RetryOutcome",
     "cancel_case",
     "intake",
+    "record_dead_letter",
     "record_fax_status",
     "record_inbound_fax",
+    "retry_dead_letter",
     "run_command",
 ]
