@@ -178,6 +178,7 @@ class FaxReceivedEvent:
     partial: bool = False
 
 
+@runtime_checkable
 class FaxChannel(RecordsRequester, FindsSent, Protocol):
     def status(self, external_id: str) -> FaxStatusEvent | None:
         """Ask the vendor where one outbound fax stands (a webhook may have been lost).

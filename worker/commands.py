@@ -31,6 +31,13 @@ class PollTask:
 
 
 @dataclass(frozen=True)
+class ReconcileAttempt:
+    """Ask the fax vendor where an attempt's transmission stands (its webhook is late/lost)."""
+
+    attempt_id: str
+
+
+@dataclass(frozen=True)
 class IngestInbound:
     inbound_id: str
 
@@ -50,6 +57,7 @@ Command = (
     | PlanOutreach
     | SendAttempt
     | PollTask
+    | ReconcileAttempt
     | IngestInbound
     | AssemblePacket
     | DeliverPacket

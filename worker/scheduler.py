@@ -27,9 +27,11 @@ from worker.commands import (
     IngestInbound,
     PlanOutreach,
     PollTask,
+    ReconcileAttempt,
     SendAttempt,
 )
 from worker.domain.lifecycle import LEASE, TIMED_CASE_STATES, DeliveryStatus, RequestStatus
+from worker.domain.types import AttemptOutcome
 from worker.wiring import Container
 
 BATCH = 500  # rows per timer per tick
@@ -56,6 +58,13 @@ TIMERS: tuple[Timer, ...] = (
     ),
     Timer("redial", Attempt, Attempt.redial_at, true(), SendAttempt),
     Timer("poll", Attempt, Attempt.poll_at, true(), PollTask),
+    Timer(
+        "check",
+        Attempt,
+        Attempt.check_at,
+        Attempt.outcome == AttemptOutcome.SENT.value,
+        ReconcileAttempt,
+    ),
     Timer(
         "packet",
         Case,
