@@ -186,6 +186,7 @@ def _start(
         public_base_url=sim_url,
         carrier_fax_number=settings.fax.from_number,
         provider_names=book.names,
+        drop_webhooks=scenario.drop_webhooks,
     )
     _, stop_sim = run_in_thread(simulator.app, port=sim_port)
     stops.append(stop_sim)
