@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = "json"  # or "console"
     scheduler_interval_s: float = 5.0  # seconds between scheduler ticks in real time
+    # Fax status checks when no final webhook came (seconds, counted from the transmission):
+    # first check, then every ..., give up (fail the attempt) after ... (lifecycle.StatusChecks)
+    fax_status_check_after_s: float = Field(default=900.0, gt=0)
+    fax_status_check_every_s: float = Field(default=900.0, gt=0)
+    fax_status_give_up_s: float = Field(default=14_400.0, gt=0)
     worker_processes: int = 1
     worker_threads: int = 8
     #: seconds after a case's ``assemble_at`` before the watchdog treats it as not assembled

@@ -99,6 +99,19 @@ class RecordsRequester(Protocol):
     def send(self, request: RecordsRequest) -> SendReceipt: ...
 
 
+@runtime_checkable
+class FindsSent(Protocol):
+    """A requester that can say whether the far side already has one of our requests.
+
+    Used after a crash between "transmission counted" and "vendor answered": the attempt is
+    looked for before anything is sent again, and adopted when found."""
+
+    def find_sent(self, request: RecordsRequest, since: datetime) -> SendReceipt | None:
+        """The far side's transmission carrying ``request.idempotency_key`` made at or after
+        ``since``, as a receipt (its external id; outcome SENT), or None when there is none."""
+        ...
+
+
 @dataclass(frozen=True)
 class InboundDocument:
     """A document that came back from a provider, before any checks."""
@@ -165,7 +178,15 @@ class FaxReceivedEvent:
     partial: bool = False
 
 
-class FaxChannel(RecordsRequester, Protocol):
+@runtime_checkable
+class FaxChannel(RecordsRequester, FindsSent, Protocol):
+    def status(self, external_id: str) -> FaxStatusEvent | None:
+        """Ask the vendor where one outbound fax stands (a webhook may have been lost).
+
+        ``outcome`` is DELIVERED / FAILED once final, None while queued or sending; None (no
+        event) when the vendor does not know the fax."""
+        ...
+
     def parse_webhook(
         self, body: bytes, headers: Mapping[str, str]
     ) -> FaxStatusEvent | FaxReceivedEvent | None:

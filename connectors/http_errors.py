@@ -216,13 +216,16 @@ def call(
     retrying: RetryingFactory,
     destination: str | None = None,
     destination_codes: Collection[str] = frozenset(),
+    answers: Collection[int] = frozenset(),
     **kwargs: Any,
 ) -> httpx.Response:
     """One HTTP exchange with transport retries; returns the 2xx response or raises ours.
 
     ``kwargs`` go to ``client.request`` (json=, content=, files=, headers=, ...). Only
     ``TransientError`` is retried; the same request (same idempotency headers) is re-sent.
-    ``destination`` and ``destination_codes`` are as for :func:`translate_error`.
+    ``destination`` and ``destination_codes`` are as for :func:`translate_error`. Statuses in
+    ``answers`` are returned rather than raised: a read for which "not found" (404) is an
+    answer, not an error.
     """
 
     def once() -> httpx.Response:
@@ -230,6 +233,8 @@ def call(
             response = client.request(method, url, **kwargs)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise _from_exception(exc, what=what) from exc
+        if response.status_code in answers:
+            return response
         error = _from_response(
             response, what=what, destination=destination, destination_codes=destination_codes
         )

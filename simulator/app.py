@@ -60,6 +60,8 @@ class Simulator:
     POST webhooks to ``webhook_url``. ``signing_key`` is an Ed25519 private key (32 raw bytes);
     when given, webhooks are signed. ``provider_names`` names providers on generated documents;
     the provider id is used otherwise. ``far_sides`` are the far-side classes to serve.
+    ``drop_webhooks``: the share (0–1) of outbound fax status webhooks lost outright (chosen
+    with ``seed``), so that our status checks are exercised.
     """
 
     def __init__(
@@ -76,7 +78,11 @@ class Simulator:
         carrier_fax_number: str = "+16175550000",
         provider_names: Mapping[str, str] | None = None,
         far_sides: Sequence[type[FarSide]] = FAR_SIDES,
+        drop_webhooks: float = 0.0,
+        seed: int = 0,
     ) -> None:
+        if not 0.0 <= drop_webhooks <= 1.0:
+            raise ValueError("drop_webhooks is a share between 0 and 1 (e.g. 0.2)")
         self._events = EventHeap()
         self._providers = Providers(
             behaviours=behaviours,
@@ -93,6 +99,8 @@ class Simulator:
             webhook_url=webhook_url,
             signing_key=signing_key,
             carrier_fax_number=carrier_fax_number,
+            drop_webhooks=drop_webhooks,
+            seed=seed,
         )
         self.far_sides: list[FarSide] = [make(self._ctx) for make in far_sides]
         self._fire_lock = threading.Lock()

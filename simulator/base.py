@@ -32,7 +32,8 @@ class Context:
     ``public_base_url`` is where the simulator itself is reachable (media URLs, Locations);
     ``webhook_url`` is our side's webhook endpoint; ``signing_key`` an Ed25519 private key
     (32 raw bytes) for signed webhooks, or None; ``carrier_fax_number`` our own fax number,
-    the one providers fax their answers to.
+    the one providers fax their answers to; ``drop_webhooks`` the share (0–1) of outbound fax
+    status webhooks lost outright, chosen with ``seed``.
     """
 
     clock: Clock
@@ -43,6 +44,8 @@ class Context:
     webhook_url: str
     signing_key: bytes | None = None
     carrier_fax_number: str = "+16175550000"
+    drop_webhooks: float = 0.0  # share of outbound fax status webhooks lost on purpose
+    seed: int = 0  # for the random choices far sides make (which webhooks are lost)
     _sent: list[dict[str, Any]] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -1,5 +1,5 @@
 """The far side of Da Vinci CDex: the providers' FHIR server answering a Task-based records
-request (``POST /fhir/Task``, ``GET /fhir/Task/{id}``), errors as FHIR ``OperationOutcome``.
+request (``POST /fhir/Task``, ``GET /fhir/Task/{id}``, ``GET /fhir/Task?identifier=system|value``), errors as FHIR ``OperationOutcome``.
 
 One server serves every provider; the Task's ``owner.identifier`` (an NPI) names the provider.
 A Task posted at t is ``requested``, ``in-progress`` from t+1min (the request counts as
@@ -89,6 +89,10 @@ class CDexFarSide(FarSide):
         @router.post("/fhir/Task")
         async def create_task(request: Request) -> Response:
             return await self._create_task(request)
+
+        @router.get("/fhir/Task")
+        async def search_tasks(request: Request) -> Response:
+            return self._search_tasks(request)
 
         @router.get("/fhir/Task/{task_id}")
         async def read_task(task_id: str) -> Response:
@@ -215,6 +219,28 @@ class CDexFarSide(FarSide):
                 }
             ]
         return resource
+
+    def _search_tasks(self, request: Request) -> Response:
+        """``GET /fhir/Task?identifier=system|value``: a searchset Bundle (only that parameter)."""
+        token = request.query_params.get("identifier")
+        if not token or "|" not in token:
+            return _outcome(400, "not-supported", "search needs identifier=system|value")
+        now = self.ctx.clock.now()
+        self.advance(now)
+        with self._lock:
+            task_id = self._task_keys.get(token)
+            tasks = [self._tasks[task_id]] if task_id else []
+            entries = [
+                {
+                    "fullUrl": f"{self.ctx.public_base_url}/fhir/Task/{t.id}",
+                    "resource": self._render_task(t, now),
+                    "search": {"mode": "match"},
+                }
+                for t in tasks
+            ]
+        bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(entries)}
+        bundle["entry"] = entries
+        return JSONResponse(bundle, media_type=_FHIR_JSON)
 
     def _read_task(self, task_id: str) -> Response:
         now = self.ctx.clock.now()

@@ -201,6 +201,7 @@ def _start(
         carrier_fax_number=settings.fax.from_number,
         provider_names=book.names,
         far_sides=far_sides,
+        drop_webhooks=scenario.drop_webhooks,
     )
     _, stop_sim = run_in_thread(simulator.app, port=sim_port)
     stops.append(stop_sim)

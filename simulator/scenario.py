@@ -7,10 +7,13 @@ Scenario file (JSON)::
      "notifications": [ <intake documents> ],
      "providers": {"prov-1": {"respond_after_attempts": 1, "reply_delay_minutes": 90, "pages": 12},
                    "prov-2": {"respond_after_attempts": null}, ...},
-     "until": "2026-04-24T18:00:00-04:00"}
+     "until": "2026-04-24T18:00:00-04:00",
+     "drop_webhooks": 0.2}
 
 ``start`` and ``until`` are ISO-8601 instants with an offset; ``until`` defaults to ``start``
-plus :data:`DEFAULT_HORIZON` (14 calendar days). Each provider key is a
+plus :data:`DEFAULT_HORIZON` (14 calendar days). ``drop_webhooks`` (optional, 0–1) is the share
+of outbound fax status webhooks the simulated carrier loses (seeded), to exercise our status
+checks. Each provider key is a
 :class:`~simulator.providers.ProviderBehaviour` field; a relative ``document`` path is read from
 the scenario file's folder. Unknown keys are refused by name.
 """
@@ -63,6 +66,7 @@ class _ScenarioSpec(BaseModel):
     notifications: list[dict[str, Any]] = Field(min_length=1)
     providers: dict[str, _ProviderSpec] = Field(default_factory=dict)
     until: AwareDatetime | None = None
+    drop_webhooks: float = Field(default=0.0, ge=0, le=1)
 
 
 @dataclass
@@ -73,6 +77,7 @@ class Scenario:
     notifications: list[dict[str, Any]]
     providers: dict[str, ProviderBehaviour]
     until: datetime
+    drop_webhooks: float = 0.0  # share of outbound fax status webhooks the carrier loses
 
 
 def parse_scenario(data: Any, base_dir: Path | None = None) -> Scenario:
@@ -106,7 +111,7 @@ def parse_scenario(data: Any, base_dir: Path | None = None) -> Scenario:
     until = spec.until or spec.start + DEFAULT_HORIZON
     if until <= spec.start:
         raise ScenarioError("until: must be after start")
-    return Scenario(spec.start, spec.notifications, providers, until)
+    return Scenario(spec.start, spec.notifications, providers, until, spec.drop_webhooks)
 
 
 def load_scenario(path: Path) -> Scenario:

@@ -13,13 +13,19 @@ Outbound fax sent at t::
     +reply   fax.received, media_url = {public_base_url}/v2/media/{id}
 
 A webhook our side refuses (exception or non-2xx) is retried on the next firing with
-``meta.attempt`` incremented, as Telnyx retries. Logs carry ids only.
+``meta.attempt`` incremented, as Telnyx retries. With ``drop_webhooks`` (a share, seeded) an
+outbound fax's status webhooks are lost outright, as happens in production, so that our
+side's status checks are exercised. ``GET /v2/faxes/{id}`` and ``GET /v2/faxes`` (filters
+``filter[to][eq]``, ``filter[from][eq]``, ``filter[direction][eq]``,
+``filter[created_at][gte|gt|lte|lt]``, ``page[number]``, ``page[size]``) answer with each fax's
+status as of the clock. Logs carry ids only.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import random
 import re
 import threading
 import uuid
@@ -37,6 +43,8 @@ from simulator.base import Context, FarSide
 from simulator.events import Fired, iso
 from simulator.letters import page_count, read_reference
 from simulator.providers import ProviderBehaviour
+from simulator.telnyx_faxes import Fax as _Fax
+from simulator.telnyx_faxes import fax_resource, list_page
 
 __all__ = ["TelnyxFarSide", "sign_webhook"]
 
@@ -64,6 +72,11 @@ def _error(status: int, code: str, title: str, pointer: str | None = None) -> JS
     return JSONResponse({"errors": [error]}, status_code=status)
 
 
+def _authorised(request: Request) -> bool:
+    auth = request.headers.get("authorization", "")
+    return auth.startswith("Bearer ") and bool(auth[7:].strip())
+
+
 def _envelope(event_type: str, payload: dict[str, Any], at: datetime) -> dict[str, Any]:
     return {
         "data": {
@@ -74,19 +87,6 @@ def _envelope(event_type: str, payload: dict[str, Any], at: datetime) -> dict[st
             "payload": payload,
         }
     }
-
-
-@dataclass
-class _Fax:
-    id: str
-    connection_id: str
-    from_number: str
-    to_number: str
-    media_url: str
-    client_state: str | None
-    webhook_url: str
-    created_at: datetime
-    status: str = "queued"
 
 
 @dataclass
@@ -123,6 +123,8 @@ class TelnyxFarSide(FarSide):
         self._faxes: dict[str, _Fax] = {}
         self._fax_keys: dict[str, str] = {}
         self._media: dict[str, tuple[bytes, str]] = {}
+        self._drops = random.Random(ctx.seed)
+        self.dropped: list[str] = []  # ids of the webhook events lost on purpose
 
     def router(self) -> APIRouter:
         router = APIRouter()
@@ -130,6 +132,14 @@ class TelnyxFarSide(FarSide):
         @router.post("/v2/faxes")
         async def create_fax(request: Request) -> Response:
             return await self._create_fax(request)
+
+        @router.get("/v2/faxes")
+        async def list_faxes(request: Request) -> Response:
+            return self._list_faxes(request)
+
+        @router.get("/v2/faxes/{fax_id}")
+        async def view_fax(fax_id: str, request: Request) -> Response:
+            return self._view_fax(fax_id, request)
 
         @router.get("/v2/media/{media_id}")
         async def get_media(media_id: str) -> Response:
@@ -140,6 +150,8 @@ class TelnyxFarSide(FarSide):
     # --- webhooks ------------------------------------------------------------------------
 
     def post_webhook(self, item: _Webhook, now: datetime) -> Fired:
+        if item.attempts == 0 and self._lose(item.envelope):
+            return Fired.DONE
         item.attempts += 1
         envelope = dict(item.envelope)
         envelope["meta"] = {"attempt": item.attempts, "delivered_to": item.url}
@@ -162,6 +174,17 @@ class TelnyxFarSide(FarSide):
         self.ctx.record_webhook(envelope)
         return Fired.DELIVERED
 
+    def _lose(self, envelope: dict[str, Any]) -> bool:
+        """Whether this outbound status webhook is lost (``drop_webhooks``, seeded)."""
+        data = envelope["data"]
+        if self.ctx.drop_webhooks <= 0 or data["payload"].get("direction") != "outbound":
+            return False
+        if self._drops.random() >= self.ctx.drop_webhooks:
+            return False
+        self.dropped.append(data["id"])
+        log.info("sim.webhook_dropped", event_id=data["id"], event_type=data["event_type"])
+        return True
+
     def _webhook(self, url: str, envelope: dict[str, Any], at: datetime) -> None:
         self.ctx.events.push(at, _Webhook(self, url, envelope))
 
@@ -181,6 +204,8 @@ class TelnyxFarSide(FarSide):
         if fax.client_state:
             payload["client_state"] = fax.client_state
         payload.update(extra)
+        with self._lock:
+            fax.timeline.append((at, status))
         self._webhook(fax.webhook_url, _envelope(event_type, payload, at), at)
 
     # --- outbound ------------------------------------------------------------------------
@@ -211,7 +236,9 @@ class TelnyxFarSide(FarSide):
         with self._lock:
             if key and key in self._fax_keys:
                 fax = self._faxes[self._fax_keys[key]]
-                return JSONResponse({"data": self._fax_resource(fax)}, status_code=202)
+                return JSONResponse(
+                    {"data": fax_resource(fax, self.ctx.clock.now())}, status_code=202
+                )
             fax = _Fax(
                 id=str(uuid.uuid4()),
                 connection_id=body["connection_id"],
@@ -236,26 +263,29 @@ class TelnyxFarSide(FarSide):
         else:
             self.ctx.events.push(now + _QUEUED_TO_DELIVERED, _Transmit(self, fax.id))
         log.info("sim.fax_queued", fax_id=fax.id)
-        return JSONResponse({"data": self._fax_resource(fax)}, status_code=202)
+        return JSONResponse({"data": fax_resource(fax, self.ctx.clock.now())}, status_code=202)
 
-    def _fax_resource(self, fax: _Fax) -> dict[str, Any]:
-        resource = {
-            "record_type": "fax",
-            "id": fax.id,
-            "connection_id": fax.connection_id,
-            "direction": "outbound",
-            "from": fax.from_number,
-            "to": fax.to_number,
-            "media_url": fax.media_url,
-            "status": fax.status,
-            "store_media": False,
-            "webhook_url": fax.webhook_url,
-            "created_at": iso(fax.created_at),
-            "updated_at": iso(fax.created_at),
-        }
-        if fax.client_state:
-            resource["client_state"] = fax.client_state
-        return resource
+    def _view_fax(self, fax_id: str, request: Request) -> Response:
+        if not _authorised(request):
+            return _error(401, "10009", "Authentication failed")
+        with self._lock:
+            fax = self._faxes.get(fax_id)
+        if fax is None:
+            return _error(404, "10005", "Resource not found")
+        return JSONResponse({"data": fax_resource(fax, self.ctx.clock.now())})
+
+    def _list_faxes(self, request: Request) -> Response:
+        if not _authorised(request):
+            return _error(401, "10009", "Authentication failed")
+        with self._lock:
+            faxes = list(self._faxes.values())
+        try:
+            body = list_page(faxes, request.query_params, self.ctx.clock.now())
+        except ValueError:
+            return _error(400, "10015", "Bad Request")
+        except LookupError:
+            return _error(422, "10011", "Invalid page parameter", "/page")
+        return JSONResponse(body)
 
     def transmit(self, fax_id: str, due: datetime) -> None:
         """The fax reaches the provider's machine: fetch the letter, then deliver or fail."""

@@ -156,6 +156,7 @@ class Attempt(Base):
     letter_uri: Mapped[str | None] = mapped_column(String(1024))
     redial_at: Mapped[datetime | None] = mapped_column(index=True)  # transport retry, same attempt
     poll_at: Mapped[datetime | None] = mapped_column(index=True)  # pull channels: next poll
+    check_at: Mapped[datetime | None] = mapped_column(index=True)  # fax: ask the vendor's status
 
     request: Mapped[RecordRequest] = relationship(back_populates="attempts")
 

@@ -26,13 +26,23 @@ from worker.domain.types import ChannelKind
 from worker.wiring import Container, InlineDispatcher, build_container
 
 
+class Crash(Exception):
+    """The process died mid-send (not a ConnectorError: nothing translated it)."""
+
+
 @dataclass
 class FakeRequester:
+    """Records what it sends. ``crash_after_send``: the far side gets the request, then our
+    process "dies" before the answer is written (raises :class:`Crash`)."""
+
     kind: ChannelKind = ChannelKind.FAX
     sent: list[RecordsRequest] = field(default_factory=list)
     fail_with: ConnectorError | None = None
     on_send: Callable[[RecordsRequest], None] | None = None
     vendor: str = "fake"
+    crash_after_send: bool = False
+    ids: dict[str, str] = field(default_factory=dict)  # idempotency key -> external id
+    lookups: list[str] = field(default_factory=list)  # keys asked about by find_sent
 
     def send(self, request: RecordsRequest) -> SendReceipt:
         if self.on_send:
@@ -40,12 +50,38 @@ class FakeRequester:
         if self.fail_with is not None:
             raise self.fail_with
         self.sent.append(request)
-        return SendReceipt(external_id=f"fax-{len(self.sent)}-{uuid.uuid4().hex[:6]}")
+        external_id = f"fax-{len(self.sent)}-{uuid.uuid4().hex[:6]}"
+        self.ids[request.idempotency_key] = external_id
+        if self.crash_after_send:
+            raise Crash("worker died before the answer was written")
+        return SendReceipt(external_id=external_id)
+
+    def find_sent(self, request: RecordsRequest, since: datetime) -> SendReceipt | None:
+        self.lookups.append(request.idempotency_key)
+        found = self.ids.get(request.idempotency_key)
+        return SendReceipt(external_id=found) if found else None
 
 
 @dataclass
 class FakeFax(FakeRequester):
+    """``statuses``: what :meth:`status` answers per fax id (absent: still sending)."""
+
     media: dict[str, bytes] = field(default_factory=dict)
+    statuses: dict[str, FaxStatusEvent] = field(default_factory=dict)
+    status_asked: list[str] = field(default_factory=list)
+
+    def status(self, external_id: str) -> FaxStatusEvent | None:
+        self.status_asked.append(external_id)
+        if self.fail_with is not None:
+            raise self.fail_with
+        found = self.statuses.get(external_id)
+        if found is not None:
+            return found
+        if external_id not in self.ids.values():
+            return None
+        return FaxStatusEvent(
+            f"status-{external_id}", "fax.sending", external_id, datetime.now(UTC), None
+        )
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> Any:
         raise NotImplementedError

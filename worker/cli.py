@@ -211,7 +211,16 @@ def api(host: str, port: int) -> None:
 @click.option("--port", default=8100, show_default=True, type=int)
 @click.option("--webhook-url", default=None, help="our API's fax webhook URL")
 @click.option("--public-url", default=None, help="where this simulator is reachable")
-def simulator(host: str, port: int, webhook_url: str | None, public_url: str | None) -> None:
+@click.option(
+    "--drop-webhooks",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="share of outbound fax status webhooks to lose (exercises status checks)",
+)
+def simulator(
+    host: str, port: int, webhook_url: str | None, public_url: str | None, drop_webhooks: float
+) -> None:
     """Serve the simulated far side (fax carrier, FHIR servers, agencies) in real time."""
     import uvicorn
 
@@ -230,6 +239,7 @@ def simulator(host: str, port: int, webhook_url: str | None, public_url: str | N
         http=make_http_client(),
         public_base_url=public_url or f"http://{host}:{port}",
         carrier_fax_number=s.fax.from_number,
+        drop_webhooks=drop_webhooks,
     )
     sim.start_background(1.0)
     uvicorn.run(sim.app, host=host, port=port, log_level="warning")

@@ -32,6 +32,13 @@ class PollTask:
 
 
 @dataclass(frozen=True)
+class ReconcileAttempt:
+    """Ask the fax vendor where an attempt's transmission stands (its webhook is late/lost)."""
+
+    attempt_id: str
+
+
+@dataclass(frozen=True)
 class IngestInbound:
     inbound_id: str
 
@@ -51,6 +58,7 @@ Command = (
     | PlanOutreach
     | SendAttempt
     | PollTask
+    | ReconcileAttempt
     | IngestInbound
     | AssemblePacket
     | DeliverPacket

@@ -29,9 +29,11 @@ from worker.commands import (
     IngestInbound,
     PlanOutreach,
     PollTask,
+    ReconcileAttempt,
     SendAttempt,
 )
 from worker.domain.lifecycle import LEASE, TIMED_CASE_STATES, DeliveryStatus, RequestStatus
+from worker.domain.types import AttemptOutcome
 from worker.services.deps import call
 from worker.services.watchdog import watch
 from worker.wiring import Container
@@ -63,6 +65,13 @@ TIMERS: tuple[Timer, ...] = (
     ),
     Timer("redial", Attempt, Attempt.redial_at, true(), SendAttempt, Attempt.case_id),
     Timer("poll", Attempt, Attempt.poll_at, true(), PollTask, Attempt.case_id),
+    Timer(
+        "check",
+        Attempt,
+        Attempt.check_at,
+        Attempt.outcome == AttemptOutcome.SENT.value,
+        ReconcileAttempt,
+    ),
     Timer(
         "packet",
         Case,

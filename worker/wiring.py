@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Protocol
 
 import httpx
@@ -24,6 +25,7 @@ from connectors.base import FaxChannel, PacketDeliverer, RecordsRequester
 from storage.objects import ObjectNotFound, ObjectStore, UriReader
 from worker.commands import Command
 from worker.domain.clock import Clock, SystemClock
+from worker.domain.lifecycle import StatusChecks
 from worker.domain.types import ChannelKind
 
 
@@ -122,6 +124,16 @@ class Container:
     def media_url(self, attempt_id: str) -> str:
         base = self.settings.public_base_url.rstrip("/")
         return f"{base}/v1/media/{attempt_id}?token={self.media_token(attempt_id)}"
+
+    @property
+    def status_checks(self) -> StatusChecks:
+        """When the fax vendor is asked about a transmission with no final webhook."""
+        s = self.settings
+        return StatusChecks(
+            after=timedelta(seconds=s.fax_status_check_after_s),
+            every=timedelta(seconds=s.fax_status_check_every_s),
+            give_up=timedelta(seconds=s.fax_status_give_up_s),
+        )
 
     def agency_name(self, agency_id: str) -> str:
         agency = self.agencies.get(agency_id)

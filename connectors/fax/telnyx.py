@@ -1,16 +1,21 @@
-"""Telnyx Programmable Fax v2: send a request letter by fax, decode fax webhooks, fetch media.
+"""Telnyx Programmable Fax v2: send a request letter by fax, read a fax's status, find a fax
+sent before a crash, fetch inbound media. Webhook decoding and signatures:
+connectors/fax/telnyx_events.py.
 
-Wire format (developers.telnyx.com, Programmable Fax v2):
+Wire format (developers.telnyx.com, Programmable Fax v2; base ``https://api.telnyx.com/v2``):
 
 - ``POST {base}/v2/faxes`` with ``Authorization: Bearer <key>`` and JSON ``connection_id``,
   ``from``, ``to`` (E.164), ``media_url``, ``webhook_url``, ``client_state`` (base64, echoed in
   every webhook), ``store_media``; 202 with ``data.id``. We also send ``Idempotency-Key`` = the
   attempt's key (and put it in ``client_state``), so a re-sent request never faxes twice where
   the far side honours it, and a webhook can be tied to its attempt either way.
-- Webhooks: ``{"data": {"event_type", "id", "occurred_at", "record_type": "event",
-  "payload": {...}}, "meta": {"attempt", "delivered_to"}}``, signed with Ed25519 over
-  ``f"{telnyx-timestamp}|{raw body}"`` (base64 in ``telnyx-signature-ed25519``). Duplicates and
-  out-of-order delivery happen: consumers dedupe on ``event_id``.
+- ``GET {base}/v2/faxes/{id}`` ("View a fax"): 200 ``{"data": <fax>}``, 404 when unknown.
+- ``GET {base}/v2/faxes`` ("View a list of faxes"): ``filter[created_at][gte]`` (ISO-8601),
+  ``filter[direction][eq]``, ``filter[to][eq]`` (E.164), ``page[number]``, ``page[size]``;
+  200 ``{"data": [<fax>...], "meta": {"page_number", "page_size", "total_pages",
+  "total_results"}}``. A lost send is recognised by its ``client_state`` (our key).
+- Webhooks: see connectors/fax/telnyx_events.py. Duplicates and out-of-order delivery happen:
+  consumers dedupe on ``event_id``.
 - Inbound ``fax.received`` carries a ``media_url`` valid for about 10 minutes: fetch promptly.
   That URL is pre-signed, so :meth:`TelnyxFax.fetch_media` sends no Authorization header.
 
@@ -23,8 +28,6 @@ Settings: :class:`TelnyxSettings` (``GOODFAITH_FAX__VENDOR=telnyx``, the default
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 from collections.abc import Mapping
@@ -32,12 +35,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import Field
 
 from config.settings import FaxVendorSettings
@@ -53,11 +50,23 @@ from connectors.base import (
     SendReceipt,
     WebhookError,
 )
+from connectors.fax.telnyx_events import (
+    PROGRESS_EVENTS,
+    RETRYABLE_FAILURE_REASONS,
+    decode_client_state,
+    decode_event,
+    encode_client_state,
+    fax_status,
+    load_public_key,
+    public_key_b64,
+    sign_webhook,
+    verify_signature,
+)
 from connectors.http_errors import call, json_object
 from connectors.http_errors import translate_error as _translate_error
 from connectors.retry import RetryingFactory, transport_retrying
 from worker.domain.clock import Clock, SystemClock
-from worker.domain.types import AttemptOutcome, ChannelKind
+from worker.domain.types import ChannelKind
 
 __all__ = [
     "NUMBER_CODES",
@@ -72,37 +81,14 @@ __all__ = [
 
 VENDOR = "telnyx"
 
-SIGNATURE_HEADER = "telnyx-signature-ed25519"
-TIMESTAMP_HEADER = "telnyx-timestamp"
-
-PROGRESS_EVENTS = frozenset({"fax.queued", "fax.media.processed", "fax.sending.started"})
-
-#: ``failure_reason`` values (Telnyx fax error list) where redialling soon may succeed: the line
-#: was busy or did not answer, or the call dropped / the telephony path failed midway. Anything
-#: else (invalid or unallocated number, declined, file or account problems) is not retryable.
-RETRYABLE_FAILURE_REASONS = frozenset(
-    {
-        "user_busy",
-        "receiver_no_answer",
-        "receiver_no_response",
-        "receiver_call_dropped",
-        "receiver_communication_error",
-        "receiver_recovery_on_timer_expire",
-        "fax_signaling_error",
-        "fax_initial_communication_timeout",
-        "invalid_ecm_response_from_receiver",
-        "destination_unreachable",
-        "service_unavailable",
-        "carrier_lost",
-        "user_channel_limit_exceeded",
-        "connection_channel_limit_exceeded",
-        "outbound_profile_channel_limit_exceeded",
-    }
-)
-
 #: Telnyx API error codes about the phone number: inactive, invalid, not in +E.164. A 404/422
 #: carrying one is InvalidDestination whatever its title says.
 NUMBER_CODES = frozenset({"10001", "10002", "10016"})
+
+#: Listing faxes after a crash: page size, and how many pages are read at most (a crashed send
+#: is minutes old; the filter on number and creation time keeps the list short).
+PAGE_SIZE = 50
+FIND_PAGES = 5
 
 
 class TelnyxSettings(FaxVendorSettings):
@@ -162,7 +148,7 @@ class TelnyxFax:
         self._from = from_number
         self._webhook_url = webhook_url
         self._base = base_url.rstrip("/")
-        self._public_key = _load_public_key(public_key) if public_key is not None else None
+        self._public_key = load_public_key(public_key) if public_key is not None else None
         self._tolerance = timestamp_tolerance
         self._retrying = retrying
         self._clock: Clock = clock if clock is not None else SystemClock()
@@ -207,6 +193,65 @@ class TelnyxFax:
             raise Rejected(f"Telnyx send fax: HTTP {response.status_code} without data.id")
         return SendReceipt(external_id=fax_id)
 
+    def status(self, external_id: str) -> FaxStatusEvent | None:
+        """``GET /v2/faxes/{id}``: where one outbound fax stands; None when Telnyx has no such
+        fax (404)."""
+        response = call(
+            self._client,
+            "GET",
+            f"{self._base}/v2/faxes/{external_id}",
+            what="Telnyx view fax",
+            retrying=self._retrying,
+            answers=frozenset({404}),
+            headers=self._headers(),
+        )
+        if response.status_code == 404:
+            return None
+        data = json_object(response, what="Telnyx view fax").get("data")
+        try:
+            return fax_status(data, now=self._clock.now())
+        except WebhookError as exc:
+            raise Rejected(f"Telnyx view fax: {exc}") from exc
+
+    def find_sent(self, request: RecordsRequest, since: datetime) -> SendReceipt | None:
+        """``GET /v2/faxes`` to ``request``'s number created since ``since``: the one whose
+        ``client_state`` is our key (at most :data:`FIND_PAGES` pages of :data:`PAGE_SIZE`)."""
+        params = {
+            "filter[to][eq]": request.channel.destination,
+            "filter[direction][eq]": "outbound",
+            "filter[created_at][gte]": since.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "page[size]": str(PAGE_SIZE),
+        }
+        for number in range(1, FIND_PAGES + 1):
+            response = call(
+                self._client,
+                "GET",
+                f"{self._base}/v2/faxes",
+                what="Telnyx list faxes",
+                retrying=self._retrying,
+                destination=request.channel.destination,
+                destination_codes=NUMBER_CODES,
+                params={**params, "page[number]": str(number)},
+                headers=self._headers(),
+            )
+            body = json_object(response, what="Telnyx list faxes")
+            faxes = body.get("data")
+            if not isinstance(faxes, list):
+                raise Rejected("Telnyx list faxes: data is not a list")
+            for fax in faxes:
+                if not isinstance(fax, dict) or not isinstance(fax.get("id"), str):
+                    continue
+                if decode_client_state(fax.get("client_state")) == request.idempotency_key:
+                    return SendReceipt(external_id=fax["id"])
+            meta = body.get("meta")
+            total = meta.get("total_pages") if isinstance(meta, dict) else None
+            if not faxes or not isinstance(total, int) or number >= total:
+                return None
+        return None
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}
+
     # --- webhooks --------------------------------------------------------------------------
 
     def parse_webhook(
@@ -214,36 +259,14 @@ class TelnyxFax:
     ) -> FaxStatusEvent | FaxReceivedEvent | None:
         """Verify (when a public key is set) and decode one Telnyx webhook."""
         if self._public_key is not None:
-            self._verify(self._public_key, body, headers)
+            verify_signature(
+                self._public_key, body, headers, now=self._clock.now(), tolerance=self._tolerance
+            )
         try:
             envelope = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise WebhookError("Telnyx webhook: body is not JSON") from exc
         return decode_event(envelope)
-
-    def _verify(self, key: Ed25519PublicKey, body: bytes, headers: Mapping[str, str]) -> None:
-        lowered = {k.lower(): v for k, v in headers.items()}
-        signature = lowered.get(SIGNATURE_HEADER)
-        timestamp = lowered.get(TIMESTAMP_HEADER)
-        if not signature or not timestamp:
-            raise WebhookError(
-                f"Telnyx webhook: missing {SIGNATURE_HEADER} or {TIMESTAMP_HEADER} header"
-            )
-        try:
-            sent_at = int(timestamp.strip())
-        except ValueError as exc:
-            raise WebhookError("Telnyx webhook: telnyx-timestamp is not a Unix time") from exc
-        try:
-            raw_signature = base64.b64decode(signature, validate=True)
-            key.verify(raw_signature, timestamp.strip().encode() + b"|" + body)
-        except (InvalidSignature, binascii.Error, ValueError) as exc:
-            raise WebhookError("Telnyx webhook: signature does not verify") from exc
-        age = self._clock.now().timestamp() - sent_at
-        if abs(age) > self._tolerance:
-            raise WebhookError(
-                f"Telnyx webhook: timestamp is {age:.0f} s away from now "
-                f"(tolerance {self._tolerance:.0f} s); replayed or clock skew"
-            )
 
     # --- inbound media ---------------------------------------------------------------------
 
@@ -270,130 +293,3 @@ class TelnyxFax:
             source=ChannelKind.FAX,
             external_id="sha256:" + hashlib.sha256(data).hexdigest(),
         )
-
-
-# --- decoding (pure) -----------------------------------------------------------------------
-
-
-def encode_client_state(value: str) -> str:
-    """Telnyx ``client_state``: base64 of the UTF-8 text."""
-    return base64.b64encode(value.encode()).decode("ascii")
-
-
-def decode_client_state(value: object) -> str | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return base64.b64decode(value, validate=True).decode()
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        return None  # someone else's state, not ours: ignore rather than reject the event
-
-
-def decode_event(envelope: Any) -> FaxStatusEvent | FaxReceivedEvent | None:
-    """Decode a Telnyx webhook envelope; ``None`` for event types we do not act on."""
-    data = envelope.get("data") if isinstance(envelope, dict) else None
-    if not isinstance(data, dict):
-        raise WebhookError("Telnyx webhook: no data object")
-    event_type = data.get("event_type")
-    event_id = data.get("id")
-    if not isinstance(event_type, str) or not isinstance(event_id, str) or not event_id:
-        raise WebhookError("Telnyx webhook: data.event_type or data.id missing")
-    record_type = data.get("record_type", "event")
-    if record_type != "event":
-        raise WebhookError(f"Telnyx webhook: record_type {record_type!r} is not 'event'")
-    is_status = event_type in PROGRESS_EVENTS or event_type in ("fax.delivered", "fax.failed")
-    if not is_status and event_type != "fax.received":
-        return None
-    occurred_at = _parse_instant(data.get("occurred_at"))
-    payload = data.get("payload")
-    if not isinstance(payload, dict):
-        raise WebhookError(f"Telnyx webhook {event_type}: no payload object")
-    fax_id = payload.get("fax_id")
-    if not isinstance(fax_id, str) or not fax_id:
-        raise WebhookError(f"Telnyx webhook {event_type}: payload.fax_id missing")
-
-    if event_type == "fax.received":
-        from_number, to_number, media_url = (payload.get(k) for k in ("from", "to", "media_url"))
-        if not all(isinstance(v, str) and v for v in (from_number, to_number, media_url)):
-            raise WebhookError("Telnyx webhook fax.received: from, to or media_url missing")
-        page_count = payload.get("page_count")
-        return FaxReceivedEvent(
-            event_id=event_id,
-            fax_id=fax_id,
-            occurred_at=occurred_at,
-            from_number=str(from_number),
-            to_number=str(to_number),
-            media_url=str(media_url),
-            page_count=page_count
-            if isinstance(page_count, int) and not isinstance(page_count, bool)
-            else None,
-            partial=payload.get("partial_content") is True,
-        )
-
-    outcome: AttemptOutcome | None = None
-    failure_reason: str | None = None
-    retryable = False
-    if event_type == "fax.delivered":
-        outcome = AttemptOutcome.DELIVERED
-    elif event_type == "fax.failed":
-        outcome = AttemptOutcome.FAILED
-        reason = payload.get("failure_reason")
-        failure_reason = reason if isinstance(reason, str) and reason else "unknown"
-        retryable = failure_reason in RETRYABLE_FAILURE_REASONS
-    return FaxStatusEvent(
-        event_id=event_id,
-        event_type=event_type,
-        fax_id=fax_id,
-        occurred_at=occurred_at,
-        outcome=outcome,
-        failure_reason=failure_reason,
-        client_state=decode_client_state(payload.get("client_state")),
-        retryable=retryable,
-    )
-
-
-def _parse_instant(value: object) -> datetime:
-    if not isinstance(value, str):
-        raise WebhookError("Telnyx webhook: data.occurred_at missing")
-    try:
-        instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise WebhookError("Telnyx webhook: data.occurred_at is not ISO-8601") from exc
-    if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=UTC)
-    return instant.astimezone(UTC)
-
-
-# --- keys and signing ------------------------------------------------------------------------
-
-
-def _load_public_key(key: bytes | str) -> Ed25519PublicKey:
-    try:
-        raw = key if isinstance(key, bytes) and len(key) == 32 else base64.b64decode(key)
-        return Ed25519PublicKey.from_public_bytes(raw)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError(
-            "Telnyx public_key must be the Ed25519 webhook key from the portal "
-            "(base64 text, or 32 raw bytes)"
-        ) from exc
-
-
-def _private_key(key: Ed25519PrivateKey | bytes) -> Ed25519PrivateKey:
-    if isinstance(key, Ed25519PrivateKey):
-        return key
-    return Ed25519PrivateKey.from_private_bytes(key)
-
-
-def sign_webhook(private_key: Ed25519PrivateKey | bytes, timestamp: int | str, body: bytes) -> str:
-    """The ``telnyx-signature-ed25519`` value for ``body`` sent at ``timestamp`` (Unix seconds).
-
-    ``private_key`` is an Ed25519 key or its 32-byte raw seed. For the simulator and tests.
-    """
-    signed = str(timestamp).encode() + b"|" + body
-    return base64.b64encode(_private_key(private_key).sign(signed)).decode("ascii")
-
-
-def public_key_b64(private_key: Ed25519PrivateKey | bytes) -> str:
-    """The base64 public key matching ``private_key``: what TelnyxFax's ``public_key`` takes."""
-    raw = _private_key(private_key).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return base64.b64encode(raw).decode("ascii")

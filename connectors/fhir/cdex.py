@@ -25,6 +25,10 @@ GETs it and maps the HRex status:
     rejected | failed                 → no_records=True (outcome DELIVERED) when statusReason
                                         says "no records"/"no data"; else outcome FAILED
 
+After a crash between "transmission counted" and "vendor answered", ``find_sent`` searches
+``GET [base]/Task?identifier=<attempt system>|<key>`` (FHIR token search on ``Task.identifier``;
+a ``searchset`` Bundle whose ``entry[].resource`` are Tasks) and adopts the Task found.
+
 Documents come from ``Task.output[data-value]``: ``valueAttachment``, or ``valueReference`` to a
 contained (``#id``) or resolvable (relative or absolute) DocumentReference, Bundle or Binary;
 attachments carry base64 ``data`` or a ``url`` we GET.
@@ -39,7 +43,7 @@ import base64
 import binascii
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -56,6 +60,7 @@ from connectors.base import (
 )
 from connectors.fhir.resources import attachments as _attachments
 from connectors.fhir.resources import has_code as _has_code
+from connectors.fhir.resources import has_identifier as _has_identifier
 from connectors.fhir.resources import owner as _owner
 from connectors.fhir.resources import says_no_records as _says_no_records
 from connectors.fhir.resources import status_reason as _status_reason
@@ -226,6 +231,36 @@ class CDexTaskRequester:
         )
         task_id = _task_id(response)
         return SendReceipt(external_id=f"{base}/Task/{task_id}")
+
+    def find_sent(self, request: RecordsRequest, since: datetime) -> SendReceipt | None:
+        """The Task carrying ``request``'s key as an identifier (``since`` is not needed: the
+        key is unique), or None. ``external_id`` is its absolute URL, as from :meth:`send`."""
+        base = request.channel.destination.rstrip("/")
+        if urlsplit(base).scheme not in ("http", "https"):
+            raise InvalidDestination("CDex: channel.destination must be the FHIR base URL")
+        response = call(
+            self._client,
+            "GET",
+            f"{base}/Task",
+            what="CDex search Task",
+            retrying=self._retrying,
+            destination=base,
+            params={"identifier": f"{ATTEMPT_SYSTEM}|{request.idempotency_key}"},
+            headers={"Accept": FHIR_JSON},
+        )
+        bundle = json_object(response, what="CDex search Task")
+        if bundle.get("resourceType") != "Bundle":
+            raise Rejected("CDex search Task: the body is not a Bundle")
+        for entry in bundle.get("entry") or []:
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if not isinstance(resource, dict) or resource.get("resourceType") != "Task":
+                continue  # e.g. an OperationOutcome entry (search mode "outcome")
+            if not _has_identifier(resource, ATTEMPT_SYSTEM, request.idempotency_key):
+                continue  # a server that ignored the parameter: match it ourselves
+            task_id = resource.get("id")
+            if isinstance(task_id, str) and task_id:
+                return SendReceipt(external_id=f"{base}/Task/{task_id}")
+        return None
 
     def poll_delay(self, since_sent: timedelta) -> timedelta:
         """The CDex polling cadence (:func:`next_poll_delay`)."""

@@ -74,3 +74,11 @@ def owner(task: dict[str, Any]) -> str | None:
         if isinstance(ident, dict) and isinstance(ident.get("value"), str):
             return str(ident["value"])
     return None
+
+
+def has_identifier(resource: dict[str, Any], system: str, value: str) -> bool:
+    """``resource.identifier`` holds ``system|value``."""
+    return any(
+        isinstance(i, dict) and i.get("system") == system and i.get("value") == value
+        for i in resource.get("identifier") or []
+    )

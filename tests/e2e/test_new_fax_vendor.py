@@ -120,6 +120,25 @@ class ToyFax:
             raise TransientError("toy send fax: no id in the answer (retried: same reference)")
         return SendReceipt(external_id=fax_id)
 
+    def status(self, external_id: str) -> FaxStatusEvent | None:
+        url, what = f"{self._base}/toy/v1/faxes/{external_id}", "toy fax status"
+        r = call(self._client, "GET", url, what=what, retrying=self._retrying, headers=self._auth,
+                 answers=(404,))  # fmt: skip
+        if r.status_code == 404:
+            return None
+        st = json_object(r, what=what).get("status")
+        outcome = {"delivered": AttemptOutcome.DELIVERED, "failed": AttemptOutcome.FAILED}
+        at = datetime.now(UTC)
+        return FaxStatusEvent(
+            f"poll-{external_id}", f"fax.{st}", external_id, at, outcome.get(str(st))
+        )
+
+    def find_sent(self, request: RecordsRequest, since: datetime) -> SendReceipt | None:
+        url, what = f"{self._base}/toy/v1/faxes", "toy find fax"
+        r = call(self._client, "GET", url, what=what, retrying=self._retrying, headers=self._auth,
+                 params={"reference": request.idempotency_key}, answers=(404,))  # fmt: skip
+        return None if r.status_code == 404 else SendReceipt(str(json_object(r, what=what)["id"]))
+
     def parse_webhook(
         self, body: bytes, headers: Mapping[str, str]
     ) -> FaxStatusEvent | FaxReceivedEvent | None:
@@ -207,6 +226,20 @@ class ToyFarSide(FarSide):
             self.ctx.events.push(at, _Later(partial(self.transmit, fax, at)))
             return JSONResponse({"id": fax["id"]}, status_code=201)
 
+        @router.get("/toy/v1/faxes")
+        def find(reference: str, request: Request) -> Response:
+            found = self.faxes.get(reference)
+            if request.headers.get("authorization") != f"Token {TOKEN}" or found is None:
+                return JSONResponse({"error": "not found"}, status_code=404)
+            return JSONResponse({"id": found["id"]})
+
+        @router.get("/toy/v1/faxes/{fax_id}")
+        def read(fax_id: str, request: Request) -> Response:
+            found = next((f for f in self.faxes.values() if f["id"] == fax_id), None)
+            if request.headers.get("authorization") != f"Token {TOKEN}" or found is None:
+                return JSONResponse({"error": "not found"}, status_code=404)
+            return JSONResponse({"id": fax_id, "status": found.get("status", "queued")})
+
         @router.get("/toy/v1/media/{media_id}")
         def media(media_id: str, request: Request) -> Response:
             found = self._media.get(media_id)
@@ -240,9 +273,11 @@ class ToyFarSide(FarSide):
         except httpx.HTTPError:
             response = None
         if response is None or not response.is_success:
+            fax["status"] = "failed"
             self._event(due, "failed", fax["id"], reason="download_failed")
             return Fired.DONE
         reference = read_reference(response.content)
+        fax["status"] = "delivered"
         self._event(due, "delivered", fax["id"])
         provider_id, behaviour = self.ctx.providers.lookup(fax["to"])
         if not self.ctx.providers.count_delivery(provider_id, behaviour, reference or fax["to"]):

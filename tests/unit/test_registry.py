@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -215,6 +216,12 @@ class ToyFax:
 
     def send(self, request: RecordsRequest) -> SendReceipt:
         return SendReceipt(external_id=f"toy-{request.idempotency_key}")
+
+    def status(self, external_id: str) -> FaxStatusEvent | None:
+        return None
+
+    def find_sent(self, request: RecordsRequest, since: datetime) -> SendReceipt | None:
+        return None
 
     def parse_webhook(
         self, body: bytes, headers: Mapping[str, str]

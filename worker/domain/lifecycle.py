@@ -11,8 +11,12 @@ delivery from one status to the next. Pure: no I/O, no ORM; the use cases in
     request:  open ──► fulfilled | no_records | unresponsive (at the cutoff) | cancelled
 
     attempt:  pending ──► sent ──► delivered | failed
-                 │          └──► (busy line: redial inside the same attempt, same row)
-                 └──► cancelled (the request or case closed before it went out)
+                 │          ├──► (busy line: redial inside the same attempt, same row)
+                 │          └──► (no final status by webhook: the vendor is asked, see
+                 │                :class:`StatusChecks`; no answer in time → failed)
+                 ├──► cancelled (the request or case closed before it went out)
+                 └──► (left mid-send by a crash, :func:`left_mid_send`: the far side is
+                       asked first, what it has is adopted, and only if nothing: sent)
 
     delivery: pending ──► delivered | failed (permanent error; transient errors retry)
 """
@@ -20,6 +24,7 @@ delivery from one status to the next. Pure: no I/O, no ORM; the use cases in
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -147,8 +152,16 @@ def outreach_allowed(request: RequestStatus, case: CaseStatus) -> bool:
 
 class SendAction(StrEnum):
     SEND = "send"  # first transmission, or a due redial
+    LOOK = "look"  # counted but never answered (a crash): ask the far side, adopt or send
     DROP = "drop"  # stale message: the attempt is already past sending
     CANCEL = "cancel"  # the request or case closed before this attempt went out
+
+
+def left_mid_send(outcome: AttemptOutcome, transmissions: int, has_external_id: bool) -> bool:
+    """The attempt's transmission was counted but the far side's answer never recorded: the
+    process stopped between "transmission counted" and "vendor answered". The fax (or Task)
+    may or may not exist at the far side; there is no column for this state, it is derived."""
+    return outcome is AttemptOutcome.PENDING and transmissions >= 1 and not has_external_id
 
 
 def send_action(
@@ -156,15 +169,20 @@ def send_action(
     redial_due: bool,
     request: RequestStatus,
     case: CaseStatus,
+    transmissions: int = 0,
+    has_external_id: bool = False,
 ) -> SendAction:
     """What a send command does with an attempt.
 
-    ``redial_due``: the attempt has a redial timer set (a busy line)."""
+    ``redial_due``: the attempt has a redial timer set (a busy line). An attempt
+    :func:`left_mid_send` is never sent blindly again: :attr:`SendAction.LOOK` first."""
     redial = redial_due and outcome is AttemptOutcome.SENT
     if not (outcome is AttemptOutcome.PENDING or redial):
         return SendAction.DROP
     if not outreach_allowed(request, case):
         return SendAction.CANCEL
+    if left_mid_send(outcome, transmissions, has_external_id):
+        return SendAction.LOOK
     return SendAction.SEND
 
 
@@ -199,6 +217,37 @@ def fax_status_step(
     if retryable and transmissions < MAX_TRANSMISSIONS:
         return FaxStep.REDIAL
     return FaxStep.FAILED
+
+
+#: A crashed send is looked for among the far side's faxes created since the attempt was
+#: planned, less this much (clock skew between us and the vendor).
+LOOKUP_SKEW = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class StatusChecks:
+    """When to ask the fax vendor about a transmission whose final webhook has not come.
+
+    ``after``: the first check, counted from the transmission (a fax normally ends within
+    minutes; its webhook is then late or lost); ``every``: the wait between checks while the
+    vendor still says queued or sending; ``give_up``: counted from the transmission, after which
+    the attempt is failed (the policy then plans the next one). Calendar time.
+    """
+
+    after: timedelta = timedelta(minutes=15)
+    every: timedelta = timedelta(minutes=15)
+    give_up: timedelta = timedelta(hours=4)
+
+    def first(self, sent_at: datetime) -> datetime:
+        """The first check of a transmission made at ``sent_at``."""
+        return sent_at + self.after
+
+    def next(self, sent_at: datetime, now: datetime) -> datetime | None:
+        """The check after one at ``now`` that found no final status; None: give up."""
+        deadline = sent_at + self.give_up
+        if now >= deadline:
+            return None
+        return min(max(now + self.every, self.first(sent_at)), deadline)
 
 
 def failure_reason(text: str) -> str:

@@ -2,7 +2,9 @@
 
 - ``notifications``: intake, a notification becomes a case with one open request per provider
 - ``opening``: store our copies of the EOC and the authorization; start outreach
-- ``outreach``: plan an attempt (pure policy), write it, send it; fax status webhooks
+- ``outreach``: plan an attempt (pure policy), write it, send it (or adopt one a crash left
+  at the far side); fax status webhooks
+- ``reconcile``: a fax status, by webhook or by asking the vendor when none came (``check``)
 - ``inbound``: inbound faxes and polled FHIR Tasks → checked documents → closed requests
 - ``packet``: close what is open at the cutoff, build the packet, queue its delivery
 - ``delivery``: upload to the agency; transient failures retry on a timer
@@ -33,6 +35,7 @@ from worker.commands import (
     OpenCase,
     PlanOutreach,
     PollTask,
+    ReconcileAttempt,
     SendAttempt,
 )
 from worker.notification import IntakeError
@@ -45,6 +48,7 @@ from worker.services import (
     opening,
     outreach,
     packet,
+    reconcile,
 )
 from worker.services.deadletters import RetryOutcome
 from worker.services.deps import call
@@ -60,6 +64,7 @@ HANDLERS: dict[type, Callable[..., list[Command]]] = {
     PlanOutreach: outreach.plan_outreach,
     SendAttempt: outreach.send_attempt,
     PollTask: inbound.poll_task,
+    ReconcileAttempt: reconcile.reconcile_attempt,
     IngestInbound: inbound.ingest_inbound,
     AssemblePacket: packet.assemble_packet,
     DeliverPacket: delivery.deliver_packet,

@@ -1,12 +1,16 @@
 """Outreach: plan each attempt with the pure policy, write it, then send it; follow its fax
 status. An attempt row is committed before its connector is called (write the attempt, then
-send), and connectors are called outside database transactions."""
+send), and connectors are called outside database transactions.
+
+An attempt left mid-send by a crash (``lifecycle.left_mid_send``: counted, never answered) is
+not sent blindly again: the far side is asked first (``FindsSent.find_sent``) and what it has
+is adopted; only when it has nothing is the same transmission sent, with the same key."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import select
@@ -16,6 +20,8 @@ from config.jurisdictions import get_jurisdiction
 from connectors.base import (
     ConnectorError,
     FaxStatusEvent,
+    FindsSent,
+    PermanentError,
     PollingRequester,
     RecordsRequest,
     RecordsRequester,
@@ -29,11 +35,10 @@ from worker.commands import Command, PlanOutreach, SendAttempt
 from worker.domain.clock import Clock
 from worker.domain.lifecycle import (
     LEASE,
-    REDIAL_DELAY,
-    FaxStep,
+    LOOKUP_SKEW,
     SendAction,
+    StatusChecks,
     failure_reason,
-    fax_status_step,
     outreach_allowed,
     send_action,
     transmission_key,
@@ -49,6 +54,7 @@ from worker.services.mapping import (
     request_status,
     requested_text,
 )
+from worker.services.reconcile import apply_fax_status
 
 log = structlog.get_logger("goodfaith.services")
 
@@ -157,6 +163,7 @@ class _Outgoing:
     request: RecordsRequest
     request_id: str
     case_id: str
+    look_since: datetime | None = None  # left mid-send: look at the far side from here first
 
 
 def send_attempt(
@@ -169,9 +176,11 @@ def send_attempt(
     media_url: Callable[[str], str],
     carrier_name: str,
     return_fax: str,
+    status_checks: StatusChecks,
 ) -> list[Command]:
     """Send one attempt (or redial it): the letter is stored and the transmission counted
-    before the connector is called; the outcome is written after."""
+    before the connector is called; the outcome is written after. An attempt left mid-send is
+    looked for at the far side first and adopted when found."""
     letter_uri = _build_letter(
         cmd.attempt_id,
         sessions=sessions,
@@ -185,13 +194,34 @@ def send_attempt(
     if out is None:
         return []
     requester = requesters[out.request.channel.kind]
+    sent = _Sent(cmd.attempt_id, out.case_id, requester, sessions, clock, status_checks)
+    if out.look_since is not None:
+        try:
+            found = _look(requester, out.request, out.look_since, cmd.attempt_id)
+        except PermanentError as exc:  # cannot know whether it went out: never send blindly
+            _record_failure(cmd.attempt_id, out.case_id, exc, sessions, clock)
+            return [PlanOutreach(out.request_id)]
+        if found is not None:
+            _record_sent(sent, found, adopted=True)
+            return [PlanOutreach(out.request_id)]
     try:
         receipt = requester.send(out.request)
     except ConnectorError as exc:
         _record_failure(cmd.attempt_id, out.case_id, exc, sessions, clock)
     else:
-        _record_sent(cmd.attempt_id, out.case_id, receipt, requester, sessions, clock)
+        _record_sent(sent, receipt)
     return [PlanOutreach(out.request_id)]
+
+
+def _look(
+    requester: RecordsRequester, request: RecordsRequest, since: datetime, attempt_id: str
+) -> SendReceipt | None:
+    """What the far side already has for ``request``'s key. A TransientError propagates: the
+    message is retried later and nothing is sent meanwhile."""
+    if not isinstance(requester, FindsSent):
+        log.warning("attempt.resend_unverified", attempt_id=attempt_id, vendor=requester.vendor)
+        return None  # this vendor cannot be asked: re-send with the same idempotency key
+    return requester.find_sent(request, since)
 
 
 def _start_transmission(
@@ -212,9 +242,16 @@ def _start_transmission(
             return None
         r, case = a.request, a.request.case
         action = send_action(
-            attempt_outcome(a), a.redial_at is not None, request_status(r), case_status(case)
+            attempt_outcome(a),
+            a.redial_at is not None,
+            request_status(r),
+            case_status(case),
+            transmissions=a.transmissions,
+            has_external_id=a.external_id is not None,
         )
         a.redial_at = None
+        if action is SendAction.LOOK:  # same transmission, same key: not counted again
+            return _outgoing(a, media_url, carrier_name, look_since=a.planned_at - LOOKUP_SKEW)
         if action is SendAction.DROP:
             return None  # a stale message: the attempt already went out, or finished
         if action is SendAction.CANCEL:
@@ -226,40 +263,60 @@ def _start_transmission(
             raise RuntimeError(f"attempt {a.id} has no request letter")
         a.transmissions += 1
         a.vendor = requesters[ChannelKind(a.channel)].vendor
-        request = RecordsRequest(
-            idempotency_key=transmission_key(a.idempotency_key, a.transmissions),
-            reference=r.reference,
-            channel=Channel(ChannelKind(a.channel), a.destination, a.designee, r.npi),
-            document_url=media_url(a.id),
-            member_id=case.insured_member_id,
-            requester=carrier_name,
-            purpose=f"External review ({case.jurisdiction}): {a.requested}",
-        )
-        return _Outgoing(request, r.id, case.id)
+        return _outgoing(a, media_url, carrier_name)
 
 
-def _record_sent(
-    attempt_id: str,
-    case_id: str,
-    receipt: SendReceipt,
-    requester: RecordsRequester,
-    sessions: sessionmaker[Session],
-    clock: Clock,
-) -> None:
-    now = clock.now()
-    with transaction(sessions) as s:
-        a = s.get(Attempt, attempt_id, with_for_update=True)
+def _outgoing(
+    a: Attempt,
+    media_url: Callable[[str], str],
+    carrier_name: str,
+    look_since: datetime | None = None,
+) -> _Outgoing:
+    """What the connector sends for the attempt's current transmission."""
+    r, case = a.request, a.request.case
+    request = RecordsRequest(
+        idempotency_key=transmission_key(a.idempotency_key, a.transmissions),
+        reference=r.reference,
+        channel=Channel(ChannelKind(a.channel), a.destination, a.designee, r.npi),
+        document_url=media_url(a.id),
+        member_id=case.insured_member_id,
+        requester=carrier_name,
+        purpose=f"External review ({case.jurisdiction}): {a.requested}",
+    )
+    return _Outgoing(request, r.id, case.id, look_since)
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """Where a transmission's answer is written."""
+
+    attempt_id: str
+    case_id: str
+    requester: RecordsRequester
+    sessions: sessionmaker[Session]
+    clock: Clock
+    status_checks: StatusChecks
+
+
+def _record_sent(sent: _Sent, receipt: SendReceipt, *, adopted: bool = False) -> None:
+    """Write the far side's answer. A fax gets its status check: after the threshold, or at
+    once when adopted after a crash (its webhooks went to an attempt without an external id)."""
+    now, case_id = sent.clock.now(), sent.case_id
+    with transaction(sent.sessions) as s:
+        a = s.get(Attempt, sent.attempt_id, with_for_update=True)
         assert a is not None
         a.sent_at = a.sent_at or now
         a.external_id = receipt.external_id
         if a.outcome == AttemptOutcome.PENDING:
             a.outcome = receipt.outcome.value
-        if isinstance(requester, PollingRequester):
-            a.poll_at = now + requester.poll_delay(timedelta(0))
+        if isinstance(sent.requester, PollingRequester):
+            a.poll_at = now + sent.requester.poll_delay(timedelta(0))
+        elif a.channel == ChannelKind.FAX:
+            a.check_at = now if adopted else sent.status_checks.first(now)
         audit(
             s,
             now,
-            "attempt.sent",
+            "attempt.adopted" if adopted else "attempt.sent",
             case_id,
             attempt_id=a.id,
             number=a.number,
@@ -304,50 +361,12 @@ def _record_failure(
 def record_fax_status(
     event: FaxStatusEvent, *, sessions: sessionmaker[Session], clock: Clock
 ) -> list[Command]:
-    """A status webhook for an outbound fax. Duplicates and out-of-order events are harmless."""
+    """A status webhook for an outbound fax. Duplicates and out-of-order events are harmless;
+    a fax we hold no external id for yet is picked up by its status check."""
     if event.outcome is None:
         return []
-    now = clock.now()
     with transaction(sessions) as s:
         a = s.scalar(select(Attempt).where(Attempt.external_id == event.fax_id).with_for_update())
         if a is None:
             return []
-        step = fax_status_step(
-            attempt_outcome(a),
-            delivered=event.outcome is AttemptOutcome.DELIVERED,
-            retryable=event.retryable,
-            transmissions=a.transmissions,
-        )
-        if step is FaxStep.IGNORE:
-            return []
-        if step is FaxStep.DELIVERED:
-            a.outcome = AttemptOutcome.DELIVERED.value
-            a.completed_at = event.occurred_at
-            a.failure_reason = None
-            audit(s, now, "attempt.delivered", a.case_id, attempt_id=a.id, number=a.number)
-            return []
-        a.failure_reason = failure_reason(event.failure_reason or "failed")
-        if step is FaxStep.REDIAL:
-            a.redial_at = now + REDIAL_DELAY
-            audit(
-                s,
-                now,
-                "attempt.redial",
-                a.case_id,
-                attempt_id=a.id,
-                transmission=a.transmissions,
-                reason=a.failure_reason,
-            )
-            return []
-        a.outcome = AttemptOutcome.FAILED.value
-        a.completed_at = event.occurred_at
-        audit(
-            s,
-            now,
-            "attempt.failed",
-            a.case_id,
-            attempt_id=a.id,
-            number=a.number,
-            reason=a.failure_reason,
-        )
-        return [PlanOutreach(a.request_id)]
+        return apply_fax_status(s, a, event, clock.now())

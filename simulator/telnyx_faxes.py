@@ -1,0 +1,106 @@
+"""The simulated carrier's book of faxes: the fax object as Telnyx returns it
+(``GET /v2/faxes/{id}``) and the filtered, paged list (``GET /v2/faxes``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from simulator.events import iso
+
+__all__ = ["Fax", "fax_resource", "list_page"]
+
+
+@dataclass
+class Fax:
+    """One fax on the carrier's books."""
+
+    id: str
+    connection_id: str
+    from_number: str
+    to_number: str
+    media_url: str
+    client_state: str | None
+    webhook_url: str
+    created_at: datetime
+    status: str = "queued"
+    timeline: list[tuple[datetime, str]] = field(default_factory=list)  # (at, status)
+
+    def status_at(self, now: datetime) -> str:
+        """The fax's status as of ``now`` (its events are scheduled ahead of time)."""
+        reached = [status for at, status in self.timeline if at <= now]
+        return reached[-1] if reached else "queued"
+
+    def updated_at(self, now: datetime) -> datetime:
+        reached = [at for at, _ in self.timeline if at <= now]
+        return reached[-1] if reached else self.created_at
+
+
+def fax_resource(fax: Fax, now: datetime) -> dict[str, Any]:
+    """The fax object as Telnyx returns it (status as of ``now``)."""
+    resource = {
+        "record_type": "fax",
+        "id": fax.id,
+        "connection_id": fax.connection_id,
+        "direction": "outbound",
+        "from": fax.from_number,
+        "to": fax.to_number,
+        "media_url": fax.media_url,
+        "status": fax.status_at(now),
+        "store_media": False,
+        "webhook_url": fax.webhook_url,
+        "created_at": iso(fax.created_at),
+        "updated_at": iso(fax.updated_at(now)),
+    }
+    if fax.client_state:
+        resource["client_state"] = fax.client_state
+    return resource
+
+
+def list_page(faxes: list[Fax], q: Mapping[str, str], now: datetime) -> dict[str, Any]:
+    """One page of ``faxes`` matching Telnyx's ``filter[...]`` parameters, newest first.
+    ValueError for an unreadable parameter, LookupError for a page out of range."""
+    number = int(q.get("page[number]", "1"))
+    size = int(q.get("page[size]", "20"))
+    bounds = {
+        op: _instant(q[f"filter[created_at][{op}]"])
+        for op in ("gte", "gt", "lte", "lt")
+        if f"filter[created_at][{op}]" in q
+    }
+    if number < 1 or not 1 <= size <= 250:
+        raise LookupError("page[number] >= 1 and 1 <= page[size] <= 250")
+    chosen = [
+        f
+        for f in faxes
+        if q.get("filter[to][eq]", f.to_number) == f.to_number
+        and q.get("filter[from][eq]", f.from_number) == f.from_number
+        and q.get("filter[direction][eq]", "outbound") == "outbound"
+        and all(_compare(f.created_at, op, at) for op, at in bounds.items())
+    ]
+    chosen.sort(key=lambda f: f.created_at, reverse=True)
+    page = chosen[(number - 1) * size : number * size]
+    meta = {
+        "page_number": number,
+        "page_size": size,
+        "total_pages": (len(chosen) + size - 1) // size,
+        "total_results": len(chosen),
+    }
+    return {"data": [fax_resource(f, now) for f in page], "meta": meta}
+
+
+def _instant(text: str) -> datetime:
+    instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if instant.tzinfo is None:
+        raise ValueError("filter[created_at] needs an offset or Z")
+    return instant
+
+
+def _compare(created: datetime, op: str, at: datetime) -> bool:
+    return {
+        "gte": created >= at,
+        "gt": created > at,
+        "lte": created <= at,
+        "lt": created < at,
+    }[op]

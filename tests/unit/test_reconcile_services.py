@@ -1,0 +1,178 @@
+"""Reconciliation end to end in the services, inline with fakes on a virtual clock: a lost
+webhook is made good by the check timer, and a send interrupted by a crash is looked for and
+adopted, never sent twice."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from connectors.base import TransientError
+from storage.db import transaction
+from storage.models import Attempt, AuditEvent
+from tests.conftest import at, notification
+from tests.fakes import Crash, fax_delivered, fax_failed, make_container
+from worker import services
+from worker.commands import SendAttempt
+from worker.scheduler import tick
+
+START = at("2026-04-17T09:00:00-04:00")
+MIN = timedelta(minutes=1)
+
+
+@pytest.fixture
+def env(tmp_path: Path):  # type: ignore[no-untyped-def]
+    c, clock, fax, _deliverer = make_container(tmp_path, START)
+    yield c, clock, fax
+    c.close()
+
+
+def _attempt(c) -> Attempt:  # type: ignore[no-untyped-def]
+    with transaction(c.sessions) as s:
+        return s.scalars(select(Attempt).order_by(Attempt.number)).first()  # type: ignore[return-value]
+
+
+def _audit(c, kind: str) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
+    with transaction(c.sessions) as s:
+        rows = s.scalars(select(AuditEvent).where(AuditEvent.kind == kind)).all()
+        return [dict(r.detail) for r in rows]
+
+
+def test_a_sent_fax_gets_its_status_check_after_the_threshold(env) -> None:  # type: ignore[no-untyped-def]
+    """Sending a fax sets check_at to sent + 15 min (GOODFAITH_FAX_STATUS_CHECK_AFTER_S)."""
+    c, _clock, _fax = env
+    services.intake(c, notification())
+    a = _attempt(c)
+    assert (a.outcome, a.check_at) == ("sent", START + 15 * MIN)
+
+
+def test_a_lost_delivered_webhook_is_reconciled_by_the_check_timer(env) -> None:  # type: ignore[no-untyped-def]
+    """Given a fax whose fax.delivered webhook never came, when the check timer fires, then the
+    vendor is asked and the attempt is delivered, as the webhook would have made it."""
+    c, clock, fax = env
+    services.intake(c, notification())
+    a = _attempt(c)
+    fax.statuses[a.external_id] = fax_delivered(a.external_id, START + 2 * MIN)
+    clock.advance_to(START + 14 * MIN)
+    tick(c)
+    assert fax.status_asked == []  # not before the threshold
+    clock.advance_to(START + 15 * MIN)
+    tick(c)
+    a = _attempt(c)
+    assert (a.outcome, a.completed_at, a.check_at) == ("delivered", START + 2 * MIN, None)
+    assert fax.status_asked == [a.external_id]
+    assert [e["via"] for e in _audit(c, "attempt.delivered")] == ["status check"]
+    assert len(fax.sent) == 1
+
+
+def test_a_webhook_in_time_means_the_vendor_is_never_asked(env) -> None:  # type: ignore[no-untyped-def]
+    """A final webhook clears the check: no status read at all."""
+    c, clock, fax = env
+    services.intake(c, notification())
+    a = _attempt(c)
+    services.record_fax_status(c, fax_delivered(a.external_id, START + 2 * MIN))
+    clock.advance_to(START + 60 * MIN)
+    tick(c)
+    assert fax.status_asked == [] and _attempt(c).check_at is None
+
+
+def test_a_lost_busy_webhook_is_reconciled_to_a_redial(env) -> None:  # type: ignore[no-untyped-def]
+    """A status read saying failed with a busy line redials inside the same attempt."""
+    c, clock, fax = env
+    services.intake(c, notification())
+    a = _attempt(c)
+    fax.statuses[a.external_id] = fax_failed(a.external_id, START + MIN)
+    clock.advance_to(START + 15 * MIN)
+    tick(c)
+    a = _attempt(c)
+    assert (a.outcome, a.check_at, a.redial_at) == ("sent", None, START + 20 * MIN)
+    clock.advance_to(START + 20 * MIN)
+    tick(c)
+    assert len(fax.sent) == 2 and _attempt(c).transmissions == 2
+    assert _attempt(c).check_at == START + 35 * MIN  # the redial gets its own check
+
+
+def test_a_fax_that_never_ends_is_asked_about_until_the_give_up_time(env) -> None:  # type: ignore[no-untyped-def]
+    """Still sending at every check: asked every 15 minutes, failed at sent + 4 h, and the
+    policy plans the next attempt; a vendor outage meanwhile only means asking again."""
+    c, clock, fax = env
+    services.intake(c, notification())
+    first = _attempt(c)
+    clock.advance_to(START + 15 * MIN)
+    tick(c)
+    assert _attempt(c).check_at == START + 30 * MIN
+    fax.fail_with = TransientError("Telnyx view fax: HTTP 503")
+    clock.advance_to(START + 30 * MIN)
+    tick(c)
+    assert _attempt(c).check_at == START + 45 * MIN
+    fax.fail_with = None
+    for minutes in range(45, 241, 15):
+        clock.advance_to(START + minutes * MIN)
+        tick(c)
+    a = _attempt(c)
+    assert a.id == first.id and a.outcome == "failed" and a.check_at is None
+    assert a.failure_reason is not None and "no final fax status" in a.failure_reason
+    assert len(fax.status_asked) == 16  # 15, 30 (503), 45, ..., 240
+
+
+def test_a_crash_after_the_fax_went_out_adopts_it_and_sends_nothing_new(env) -> None:  # type: ignore[no-untyped-def]
+    """Given the vendor took the fax and the worker died before writing its answer, when the
+    SendAttempt message is redelivered, then the fax is found by its key and adopted (status
+    checked at once); exactly one fax exists."""
+    c, _clock, fax = env
+    fax.crash_after_send = True
+    with pytest.raises(Crash):
+        services.intake(c, notification())
+    c.dispatcher.queue.clear()  # what the dead worker would have run next is gone
+    a = _attempt(c)
+    assert (a.outcome, a.transmissions, a.external_id) == ("pending", 1, None)
+    fax.crash_after_send = False
+    services.run_command(c, SendAttempt(a.id))
+    a = _attempt(c)
+    assert len(fax.sent) == 1
+    assert fax.lookups == [a.idempotency_key]
+    assert (a.outcome, a.transmissions) == ("sent", 1)
+    assert a.external_id == fax.ids[a.idempotency_key]
+    assert a.check_at == START  # adopted: its webhooks found no attempt, so ask now
+    assert [e["external_id"] for e in _audit(c, "attempt.adopted")] == [a.external_id]
+
+
+def test_a_crash_before_the_vendor_had_it_sends_once_with_the_same_key(env) -> None:  # type: ignore[no-untyped-def]
+    """Given a counted transmission the vendor never received, the lookup finds nothing and the
+    same transmission goes out once, with the attempt's own key and its count unchanged."""
+    c, _clock, fax = env
+    fax.fail_with = TransientError("down")  # the first send never reaches the vendor...
+    services.intake(c, notification())
+    with transaction(c.sessions) as s:  # ...and the worker dies before writing that down
+        a = s.scalars(select(Attempt)).one()
+        a.outcome, a.completed_at, a.failure_reason, a.sent_at = "pending", None, None, None
+    fax.fail_with = None
+    services.run_command(c, SendAttempt(a.id))
+    a = _attempt(c)
+    assert [r.idempotency_key for r in fax.sent] == [a.idempotency_key]
+    assert fax.lookups == [a.idempotency_key]
+    assert (a.outcome, a.transmissions) == ("sent", 1)
+
+
+def test_when_the_far_side_cannot_be_asked_nothing_is_sent(env) -> None:  # type: ignore[no-untyped-def]
+    """A lookup that fails transiently raises (the message is retried later); no fax goes out
+    meanwhile and the attempt stays as it was."""
+    c, _clock, fax = env
+    fax.crash_after_send = True
+    with pytest.raises(Crash):
+        services.intake(c, notification())
+    c.dispatcher.queue.clear()
+    a = _attempt(c)
+    fax.crash_after_send = False
+
+    def down(request, since):  # type: ignore[no-untyped-def]
+        raise TransientError("Telnyx list faxes: HTTP 503")
+
+    fax.find_sent = down  # type: ignore[method-assign]
+    with pytest.raises(TransientError):
+        services.run_command(c, SendAttempt(a.id))
+    assert len(fax.sent) == 1
+    assert (_attempt(c).outcome, _attempt(c).transmissions) == ("pending", 1)

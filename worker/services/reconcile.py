@@ -1,0 +1,152 @@
+"""Reconciliation: what a fax status means for its attempt, whether it came by webhook or by
+asking the vendor, and the ``check`` timer that asks when no final webhook came.
+
+A ``fax.delivered`` / ``fax.failed`` webhook can be lost. Every fax transmission therefore sets
+``Attempt.check_at`` (:class:`~worker.domain.lifecycle.StatusChecks`: first after 15 minutes by
+default); :func:`reconcile_attempt` then reads the fax's status from the vendor and applies the
+same :func:`~worker.domain.lifecycle.fax_status_step` as :func:`apply_fax_status` does for a
+webhook: delivered, redial, or failed (the policy plans the next attempt). A fax still queued
+or sending is asked about again until the give-up time, when the attempt is failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+import structlog
+from sqlalchemy.orm import Session, sessionmaker
+
+from connectors.base import ConnectorError, FaxChannel, FaxStatusEvent, RecordsRequester
+from storage.db import transaction
+from storage.models import Attempt
+from worker.commands import Command, PlanOutreach, ReconcileAttempt
+from worker.domain.clock import Clock
+from worker.domain.lifecycle import (
+    REDIAL_DELAY,
+    FaxStep,
+    StatusChecks,
+    failure_reason,
+    fax_status_step,
+)
+from worker.domain.types import AttemptOutcome, ChannelKind
+from worker.services.audit import audit
+from worker.services.mapping import attempt_outcome
+
+log = structlog.get_logger("goodfaith.services")
+
+
+def apply_fax_status(
+    s: Session, a: Attempt, event: FaxStatusEvent, now: datetime, *, via: str = "webhook"
+) -> list[Command]:
+    """Apply a final fax status to its attempt (inside the caller's transaction).
+
+    Duplicates and out-of-order events are harmless: a finished attempt ignores them.
+    ``via`` ("webhook" or "status check") is written to the audit trail."""
+    if event.outcome is None:
+        return []
+    step = fax_status_step(
+        attempt_outcome(a),
+        delivered=event.outcome is AttemptOutcome.DELIVERED,
+        retryable=event.retryable,
+        transmissions=a.transmissions,
+    )
+    if step is FaxStep.IGNORE:
+        return []
+    a.check_at = None  # final, or waiting for its redial (whose send sets a new check)
+    if step is FaxStep.DELIVERED:
+        a.outcome = AttemptOutcome.DELIVERED.value
+        a.completed_at = event.occurred_at
+        a.failure_reason = None
+        audit(s, now, "attempt.delivered", a.case_id, attempt_id=a.id, number=a.number, via=via)
+        return []
+    a.failure_reason = failure_reason(event.failure_reason or "failed")
+    if step is FaxStep.REDIAL:
+        a.redial_at = now + REDIAL_DELAY
+        audit(
+            s,
+            now,
+            "attempt.redial",
+            a.case_id,
+            attempt_id=a.id,
+            transmission=a.transmissions,
+            reason=a.failure_reason,
+            via=via,
+        )
+        return []
+    a.outcome = AttemptOutcome.FAILED.value
+    a.completed_at = event.occurred_at
+    audit(
+        s,
+        now,
+        "attempt.failed",
+        a.case_id,
+        attempt_id=a.id,
+        number=a.number,
+        reason=a.failure_reason,
+        via=via,
+    )
+    return [PlanOutreach(a.request_id)]
+
+
+def reconcile_attempt(
+    cmd: ReconcileAttempt,
+    *,
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    requesters: Mapping[ChannelKind, RecordsRequester],
+    status_checks: StatusChecks,
+) -> list[Command]:
+    """The ``check`` timer: ask the fax vendor where an attempt's transmission stands."""
+    now = clock.now()
+    with transaction(sessions) as s:
+        a = s.get(Attempt, cmd.attempt_id)
+        if a is None:
+            return []
+        if (
+            a.outcome != AttemptOutcome.SENT
+            or a.external_id is None
+            or a.redial_at is not None
+            or a.channel != ChannelKind.FAX
+        ):
+            a.check_at = None  # finished, or a redial is due: nothing to ask about
+            return []
+        external_id, sent_at = a.external_id, a.sent_at or now
+    fax = requesters[ChannelKind.FAX]
+    event: FaxStatusEvent | None = None
+    if isinstance(fax, FaxChannel):
+        try:
+            event = fax.status(external_id)
+        except ConnectorError as exc:  # no answer this time: ask again, or give up on time
+            log.warning("attempt.status_check_failed", attempt_id=cmd.attempt_id, error=str(exc))
+    with transaction(sessions) as s:
+        a = s.get(Attempt, cmd.attempt_id, with_for_update=True)
+        assert a is not None
+        if event is not None and event.outcome is not None:
+            return apply_fax_status(s, a, event, now, via="status check")
+        if a.outcome != AttemptOutcome.SENT or a.external_id != external_id:
+            a.check_at = None  # a webhook or a redial overtook this check
+            return []
+        following = status_checks.next(sent_at, now)
+        if following is not None:
+            a.check_at = following
+            return []
+        a.check_at = None
+        a.outcome = AttemptOutcome.FAILED.value
+        a.completed_at = now
+        a.failure_reason = failure_reason(
+            f"no final fax status from {a.vendor or 'the vendor'} "
+            f"within {status_checks.give_up} of sending"
+        )
+        audit(
+            s,
+            now,
+            "attempt.failed",
+            a.case_id,
+            attempt_id=a.id,
+            number=a.number,
+            reason=a.failure_reason,
+            via="status check",
+        )
+        log.warning("attempt.status_unknown", case_id=a.case_id, attempt_id=a.id)
+        return [PlanOutreach(a.request_id)]
