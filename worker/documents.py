@@ -40,6 +40,8 @@ from pypdf import PasswordType, PdfReader, PdfWriter
 from pypdf.errors import FileNotDecryptedError, WrongPasswordError
 from pypdf.generic import ArrayObject, IndirectObject
 
+from worker.packet.prepare import append_pdf
+
 __all__ = [
     "MAX_TEXT_STREAM_BYTES",
     "REFERENCE_RE",
@@ -163,17 +165,6 @@ def check_document(
             return quarantine("not a PDF: no PDF header or objects")
         return quarantine(f"unreadable: {first_error}; repair failed: {_describe(second)}")
     return DocumentCheck(True, pages, None, repaired, True, sha)
-
-
-def append_pdf(writer: PdfWriter, reader: PdfReader, outline_item: str | None = None) -> None:
-    """Append every page of ``reader`` to ``writer`` the one way packets do, so that what
-    :func:`check_document` verified is what packet assembly runs.
-
-    Annotations (filled form widgets, stamps) are kept; the source's bookmarks are not
-    imported (hostile outlines are a common failure, and the packet adds its own, one per
-    part, via ``outline_item``). ``/B`` (article beads) would point into the source document.
-    """
-    writer.append(reader, outline_item=outline_item, import_outline=False, excluded_fields=["/B"])
 
 
 def _describe(exc: BaseException) -> str:
