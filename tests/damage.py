@@ -11,7 +11,10 @@ from typing import Any
 import pikepdf
 from pikepdf import Array, Dictionary, Name
 
-_NULL = pikepdf.Object.parse(b"null")
+# pikepdf will not write a null value into a dictionary: write this name, then swap in "null"
+# padded to the same length (so the cross-reference offsets stay right).
+_NULL = Name("/GfNullMark")
+_NULL_BYTES = (b"/GfNullMark", b"null       ")
 _TEXT = pikepdf.String("abc")
 
 
@@ -125,8 +128,9 @@ def damaged(data: bytes, name: str) -> bytes | None:
             pdf.save(
                 out,
                 stream_decode_level=pikepdf.StreamDecodeLevel.none,
+                object_stream_mode=pikepdf.ObjectStreamMode.disable,
                 fix_metadata_version=False,
             )
-            return out.getvalue()
+            return out.getvalue().replace(*_NULL_BYTES)
     except Exception:
         return None

@@ -11,12 +11,21 @@ Decision path of :func:`check_document`::
     too many bytes ─────────────────────────────────────────────► quarantine "too large"
     content type not a PDF ─────────────────────────────────────► quarantine "not a PDF"
     pypdf opens, decrypts ("" then the given passwords), counts pages and appends to a
-    PdfWriter ──► accept (data = original, or a decrypted copy when it was encrypted)
+    PdfWriter ──► packable? ──► accept (data = original, or a decrypted copy when it was
+      │                          encrypted, or the normalized copy of either)
       │ encrypted, no password fits ────────────────────────────► quarantine "encrypted: ..."
       │ any other failure
       ▼
     pikepdf (qpdf) open + save, streams left compressed ──► the same pypdf check on the copy
-      ──► accept (repaired=True, data = the repaired copy) or quarantine "unreadable: ..."
+      ──► packable? ──► accept (repaired=True, data = the repaired copy)
+                        or quarantine "unreadable: ..." / "unpackable: ..."
+
+"Packable" puts the document into exactly the form the packet needs and proves it: page
+attributes the footer stamp reads (boxes, /Rotate, /Resources) are normalized
+(:func:`worker.packet.prepare.normalized`: inherited ones set on each page, malformed ones
+fixed; ``normalized=True`` and ``data`` is that copy) and the packet's own append + stamp path
+runs on the document alone (:func:`worker.packet.prepare.trial`). What would break assembly
+breaks here, and the document is quarantined "unpackable: ..." with the reason.
 
 Bounded work (decompression bombs): the check never decodes a content or image stream. It
 parses the object structure, walks the page tree (bounded by the file size and ``max_pages``),
@@ -40,7 +49,7 @@ from pypdf import PasswordType, PdfReader, PdfWriter
 from pypdf.errors import FileNotDecryptedError, WrongPasswordError
 from pypdf.generic import ArrayObject, IndirectObject
 
-from worker.packet.prepare import append_pdf
+from worker.packet.prepare import Unpackable, append_pdf, normalized, rewritten, trial
 
 __all__ = [
     "MAX_TEXT_STREAM_BYTES",
@@ -101,6 +110,7 @@ class DocumentCheck:
     repaired: bool
     sha256: str
     decrypted: bool = False  # data is a decrypted copy of an encrypted original
+    normalized: bool = False  # data is a copy with page attributes normalized for the packet
 
 
 class _Quarantine(Exception):
@@ -146,9 +156,24 @@ def check_document(
     except Exception as first:  # pypdf raises plain AssertionError, UnicodeDecodeError, ...
         first_error = _describe(first)
     else:
-        if decrypted_copy is None:
-            return DocumentCheck(True, pages, None, data, False, sha)
-        return DocumentCheck(True, pages, None, decrypted_copy, False, sha, decrypted=True)
+        candidate = data if decrypted_copy is None else decrypted_copy
+        try:
+            usable, pages = _packable(candidate)
+        except Unpackable as exc:
+            return quarantine(f"unpackable: {exc}")
+        except Exception as exc:  # the packet path fails: qpdf's rebuild may still help
+            first_error = f"unpackable: {_describe(exc)}"
+        else:
+            return DocumentCheck(
+                True,
+                pages,
+                None,
+                usable,
+                False,
+                sha,
+                decrypted=decrypted_copy is not None,
+                normalized=usable is not candidate,
+            )
 
     # pypdf cannot read it: let qpdf rebuild the structure, then check the copy with pypdf.
     try:
@@ -163,8 +188,30 @@ def check_document(
             return quarantine("no pages")
         if b"%PDF" not in data[:1024] and b"obj" not in data[:65536]:
             return quarantine("not a PDF: no PDF header or objects")
+        if first_error.startswith("unpackable: "):
+            return quarantine(first_error)
         return quarantine(f"unreadable: {first_error}; repair failed: {_describe(second)}")
-    return DocumentCheck(True, pages, None, repaired, True, sha)
+    try:
+        usable, pages = _packable(repaired)
+    except Unpackable as exc:
+        return quarantine(f"unpackable: {exc}")
+    except Exception as exc:
+        return quarantine(f"unpackable: {_describe(exc)}")
+    return DocumentCheck(True, pages, None, usable, True, sha, normalized=usable is not repaired)
+
+
+def _packable(data: bytes) -> tuple[bytes, int]:
+    """The document in the form the packet needs (a normalized copy, or ``data`` itself) and
+    its page count, proven by the packet's own path on it alone."""
+    try:
+        fixed = normalized(data)
+    except Unpackable:
+        raise
+    except Exception:  # qpdf cannot walk the original: normalize the packet's own rewrite
+        data = rewritten(data)
+        fixed = normalized(data)
+    usable = data if fixed is None else fixed
+    return usable, trial(usable)
 
 
 def _describe(exc: BaseException) -> str:

@@ -28,7 +28,7 @@ from pypdf import PdfReader, PdfWriter
 
 from worker.packet.stamps import stamped
 
-__all__ = ["LETTER_BOX", "Unpackable", "append_pdf", "normalized", "trial"]
+__all__ = ["LETTER_BOX", "Unpackable", "append_pdf", "normalized", "rewritten", "trial"]
 
 LETTER_BOX = (0.0, 0.0, 612.0, 792.0)
 """The media box (points) given to a page whose own is missing or malformed."""
@@ -51,6 +51,15 @@ def append_pdf(writer: PdfWriter, reader: PdfReader, outline_item: str | None = 
     part, via ``outline_item``). ``/B`` (article beads) would point into the source document.
     """
     writer.append(reader, outline_item=outline_item, import_outline=False, excluded_fields=["/B"])
+
+
+def rewritten(data: bytes) -> bytes:
+    """The document as the packet's append writes it (pypdf): a clean page tree and xref."""
+    writer = PdfWriter()
+    append_pdf(writer, PdfReader(io.BytesIO(data), strict=False))
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
 
 
 def trial(data: bytes) -> int:
