@@ -5,7 +5,9 @@
 1. Generates N records PDFs of P pages (simulator), runs check_document on each, builds one
    packet (cover + EOC + records + attestation, every page stamped) and reports wall time,
    peak RSS (ru_maxrss, whole process) and output size.
-2. When the shared corpus is present (GOODFAITH_CORPUS or ../shared/corpus), times
+2. Times the bounded intake checks (a child process with resource limits) against the same
+   checks in-process, per document.
+3. When the shared corpus is present (GOODFAITH_CORPUS or ../shared/corpus), times
    check_document and the text checks per file.
 """
 
@@ -166,12 +168,37 @@ def bench_corpus() -> None:
     print(f"peak RSS of the process {_rss_mb():.0f} MB")
 
 
+def bench_isolation(docs: int) -> None:
+    """Per-document cost of the bounded path (child process with resource limits) against
+    the same checks in-process (worker/documents_check.py)."""
+    from config.settings import DocumentSettings
+    from worker.documents_check import DocumentChecker
+
+    blobs = [
+        generate_records_pdf(f"GF-{i:08d}", f"Clinic {i}", "M0000001", 10) for i in range(docs)
+    ]
+    print(f"== bounded checks: {docs} x 10-page records PDFs ==")
+    timings = {}
+    for isolated in (False, True):
+        checker = DocumentChecker(DocumentSettings(isolated=isolated))
+        checker.inspect(blobs[0], "application/pdf")  # warm up (starts the forkserver)
+        start = time.perf_counter()
+        for blob in blobs:
+            assert checker.inspect(blob, "application/pdf").check.accepted
+        timings[isolated] = (time.perf_counter() - start) / docs * 1000
+    print(
+        f"inspect in-process {timings[False]:.0f} ms/doc, in a child process "
+        f"{timings[True]:.0f} ms/doc: overhead {timings[True] - timings[False]:.0f} ms/doc"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--docs", type=int, default=20)
     parser.add_argument("--pages", type=int, default=100)
     args = parser.parse_args()
     bench_packet(args.docs, args.pages)
+    bench_isolation(args.docs)
     bench_corpus()
 
 

@@ -49,7 +49,7 @@ from pypdf import PasswordType, PdfReader, PdfWriter
 from pypdf.errors import FileNotDecryptedError, WrongPasswordError
 from pypdf.generic import ArrayObject, IndirectObject
 
-from worker.packet.prepare import Unpackable, append_pdf, normalized, rewritten, trial
+from worker.packet.prepare import Unpackable, append_pdf, packable
 
 __all__ = [
     "MAX_TEXT_STREAM_BYTES",
@@ -158,7 +158,7 @@ def check_document(
     else:
         candidate = data if decrypted_copy is None else decrypted_copy
         try:
-            usable, pages = _packable(candidate)
+            usable, pages = packable(candidate)
         except Unpackable as exc:
             return quarantine(f"unpackable: {exc}")
         except Exception as exc:  # the packet path fails: qpdf's rebuild may still help
@@ -192,26 +192,12 @@ def check_document(
             return quarantine(first_error)
         return quarantine(f"unreadable: {first_error}; repair failed: {_describe(second)}")
     try:
-        usable, pages = _packable(repaired)
+        usable, pages = packable(repaired)
     except Unpackable as exc:
         return quarantine(f"unpackable: {exc}")
     except Exception as exc:
         return quarantine(f"unpackable: {_describe(exc)}")
     return DocumentCheck(True, pages, None, usable, True, sha, normalized=usable is not repaired)
-
-
-def _packable(data: bytes) -> tuple[bytes, int]:
-    """The document in the form the packet needs (a normalized copy, or ``data`` itself) and
-    its page count, proven by the packet's own path on it alone."""
-    try:
-        fixed = normalized(data)
-    except Unpackable:
-        raise
-    except Exception:  # qpdf cannot walk the original: normalize the packet's own rewrite
-        data = rewritten(data)
-        fixed = normalized(data)
-    usable = data if fixed is None else fixed
-    return usable, trial(usable)
 
 
 def _describe(exc: BaseException) -> str:

@@ -28,7 +28,7 @@ from pypdf import PdfReader, PdfWriter
 
 from worker.packet.stamps import stamped
 
-__all__ = ["LETTER_BOX", "Unpackable", "append_pdf", "normalized", "rewritten", "trial"]
+__all__ = ["LETTER_BOX", "Unpackable", "append_pdf", "normalized", "packable", "rewritten", "trial"]
 
 LETTER_BOX = (0.0, 0.0, 612.0, 792.0)
 """The media box (points) given to a page whose own is missing or malformed."""
@@ -51,6 +51,21 @@ def append_pdf(writer: PdfWriter, reader: PdfReader, outline_item: str | None = 
     part, via ``outline_item``). ``/B`` (article beads) would point into the source document.
     """
     writer.append(reader, outline_item=outline_item, import_outline=False, excluded_fields=["/B"])
+
+
+def packable(data: bytes) -> tuple[bytes, int]:
+    """The document in the form the packet needs (a normalized copy, or ``data`` itself) and
+    its page count, proven by the packet's own path on it alone. Raises :class:`Unpackable`
+    (or whatever the packet path raises) when it cannot go into a packet."""
+    try:
+        fixed = normalized(data)
+    except Unpackable:
+        raise
+    except Exception:  # qpdf cannot walk the original: normalize the packet's own rewrite
+        data = rewritten(data)
+        fixed = normalized(data)
+    usable = data if fixed is None else fixed
+    return usable, trial(usable)
 
 
 def rewritten(data: bytes) -> bytes:
