@@ -171,9 +171,8 @@ def bench_corpus() -> None:
 def bench_isolation(docs: int) -> None:
     """Per-document cost of the bounded path (child process with resource limits) against
     the same checks in-process (worker/documents_check.py)."""
-    from worker.documents_check import DocumentChecker
-
     from config.settings import DocumentSettings
+    from worker.documents_check import DocumentChecker
 
     blobs = [
         generate_records_pdf(f"GF-{i:08d}", f"Clinic {i}", "M0000001", 10) for i in range(docs)

@@ -22,7 +22,16 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, SerializeAsAny, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    SerializeAsAny,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -69,6 +78,21 @@ class FhirSettings(BaseModel):
     requester_identifier: str = "carrier-0001"
 
 
+class DocumentSettings(BaseModel):
+    """Bounded work per inbound document (``GOODFAITH_DOCUMENTS__*``). A document over a limit
+    is quarantined with a reason naming the limit. The checks run in a child process with
+    ``max_memory_bytes`` of address space (RLIMIT_AS) and ``max_seconds`` of CPU time
+    (RLIMIT_CPU), killed at ``max_seconds`` of wall time; ``isolated=False`` checks in the
+    calling process instead (tests, benchmarks only)."""
+
+    max_bytes: PositiveInt = 200 * 2**20  # bytes of one received file
+    max_pages: PositiveInt = 5000  # pages of one document
+    max_stream_bytes: PositiveInt = 256 * 2**20  # decompressed bytes of any one stream
+    max_seconds: PositiveFloat = 60.0  # wall (and CPU) seconds for one document's checks
+    max_memory_bytes: PositiveInt = 2 * 2**30  # address space of the checking process
+    isolated: bool = True
+
+
 # The registry is imported inside functions: it imports the models above (no import cycle),
 # and importing it here would load every adapter with the settings.
 
@@ -98,6 +122,7 @@ class Settings(BaseSettings):
     agencies: dict[str, SerializeAsAny[AgencySettings]] = Field(default_factory=dict)
     fax: SerializeAsAny[FaxVendorSettings] = Field(default_factory=_default_fax)
     fhir: SerializeAsAny[FhirSettings] = Field(default_factory=FhirSettings)
+    documents: DocumentSettings = Field(default_factory=DocumentSettings)
     log_level: str = "INFO"
     log_format: str = "json"  # or "console"
     scheduler_interval_s: float = 5.0  # seconds between scheduler ticks in real time

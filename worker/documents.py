@@ -11,12 +11,21 @@ Decision path of :func:`check_document`::
     too many bytes ─────────────────────────────────────────────► quarantine "too large"
     content type not a PDF ─────────────────────────────────────► quarantine "not a PDF"
     pypdf opens, decrypts ("" then the given passwords), counts pages and appends to a
-    PdfWriter ──► accept (data = original, or a decrypted copy when it was encrypted)
+    PdfWriter ──► packable? ──► accept (data = original, or a decrypted copy when it was
+      │                          encrypted, or the normalized copy of either)
       │ encrypted, no password fits ────────────────────────────► quarantine "encrypted: ..."
       │ any other failure
       ▼
     pikepdf (qpdf) open + save, streams left compressed ──► the same pypdf check on the copy
-      ──► accept (repaired=True, data = the repaired copy) or quarantine "unreadable: ..."
+      ──► packable? ──► accept (repaired=True, data = the repaired copy)
+                        or quarantine "unreadable: ..." / "unpackable: ..."
+
+"Packable" puts the document into exactly the form the packet needs and proves it: page
+attributes the footer stamp reads (boxes, /Rotate, /Resources) are normalized
+(:func:`worker.packet.prepare.normalized`: inherited ones set on each page, malformed ones
+fixed; ``normalized=True`` and ``data`` is that copy) and the packet's own append + stamp path
+runs on the document alone (:func:`worker.packet.prepare.trial`). What would break assembly
+breaks here, and the document is quarantined "unpackable: ..." with the reason.
 
 Bounded work (decompression bombs): the check never decodes a content or image stream. It
 parses the object structure, walks the page tree (bounded by the file size and ``max_pages``),
@@ -39,6 +48,8 @@ import pikepdf
 from pypdf import PasswordType, PdfReader, PdfWriter
 from pypdf.errors import FileNotDecryptedError, WrongPasswordError
 from pypdf.generic import ArrayObject, IndirectObject
+
+from worker.packet.prepare import Unpackable, append_pdf, packable
 
 __all__ = [
     "MAX_TEXT_STREAM_BYTES",
@@ -99,6 +110,7 @@ class DocumentCheck:
     repaired: bool
     sha256: str
     decrypted: bool = False  # data is a decrypted copy of an encrypted original
+    normalized: bool = False  # data is a copy with page attributes normalized for the packet
 
 
 class _Quarantine(Exception):
@@ -144,9 +156,24 @@ def check_document(
     except Exception as first:  # pypdf raises plain AssertionError, UnicodeDecodeError, ...
         first_error = _describe(first)
     else:
-        if decrypted_copy is None:
-            return DocumentCheck(True, pages, None, data, False, sha)
-        return DocumentCheck(True, pages, None, decrypted_copy, False, sha, decrypted=True)
+        candidate = data if decrypted_copy is None else decrypted_copy
+        try:
+            usable, pages = packable(candidate)
+        except Unpackable as exc:
+            return quarantine(f"unpackable: {exc}")
+        except Exception as exc:  # the packet path fails: qpdf's rebuild may still help
+            first_error = f"unpackable: {_describe(exc)}"
+        else:
+            return DocumentCheck(
+                True,
+                pages,
+                None,
+                usable,
+                False,
+                sha,
+                decrypted=decrypted_copy is not None,
+                normalized=usable is not candidate,
+            )
 
     # pypdf cannot read it: let qpdf rebuild the structure, then check the copy with pypdf.
     try:
@@ -161,19 +188,16 @@ def check_document(
             return quarantine("no pages")
         if b"%PDF" not in data[:1024] and b"obj" not in data[:65536]:
             return quarantine("not a PDF: no PDF header or objects")
+        if first_error.startswith("unpackable: "):
+            return quarantine(first_error)
         return quarantine(f"unreadable: {first_error}; repair failed: {_describe(second)}")
-    return DocumentCheck(True, pages, None, repaired, True, sha)
-
-
-def append_pdf(writer: PdfWriter, reader: PdfReader, outline_item: str | None = None) -> None:
-    """Append every page of ``reader`` to ``writer`` the one way packets do, so that what
-    :func:`check_document` verified is what packet assembly runs.
-
-    Annotations (filled form widgets, stamps) are kept; the source's bookmarks are not
-    imported (hostile outlines are a common failure, and the packet adds its own, one per
-    part, via ``outline_item``). ``/B`` (article beads) would point into the source document.
-    """
-    writer.append(reader, outline_item=outline_item, import_outline=False, excluded_fields=["/B"])
+    try:
+        usable, pages = packable(repaired)
+    except Unpackable as exc:
+        return quarantine(f"unpackable: {exc}")
+    except Exception as exc:
+        return quarantine(f"unpackable: {_describe(exc)}")
+    return DocumentCheck(True, pages, None, usable, True, sha, normalized=usable is not repaired)
 
 
 def _describe(exc: BaseException) -> str:

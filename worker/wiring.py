@@ -24,6 +24,7 @@ from config.settings import AgencySettings, Settings
 from connectors.base import FaxChannel, PacketDeliverer, RecordsRequester
 from storage.objects import ObjectNotFound, ObjectStore, UriReader
 from worker.commands import Command
+from worker.documents_check import DocumentChecker
 from worker.domain.clock import Clock, SystemClock
 from worker.domain.lifecycle import StatusChecks
 from worker.domain.types import ChannelKind
@@ -100,6 +101,8 @@ class Container:
     deliverer: PacketDeliverer
     agencies: Mapping[str, AgencySettings]
     dispatcher: Dispatcher
+    #: checks inbound documents within GOODFAITH_DOCUMENTS__* limits (worker/documents_check.py)
+    documents: DocumentChecker
     #: demo/simulate: every agency id is served by the simulator
     open_agencies: bool = False
     #: demo/simulate: supplies an authorization for release when a notification lacks one
@@ -216,6 +219,7 @@ def build_container(
         deliverer=deliverer,
         agencies=agencies,
         dispatcher=dispatcher or InlineDispatcher(),
+        documents=DocumentChecker(settings.documents),
         open_agencies=open_agencies,
         authorization_fallback=authorization_fallback,
         http=http,

@@ -370,10 +370,13 @@ def test_pages_with_undecodable_content_are_stamped_without_decoding() -> None:
     assert len(contents) == 3  # q, the original stream untouched, the stamp
 
 
-def test_unreadable_part_raises_packet_error() -> None:
-    """A part pypdf cannot read raises PacketError naming the part, not a pypdf exception."""
-    with pytest.raises(PacketError, match=r"part 1 \(records\)"):
-        build_packet(COVER, [_parts()[0], _part("records", "bad", b"%PDF-1.4 nope")])
+def test_unreadable_part_is_excluded_and_named() -> None:
+    """A part pypdf cannot read no longer stops the packet (issue "Deadline guarantee"): it is
+    left out and named by index and kind in the manifest, never by a pypdf message."""
+    built = build_packet(COVER, [_parts()[0], _part("records", "bad", b"%PDF-1.4 nope")])
+    [excluded] = built.manifest["excluded"]
+    assert excluded["reason"].startswith("part 1 (records) unreadable: ")
+    assert [p["kind"] for p in built.manifest["parts"]] == ["eoc"]
 
 
 def test_unknown_part_kind_raises_packet_error() -> None:

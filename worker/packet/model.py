@@ -64,6 +64,7 @@ class PacketPart:
     data: bytes  # the PDF to append (DocumentCheck.data)
     source_sha256: str  # of the document as received (DocumentCheck.sha256)
     provider_id: str | None = None
+    document_id: str | None = None  # the Document row, for the manifest and the audit trail
 
 
 @dataclass(frozen=True)
@@ -72,3 +73,6 @@ class BuiltPacket:
     pages: int
     sha256: str  # of ``pdf``
     manifest: dict[str, Any]
+    #: parts left out (the manifest's ``excluded``): kind, title, provider_id, document_id,
+    #: source_sha256 and the reason (which step failed, never document content)
+    excluded: Sequence[dict[str, Any]] = ()

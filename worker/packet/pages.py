@@ -91,7 +91,14 @@ class Entry:
     last: int
 
 
-def render_cover(cover: CoverInfo, entries: Sequence[Entry], total: int) -> tuple[bytes, int]:
+def render_cover(
+    cover: CoverInfo,
+    entries: Sequence[Entry],
+    total: int,
+    excluded: Sequence[tuple[str, str, str]] = (),
+) -> tuple[bytes, int]:
+    """The cover and its page count. ``excluded`` lists (title, kind, reason) of documents
+    that could not be put into the packet: the agency and ops see what is missing and why."""
     heading = "Supplemental records packet" if cover.supplemental else "Records packet"
     flow = _Flow(f"{heading} {cover.case_id}")
     flow.line(f"{heading} for external review", font="Helvetica-Bold", size=16)
@@ -122,6 +129,12 @@ def render_cover(cover: CoverInfo, entries: Sequence[Entry], total: int) -> tupl
     for index, entry in enumerate(entries, start=1):
         span = f"{entry.first}" if entry.first == entry.last else f"{entry.first}-{entry.last}"
         flow.columns([(0.0, str(index)), (24.0, entry.title), (330.0, entry.kind), (410.0, span)])
+    if excluded:
+        flow.gap(_LEADING)
+        flow.line("Not included (could not be processed)", font="Helvetica-Bold", size=12)
+        flow.columns([(0.0, "Document"), (220.0, "Kind"), (290.0, "Reason")], font="Helvetica-Bold")
+        for title, kind, reason in excluded:
+            flow.columns([(0.0, title), (220.0, kind), (290.0, reason)])
     pdf = flow.finish()
     return pdf, flow.pages
 

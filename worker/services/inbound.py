@@ -31,6 +31,7 @@ from storage.models import Attempt, Document, InboundItem, RecordRequest
 from storage.objects import ObjectStore, content_key
 from worker.commands import AssemblePacket, Command, IngestInbound, PlanOutreach, PollTask
 from worker.documents import DocumentCheck
+from worker.documents_check import DocumentChecker
 from worker.domain.clock import Clock
 from worker.domain.lifecycle import (
     LEASE,
@@ -61,14 +62,11 @@ class Inspected:
     no_records: bool
 
 
-def inspect(doc: InboundDocument) -> Inspected:
-    """Check one document and read its request reference and "no records" wording."""
-    from worker.documents import check_document, extract_reference, is_no_records_reply
-
-    check = check_document(doc.data, doc.content_type)
-    if not check.accepted:
-        return Inspected(doc, check, None, False)
-    return Inspected(doc, check, extract_reference(check.data), is_no_records_reply(check.data))
+def inspect(doc: InboundDocument, documents: DocumentChecker) -> Inspected:
+    """Check one document and read its request reference and "no records" wording, within
+    the per-document limits (in a child process: one file cannot hold the worker)."""
+    found = documents.inspect(doc.data, doc.content_type)
+    return Inspected(doc, found.check, found.reference, found.no_records)
 
 
 def record_inbound_fax(
@@ -112,6 +110,7 @@ def ingest_inbound(
     clock: Clock,
     store: ObjectStore,
     fax: FaxChannel,
+    documents: DocumentChecker,
 ) -> list[Command]:
     """Fetch an inbound fax's document, store it, check it and match it to its request."""
     with transaction(sessions) as s:
@@ -125,7 +124,7 @@ def ingest_inbound(
         )
     doc = fax.fetch_media(media_url)  # ConnectorError → actor retry; the item stays due
     # the inbound fax's own id identifies the document (media URLs change on redelivery)
-    found = inspect(dataclasses.replace(doc, external_id=fax_id))
+    found = inspect(dataclasses.replace(doc, external_id=fax_id), documents)
     with transaction(sessions) as s:
         item = s.get(InboundItem, cmd.inbound_id, with_for_update=True)
         assert item is not None
@@ -145,6 +144,7 @@ def poll_task(
     clock: Clock,
     store: ObjectStore,
     requesters: Mapping[ChannelKind, RecordsRequester],
+    documents: DocumentChecker,
 ) -> list[Command]:
     """Poll a pull-style request (FHIR Task) and take in what it returned."""
     with transaction(sessions) as s:
@@ -175,7 +175,7 @@ def poll_task(
             a.completed_at = now
             a.failure_reason = failure_reason(f"permanent: {exc}")
             return [PlanOutreach(a.request_id)]
-    inspected = [inspect(doc) for doc in result.documents]
+    inspected = [inspect(doc, documents) for doc in result.documents]
     with transaction(sessions) as s:
         a = s.get(Attempt, cmd.attempt_id, with_for_update=True)
         assert a is not None

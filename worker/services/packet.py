@@ -1,6 +1,12 @@
 """Packet: at the assembly cutoff, or once every request is closed, close what is still open
 as unresponsive and build the packet (or a supplemental one of late records), then queue its
-delivery. PDF work runs between two short transactions."""
+delivery. PDF work runs between two short transactions.
+
+No single document stops a packet: one that cannot be assembled is left out by
+:func:`worker.packet.build_packet` and named in the packet; here it is quarantined with the
+reason (so no later packet tries it again), recorded as ``document.excluded`` in the audit
+trail, and the case is flagged for ops (``Case.attention``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import structlog
 from sqlalchemy import select
@@ -22,6 +29,7 @@ from worker.commands import AssemblePacket, Command, DeliverPacket
 from worker.domain.clock import Clock
 from worker.domain.lifecycle import (
     LEASE,
+    REASON_CHARS,
     CaseStatus,
     DeliveryStatus,
     DocumentKind,
@@ -47,6 +55,7 @@ class _Spec:
     uri: str
     source_sha256: str  # "" when the part is ours (the EOC): hashed when read
     provider_id: str | None
+    document_id: str | None = None  # the Document row (records), None for the EOC
 
 
 @dataclass(frozen=True)
@@ -79,7 +88,9 @@ def assemble_packet(
     for spec in plan.specs:
         data = store.get(spec.uri)
         sha = spec.source_sha256 or sha256_hex(data)
-        parts.append(PacketPart(spec.kind, spec.title, data, sha, spec.provider_id))
+        parts.append(
+            PacketPart(spec.kind, spec.title, data, sha, spec.provider_id, spec.document_id)
+        )
     built = build_packet(plan.cover, parts, plan.attestation)
     key_base = f"cases/{plan.case_id}/packets/{plan.sequence:03d}-{built.sha256}"
     uri = store.put(f"{key_base}.pdf", built.pdf, "application/pdf")
@@ -95,7 +106,7 @@ def assemble_packet(
         pages=built.pages,
         created_at=now,
     )
-    return _record(packet, plan, sessions, now)
+    return _record(packet, plan, sessions, now, list(built.excluded))
 
 
 def _plan(
@@ -210,6 +221,7 @@ def _specs(case: Case, docs: list[Document], supplemental: bool) -> list[_Spec]:
                 d.usable_uri or d.uri,
                 d.sha256,
                 owner.provider_id if owner else None,
+                d.id,
             )
         )
     return specs
@@ -239,7 +251,11 @@ def _attestation(case: Case) -> list[ProviderAttestation]:
 
 
 def _record(
-    packet: Packet, plan: _Plan, sessions: sessionmaker[Session], now: datetime
+    packet: Packet,
+    plan: _Plan,
+    sessions: sessionmaker[Session],
+    now: datetime,
+    excluded: list[dict[str, Any]],
 ) -> list[Command]:
     """Write the packet row and its pending delivery; the first one written stands."""
     with transaction(sessions) as s:
@@ -250,8 +266,11 @@ def _record(
                 s.add(packet)
         except IntegrityError:  # assembled twice concurrently: the first one stands
             return []
+        left_out = {e["document_id"] for e in excluded if e["document_id"]}
         for d in s.scalars(select(Document).where(Document.id.in_(plan.document_ids))):
-            d.packet_id = packet.id
+            if d.id not in left_out:
+                d.packet_id = packet.id
+        _exclude(s, case, packet, excluded, now)
         delivery = Delivery(
             packet_id=packet.id,
             case_id=plan.case_id,
@@ -275,7 +294,8 @@ def _record(
             sequence=plan.sequence,
             pages=packet.pages,
             sha256=packet.sha256,
-            documents=len(plan.document_ids),
+            documents=len(plan.document_ids) - len(left_out),
+            excluded=len(excluded),
         )
         log.info(
             "packet.assembled",
@@ -286,3 +306,42 @@ def _record(
             was=was,
         )
         return [DeliverPacket(delivery.id)]
+
+
+def _exclude(
+    s: Session, case: Case, packet: Packet, excluded: list[dict[str, Any]], now: datetime
+) -> None:
+    """Quarantine each document left out of ``packet``, audit it and flag the case."""
+    if not excluded:
+        return
+    for e in excluded:
+        reason = f"excluded from packet {packet.sequence}: {e['reason']}"[:REASON_CHARS]
+        d = s.get(Document, e["document_id"]) if e["document_id"] else None
+        if d is not None:
+            d.status = DocumentStatus.QUARANTINED.value
+            d.reason = reason
+        audit(
+            s,
+            now,
+            "document.excluded",
+            case.id,
+            packet_id=packet.id,
+            document_id=e["document_id"],
+            part_kind=e["kind"],
+            sha256=e["source_sha256"],
+            reason=e["reason"],
+        )
+        log.warning(
+            "document.excluded",
+            case_id=case.id,
+            packet_id=packet.id,
+            document_id=e["document_id"],
+            kind=e["kind"],
+            reason=e["reason"],
+        )
+    flag = (
+        f"{len(excluded)} document(s) left out of packet {packet.sequence}: see document.excluded"
+    )
+    if case.attention and flag not in case.attention:
+        flag = f"{case.attention}; {flag}"
+    case.attention = flag[:REASON_CHARS]

@@ -1,0 +1,243 @@
+"""Bounded work per inbound document: every check of one document (structure, packability,
+decompressed stream sizes, text) runs in a child process with resource limits, so one file
+can never hold a worker for long (decompression bombs, pathological files).
+
+::
+
+    bytes > max_bytes ──────────────────────────────► quarantine (no child started)
+    child (forkserver, modules preloaded): RLIMIT_AS = max_memory_bytes,
+                                           RLIMIT_CPU = max_seconds (+1)
+      check_document (pages > max_pages ──► quarantine)
+      any stream decompressing past max_stream_bytes ──► quarantine
+      request reference, "no records" wording
+    parent waits max_seconds of wall time ──► no answer: child killed, quarantine
+    child out of memory or CPU, or dead ──► quarantine naming the limit
+
+Reasons name the limit and its setting (``GOODFAITH_DOCUMENTS__*``), never document text.
+``DocumentSettings.isolated=False`` runs the same checks in the calling process (tests,
+benchmarks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import multiprocessing
+import resource
+import signal
+import threading
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pikepdf
+
+from config.settings import DocumentSettings
+from worker.documents import DocumentCheck, check_document, extract_reference, is_no_records_reply
+
+__all__ = ["DocumentChecker", "Inspection", "inspect_document", "oversized_stream"]
+
+_FLATE = frozenset({"/FlateDecode", "/Fl"})
+_CHUNK = 1 << 20  # bytes inflated per step while measuring a stream
+_COMPONENTS = {"/DeviceGray": 1, "/CalGray": 1, "/DeviceRGB": 3, "/CalRGB": 3, "/Lab": 3}
+_COMPONENTS |= {"/DeviceCMYK": 4}
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """The verdict on one document and, when accepted, what its text says."""
+
+    check: DocumentCheck
+    reference: str | None = None
+    no_records: bool = False
+
+
+Target = Callable[[bytes, str, Sequence[str], DocumentSettings], Inspection]
+
+
+def inspect_document(
+    data: bytes, content_type: str, passwords: Sequence[str], limits: DocumentSettings
+) -> Inspection:
+    """Every intake check of one document, in the calling process."""
+    check = check_document(
+        data,
+        content_type,
+        passwords=passwords,
+        max_pages=limits.max_pages,
+        max_bytes=limits.max_bytes,
+    )
+    if not check.accepted:
+        return Inspection(_named(check, limits))
+    too_big = oversized_stream(check.data, limits.max_stream_bytes)
+    if too_big is not None:
+        return Inspection(_quarantined(data, check.sha256, too_big))
+    return Inspection(check, extract_reference(check.data), is_no_records_reply(check.data))
+
+
+def oversized_stream(data: bytes, limit: int) -> str | None:
+    """A reason when a stream decodes to more than ``limit`` bytes: Flate streams are inflated
+    in 1 MiB steps up to the limit (never held whole); images are sized by their declared
+    width x height x components x bits. Streams in other codecs are never decoded here or
+    in the packet, and are not measured."""
+    with pikepdf.open(io.BytesIO(data)) as pdf:
+        for obj in pdf.objects:
+            if not isinstance(obj, pikepdf.Stream):
+                continue
+            declared = _declared_image_bytes(obj)
+            if declared > limit:
+                return _stream_reason(f"an image declares {declared} bytes", limit)
+            filters = obj.get("/Filter")
+            first = filters[0] if isinstance(filters, pikepdf.Array) and len(filters) else filters
+            if str(first) in _FLATE and _inflates_past(obj.read_raw_bytes(), limit):
+                return _stream_reason("a stream decompresses", limit)
+    return None
+
+
+def _stream_reason(what: str, limit: int) -> str:
+    return f"stream too large: {what} > {limit} (GOODFAITH_DOCUMENTS__MAX_STREAM_BYTES)"
+
+
+def _inflates_past(raw: bytes, limit: int) -> bool:
+    inflater = zlib.decompressobj()
+    total, pending = 0, raw
+    try:
+        while pending:
+            total += len(inflater.decompress(pending, _CHUNK))
+            if total > limit:
+                return True
+            pending = inflater.unconsumed_tail
+    except zlib.error:
+        pass  # a damaged stream: what inflated so far is its size
+    return False
+
+
+def _declared_image_bytes(stream: pikepdf.Stream) -> int:
+    try:
+        if stream.get("/Subtype") != pikepdf.Name.Image:
+            return 0
+        width, height = int(stream.get("/Width", 0)), int(stream.get("/Height", 0))
+        bits = int(stream.get("/BitsPerComponent", 8))
+        space = stream.get("/ColorSpace")
+        components = _COMPONENTS.get(str(space), 3) if space is not None else 1
+        return max(0, width) * max(0, height) * components * max(1, bits) // 8
+    except Exception:
+        return 0
+
+
+def _quarantined(data: bytes, sha: str, reason: str) -> DocumentCheck:
+    return DocumentCheck(False, 0, reason, data, False, sha)
+
+
+def _named(check: DocumentCheck, limits: DocumentSettings) -> DocumentCheck:
+    """Quarantine reasons from check_document, with the setting that set the limit."""
+    reason = check.reason or ""
+    for prefix, setting in (("too large", "MAX_BYTES"), ("too many pages", "MAX_PAGES")):
+        if reason.startswith(prefix):
+            reason = f"{reason} (GOODFAITH_DOCUMENTS__{setting})"
+            return DocumentCheck(False, check.pages, reason, check.data, False, check.sha256)
+    return check
+
+
+# --- the child process ------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_ctx: Any = None
+
+
+def _context() -> Any:
+    """A forkserver context whose server has the PDF libraries imported (started on first
+    use, never at import): each check forks from it in a few milliseconds."""
+    global _ctx
+    with _lock:
+        if _ctx is None:
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+            if ctx.get_start_method() == "forkserver":
+                ctx.set_forkserver_preload(["worker.documents_check"])
+            _ctx = ctx
+        return _ctx
+
+
+def _child(conn: Any, target: Target, data: bytes, ct: str, pw: Sequence[str], limits: Any) -> None:
+    settings = DocumentSettings.model_validate(limits)
+    cpu = math.ceil(settings.max_seconds) + 1
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    memory = settings.max_memory_bytes
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    try:
+        result: tuple[str, Any] = ("ok", target(data, ct, pw, settings))
+    except MemoryError:
+        result = ("memory", None)
+    conn.send(result)
+    conn.close()
+
+
+class DocumentChecker:
+    """Checks inbound documents within :class:`DocumentSettings`' limits. ``target`` is the
+    check to run (a module-level function; tests pass a hook that hangs)."""
+
+    def __init__(self, limits: DocumentSettings, target: Target = inspect_document) -> None:
+        self.limits = limits
+        self.target = target
+
+    def inspect(self, data: bytes, content_type: str, passwords: Sequence[str] = ()) -> Inspection:
+        """The verdict on one document; never raises on bad input, never runs past
+        ``max_seconds`` (plus process start-up) when isolated."""
+        limits = self.limits
+        if len(data) > limits.max_bytes:
+            sha = hashlib.sha256(data).hexdigest()
+            reason = f"too large: {len(data)} bytes > {limits.max_bytes}"
+            return Inspection(_quarantined(data, sha, f"{reason} (GOODFAITH_DOCUMENTS__MAX_BYTES)"))
+        if not limits.isolated:
+            return self.target(data, content_type, passwords, limits)
+        return self._isolated(data, content_type, passwords)
+
+    def _isolated(self, data: bytes, content_type: str, passwords: Sequence[str]) -> Inspection:
+        limits = self.limits
+        ctx = _context()
+        receiver, sender = ctx.Pipe(duplex=False)
+        args = (sender, self.target, data, content_type, list(passwords), limits.model_dump())
+        proc = ctx.Process(target=_child, args=args, daemon=True)
+        deadline = time.monotonic() + limits.max_seconds
+        proc.start()
+        sender.close()
+        outcome: tuple[str, Any] = ("timeout", None)
+        try:
+            if receiver.poll(max(0.0, deadline - time.monotonic())):
+                try:
+                    outcome = receiver.recv()
+                except EOFError:
+                    outcome = ("died", None)
+        finally:
+            receiver.close()
+            if proc.is_alive():
+                proc.kill()
+            proc.join()
+        kind, value = outcome
+        if kind == "ok":
+            assert isinstance(value, Inspection)
+            return value
+        sha = hashlib.sha256(data).hexdigest()
+        return Inspection(_quarantined(data, sha, self._reason(kind, proc.exitcode)))
+
+    def _reason(self, kind: str, exitcode: int | None) -> str:
+        limits = self.limits
+        if kind == "timeout":
+            return (
+                f"check exceeded the time limit: {limits.max_seconds:g} s "
+                "(GOODFAITH_DOCUMENTS__MAX_SECONDS)"
+            )
+        if kind == "memory" or exitcode == -signal.SIGSEGV:
+            return (
+                f"check exceeded the memory limit: {limits.max_memory_bytes} bytes "
+                "(GOODFAITH_DOCUMENTS__MAX_MEMORY_BYTES)"
+            )
+        if exitcode in (-signal.SIGXCPU, -signal.SIGKILL):
+            return (
+                f"check exceeded the CPU time limit: {limits.max_seconds:g} s "
+                "(GOODFAITH_DOCUMENTS__MAX_SECONDS)"
+            )
+        return f"check failed: the checking process exited with code {exitcode}"

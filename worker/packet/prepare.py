@@ -1,0 +1,224 @@
+"""One document in the form a packet needs, and the trial that proves it.
+
+A packet appends each part with :func:`append_pdf` (pypdf) and then stamps every page with
+pikepdf (:mod:`worker.packet.stamps`), which reads each page's box (``/CropBox`` falling back
+to ``/MediaBox``), its ``/Rotate`` and adds a font to its ``/Resources``. Intake runs the same
+steps on each document alone (:func:`trial`), so what would break assembly breaks at intake.
+
+Before the trial, :func:`normalized` puts page attributes into the form the stamp reads, and
+only changes what is missing, inherited or malformed (never a content stream)::
+
+    /MediaBox, /CropBox, /Rotate, /Resources inherited from /Pages ──► set on each page
+    /MediaBox missing or not 4 finite numbers with a non-empty area ──► US Letter (612 x 792)
+    /CropBox malformed ──► removed (the media box applies)    inverted boxes ──► reordered
+    /Rotate not a multiple of 90 ──► 0                         /Resources null ──► empty
+    /Resources or its /Font neither a dictionary nor null ──► Unpackable (the page cannot be
+                                                              rendered as its sender meant)
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+import pikepdf
+from pikepdf import Array, Dictionary
+from pypdf import PdfReader, PdfWriter
+
+from worker.packet.stamps import stamped
+
+__all__ = ["LETTER_BOX", "Unpackable", "append_pdf", "normalized", "packable", "rewritten", "trial"]
+
+LETTER_BOX = (0.0, 0.0, 612.0, 792.0)
+"""The media box (points) given to a page whose own is missing or malformed."""
+
+_INHERITABLE = ("/MediaBox", "/CropBox", "/Rotate", "/Resources")
+_MAX_DEPTH = 64  # page-tree levels walked looking for an inherited attribute
+_MAX_COORD = 14_400 * 10  # points; PDF's own limit is 14,400 user units per side
+
+
+class Unpackable(Exception):
+    """The document cannot go into a packet as it is; the message says why (no content)."""
+
+
+def append_pdf(writer: PdfWriter, reader: PdfReader, outline_item: str | None = None) -> None:
+    """Append every page of ``reader`` to ``writer`` the one way packets do, so that what
+    intake verified is what packet assembly runs.
+
+    Annotations (filled form widgets, stamps) are kept; the source's bookmarks are not
+    imported (hostile outlines are a common failure, and the packet adds its own, one per
+    part, via ``outline_item``). ``/B`` (article beads) would point into the source document.
+    """
+    writer.append(reader, outline_item=outline_item, import_outline=False, excluded_fields=["/B"])
+
+
+def packable(data: bytes) -> tuple[bytes, int]:
+    """The document in the form the packet needs (a normalized copy, or ``data`` itself) and
+    its page count, proven by the packet's own path on it alone. Raises :class:`Unpackable`
+    (or whatever the packet path raises) when it cannot go into a packet."""
+    try:
+        fixed = normalized(data)
+    except Unpackable:
+        raise
+    except Exception:  # qpdf cannot walk the original: normalize the packet's own rewrite
+        data = rewritten(data)
+        fixed = normalized(data)
+    usable = data if fixed is None else fixed
+    return usable, trial(usable)
+
+
+def rewritten(data: bytes) -> bytes:
+    """The document as the packet's append writes it (pypdf): a clean page tree and xref."""
+    writer = PdfWriter()
+    append_pdf(writer, PdfReader(io.BytesIO(data), strict=False))
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def trial(data: bytes) -> int:
+    """Run the packet's own path on one document alone (read, append, write, stamp, save) and
+    return its page count. Raises whatever that path raises."""
+    reader = PdfReader(io.BytesIO(data), strict=False)
+    count = len(reader.pages)
+    if count == 0:
+        raise Unpackable("no pages")
+    writer = PdfWriter()
+    append_pdf(writer, reader)
+    if len(writer.pages) != count:
+        raise Unpackable(f"append copied {len(writer.pages)} of {count} pages")
+    merged = io.BytesIO()
+    writer.write(merged)
+    stamped(merged, "GF-TRIAL")
+    return count
+
+
+def normalized(data: bytes) -> bytes | None:
+    """A copy with every page's attributes in the form the stamp reads, or None when the
+    document already is in that form. Raises :class:`Unpackable` naming the page and the
+    attribute when a page cannot be made packable; streams are copied as stored."""
+    with pikepdf.open(io.BytesIO(data)) as pdf:
+        changed = False
+        parents: dict[tuple[int, int], Any] = {}
+        for number, page in enumerate(pdf.pages, start=1):
+            changed |= _normalize_page(page.obj, number, parents)
+        for node in parents.values():
+            for key in _INHERITABLE:
+                if key in node:
+                    del node[key]
+                    changed = True
+        if not changed:
+            return None
+        out = io.BytesIO()
+        pdf.save(
+            out, stream_decode_level=pikepdf.StreamDecodeLevel.none, fix_metadata_version=False
+        )
+        return out.getvalue()
+
+
+def _normalize_page(page: Any, number: int, parents: dict[tuple[int, int], Any]) -> bool:
+    """Set the page's own box, rotation and resources; collect its page-tree ancestors."""
+    changed = False
+    own = {key: key in page for key in _INHERITABLE}
+    values = {key: _inherited(page, key, parents) for key in _INHERITABLE}
+
+    media = _box(values["/MediaBox"])
+    if media is None:
+        page["/MediaBox"] = Array(list(LETTER_BOX))
+        changed = True
+    elif not own["/MediaBox"] or _differs(values["/MediaBox"], media):
+        page["/MediaBox"] = Array(list(media))
+        changed = True
+
+    if own["/CropBox"] or values["/CropBox"] is not None:
+        crop = _box(values["/CropBox"])
+        if crop is None:
+            if own["/CropBox"]:
+                del page["/CropBox"]
+                changed = True
+        elif not own["/CropBox"] or _differs(values["/CropBox"], crop):
+            page["/CropBox"] = Array(list(crop))
+            changed = True
+
+    if own["/Rotate"] or values["/Rotate"] is not None:
+        rotate = _rotation(values["/Rotate"])
+        if not own["/Rotate"] or not _same_number(values["/Rotate"], rotate):
+            page["/Rotate"] = rotate
+            changed = True
+
+    resources = values["/Resources"]
+    if resources is None:
+        if own["/Resources"]:  # /Resources null: the same as none
+            page["/Resources"] = Dictionary()
+            changed = True
+        return changed
+    if not isinstance(resources, Dictionary):
+        raise Unpackable(f"page {number}: /Resources is not a dictionary")
+    if "/Font" in resources:
+        font = resources.get("/Font")
+        if font is None:
+            del resources["/Font"]
+            changed = True
+        elif not isinstance(font, Dictionary):
+            raise Unpackable(f"page {number}: /Resources /Font is not a dictionary")
+    if not own["/Resources"]:
+        page["/Resources"] = resources
+        changed = True
+    return changed
+
+
+def _differs(value: Any, box: tuple[float, float, float, float]) -> bool:
+    try:
+        return tuple(float(v) for v in value) != box
+    except Exception:
+        return True
+
+
+def _same_number(value: Any, number: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value == number
+
+
+def _inherited(page: Any, key: str, parents: dict[tuple[int, int], Any]) -> Any:
+    """The page's value for ``key``, looked up through its /Parent chain (bounded)."""
+    node = page
+    for _ in range(_MAX_DEPTH):
+        if key in node:
+            return node.get(key)
+        parent = node.get("/Parent")
+        if not isinstance(parent, Dictionary):
+            return None
+        if parent.is_indirect:
+            parents.setdefault(parent.objgen, parent)
+        node = parent
+    return None
+
+
+def _box(value: Any) -> tuple[float, float, float, float] | None:
+    """Four finite numbers with a non-empty area, ordered (llx, lly, urx, ury); else None."""
+    if not isinstance(value, Array) or len(value) != 4:
+        return None
+    try:
+        numbers = [float(v) for v in value]
+    except Exception:
+        return None
+    if not all(math.isfinite(n) and abs(n) <= _MAX_COORD for n in numbers):
+        return None
+    x0, y0, x1, y1 = numbers
+    box = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+    if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+        return None
+    return box
+
+
+def _rotation(value: Any) -> int:
+    """/Rotate as 0, 90, 180 or 270; anything that is not a multiple of 90 is 0."""
+    if isinstance(value, bool) or value is None:
+        return 0
+    try:
+        number = float(value)
+    except Exception:
+        return 0
+    if not math.isfinite(number) or number != int(number) or int(number) % 90:
+        return 0
+    return int(number) % 360
