@@ -4,6 +4,9 @@ never give up (late beats never); a permanent failure flags the case for ops."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
@@ -66,9 +69,11 @@ def deliver_packet(
     return []
 
 
-def _record_delivered(
-    delivery_id: str, receipt: DeliveryReceipt, sessions: sessionmaker[Session], clock: Clock
-) -> None:
+@contextmanager
+def _tried(
+    delivery_id: str, sessions: sessionmaker[Session], clock: Clock
+) -> Iterator[tuple[Session, Delivery, Case, datetime]]:
+    """The delivery and its case, locked, with this try counted (one transaction)."""
     now = clock.now()
     with transaction(sessions) as s:
         d = s.get(Delivery, delivery_id, with_for_update=True)
@@ -77,6 +82,13 @@ def _record_delivered(
         assert case is not None
         d.tries += 1
         d.attempted_at = now
+        yield s, d, case, now
+
+
+def _record_delivered(
+    delivery_id: str, receipt: DeliveryReceipt, sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    with _tried(delivery_id, sessions, clock) as (s, d, case, now):
         d.status = DeliveryStatus.DELIVERED.value
         d.delivered_at = now
         d.receipt_id = receipt.receipt_id
@@ -100,14 +112,7 @@ def _record_delivered(
 def _record_failure(
     delivery_id: str, error: ConnectorError, sessions: sessionmaker[Session], clock: Clock
 ) -> None:
-    now = clock.now()
-    with transaction(sessions) as s:
-        d = s.get(Delivery, delivery_id, with_for_update=True)
-        assert d is not None
-        case = s.get(Case, d.case_id, with_for_update=True)
-        assert case is not None
-        d.tries += 1
-        d.attempted_at = now
+    with _tried(delivery_id, sessions, clock) as (s, d, case, now):
         d.error = str(error)[:512]
         if isinstance(error, TransientError):  # keep trying: late beats never
             d.next_action_at = now + delivery_backoff(d.tries)
