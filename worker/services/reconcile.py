@@ -74,8 +74,14 @@ def apply_fax_status(
             via=via,
         )
         return []
+    return fail_attempt(s, a, event.occurred_at, now, via=via)
+
+
+def fail_attempt(s: Session, a: Attempt, at: datetime, now: datetime, *, via: str) -> list[Command]:
+    """Mark ``a`` failed at ``at`` (its reason already set), audited; the policy then plans the
+    next attempt."""
     a.outcome = AttemptOutcome.FAILED.value
-    a.completed_at = event.occurred_at
+    a.completed_at = at
     audit(
         s,
         now,
@@ -132,21 +138,9 @@ def reconcile_attempt(
             a.check_at = following
             return []
         a.check_at = None
-        a.outcome = AttemptOutcome.FAILED.value
-        a.completed_at = now
         a.failure_reason = failure_reason(
             f"no final fax status from {a.vendor or 'the vendor'} "
             f"within {status_checks.give_up} of sending"
         )
-        audit(
-            s,
-            now,
-            "attempt.failed",
-            a.case_id,
-            attempt_id=a.id,
-            number=a.number,
-            reason=a.failure_reason,
-            via="status check",
-        )
         log.warning("attempt.status_unknown", case_id=a.case_id, attempt_id=a.id)
-        return [PlanOutreach(a.request_id)]
+        return fail_attempt(s, a, now, now, via="status check")
