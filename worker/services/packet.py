@@ -149,12 +149,13 @@ def _plan(
             _close_unanswered(s, case, now)
             case.status = CaseStatus.ASSEMBLING.value
         case.next_action_at = now + LEASE
+        sequence = len(case.packets) + 1
         return _Plan(
             case_id=case.id,
             agency_id=case.agency_id,
-            sequence=len(case.packets) + 1,
+            sequence=sequence,
             supplemental=supplemental,
-            cover=_cover(case, now, agency_name, carrier_name, supplemental),
+            cover=_cover(case, now, agency_name, carrier_name, supplemental, sequence),
             specs=_specs(case, docs, supplemental),
             attestation=_attestation(case),
             document_ids=[d.id for d in docs],
@@ -181,6 +182,7 @@ def _cover(
     agency_name: Callable[[str], str],
     carrier_name: str,
     supplemental: bool,
+    sequence: int,
 ) -> CoverInfo:
     jurisdiction = get_jurisdiction(case.jurisdiction)
     return CoverInfo(
@@ -197,7 +199,7 @@ def _cover(
         citation=jurisdiction.citation,
         tz=jurisdiction.tz,
         supplemental=supplemental,
-        sequence=len(case.packets) + 1,
+        sequence=sequence,
     )
 
 
