@@ -90,6 +90,8 @@ class Case(Base):
     delivered_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     watchdog_at: Mapped[datetime | None]  # the watchdog leaves the case alone until then
+    # opening (EOC, authorization, first outreach) not yet done: re-driven then (a lease)
+    open_at: Mapped[datetime | None] = mapped_column(index=True)
 
     requests: Mapped[list[RecordRequest]] = relationship(
         back_populates="case", order_by="RecordRequest.position"
@@ -157,6 +159,7 @@ class Attempt(Base):
     redial_at: Mapped[datetime | None] = mapped_column(index=True)  # transport retry, same attempt
     poll_at: Mapped[datetime | None] = mapped_column(index=True)  # pull channels: next poll
     check_at: Mapped[datetime | None] = mapped_column(index=True)  # fax: ask the vendor's status
+    sending_until: Mapped[datetime | None]  # a transmission is under way until then (SEND_LEASE)
 
     request: Mapped[RecordRequest] = relationship(back_populates="attempts")
 

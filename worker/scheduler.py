@@ -27,12 +27,19 @@ from worker.commands import (
     Command,
     DeliverPacket,
     IngestInbound,
+    OpenCase,
     PlanOutreach,
     PollTask,
     ReconcileAttempt,
     SendAttempt,
 )
-from worker.domain.lifecycle import LEASE, TIMED_CASE_STATES, DeliveryStatus, RequestStatus
+from worker.domain.lifecycle import (
+    LEASE,
+    TIMED_CASE_STATES,
+    CaseStatus,
+    DeliveryStatus,
+    RequestStatus,
+)
 from worker.domain.types import AttemptOutcome
 from worker.services.deps import call
 from worker.services.watchdog import watch
@@ -55,6 +62,14 @@ class Timer:
 
 
 TIMERS: tuple[Timer, ...] = (
+    Timer(
+        "opening",
+        Case,
+        Case.open_at,
+        Case.status == CaseStatus.OPEN.value,
+        OpenCase,
+        Case.id,
+    ),
     Timer(
         "outreach",
         RecordRequest,
@@ -162,9 +177,59 @@ def next_due(c: Container) -> datetime | None:
     """The earliest timer in the database, or None when nothing is scheduled (one query).
 
     Called every scheduler tick and every simulation step: the statement is built once."""
+    return next_due_at(c.engine)
+
+
+def next_due_at(engine: Any) -> datetime | None:
+    """:func:`next_due` on a bare SQLAlchemy engine (drivers that hold no container)."""
     global _NEXT_DUE
     if _NEXT_DUE is None:
         _NEXT_DUE = _next_due_statement()
-    with c.engine.connect() as conn:
+    with engine.connect() as conn:
         value: datetime | None = conn.execute(_NEXT_DUE).scalar()
     return value
+
+
+#: Redis key the scheduler process writes after every tick: ``{"tick_at": <the clock's instant
+#: when the tick began, ISO-8601>, "wall": <Unix seconds when it ended>}``. Ops (and
+#: ``bench/chaos.py``) read it to see that the scheduler is alive and how far it has ticked.
+HEARTBEAT_KEY = "goodfaith:scheduler:heartbeat"
+
+
+def run_loop(
+    c: Container,
+    interval_s: float,
+    *,
+    beat: Callable[[datetime], None] | None = None,
+    once: bool = False,
+    sleep: Callable[[float], None] | None = None,
+) -> None:
+    """Tick every ``interval_s`` seconds (wall time) until stopped.
+
+    A tick that fails — PostgreSQL connections dropped, Redis restarting — is logged and the
+    next one runs on time: the leases it took are re-driven when they end, so nothing is lost
+    and the scheduler never dies of a passing fault. ``beat(instant)`` runs after each tick
+    that succeeded (the heartbeat); its own failure is logged too."""
+    import time
+
+    import structlog
+
+    log = structlog.get_logger("goodfaith.scheduler")
+    pause = sleep or time.sleep
+    while True:
+        began = c.clock.now()
+        try:
+            n = len(tick(c))
+        except Exception as exc:
+            log.warning("scheduler.tick_failed", error=type(exc).__name__)
+        else:
+            if n:
+                log.info("scheduler.tick", enqueued=n)
+            if beat is not None:
+                try:
+                    beat(began)
+                except Exception as exc:
+                    log.warning("scheduler.heartbeat_failed", error=type(exc).__name__)
+        if once:
+            return
+        pause(interval_s)

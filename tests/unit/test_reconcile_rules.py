@@ -29,14 +29,16 @@ PENDING, SENT = AttemptOutcome.PENDING, AttemptOutcome.SENT
         (PENDING, 1, False, True),  # counted, the vendor's answer never recorded: a crash
         (PENDING, 2, False, True),
         (PENDING, 1, True, False),  # the answer was recorded
-        (SENT, 1, False, False),  # not pending: the webhook/check path owns it
+        (SENT, 2, False, True),  # a redial counted, its answer never recorded: a crash
+        (SENT, 2, True, False),  # a redial answered (or a sent fax): the webhooks own it
         (AttemptOutcome.FAILED, 1, False, False),
     ],
 )
-def test_an_attempt_is_left_mid_send_when_counted_pending_and_without_an_external_id(
+def test_an_attempt_is_left_mid_send_when_counted_and_without_an_external_id(
     outcome: AttemptOutcome, transmissions: int, has_external_id: bool, expected: bool
 ) -> None:
-    """The "sending" state is derived from the row: pending, counted, no external id."""
+    """The "sending" state is derived from the row: pending or sent (a redial clears the
+    previous transmission's id when it starts), counted, no external id."""
     assert left_mid_send(outcome, transmissions, has_external_id) is expected
 
 
@@ -53,6 +55,23 @@ def test_a_send_command_looks_before_resending_an_attempt_left_mid_send() -> Non
     assert send_action(SENT, True, *open_, transmissions=1, has_external_id=True) is (
         SendAction.SEND
     )
+    # a redial left mid-send by a crash: its timer fires again, and it looks first
+    assert send_action(SENT, True, *open_, transmissions=2) is SendAction.LOOK
+
+
+def test_a_send_command_for_an_attempt_on_the_wire_is_dropped() -> None:
+    """Another command is transmitting the attempt now (its send lease holds): whatever the
+    rest says — send, look, even cancel — this one does nothing, so the attempt is never on the
+    wire twice and never marked cancelled while it goes out."""
+    open_ = (RequestStatus.OPEN, CaseStatus.OPEN)
+    closed = (RequestStatus.FULFILLED, CaseStatus.OPEN)
+    for args in [
+        (PENDING, False, *open_, 0),
+        (PENDING, False, *open_, 1),
+        (SENT, True, *open_, 2),
+        (PENDING, False, *closed, 1),
+    ]:
+        assert send_action(*args, in_flight=True) is SendAction.DROP  # type: ignore[arg-type]
 
 
 def test_the_first_status_check_comes_after_the_threshold() -> None:

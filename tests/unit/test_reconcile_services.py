@@ -16,7 +16,8 @@ from storage.models import Attempt, AuditEvent
 from tests.conftest import at, notification
 from tests.fakes import Crash, fax_delivered, fax_failed, make_container
 from worker import services
-from worker.commands import SendAttempt
+from worker.commands import OpenCase, SendAttempt
+from worker.domain.lifecycle import LEASE, SEND_LEASE
 from worker.scheduler import tick
 
 START = at("2026-04-17T09:00:00-04:00")
@@ -120,23 +121,28 @@ def test_a_fax_that_never_ends_is_asked_about_until_the_give_up_time(env) -> Non
 
 def test_a_crash_after_the_fax_went_out_adopts_it_and_sends_nothing_new(env) -> None:  # type: ignore[no-untyped-def]
     """Given the vendor took the fax and the worker died before writing its answer, when the
-    SendAttempt message is redelivered, then the fax is found by its key and adopted (status
-    checked at once); exactly one fax exists."""
-    c, _clock, fax = env
+    SendAttempt message is redelivered while the send lease holds, then nothing happens; once
+    it ends, the fax is found by its key and adopted (status checked at once); exactly one fax
+    exists."""
+    c, clock, fax = env
     fax.crash_after_send = True
     with pytest.raises(Crash):
         services.intake(c, notification())
     c.dispatcher.queue.clear()  # what the dead worker would have run next is gone
     a = _attempt(c)
     assert (a.outcome, a.transmissions, a.external_id) == ("pending", 1, None)
+    assert a.sending_until == START + SEND_LEASE
     fax.crash_after_send = False
+    services.run_command(c, SendAttempt(a.id))  # redelivered at once: it may be on the wire
+    assert fax.lookups == [] and len(fax.sent) == 1
+    clock.advance_to(START + SEND_LEASE)
     services.run_command(c, SendAttempt(a.id))
     a = _attempt(c)
     assert len(fax.sent) == 1
     assert fax.lookups == [a.idempotency_key]
-    assert (a.outcome, a.transmissions) == ("sent", 1)
+    assert (a.outcome, a.transmissions, a.sending_until) == ("sent", 1, None)
     assert a.external_id == fax.ids[a.idempotency_key]
-    assert a.check_at == START  # adopted: its webhooks found no attempt, so ask now
+    assert a.check_at == START + SEND_LEASE  # adopted: its webhooks found no attempt: ask now
     assert [e["external_id"] for e in _audit(c, "attempt.adopted")] == [a.external_id]
 
 
@@ -160,7 +166,7 @@ def test_a_crash_before_the_vendor_had_it_sends_once_with_the_same_key(env) -> N
 def test_when_the_far_side_cannot_be_asked_nothing_is_sent(env) -> None:  # type: ignore[no-untyped-def]
     """A lookup that fails transiently raises (the message is retried later); no fax goes out
     meanwhile and the attempt stays as it was."""
-    c, _clock, fax = env
+    c, clock, fax = env
     fax.crash_after_send = True
     with pytest.raises(Crash):
         services.intake(c, notification())
@@ -172,7 +178,61 @@ def test_when_the_far_side_cannot_be_asked_nothing_is_sent(env) -> None:  # type
         raise TransientError("Telnyx list faxes: HTTP 503")
 
     fax.find_sent = down  # type: ignore[method-assign]
+    clock.advance_to(START + SEND_LEASE)
     with pytest.raises(TransientError):
         services.run_command(c, SendAttempt(a.id))
     assert len(fax.sent) == 1
-    assert (_attempt(c).outcome, _attempt(c).transmissions) == ("pending", 1)
+    a = _attempt(c)
+    assert (a.outcome, a.transmissions) == ("pending", 1)
+    assert a.sending_until is None  # not on the wire: the retried message may look again
+
+
+def test_a_crash_mid_redial_is_re_driven_and_adopted_never_sent_twice(env) -> None:  # type: ignore[no-untyped-def]
+    """Given a busy line redialled, when the worker dies after the vendor took the redial but
+    before its answer was written, then the redial timer (kept as a lease) drives the attempt
+    again, the redial is found by its own key and adopted: two faxes in all, none twice."""
+    c, clock, fax = env
+    services.intake(c, notification())
+    a = _attempt(c)
+    services.record_fax_status(c, fax_failed(a.external_id, START + MIN))
+    first_id = a.external_id
+    clock.advance_to(START + 6 * MIN)  # the redial is due at +6 (webhook at +1, 5 min later)
+    fax.crash_after_send = True
+    with pytest.raises(Crash):
+        tick(c)  # the redial runs inline, and "dies" once the vendor has it
+    c.dispatcher.queue.clear()
+    fax.crash_after_send = False
+    a = _attempt(c)
+    assert (a.outcome, a.transmissions, a.external_id) == ("sent", 2, None)
+    assert a.redial_at == START + 6 * MIN + LEASE  # the lease re-drives it
+    assert fax.ids and len(fax.sent) == 2
+    # a late duplicate webhook of the first transmission finds nothing to change
+    services.record_fax_status(c, fax_failed(first_id, START + MIN))
+    clock.advance_to(START + 6 * MIN + LEASE)
+    tick(c)
+    a = _attempt(c)
+    assert len(fax.sent) == 2
+    assert fax.lookups == [f"{a.idempotency_key}-t2"]
+    assert (a.outcome, a.transmissions, a.redial_at) == ("sent", 2, None)
+    assert a.external_id == fax.ids[f"{a.idempotency_key}-t2"]
+    assert [e["transmission"] for e in _audit(c, "attempt.adopted")] == [2]
+
+
+def test_a_lost_open_case_message_is_re_driven_by_the_opening_timer(env) -> None:  # type: ignore[no-untyped-def]
+    """Given a notification taken in whose OpenCase message was lost (Redis flushed, or the
+    enqueue failed after the commit), when the opening lease ends, then the scheduler opens the
+    case and outreach starts; once opened, the timer is cleared."""
+    c, clock, fax = env
+    c.dispatcher.enqueue = lambda cmds: None  # type: ignore[method-assign]  # lost
+    case_id = services.intake(c, notification()).case_id
+    del c.dispatcher.enqueue
+    assert _attempt(c) is None
+    clock.advance_to(START + LEASE)
+    cmds = tick(c)
+    assert OpenCase(case_id) in cmds
+    a = _attempt(c)
+    assert a is not None and a.outcome == "sent" and len(fax.sent) == 1
+    with transaction(c.sessions) as s:
+        from storage.models import Case
+
+        assert s.get(Case, case_id).open_at is None  # type: ignore[union-attr]

@@ -37,6 +37,10 @@ LEASE = timedelta(minutes=10)
 MAX_TRANSMISSIONS = 3
 #: Time between redials of one attempt.
 REDIAL_DELAY = timedelta(minutes=5)
+#: A transmission under way holds its attempt this long (longer than a connector call with all
+#: its retries, about 2.5 minutes; shorter than :data:`LEASE`, so a timer that re-drives an
+#: attempt left by a crash finds it free): another send command meanwhile is dropped.
+SEND_LEASE = timedelta(minutes=5)
 #: Waits before retrying an agency upload after each transient failure (seconds; the last
 #: repeats): late beats never, so delivery never gives up on a transient error.
 DELIVERY_BACKOFF_S = (60, 120, 300, 600, 900)
@@ -160,8 +164,14 @@ class SendAction(StrEnum):
 def left_mid_send(outcome: AttemptOutcome, transmissions: int, has_external_id: bool) -> bool:
     """The attempt's transmission was counted but the far side's answer never recorded: the
     process stopped between "transmission counted" and "vendor answered". The fax (or Task)
-    may or may not exist at the far side; there is no column for this state, it is derived."""
-    return outcome is AttemptOutcome.PENDING and transmissions >= 1 and not has_external_id
+    may or may not exist at the far side. A first transmission leaves the attempt pending; a
+    redial leaves it sent, its previous transmission's external id cleared when the redial
+    started. There is no column for this state: it is derived."""
+    return (
+        outcome in (AttemptOutcome.PENDING, AttemptOutcome.SENT)
+        and transmissions >= 1
+        and not has_external_id
+    )
 
 
 def send_action(
@@ -171,13 +181,16 @@ def send_action(
     case: CaseStatus,
     transmissions: int = 0,
     has_external_id: bool = False,
+    in_flight: bool = False,
 ) -> SendAction:
     """What a send command does with an attempt.
 
-    ``redial_due``: the attempt has a redial timer set (a busy line). An attempt
+    ``redial_due``: the attempt has a redial timer set (a busy line). ``in_flight``: another
+    command is transmitting it now (its :data:`SEND_LEASE` has not ended): this one is dropped,
+    whatever else holds, so one attempt is never on the wire twice. An attempt
     :func:`left_mid_send` is never sent blindly again: :attr:`SendAction.LOOK` first."""
     redial = redial_due and outcome is AttemptOutcome.SENT
-    if not (outcome is AttemptOutcome.PENDING or redial):
+    if in_flight or not (outcome is AttemptOutcome.PENDING or redial):
         return SendAction.DROP
     if not outreach_allowed(request, case):
         return SendAction.CANCEL

@@ -17,6 +17,7 @@ from storage.models import Case
 from worker.commands import Command, OpenCase
 from worker.domain.clock import Clock
 from worker.domain.deadlines import DeadlineError, timeline
+from worker.domain.lifecycle import LEASE
 from worker.notification import IntakeError, parse_notification
 from worker.services.audit import audit
 from worker.services.mapping import new_case
@@ -66,6 +67,7 @@ def intake(
             return IntakeResult(existing, created=False)
         now = clock.now()
         case = new_case(n, tl, now)
+        case.open_at = now + LEASE  # re-driven by the ``opening`` timer if OpenCase is lost
         s.add(case)
         try:
             s.flush()

@@ -38,7 +38,10 @@ def open_case(
     anyway, and the packet is held until the EOC is there."""
     with transaction(sessions) as s:
         case = s.get(Case, cmd.case_id)
-        if case is None or case.status != CaseStatus.OPEN:
+        if case is None:
+            return []
+        if case.status != CaseStatus.OPEN:
+            case.open_at = None
             return []
         need_eoc = case.eoc_object_uri is None
         need_auth = case.authorization_object_uri is None
@@ -71,6 +74,7 @@ def open_case(
     with transaction(sessions) as s:
         case = s.get(Case, cmd.case_id)
         assert case is not None
+        case.open_at = None
         if eoc_obj:
             case.eoc_object_uri = eoc_obj
         if auth_obj:

@@ -36,6 +36,7 @@ from worker.domain.clock import Clock
 from worker.domain.lifecycle import (
     LEASE,
     LOOKUP_SKEW,
+    SEND_LEASE,
     SendAction,
     StatusChecks,
     failure_reason,
@@ -201,6 +202,9 @@ def send_attempt(
         except PermanentError as exc:  # cannot know whether it went out: never send blindly
             _record_failure(cmd.attempt_id, out.case_id, exc, sessions, clock)
             return [PlanOutreach(out.request_id)]
+        except Exception:  # no answer: free the attempt, and let the message be retried
+            _release(cmd.attempt_id, sessions)
+            raise
         if found is not None:
             _record_sent(sent, found, adopted=True)
             return [PlanOutreach(out.request_id)]
@@ -241,6 +245,7 @@ def _start_transmission(
         if a is None:
             return None
         r, case = a.request, a.request.case
+        in_flight = a.sending_until is not None and a.sending_until > now
         action = send_action(
             attempt_outcome(a),
             a.redial_at is not None,
@@ -248,22 +253,40 @@ def _start_transmission(
             case_status(case),
             transmissions=a.transmissions,
             has_external_id=a.external_id is not None,
+            in_flight=in_flight,
         )
-        a.redial_at = None
-        if action is SendAction.LOOK:  # same transmission, same key: not counted again
-            return _outgoing(a, media_url, carrier_name, look_since=a.planned_at - LOOKUP_SKEW)
         if action is SendAction.DROP:
-            return None  # a stale message: the attempt already went out, or finished
+            if in_flight:
+                log.info("attempt.send_in_flight", attempt_id=a.id)
+            else:
+                a.redial_at = None
+            return None  # a stale message, or another command is transmitting it now
         if action is SendAction.CANCEL:
             a.outcome = AttemptOutcome.CANCELLED.value
             a.completed_at = now
+            a.redial_at = None
             return None
+        # Held while on the wire; a redial keeps its timer as a lease (re-driven if we crash)
+        a.sending_until = now + SEND_LEASE
+        if a.redial_at is not None:
+            a.redial_at = now + LEASE
+        if action is SendAction.LOOK:  # same transmission, same key: not counted again
+            return _outgoing(a, media_url, carrier_name, look_since=a.planned_at - LOOKUP_SKEW)
         a.letter_uri = a.letter_uri or letter_uri
         if a.letter_uri is None:  # should not happen: a redial always has its letter
             raise RuntimeError(f"attempt {a.id} has no request letter")
         a.transmissions += 1
+        a.external_id = None  # a redial: the previous transmission's id stays in the audit trail
         a.vendor = requesters[ChannelKind(a.channel)].vendor
         return _outgoing(a, media_url, carrier_name)
+
+
+def _release(attempt_id: str, sessions: sessionmaker[Session]) -> None:
+    """End an attempt's send lease: nothing is on the wire for it any more."""
+    with transaction(sessions) as s:
+        a = s.get(Attempt, attempt_id, with_for_update=True)
+        if a is not None:
+            a.sending_until = None
 
 
 def _outgoing(
@@ -307,6 +330,7 @@ def _record_sent(sent: _Sent, receipt: SendReceipt, *, adopted: bool = False) ->
         assert a is not None
         a.sent_at = a.sent_at or now
         a.external_id = receipt.external_id
+        a.sending_until = a.redial_at = None
         if a.outcome == AttemptOutcome.PENDING:
             a.outcome = receipt.outcome.value
         if isinstance(sent.requester, PollingRequester):
@@ -342,6 +366,7 @@ def _record_failure(
         a = s.get(Attempt, attempt_id, with_for_update=True)
         assert a is not None
         a.sent_at = a.sent_at or now
+        a.sending_until = a.redial_at = None
         a.outcome = AttemptOutcome.FAILED.value
         a.completed_at = now
         a.failure_reason = failure_reason(f"{kind}: {error}")
