@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = "json"  # or "console"
     scheduler_interval_s: float = 5.0  # seconds between scheduler ticks in real time
+    #: rehearsals only (bench/chaos.py): read the virtual time from this file
+    #: (worker/sharedclock.py); unset, every process uses the wall clock
+    clock_file: str | None = None
     # Fax status checks when no final webhook came (seconds, counted from the transmission):
     # first check, then every ..., give up (fail the attempt) after ... (lifecycle.StatusChecks)
     fax_status_check_after_s: float = Field(default=900.0, gt=0)

@@ -39,6 +39,7 @@ from connectors.delivery.https import AgencyCredentials, HttpsAgencyDeliverer
 from connectors.fax.telnyx import TelnyxFax, TelnyxSettings
 from connectors.fhir.cdex import CDexTaskRequester
 from connectors.retry import RetryingFactory
+from worker.domain.clock import Clock
 
 __all__ = [
     "AGENCY_TRANSPORTS",
@@ -70,11 +71,13 @@ def webhook_url(public_base_url: str, vendor: str) -> str:
 
 @dataclass(frozen=True)
 class BuildContext:
-    """What factories share: one HTTP client, transport retries, where we are reachable."""
+    """What factories share: one HTTP client, transport retries, where we are reachable, and
+    the clock (webhook timestamps are checked against it; None: the wall clock)."""
 
     http: httpx.Client
     retrying: RetryingFactory
     public_base_url: str
+    clock: Clock | None = None
 
     def webhook_url(self, vendor: str) -> str:
         return webhook_url(self.public_base_url, vendor)
@@ -109,6 +112,7 @@ def _telnyx(s: TelnyxSettings, ctx: BuildContext) -> TelnyxFax:
         base_url=s.api_base,
         public_key=s.webhook_public_key,
         retrying=ctx.retrying,
+        clock=ctx.clock,
     )
 
 

@@ -46,6 +46,7 @@ class Context:
     carrier_fax_number: str = "+16175550000"
     drop_webhooks: float = 0.0  # share of outbound fax status webhooks lost on purpose
     seed: int = 0  # for the random choices far sides make (which webhooks are lost)
+    honour_idempotency_keys: bool = True  # False: every fax request creates a new fax
     _sent: list[dict[str, Any]] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -83,6 +83,18 @@ class CDexFarSide(FarSide):
         self._tasks: dict[str, _Task] = {}
         self._task_keys: dict[str, str] = {}
 
+    def task_identifiers(self) -> list[tuple[str, ...]]:
+        """The identifiers (``system|value``) of every Task created so far, one entry per Task
+        (goodfaith's attempt key is one of them: a repeat means a request sent twice)."""
+        return [
+            tuple(
+                f"{i.get('system')}|{i.get('value')}"
+                for i in task.resource.get("identifier", [])
+                if isinstance(i, dict)
+            )
+            for task in list(self._tasks.values())
+        ]
+
     def router(self) -> APIRouter:
         router = APIRouter()
 

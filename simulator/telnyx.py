@@ -23,6 +23,7 @@ status as of the clock. Logs carry ids only.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import random
@@ -125,6 +126,16 @@ class TelnyxFarSide(FarSide):
         self._media: dict[str, tuple[bytes, str]] = {}
         self._drops = random.Random(ctx.seed)
         self.dropped: list[str] = []  # ids of the webhook events lost on purpose
+        # Test hook: while this is an Event not yet set, a fax request is taken (the fax
+        # exists, its webhooks will come) and its answer held back until the Event is set, so
+        # that the sender can be killed mid-send.
+        self.hold_answers: threading.Event | None = None
+
+    def client_states(self) -> list[str | None]:
+        """The ``client_state`` of every fax created so far, one per fax, in creation order
+        (goodfaith puts the transmission's key there: a repeat means a fax sent twice)."""
+        with self._lock:
+            return [fax.client_state for fax in self._faxes.values()]
 
     def router(self) -> APIRouter:
         router = APIRouter()
@@ -234,7 +245,7 @@ class TelnyxFarSide(FarSide):
         key = request.headers.get("idempotency-key")
         now = self.ctx.clock.now()
         with self._lock:
-            if key and key in self._fax_keys:
+            if key and self.ctx.honour_idempotency_keys and key in self._fax_keys:
                 fax = self._faxes[self._fax_keys[key]]
                 return JSONResponse(
                     {"data": fax_resource(fax, self.ctx.clock.now())}, status_code=202
@@ -263,6 +274,8 @@ class TelnyxFarSide(FarSide):
         else:
             self.ctx.events.push(now + _QUEUED_TO_DELIVERED, _Transmit(self, fax.id))
         log.info("sim.fax_queued", fax_id=fax.id)
+        while self.hold_answers is not None and not self.hold_answers.is_set():
+            await asyncio.sleep(0.02)
         return JSONResponse({"data": fax_resource(fax, self.ctx.clock.now())}, status_code=202)
 
     def _view_fax(self, fax_id: str, request: Request) -> Response:

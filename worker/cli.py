@@ -171,24 +171,26 @@ def worker(
 @click.option("--once", is_flag=True, help="one tick, then exit")
 def scheduler(once: bool) -> None:
     """Enqueue due work from the database every GOODFAITH_SCHEDULER_INTERVAL_S seconds."""
-    import structlog
+    import redis
 
-    from worker.scheduler import tick
+    from worker.scheduler import HEARTBEAT_KEY, run_loop
 
     s = get_settings()
     configure_logging(s.log_level, s.log_format)
-    log = structlog.get_logger("goodfaith.scheduler")
     c = _container(dispatcher=_broker_dispatcher())
+    beats = redis.Redis.from_url(s.redis_url) if s.redis_url else None
+
+    def beat(instant: datetime) -> None:
+        if beats is not None:
+            value = {"tick_at": instant.isoformat(), "wall": round(time.time(), 3)}
+            beats.set(HEARTBEAT_KEY, json.dumps(value))
+
     try:
-        while True:
-            n = len(tick(c))
-            if n:
-                log.info("scheduler.tick", enqueued=n)
-            if once:
-                break
-            time.sleep(s.scheduler_interval_s)
+        run_loop(c, s.scheduler_interval_s, beat=beat, once=once)
     finally:
         c.close()
+        if beats is not None:
+            beats.close()
 
 
 @main.command()

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 import httpx
+import structlog
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -183,6 +184,13 @@ def build_container(
     from storage.objects import make_s3_client, open_store
 
     closers: list[Callable[[], None]] = []
+    if clock is None and settings.clock_file:
+        from worker.sharedclock import FileClock
+
+        clock = FileClock(settings.clock_file)
+        structlog.get_logger("goodfaith.wiring").warning(
+            "clock.virtual", clock_file=settings.clock_file
+        )
     if http is None:
         http = make_http_client()
         closers.append(http.close)
@@ -200,7 +208,9 @@ def build_container(
         return transport_retrying(sleep=retry_sleep)
 
     # Connectors come only from the registry (connectors/registry.py), keyed by settings.
-    ctx = BuildContext(http=http, retrying=retrying, public_base_url=settings.public_base_url)
+    ctx = BuildContext(
+        http=http, retrying=retrying, public_base_url=settings.public_base_url, clock=clock
+    )
     fax = build_fax(settings.fax, ctx)
     fhir = build_fhir(settings.fhir, ctx)
     agencies: dict[str, AgencySettings] = dict(settings.agencies)
