@@ -455,3 +455,25 @@ def planned_schedule(
             )
         )
         now = step.at
+
+
+def attempts_before(attempts: Sequence[AttemptFact], cutoff: datetime) -> int:
+    """Documented attempts made before ``cutoff``: sent (whatever their outcome, a failed
+    transmission included) strictly before it. Cancelled or never-sent attempts do not count."""
+    cutoff = _utc(cutoff, "cutoff")
+    return sum(
+        1
+        for a in attempts
+        if a.sent_at is not None
+        and a.outcome not in (AttemptOutcome.PENDING, AttemptOutcome.CANCELLED)
+        and _utc(a.sent_at, "sent_at") < cutoff
+    )
+
+
+def standard_met(
+    *, answered: bool, made: int, settings: OutreachSettings = DEFAULT_SETTINGS
+) -> bool:
+    """Whether the good-faith standard was met for one request: the records (or a written "no
+    records" statement) were obtained, or ``min_attempts`` documented attempts were made
+    before the cutoff (``made``, see :func:`attempts_before`)."""
+    return answered or made >= settings.min_attempts
