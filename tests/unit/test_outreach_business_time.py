@@ -140,3 +140,26 @@ def test_business_time_arithmetic() -> None:
     assert business_before(spans, timedelta(hours=6)) == datetime(2026, 4, 22, 16, tzinfo=NY)
     assert business_before(spans, timedelta(hours=24)) is None
     assert read_index(spans, datetime(2026, 4, 21, 20, tzinfo=NY)) == 1
+
+
+def test_overdue_standard_follow_up_waits_for_the_next_opening() -> None:
+    """A failure learned after closing (escalation planned 16:55, known 17:20): the escalation
+    goes at the next opening, not at once in the evening; expedited would go at once."""
+    from worker.domain.outreach import next_attempt
+    from worker.domain.types import AttemptFact, AttemptOutcome
+
+    opened = datetime(2026, 4, 21, 8, tzinfo=NY)
+    cutoff = timeline(MA, STD, opened).assemble_at
+    sent = datetime(2026, 4, 21, 16, 25, tzinfo=NY)
+    failed = AttemptFact(1, sent, sent, FAX, AttemptOutcome.FAILED)
+    now = datetime(2026, 4, 21, 17, 20, tzinfo=NY)
+    step = next_attempt(
+        opened_at=opened,
+        cutoff=cutoff,
+        review_type=STD,
+        channels=[FAX],
+        attempts=[failed],
+        now=now,
+        jurisdiction=MA,
+    )
+    assert step is not None and step.at == datetime(2026, 4, 22, 8, tzinfo=NY)

@@ -102,9 +102,9 @@ def _packet(tmp_path: Path) -> tuple[Path, int, range]:
 
 def _render(pdf: Path, page: int, out: Path) -> Image.Image:
     prefix = out / f"page-{page}"
+    pages = ["-f", str(page), "-l", str(page)]
     subprocess.run(
-        ["pdftoppm", "-png", "-r", "50", "-f", str(page), "-l", str(page), "-singlefile"]
-        + [str(pdf), str(prefix)],
+        ["pdftoppm", "-png", "-r", "50", *pages, "-singlefile", str(pdf), str(prefix)],
         check=True,
         timeout=60,
     )

@@ -47,8 +47,10 @@ Expedited reviews: elapsed time, away from the dead of night.
   begin when that keeps ``min_spacing``; else it stays (urgency wins).
 
 Both: the planned attempt is ``None`` when it would not be before ``cutoff``. The returned
-``at`` is clamped to ``now``: a planned time already past (a late scheduler tick) comes back as
-``now``, meaning "send immediately". Returned instants are in UTC. The previous attempt's time
+``at`` is clamped to ``now``: a planned time already past (a late scheduler tick, a failure
+learned after the escalation's planned time) comes back as ``now``, meaning "send
+immediately" -- for a standard review's follow-up, the next opening when ``now`` is outside
+the provider's business hours. Returned instants are in UTC. The previous attempt's time
 is its ``sent_at`` (its ``planned_at`` when it has not been sent).
 
 Channel choice: channels are ordered provider channels first, then designee channels (each
@@ -406,7 +408,11 @@ def next_attempt(
                 jurisdiction=jurisdiction,
                 settings=settings,
             )
-    at = max(at, now)
+    if now > at:
+        at = now  # overdue (a late tick, a failure learned late): at once...
+        if window is not None and previous is not None:
+            # ...but a standard review's follow-up waits for the provider's next opening
+            at = business_add(window.openings, now, timedelta(0)) or now
     if at >= cutoff:
         return None
     return PlannedAttempt(number=number, at=at, channel=channel, reason=reason)
