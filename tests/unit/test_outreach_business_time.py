@@ -163,3 +163,18 @@ def test_overdue_standard_follow_up_waits_for_the_next_opening() -> None:
         jurisdiction=MA,
     )
     assert step is not None and step.at == datetime(2026, 4, 22, 8, tzinfo=NY)
+
+
+def test_the_issue_s_sunday_attempt_moves_to_a_business_morning() -> None:
+    """The demo's shape (standard, received Thu 2026-04-16 13:30): the old rule's third attempt
+    went out on Sunday 03:52, read with Friday's on Tuesday; now Thu, Fri and Tue openings."""
+    received = datetime(2026, 4, 16, 13, 30, tzinfo=NY)
+    cutoff = timeline(MA, STD, received).assemble_at
+    plan = planned_schedule(
+        opened_at=received, cutoff=cutoff, review_type=STD, channels=[FAX], jurisdiction=MA
+    )
+    assert [a.at.astimezone(NY) for a in plan] == [
+        received,
+        datetime(2026, 4, 17, 11, 7, 30, tzinfo=NY),
+        datetime(2026, 4, 21, 8, 45, tzinfo=NY),
+    ]
