@@ -23,6 +23,7 @@ from storage.db import transaction
 from storage.models import Attempt
 from worker import services
 from worker.notification import IntakeError
+from worker.readmodels.attestation import attestation_json, attestation_pdf, case_attestation
 from worker.readmodels.dashboard import dashboard, status_counts
 from worker.readmodels.deadletters import dead_letters
 from worker.readmodels.export import iter_attempts, render_export
@@ -53,10 +54,10 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
             return JSONResponse(
                 {"errors": [{"field": f, "message": m} for f, m in exc.errors]}, status_code=422
             )
-        return JSONResponse(
-            {"case_id": result.case_id, "created": result.created},
-            status_code=201 if result.created else 200,
-        )
+        body_out: dict[str, Any] = {"case_id": result.case_id, "created": result.created}
+        if result.warnings:  # the case is taken in, and flagged: say so to the sender too
+            body_out["warnings"] = result.warnings
+        return JSONResponse(body_out, status_code=201 if result.created else 200)
 
     @app.post(WEBHOOK_ROUTE)
     async def vendor_webhook(vendor: str, request: Request) -> dict[str, str]:
@@ -126,6 +127,17 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
         text = render_export(iter_attempts(container(), case_id), format)
         media = "text/csv" if format == "csv" else "application/json"
         return PlainTextResponse(text, media_type=media)
+
+    @app.get("/v1/cases/{case_id}/attestation")
+    def attestation(case_id: str, format: str = "pdf") -> Response:
+        if format not in ("pdf", "json"):
+            raise HTTPException(status_code=422, detail="format must be pdf or json")
+        found = case_attestation(container(), case_id)
+        if found is None:
+            raise HTTPException(status_code=404)
+        if format == "json":
+            return JSONResponse(attestation_json(found))
+        return Response(attestation_pdf(found), media_type="application/pdf")
 
     @app.get("/metrics")
     def metrics() -> PlainTextResponse:

@@ -52,6 +52,8 @@ DEFAULT_PATH = Path(__file__).with_name("jurisdictions.toml")
 
 #: Local time at which a business- or calendar-day deadline falls when a table omits it.
 DEFAULT_CLOSE_OF_BUSINESS = time(17, 0)
+#: Local (begin, end) of the dead of night, kept free of expedited attempts where possible.
+DEFAULT_QUIET_HOURS = (time(22, 0), time(7, 0))
 #: (assembly_hours, delivery_hours) used when a review-type table omits them.
 DEFAULT_MARGIN_HOURS: Mapping[ReviewType, tuple[float, float]] = MappingProxyType(
     {ReviewType.STANDARD: (4.0, 2.0), ReviewType.EXPEDITED: (3.0, 1.0)}
@@ -110,6 +112,16 @@ def _hours_pair(value: object) -> tuple[time, time]:
     return opens, closes
 
 
+def _quiet_pair(value: object) -> tuple[time, time]:
+    # Unlike business hours, quiet hours usually run past midnight: begin > end is allowed.
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise ValueError(f'expected ["HH:MM", "HH:MM"], got {value!r}')
+    begins, ends = _local_time(value[0]), _local_time(value[1])
+    if begins == ends:
+        raise ValueError(f"quiet hours must not begin and end at the same time ({begins})")
+    return begins, ends
+
+
 def _iso_date(value: object) -> date:
     # Not pydantic's ``date``: that also takes Unix timestamps and midnight datetimes.
     if isinstance(value, date) and not isinstance(value, datetime):
@@ -135,6 +147,7 @@ _Text = Annotated[str, Strict(), AfterValidator(_not_blank)]
 _Zone = Annotated[ZoneInfo, PlainValidator(_zone)]
 _LocalTime = Annotated[time, PlainValidator(_local_time)]
 _BusinessHours = Annotated[tuple[time, time], PlainValidator(_hours_pair)]
+_QuietHours = Annotated[tuple[time, time], PlainValidator(_quiet_pair)]
 _IsoDate = Annotated[date, PlainValidator(_iso_date)]
 # Strict: true and "5" are not numbers of hours; inf and nan cannot become a timedelta.
 _Hours = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
@@ -246,6 +259,7 @@ class _JurisdictionTable(_Table):
     timezone: _Zone = Field(description="an IANA zone name such as America/New_York")
     close_of_business: _LocalTime = DEFAULT_CLOSE_OF_BUSINESS
     business_hours: _BusinessHours = DEFAULT_BUSINESS_HOURS
+    quiet_hours: _QuietHours = DEFAULT_QUIET_HOURS
     extra_closures: list[_IsoDate] = Field(default_factory=list)
     holidays: _HolidaysTable = Field(description='a table, e.g. [X.holidays] country = "US"')
     # One field per ReviewType value; to_domain() looks them up by that value.
@@ -280,6 +294,7 @@ class _JurisdictionTable(_Table):
             tz=self.timezone,
             close_of_business=self.close_of_business,
             business_hours=self.business_hours,
+            quiet_hours=self.quiet_hours,
             rules=MappingProxyType(rules),
             margins=MappingProxyType(margins),
             calendar=BusinessCalendar(

@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"  # where providers' channels reach our API
     media_secret: str = "change-me"  # HMAC key for signed request-letter URLs
     carrier_name: str = "goodfaith Health Plan"
+    #: the person or role who answers for the good-faith attestation (printed on it)
+    attestation_responsible: str = "Director, Appeals and Grievances"
     agencies: dict[str, SerializeAsAny[AgencySettings]] = Field(default_factory=dict)
     fax: SerializeAsAny[FaxVendorSettings] = Field(default_factory=_default_fax)
     fhir: SerializeAsAny[FhirSettings] = Field(default_factory=FhirSettings)

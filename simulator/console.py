@@ -130,6 +130,11 @@ def run_and_show(scenario: Any, json_path: str | None, workdir: Path, quiet: boo
     )
     for e in report.get("intake_errors", []):
         err.print(f"intake error: {e}", highlight=False)
+    for w in report.get("scenario_warnings", []):
+        err.print(f"scenario warning: {w}", highlight=False)
+    for case in report["cases"]:
+        for w in case.get("warnings", []):
+            err.print(f"warning: {case['notification_id']}: {w}", highlight=False)
     if json_path:
         out.print(f"report written to {json_path}", highlight=False)
     ok = s["on_time"] == s["cases"] and not report.get("intake_errors")

@@ -325,6 +325,8 @@ def _collect(run: _Run, workdir: Path) -> SimulationResult:
     report["summary"]["wall_seconds"] = round(time.monotonic() - run.wall0, 2)
     if run.intake_errors:
         report["intake_errors"] = run.intake_errors
+    if run.scenario.warnings:
+        report["scenario_warnings"] = list(run.scenario.warnings)
     return SimulationResult(
         report,
         workdir,

@@ -40,6 +40,7 @@ __all__ = [
     "load_scenario",
     "parse_scenario",
     "route_fhir_to",
+    "unmatched_provider_keys",
 ]
 
 DEFAULT_HORIZON = timedelta(days=14)
@@ -78,6 +79,9 @@ class Scenario:
     providers: dict[str, ProviderBehaviour]
     until: datetime
     drop_webhooks: float = 0.0  # share of outbound fax status webhooks the carrier loses
+    #: what would otherwise pass silently (a provider key matching no provider): printed when
+    #: the scenario is loaded and kept in the run report's ``scenario_warnings``
+    warnings: list[str] = field(default_factory=list)
 
 
 def parse_scenario(data: Any, base_dir: Path | None = None) -> Scenario:
@@ -111,7 +115,33 @@ def parse_scenario(data: Any, base_dir: Path | None = None) -> Scenario:
     until = spec.until or spec.start + DEFAULT_HORIZON
     if until <= spec.start:
         raise ScenarioError("until: must be after start")
-    return Scenario(spec.start, spec.notifications, providers, until, spec.drop_webhooks)
+    return Scenario(
+        spec.start,
+        spec.notifications,
+        providers,
+        until,
+        spec.drop_webhooks,
+        unmatched_provider_keys(providers, spec.notifications),
+    )
+
+
+def unmatched_provider_keys(providers: dict[str, Any], notifications: list[Any]) -> list[str]:
+    """A warning for each ``providers`` key that names no provider (nor designee vendor) of any
+    notification: its behaviour would silently never apply."""
+    known: set[str] = set()
+    for n in notifications:
+        for p in (n.get("providers") or []) if isinstance(n, dict) else []:
+            if isinstance(p, dict):
+                known.add(str(p.get("provider_id")))
+                designee = p.get("designee")
+                if isinstance(designee, dict) and designee.get("vendor_id"):
+                    known.add(str(designee["vendor_id"]))
+    return [
+        f"providers.{key}: matches no provider_id or designee vendor_id in the notifications; "
+        "its behaviour never applies"
+        for key in providers
+        if key not in known
+    ]
 
 
 def load_scenario(path: Path) -> Scenario:

@@ -114,7 +114,13 @@ class RecordRequest(Base):
     npi: Mapped[str | None] = mapped_column(String(10))
     role: Mapped[str] = mapped_column(String(32))
     network: Mapped[str] = mapped_column(String(8))
-    channels: Mapped[list[Any]]  # [{kind, destination, designee, owner_id}]
+    # [{kind, destination, designee, owner_id}]; designee channels add designee_id and
+    # designee_name (the retrieval vendor), printed on the attestation
+    channels: Mapped[list[Any]]
+    #: the provider's own local ["HH:MM", "HH:MM"] opening hours; None: the jurisdiction's
+    business_hours: Mapped[list[Any] | None]
+    #: distinct business openings the outreach window allowed (worker.domain.outreach)
+    business_windows: Mapped[int | None] = mapped_column(Integer)
     reference: Mapped[str] = mapped_column(String(16), unique=True)  # GF-XXXXXXXX
     # open → fulfilled | no_records | unresponsive | cancelled
     status: Mapped[str] = mapped_column(String(16), default="open")

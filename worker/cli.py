@@ -5,6 +5,7 @@ goodfaith simulate SCENARIO.json --json R.json  the same on a scenario, in virtu
 goodfaith intake FILE.json                      open a case from a notification
 goodfaith worker | scheduler | api | simulator  the production processes
 goodfaith export attempts [--case ID] --format csv|json
+goodfaith export attestation --case ID [--format pdf|json] [-o FILE]
 goodfaith dead-letters list [--all] | retry ID
 goodfaith deadline --jurisdiction MA --review standard --received ISO-8601
 goodfaith db upgrade
@@ -64,6 +65,8 @@ def simulate(scenario_path: str, json_path: str | None, workdir: str | None, qui
         scenario = load_scenario(Path(scenario_path))
     except ScenarioError as exc:
         raise click.ClickException(str(exc)) from None
+    for warning in scenario.warnings:
+        click.echo(f"warning: {warning}", err=True)
     folder = (
         Path(workdir) if workdir else Path("var/runs") / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     )
@@ -115,7 +118,12 @@ def intake(file: str) -> None:
         sys.exit(2)
     finally:
         c.close()
-    click.echo(json.dumps({"case_id": result.case_id, "created": result.created}))
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    out: dict[str, Any] = {"case_id": result.case_id, "created": result.created}
+    if result.warnings:
+        out["warnings"] = result.warnings
+    click.echo(json.dumps(out))
 
 
 @main.command()
@@ -285,6 +293,36 @@ def export_attempts_cmd(case_id: str | None, fmt: str, output: str | None) -> No
             raise
     finally:
         c.close()
+
+
+@export.command("attestation")
+@click.option("--case", "case_id", required=True, help="the case id")
+@click.option(
+    "--format", "fmt", type=click.Choice(["pdf", "json"]), default="pdf", show_default=True
+)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None)
+def export_attestation_cmd(case_id: str, fmt: str, output: str | None) -> None:
+    """One case's good-faith attestation, standalone: PDF (default: CASE.attestation.pdf) or
+    JSON (default: stdout)."""
+    from worker.readmodels.attestation import attestation_json, attestation_pdf, case_attestation
+
+    c = _container()
+    try:
+        found = case_attestation(c, case_id)
+    finally:
+        c.close()
+    if found is None:
+        raise click.ClickException(f"no case {case_id!r}")
+    if fmt == "json":
+        text = json.dumps(attestation_json(found), indent=2) + "\n"
+        if output:
+            Path(output).write_text(text)
+        else:
+            click.echo(text, nl=False)
+        return
+    target = Path(output or f"{case_id}.attestation.pdf")
+    target.write_bytes(attestation_pdf(found))
+    click.echo(str(target))
 
 
 @main.command()

@@ -91,7 +91,14 @@ def _npi_ok(npi: str) -> bool:
     return bool(re.fullmatch(r"\d{10}", npi)) and npi_check_digit(npi[:9]) == int(npi[9])
 
 
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
 class ProviderIn(_Strict):
+    """One provider. ``business_hours`` (optional, ``["HH:MM", "HH:MM"]`` local to the
+    jurisdiction) are the provider's own opening hours, used to time outreach on standard
+    reviews instead of the jurisdiction's."""
+
     provider_id: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=256)
     npi: str | None = None
@@ -99,9 +106,17 @@ class ProviderIn(_Strict):
     network: Literal["in", "out"] = "in"
     channels: list[ChannelIn] = Field(min_length=1)
     designee: Designee | None = None
+    business_hours: list[str] | None = None
 
     @model_validator(mode="after")
     def _npi(self) -> ProviderIn:
+        if self.business_hours is not None:
+            hours = self.business_hours
+            if len(hours) != 2 or not all(_HHMM.match(h) for h in hours) or hours[0] >= hours[1]:
+                raise ValueError(
+                    'business_hours must be ["HH:MM", "HH:MM"], opening before closing, '
+                    'e.g. ["08:30", "16:30"]'
+                )
         if self.npi is not None and not _npi_ok(self.npi):
             raise ValueError("npi must be 10 digits with a valid check digit")
         if any(ch.kind == "fhir" for ch in self.channels) and not self.npi:

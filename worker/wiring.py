@@ -116,6 +116,11 @@ class Container:
         return self.settings.carrier_name
 
     @property
+    def responsible(self) -> str:
+        """Who answers for the good-faith attestation (GOODFAITH_ATTESTATION_RESPONSIBLE)."""
+        return self.settings.attestation_responsible
+
+    @property
     def return_fax(self) -> str:
         """The carrier's fax number printed on letters: providers fax records back to it."""
         return self.settings.fax.from_number

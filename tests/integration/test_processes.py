@@ -105,11 +105,15 @@ def stack(tmp_path: Path, redis_url: str) -> Iterator[tuple[dict[str, str], str,
 def test_intake_reaches_the_provider_through_the_production_processes(
     stack: tuple[dict[str, str], str, Path],
 ) -> None:
-    """`goodfaith intake` → the worker process writes and sends attempt 1 over the fax API."""
+    """`goodfaith intake` → the worker process writes and sends attempt 1 over the fax API.
+    Expedited: its attempt 1 goes at once at any hour of the wall clock (a standard review's
+    would wait for the provider's next business opening)."""
     env, api, tmp = stack
     doc = notification(
-        authorization_uri=f"file://{tmp / 'auth.pdf'}", received_at=datetime.now(UTC).isoformat()
-    )  # real time: the wall clock
+        authorization_uri=f"file://{tmp / 'auth.pdf'}",
+        received_at=datetime.now(UTC).isoformat(),  # real time: the wall clock
+        review_type="expedited",
+    )
     (tmp / "n.json").write_text(json.dumps(doc))
     out = subprocess.run(
         [BIN / "goodfaith", "intake", str(tmp / "n.json")],

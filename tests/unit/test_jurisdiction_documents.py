@@ -124,7 +124,10 @@ def test_packet_cites_its_own_jurisdiction_and_prints_local_time(
     assert f"Rule: {expected.citation}" in docs.cover
     assert f"Due: {_local(docs.due_at, expected.zone)} {suffix}" in docs.cover
     assert f"Records duty under {expected.citation}" in docs.attestation
-    assert f"1 {_local(docs.first_attempt_at, expected.zone)} {suffix} fax" in docs.attestation
+    assert (
+        f"Attempt 1: {_local(docs.first_attempt_at, expected.zone)} {suffix}; fax"
+        in docs.attestation
+    )
     for text in (docs.cover, docs.attestation):
         assert expected.other_citation not in text
         assert "+00:00" not in text and "UTC" not in text

@@ -72,6 +72,7 @@ def test_new_jurisdiction_is_a_data_change(tmp_path: Path) -> None:
     assert zz.tz == denver
     assert zz.close_of_business == time(16, 30)
     assert zz.business_hours == (time(9), time(16, 30))
+    assert zz.quiet_hours == (time(22), time(7))  # the default: the dead of night
     assert zz.margins[ReviewType.STANDARD] == Margins(timedelta(hours=5), timedelta(hours=1.5))
     # Patriots' Day excluded (a business day), Wed 04-22 closed: Mon 04-20, Tue 04-21.
     received = datetime(2026, 4, 17, 9, tzinfo=denver)
@@ -104,6 +105,11 @@ def test_new_jurisdiction_is_a_data_change(tmp_path: Path) -> None:
         # Below: checks of the pydantic loader beyond the original hand-written validator's.
         ('close_of_business = "16:30"', "close_of_business = 17", "ZZ.close_of_business"),
         ('["09:00", "16:30"]', '["09:00"]', "ZZ.business_hours"),
+        (
+            'business_hours = ["09:00", "16:30"]',
+            'quiet_hours = ["23:00", "23:00"]',
+            "ZZ.quiet_hours",
+        ),
         ('["2026-04-22"]', '"2026-04-22"', "ZZ.extra_closures"),
         ('country = "US"', 'country = "US"\ncountry_code = "US"', "ZZ.holidays.country_code"),
         ('observed = "sunday_to_monday"\n', "", "ZZ.holidays.observed"),
@@ -169,7 +175,7 @@ def test_missing_holidays_table_names_the_fix(tmp_path: Path) -> None:
             'citation = "Test Code 1"',
             'citation = "x"\ntimezon = "UTC"',
             "ZZ.timezon: unknown key; allowed: business_hours, citation, close_of_business, "
-            "expedited, extra_closures, holidays, name, standard, timezone",
+            "expedited, extra_closures, holidays, name, quiet_hours, standard, timezone",
         ),
     ],
     ids=["holidays", "review-type", "jurisdiction"],

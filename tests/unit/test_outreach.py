@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,7 +14,12 @@ from hypothesis import strategies as st
 from config.jurisdictions import get_jurisdiction
 from worker.domain.deadlines import timeline
 from worker.domain.jurisdiction import Jurisdiction
-from worker.domain.outreach import OutreachSettings, next_attempt, planned_schedule
+from worker.domain.outreach import (
+    OutreachSettings,
+    business_window,
+    next_attempt,
+    planned_schedule,
+)
 from worker.domain.types import (
     AttemptFact,
     AttemptOutcome,
@@ -106,7 +111,8 @@ def test_unresponsive_provider_gets_exactly_three_attempts_before_cutoff(
         AttemptReason.FOLLOW_UP,
     ]
     assert all(a.at < cutoff for a in plan)
-    assert plan[0].at == received
+    first = received if review_type is EXP else MA.calendar.next_business_moment(received)
+    assert plan[0].at == first
     gaps = [b.at - a.at for a, b in itertools.pairwise(plan)]
     assert all(gap >= DEFAULTS.min_spacing for gap in gaps)
 
@@ -115,10 +121,21 @@ def test_unresponsive_provider_gets_exactly_three_attempts_before_cutoff(
 def test_third_attempt_leaves_the_reply_reserve(
     review_type: ReviewType, received: datetime
 ) -> None:
-    """The last required attempt is no later than cutoff - reply_reserve_fraction x window."""
+    """The last required attempt leaves the reply reserve: expedited, reply_reserve_fraction of
+    the elapsed window; standard, business_reply_reserve_fraction of its business time."""
     plan, cutoff = _schedule(received, review_type)
-    window = cutoff.astimezone(UTC) - received.astimezone(UTC)
-    assert plan[-1].at <= cutoff - DEFAULTS.reply_reserve_fraction * window
+    if review_type is EXP:
+        window = cutoff.astimezone(UTC) - received.astimezone(UTC)
+        assert plan[-1].at <= cutoff - DEFAULTS.reply_reserve_fraction * window
+        return
+    w = business_window(opened_at=received, cutoff=cutoff, jurisdiction=MA)
+    assert w.count >= 3
+    left = sum(
+        (o.end - max(o.start, plan[-1].at) for o in w.openings if o.end > plan[-1].at),
+        timedelta(0),
+    )
+    total = sum((o.length for o in w.openings), timedelta(0))
+    assert left >= DEFAULTS.business_reply_reserve_fraction * total
 
 
 def test_expedited_attempts_use_nominal_spacing_and_ignore_business_hours() -> None:
@@ -133,37 +150,83 @@ def test_expedited_attempts_use_nominal_spacing_and_ignore_business_hours() -> N
     assert not MA.calendar.within_business_hours(plan[2].at)
 
 
-def test_standard_attempts_move_into_business_hours() -> None:
-    """Standard MA, received Fri 09:00 before Patriots' Day: Fri 09:00, Tue 08:00, Tue 16:00."""
+def test_standard_attempts_take_a_business_day_each() -> None:
+    """Standard MA, received Fri 09:00 before Patriots' Day: Fri 09:00, Tue 08:00, Wed 08:00 --
+    three attempts in three business openings, none read together, Wed+Thu left for a reply."""
     plan, _ = _schedule(datetime(2026, 4, 17, 9, tzinfo=NY), STD)
     assert [a.at for a in plan] == [
         datetime(2026, 4, 17, 9, tzinfo=NY),
-        datetime(2026, 4, 21, 8, tzinfo=NY),  # nominal Sat 22:00 moved to the next opening
-        datetime(2026, 4, 21, 16, tzinfo=NY),  # nominal slot off-hours: back into Tuesday
+        datetime(2026, 4, 21, 8, tzinfo=NY),  # Mon is Patriots' Day: Tuesday's opening
+        datetime(2026, 4, 22, 8, tzinfo=NY),  # nominal Tue 15:45 is Tuesday's opening again
     ]
     assert all(MA.calendar.within_business_hours(a.at) for a in plan)
 
 
-def test_standard_attempts_keep_nominal_spacing_when_hours_allow() -> None:
-    """Standard MA, received Tue 10:00: follow-ups at Wed 08:00 and Thu 08:00, >= spacing apart."""
+def test_standard_attempts_keep_business_spacing_when_hours_allow() -> None:
+    """Standard MA, received Tue 10:00: B = 30 business hours, spacing 7 h 30 of business
+    time: Wed 08:30 (7 h Tuesday + 30 min), then Wed 16:00 would share Wednesday's opening, so
+    Thu 08:00."""
     received = datetime(2026, 4, 21, 10, tzinfo=NY)
-    plan, cutoff = _schedule(received, STD)
+    plan, _ = _schedule(received, STD)
     assert [a.at for a in plan[1:]] == [
-        datetime(2026, 4, 22, 8, tzinfo=NY),
+        datetime(2026, 4, 22, 8, 30, tzinfo=NY),
         datetime(2026, 4, 23, 8, tzinfo=NY),
     ]
-    spacing = DEFAULTS.spacing_fraction * (cutoff.astimezone(UTC) - received.astimezone(UTC))
-    gaps = [b.at - a.at for a, b in itertools.pairwise(plan)]
-    assert all(gap >= spacing for gap in gaps)
 
 
-def test_first_attempt_is_immediate_even_after_hours() -> None:
-    """Attempt 1 goes out at once (max(now, opened_at)), not at the next opening."""
+def test_first_attempt_waits_for_the_opening_on_standard_reviews_only() -> None:
+    """Received Fri 17:30 (after hours): a standard review's attempt 1 waits for Tuesday's
+    opening (Monday is Patriots' Day); an expedited one goes at once."""
     plan, _ = _schedule(datetime(2026, 4, 17, 17, 30, tzinfo=NY), STD)
-    assert plan[0].at == datetime(2026, 4, 17, 17, 30, tzinfo=NY)
+    assert plan[0].at == datetime(2026, 4, 21, 8, tzinfo=NY)
     later = datetime(2026, 4, 17, 18, tzinfo=NY)
     step = _next([], now=later)
     assert step is not None and step.at == later
+
+
+def test_expedited_attempts_avoid_the_dead_of_night() -> None:
+    """Expedited MA received Fri 18:00: the nominal attempt 2 at Sat 00:45 moves to the end of
+    the quiet hours (Sat 07:00), which still leaves room before the reserve."""
+    plan, _ = _schedule(datetime(2026, 4, 17, 18, tzinfo=NY), EXP)
+    assert [a.at for a in plan] == [
+        datetime(2026, 4, 17, 18, tzinfo=NY),
+        datetime(2026, 4, 18, 7, tzinfo=NY),
+        datetime(2026, 4, 18, 9, 45, tzinfo=NY),
+    ]
+
+
+def test_escalation_after_a_failed_fax_may_share_its_opening() -> None:
+    """A failed transmission was read by nobody: the escalation follows min_spacing later in
+    the same opening instead of waiting for the next business day."""
+    t0 = datetime(2026, 4, 21, 10, tzinfo=NY)
+    cutoff = datetime(2026, 4, 24, 13, tzinfo=NY)
+    step = _next(
+        [_fact(1, t0, FAX, AttemptOutcome.FAILED)],
+        now=t0,
+        opened_at=t0,
+        cutoff=cutoff,
+        review_type=STD,
+    )
+    assert step is not None and step.reason is AttemptReason.ESCALATION
+    assert step.at == t0 + DEFAULTS.min_spacing
+
+
+def test_provider_hours_replace_the_jurisdiction_hours() -> None:
+    """A provider open 10:00-14:00 gets its attempts inside those hours."""
+    received = datetime(2026, 4, 21, 7, tzinfo=NY)
+    cutoff = timeline(MA, STD, received).assemble_at
+    hours = (time(10), time(14))
+    plan = planned_schedule(
+        opened_at=received,
+        cutoff=cutoff,
+        review_type=STD,
+        channels=CHANNELS,
+        jurisdiction=MA,
+        hours=hours,
+    )
+    assert len(plan) == 3
+    assert all(MA.calendar.within_business_hours(a.at, hours) for a in plan)
+    assert plan[0].at == datetime(2026, 4, 21, 10, tzinfo=NY)
 
 
 def test_failed_transmission_escalates_through_channels_then_designee() -> None:
@@ -293,7 +356,8 @@ def test_settings_are_validated(kwargs: dict[str, object]) -> None:
     review_type=st.sampled_from(list(ReviewType)),
 )
 def test_schedule_property(opened: datetime, window_minutes: int, review_type: ReviewType) -> None:
-    """Any window over 90 min: 3 attempts, before cutoff, increasing by >= min_spacing."""
+    """Any window over 90 min: 3 attempts, before cutoff, increasing by >= min_spacing;
+    attempt 1 at once, or (standard) at the window's next business opening."""
     cutoff = opened + timedelta(minutes=window_minutes)
     plan = planned_schedule(
         opened_at=opened,
@@ -303,6 +367,8 @@ def test_schedule_property(opened: datetime, window_minutes: int, review_type: R
         jurisdiction=MA,
     )
     assert len(plan) == 3
-    assert plan[0].at == opened
+    assert plan[0].at == opened or (
+        review_type is STD and MA.calendar.within_business_hours(plan[0].at)
+    )
     assert all(a.at < cutoff for a in plan)
     assert all(b.at - a.at >= DEFAULTS.min_spacing for a, b in itertools.pairwise(plan))

@@ -29,6 +29,7 @@ from worker.packet import (
     PacketError,
     PacketPart,
     ProviderAttestation,
+    ReplyLine,
     build_packet,
 )
 
@@ -70,7 +71,7 @@ ATTESTATION = (
         "P-1",
         "fulfilled",
         (
-            AttemptLine(1, NOW, "fax", "+16175550101", "failed", "initial"),
+            AttemptLine(1, NOW, "fax", "+16175550101", "failed", "initial", "permanent: busy", 3),
             AttemptLine(
                 2,
                 NOW + timedelta(hours=4),
@@ -78,8 +79,17 @@ ATTESTATION = (
                 "https://fhir.acme.example",
                 "delivered",
                 "escalation",
+                designee="Records Retrieval Co. (vendor-1)",
             ),
         ),
+        designee="Records Retrieval Co. (vendor-1)",
+        replies=(
+            ReplyLine(NOW + timedelta(hours=5), "records", "quarantined", 0, "unreadable: X"),
+            ReplyLine(NOW + timedelta(hours=6), "records", "accepted", 4),
+        ),
+        business_windows=3,
+        attempts_before_cutoff=2,
+        standard_met=True,
     ),
     ProviderAttestation(
         "Beta Imaging",
@@ -89,6 +99,9 @@ ATTESTATION = (
             AttemptLine(n, NOW + timedelta(days=n), "fax", "+16175550102", "delivered", "follow_up")
             for n in (1, 2, 3)
         ),
+        business_windows=2,
+        attempts_before_cutoff=2,
+        standard_met=False,
     ),
 )
 
@@ -194,15 +207,26 @@ def test_attestation_lists_every_attempt(reader: PdfReader) -> None:
     text = _flat(reader.pages[-1].extract_text())
     for expected in (
         "Good-faith efforts to obtain medical records",
-        "Acme Orthopedics (id P-1)",
+        "Acme Orthopedics Provider id P-1 Designee: Records Retrieval Co. (vendor-1)",
         "Request status: fulfilled; documented attempts: 2",
         "Records duty under 958 CMR 3.409",
         "Statement generated 2026-03-02 09:30 EST (-05:00).",
-        "1 2026-03-02 09:30 EST (-05:00) fax +16175550101 failed initial",
-        "2 2026-03-02 13:30 EST (-05:00) fhir https://fhir.acme.example delivered escalation",
-        "Beta Imaging (id P-2)",
+        "Attempt 1: 2026-03-02 09:30 EST (-05:00); fax to provider; initial; outcome failed; "
+        "3 transmissions Destination: +16175550101 Failure reason: permanent: busy",
+        "Attempt 2: 2026-03-02 13:30 EST (-05:00); fhir to designee Records Retrieval Co. "
+        "(vendor-1); escalation; outcome delivered; 1 transmission "
+        "Destination: https://fhir.acme.example",
+        "Replies received: 2026-03-02 14:30 EST (-05:00): records; quarantined (unreadable: X) "
+        "2026-03-02 15:30 EST (-05:00): records, 4 pages; accepted",
+        "Three-attempt standard: met (records or a no-records statement obtained; "
+        "2 of 3 required attempts made before the cutoff).",
+        "The outreach window allowed 3 business windows.",
+        "Beta Imaging Provider id P-2",
         "Request status: exhausted; documented attempts: 3",
-        "3 2026-03-05 09:30 EST (-05:00) fax +16175550102 delivered follow_up",
+        "Three-attempt standard: NOT met (2 of 3 required attempts made before the cutoff).",
+        "The outreach window allowed 2 business windows (fewer than the attempts required).",
+        "Attempt 3: 2026-03-05 09:30 EST (-05:00); fax to provider; follow_up; "
+        "outcome delivered; 1 transmission Destination: +16175550102",
     ):
         assert expected in text, expected
 
@@ -222,8 +246,8 @@ def test_texas_packet_cites_texas_law_in_central_time() -> None:
     for expected in (
         "Records duty under Tex. Ins. Code 4201.402",
         "Statement generated 2026-03-02 08:30 CST (-06:00).",
-        "1 2026-03-02 08:30 CST (-06:00) fax +16175550101 failed initial",
-        "2 2026-03-02 12:30 CST (-06:00) fhir https://fhir.acme.example delivered escalation",
+        "Attempt 1: 2026-03-02 08:30 CST (-06:00); fax",
+        "Attempt 2: 2026-03-02 12:30 CST (-06:00); fhir",
     ):
         assert expected in last, expected
     for text in (first, last):

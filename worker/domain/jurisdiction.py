@@ -55,3 +55,6 @@ class Jurisdiction:
     rules: Mapping[ReviewType, DeadlineRule]
     margins: Mapping[ReviewType, Margins]
     calendar: BusinessCalendar = field(compare=False)
+    #: Local ``(begin, end)`` of the dead of night (may run past midnight, e.g. 22:00-07:00):
+    #: expedited attempts avoid it where the window allows. None: no quiet hours.
+    quiet_hours: tuple[time, time] | None = None

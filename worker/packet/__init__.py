@@ -41,6 +41,7 @@ from worker.packet.model import (
     PacketError,
     PacketPart,
     ProviderAttestation,
+    ReplyLine,
 )
 from worker.packet.pages import Entry, render_attestation, render_cover
 from worker.packet.prepare import append_pdf, trial
@@ -53,6 +54,7 @@ __all__ = [
     "PacketError",
     "PacketPart",
     "ProviderAttestation",
+    "ReplyLine",
     "build_packet",
     "excluded_entry",
 ]

@@ -35,11 +35,17 @@ class CoverInfo:
     tz: tzinfo  # the jurisdiction's zone
     supplemental: bool = False
     sequence: int = 1  # 1 for the first packet of a case, 2.. for supplemental packets
+    #: who answers for the attestation (a person or role, ``GOODFAITH_ATTESTATION_RESPONSIBLE``)
+    responsible: str = ""
+    #: the outreach cutoff (the packet's assembly cutoff), timezone-aware; None: not printed
+    cutoff: datetime | None = None
 
 
 @dataclass(frozen=True)
 class AttemptLine:
-    """One documented attempt to obtain records, as printed on the attestation."""
+    """One documented attempt to obtain records, as printed on the attestation. ``at`` is when
+    it was sent (when it was planned, if it never was); ``designee`` names the designee an
+    attempt went to (None: the provider itself); ``transmissions`` counts dials/sends."""
 
     number: int
     at: datetime
@@ -47,14 +53,39 @@ class AttemptLine:
     destination: str
     outcome: str
     reason: str
+    failure_reason: str | None = None
+    transmissions: int = 1
+    designee: str | None = None
+
+
+@dataclass(frozen=True)
+class ReplyLine:
+    """Something a provider (or its designee) sent back: records, or a "no records"
+    statement; ``status`` accepted or quarantined, with the ``reason`` it was quarantined."""
+
+    received_at: datetime
+    kind: str  # "records" | "no_records"
+    status: str  # "accepted" | "quarantined"
+    pages: int = 0
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
 class ProviderAttestation:
+    """One provider's request on the attestation. ``standard_met``: the required attempts
+    were made before the cutoff, or records / a "no records" statement were obtained (None:
+    not assessed). ``business_windows``: distinct business openings its window allowed."""
+
     provider_name: str
     provider_id: str
     status: str  # the request's status, e.g. "fulfilled", "no_records", "exhausted"
     attempts: Sequence[AttemptLine]
+    designee: str | None = None
+    replies: Sequence[ReplyLine] = ()
+    business_windows: int | None = None
+    required: int = 3
+    attempts_before_cutoff: int | None = None
+    standard_met: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from reportlab.lib.pagesizes import LETTER
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 
+from worker.domain.notices import windows_note
 from worker.localtime import format_local
 from worker.packet.model import CoverInfo, ProviderAttestation
 
@@ -22,17 +23,32 @@ _BODY = 10.0  # font size, points
 _LEADING = 13.0
 
 
-def _fit(text: str, font: str, size: float, width: float) -> str:
-    """Truncate ``text`` with "..." so it fits ``width`` points."""
-    if stringWidth(text, font, size) <= width:
-        return text
-    while text and stringWidth(text + "...", font, size) > width:
-        text = text[:-1]
-    return text + "..."
+def wrap(text: str, font: str, size: float, width: float) -> list[str]:
+    """``text`` broken into lines that fit ``width`` points: at spaces, and inside a word only
+    when the word alone is wider than a line. Nothing is ever cut off."""
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for word in paragraph.split():
+            candidate = f"{line} {word}" if line else word
+            if stringWidth(candidate, font, size) <= width:
+                line = candidate
+                continue
+            if line:
+                lines.append(line)
+            while stringWidth(word, font, size) > width:  # a word wider than a whole line
+                cut = len(word)
+                while cut > 1 and stringWidth(word[:cut], font, size) > width:
+                    cut -= 1
+                lines.append(word[:cut])
+                word = word[cut:]
+            line = word
+        lines.append(line)
+    return lines
 
 
 class _Flow:
-    """Top-to-bottom lines of text on as many LETTER pages as they need."""
+    """Top-to-bottom wrapped text on as many LETTER pages as it needs."""
 
     def __init__(self, title: str) -> None:
         self.buffer = io.BytesIO()
@@ -50,25 +66,32 @@ class _Flow:
     def line(
         self, text: str, *, font: str = "Helvetica", size: float = _BODY, indent: float = 0.0
     ) -> None:
+        """``text``, wrapped to the page width (continuation lines at the same indent)."""
         leading = max(_LEADING, size * 1.3)
-        self._need(leading)
-        self.canvas.setFont(font, size)
         x = _MARGIN + indent
-        self.canvas.drawString(x, self.y - size, _fit(text, font, size, _WIDTH - _MARGIN - x))
-        self.y -= leading
+        for part in wrap(text, font, size, _WIDTH - _MARGIN - x):
+            self._need(leading)
+            self.canvas.setFont(font, size)
+            self.canvas.drawString(x, self.y - size, part)
+            self.y -= leading
 
     def columns(
         self, cells: Sequence[tuple[float, str]], *, font: str = "Helvetica", size: float = 9.0
     ) -> None:
-        """One row of cells at x offsets (points from the margin); each cell is truncated to
-        the next cell's offset."""
-        self._need(_LEADING)
-        self.canvas.setFont(font, size)
+        """One row of cells at x offsets (points from the margin); each cell wraps within its
+        column (up to the next cell's offset) and the row is as tall as its tallest cell."""
         edges = [offset for offset, _ in cells[1:]] + [_WIDTH - 2 * _MARGIN]
-        for (offset, text), edge in zip(cells, edges, strict=True):
-            fitted = _fit(text, font, size, edge - offset - 6)
-            self.canvas.drawString(_MARGIN + offset, self.y - size, fitted)
-        self.y -= _LEADING
+        wrapped = [
+            wrap(text, font, size, edge - offset - 6)
+            for (offset, text), edge in zip(cells, edges, strict=True)
+        ]
+        rows = max(len(w) for w in wrapped)
+        self._need(rows * _LEADING)
+        self.canvas.setFont(font, size)
+        for (offset, _), parts in zip(cells, wrapped, strict=True):
+            for row, part in enumerate(parts):
+                self.canvas.drawString(_MARGIN + offset, self.y - size - row * _LEADING, part)
+        self.y -= rows * _LEADING
 
     def gap(self, height: float = _LEADING / 2) -> None:
         self.y -= height
@@ -139,46 +162,87 @@ def render_cover(
     return pdf, flow.pages
 
 
+#: The sentence the attestation stands on (kept word for word: agencies read for it).
+LEGAL_SENTENCE = (
+    "For records it did not hold, the carrier made the documented attempts listed below "
+    "to each provider or its designee."
+)
+
+
 def render_attestation(cover: CoverInfo, attestation: Sequence[ProviderAttestation]) -> bytes:
+    """The good-faith attestation: the rule, who answers for it, and per provider (and
+    designee) every attempt, reply and whether the attempt standard was met. Every instant is
+    in the jurisdiction's zone; every text wraps, none is cut."""
     flow = _Flow(f"Good-faith attestation {cover.case_id}")
     flow.line("Good-faith efforts to obtain medical records", font="Helvetica-Bold", size=14)
     flow.line(f"Case {cover.case_id} - {cover.jurisdiction} - {cover.carrier_name}")
     flow.line(f"Records duty under {cover.citation}")
     flow.gap()
     flow.line(
-        "For records it did not hold, the carrier made the documented attempts listed below "
-        "to each provider or its designee."
+        f"Under {cover.citation} the carrier makes no fewer than three reasonable, documented "
+        "attempts to obtain the records it does not hold from each provider or the "
+        "provider's designee."
     )
+    flow.line(LEGAL_SENTENCE)
+    if cover.cutoff is not None:
+        flow.line(f"Outreach cutoff (packet assembly): {format_local(cover.cutoff, cover.tz)}.")
     flow.line(f"Statement generated {format_local(cover.generated_at, cover.tz)}.")
+    if cover.responsible:
+        flow.line(f"Responsible for this statement: {cover.responsible}, {cover.carrier_name}.")
     flow.gap(_LEADING)
     if not attestation:
         flow.line("No provider requests were needed for this case.")
-    # Column offsets (points from the margin); the time column fits a local time with its
-    # zone and offset, "2026-03-02 09:30 EST (-05:00)".
-    offsets = (0.0, 20.0, 155.0, 200.0, 330.0, 400.0)
-    titles = ("#", "Time", "Channel", "Destination", "Outcome", "Reason")
-    header = list(zip(offsets, titles, strict=True))
     for provider in attestation:
-        flow.keep(4 * _LEADING)
-        flow.line(
-            f"{provider.provider_name} (id {provider.provider_id})",
-            font="Helvetica-Bold",
-            size=11,
-        )
-        flow.line(
-            f"Request status: {provider.status}; documented attempts: {len(provider.attempts)}"
-        )
-        if provider.attempts:
-            flow.columns(header, font="Helvetica-Bold")
-        for attempt in provider.attempts:
-            cells = (
-                str(attempt.number),
-                format_local(attempt.at, cover.tz),
-                attempt.channel,
-                attempt.destination,
-                attempt.outcome,
-                attempt.reason,
-            )
-            flow.columns(list(zip(offsets, cells, strict=True)))
-        flow.gap()
+        _provider_block(flow, cover, provider)
     return flow.finish()
+
+
+def _standard_text(provider: ProviderAttestation) -> str | None:
+    if provider.standard_met is None:
+        return None
+    made = provider.attempts_before_cutoff
+    counted = f"{made} of {provider.required} required attempts made before the cutoff"
+    if provider.standard_met:
+        answered = provider.status in ("fulfilled", "no_records")
+        why = "records or a no-records statement obtained; " if answered else ""
+        return f"Three-attempt standard: met ({why}{counted})."
+    return f"Three-attempt standard: NOT met ({counted})."
+
+
+def _provider_block(flow: _Flow, cover: CoverInfo, provider: ProviderAttestation) -> None:
+    flow.keep(5 * _LEADING)
+    flow.line(provider.provider_name, font="Helvetica-Bold", size=11)
+    flow.line(f"Provider id {provider.provider_id}")
+    if provider.designee:
+        flow.line(f"Designee: {provider.designee}")
+    flow.line(f"Request status: {provider.status}; documented attempts: {len(provider.attempts)}")
+    standard = _standard_text(provider)
+    if standard:
+        flow.line(standard)
+    if provider.business_windows is not None:
+        note = windows_note(provider.business_windows)
+        short = provider.business_windows < provider.required
+        flow.line(
+            f"The outreach {note}" + (" (fewer than the attempts required)." if short else ".")
+        )
+    for attempt in provider.attempts:
+        to = f"designee {attempt.designee}" if attempt.designee else "provider"
+        dials = f"{attempt.transmissions} transmission{'' if attempt.transmissions == 1 else 's'}"
+        flow.line(
+            f"Attempt {attempt.number}: {format_local(attempt.at, cover.tz)}; {attempt.channel} "
+            f"to {to}; {attempt.reason}; outcome {attempt.outcome}; {dials}",
+            indent=10.0,
+        )
+        flow.line(f"Destination: {attempt.destination}", indent=24.0, size=9.0)
+        if attempt.failure_reason:
+            flow.line(f"Failure reason: {attempt.failure_reason}", indent=24.0, size=9.0)
+    if provider.replies:
+        flow.line("Replies received:", indent=10.0)
+    for reply in provider.replies:
+        what = "no-records statement" if reply.kind == "no_records" else "records"
+        pages = f", {reply.pages} page{'' if reply.pages == 1 else 's'}" if reply.pages else ""
+        state = reply.status + (f" ({reply.reason})" if reply.reason else "")
+        flow.line(
+            f"{format_local(reply.received_at, cover.tz)}: {what}{pages}; {state}", indent=24.0
+        )
+    flow.gap()

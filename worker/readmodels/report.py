@@ -14,7 +14,12 @@ from sqlalchemy.orm import selectinload
 
 from storage.db import transaction
 from storage.models import Attempt, Case, Document, RecordRequest
-from worker.domain.lifecycle import CaseStatus
+from worker.domain.lifecycle import CaseStatus, DocumentStatus
+from worker.domain.notices import quarantined_reply, received_late, short_window
+from worker.domain.outreach import DEFAULT_SETTINGS
+from worker.domain.types import ReviewType
+from worker.services.attestation import request_standard, request_windows
+from worker.services.mapping import designee_name
 from worker.wiring import Container
 
 
@@ -52,9 +57,58 @@ def build_report(c: Container, case_id: str | None = None) -> dict[str, Any]:
         if x["status"] == CaseStatus.LATE or (case.delivered_at is None and now > case.due_at)
     )
     attempts = sum(len(r["attempts"]) for x in out for r in x["requests"])
+    flagged = sum(1 for x in out if x["warnings"])
     return {
         "cases": out,
-        "summary": {"cases": len(out), "on_time": on_time, "late": late, "attempts": attempts},
+        "summary": {
+            "cases": len(out),
+            "on_time": on_time,
+            "late": late,
+            "attempts": attempts,
+            "cases_with_warnings": flagged,
+        },
+    }
+
+
+def warnings(case: Case, docs: dict[str, list[Document]]) -> list[str]:
+    """What would otherwise pass silently in ``case`` (worker/domain/notices.py), one line each:
+    received too late for its window, a standard request with too few business windows, a
+    reply that was quarantined."""
+    out = []
+    late = received_late(case.opened_at, case.assemble_at, case.due_at)
+    if late:
+        out.append(late)
+    for r in case.requests:
+        if late is None and case.review_type == ReviewType.STANDARD:
+            short = short_window(r.provider_id, request_windows(r), DEFAULT_SETTINGS.min_attempts)
+            if short:
+                out.append(short)
+        if any(d.status == DocumentStatus.QUARANTINED for d in docs.get(r.id, [])):
+            out.append(quarantined_reply(r.provider_id))
+    return out
+
+
+def _request(r: RecordRequest, docs: dict[str, list[Document]]) -> dict[str, Any]:
+    made, met = request_standard(r)
+    return {
+        "provider_id": r.provider_id,
+        "status": r.status,
+        "reference": r.reference,
+        "designee": designee_name(r),
+        "business_windows": request_windows(r),
+        "attempts_before_cutoff": made,
+        "standard_met": met,
+        "attempts": [attempt_row(a) for a in r.attempts],
+        "documents": [
+            {
+                "sha256": d.sha256,
+                "pages": d.pages,
+                "status": d.status,
+                "reason": d.reason,
+                "kind": d.kind,
+            }
+            for d in docs.get(r.id, [])
+        ],
     }
 
 
@@ -85,25 +139,8 @@ def _case(c: Container, case: Case, docs: dict[str, list[Document]]) -> dict[str
         "supplemental_packets": [
             {"uri": p.uri, "pages": p.pages, "sha256": p.sha256} for p in case.packets[1:]
         ],
-        "requests": [
-            {
-                "provider_id": r.provider_id,
-                "status": r.status,
-                "reference": r.reference,
-                "attempts": [attempt_row(a) for a in r.attempts],
-                "documents": [
-                    {
-                        "sha256": d.sha256,
-                        "pages": d.pages,
-                        "status": d.status,
-                        "reason": d.reason,
-                        "kind": d.kind,
-                    }
-                    for d in docs.get(r.id, [])
-                ],
-            }
-            for r in case.requests
-        ],
+        "requests": [_request(r, docs) for r in case.requests],
+        "warnings": warnings(case, docs),
     }
 
 

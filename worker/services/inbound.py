@@ -41,7 +41,9 @@ from worker.domain.lifecycle import (
     failure_reason,
     wants_supplemental,
 )
+from worker.domain.notices import quarantined_reply
 from worker.domain.types import AttemptOutcome, ChannelKind
+from worker.domain.watchdog import flag
 from worker.services.audit import audit
 from worker.services.closing import close_request
 from worker.services.mapping import case_status
@@ -300,6 +302,13 @@ def accept_document(
     log.info(
         "document.received", case_id=case_id, document_id=d.id, status=status, pages=check.pages
     )
+    if request is not None and status is DocumentStatus.QUARANTINED:
+        # The provider did answer: its unusable reply must not pass as silence.
+        text = quarantined_reply(request.provider_id)
+        case = request.case
+        case.attention = flag(case.attention, text) or case.attention
+        audit(s, now, "case.attention", case.id, reasons=[text], document_id=d.id)
+        log.warning("reply.quarantined", case_id=case.id, document_id=d.id, reason=reason)
     if request is None or status is not DocumentStatus.ACCEPTED:
         return []
     if request.status == RequestStatus.OPEN:

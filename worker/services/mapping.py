@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from datetime import datetime
+from datetime import datetime, time
 
 from storage.models import Attempt, Case, RecordRequest
 from worker.domain.deadlines import Timeline
@@ -46,6 +46,22 @@ def channels(r: RecordRequest) -> list[Channel]:
         )
         for ch in r.channels
     ]
+
+
+def provider_hours(r: RecordRequest) -> tuple[time, time] | None:
+    """The provider's own local business hours, or None (the jurisdiction's apply)."""
+    if not r.business_hours:
+        return None
+    opens, closes = (time.fromisoformat(str(h)) for h in r.business_hours)
+    return opens, closes
+
+
+def designee_name(r: RecordRequest) -> str | None:
+    """Who the provider's designee is (``"name (vendor id)"``), or None without one."""
+    for ch in r.channels:
+        if ch.get("designee") and ch.get("designee_name"):
+            return f"{ch['designee_name']} ({ch.get('designee_id', '?')})"
+    return None
 
 
 def facts(r: RecordRequest) -> list[AttemptFact]:
@@ -114,6 +130,8 @@ def new_case(n: Notification, tl: Timeline, now: datetime) -> Case:
                     "destination": ch.destination,
                     "designee": True,
                     "owner_id": p.npi,
+                    "designee_id": p.designee.vendor_id,
+                    "designee_name": p.designee.name,
                 }
                 for ch in p.designee.channels
             ]
@@ -126,6 +144,7 @@ def new_case(n: Notification, tl: Timeline, now: datetime) -> Case:
                 role=p.role,
                 network=p.network,
                 channels=chans,
+                business_hours=list(p.business_hours) if p.business_hours else None,
                 reference=new_reference(),
                 status=RequestStatus.OPEN.value,
                 next_action_at=None,

@@ -17,10 +17,15 @@ from storage.models import Case
 from worker.commands import Command, OpenCase
 from worker.domain.clock import Clock
 from worker.domain.deadlines import DeadlineError, timeline
+from worker.domain.jurisdiction import Jurisdiction
 from worker.domain.lifecycle import LEASE
+from worker.domain.notices import received_late, short_window
+from worker.domain.outreach import DEFAULT_SETTINGS, business_windows
+from worker.domain.types import ReviewType
+from worker.domain.watchdog import flag
 from worker.notification import IntakeError, parse_notification
 from worker.services.audit import audit
-from worker.services.mapping import new_case
+from worker.services.mapping import new_case, provider_hours
 
 log = structlog.get_logger("goodfaith.services")
 
@@ -30,6 +35,8 @@ class IntakeResult:
     case_id: str
     created: bool  # False: the notification was already taken in (idempotent on its id)
     follow: list[Command] = field(default_factory=list)
+    #: what ops must know from the start (worker/domain/notices.py); also in Case.attention
+    warnings: list[str] = field(default_factory=list)
 
 
 def intake(
@@ -76,7 +83,36 @@ def intake(
             found = s.scalar(select(Case.id).where(Case.notification_id == n.notification_id))
             assert found is not None
             return IntakeResult(found, created=False)
+        warnings = _plan_windows(case, jurisdiction)
+        if warnings:
+            for text in warnings:
+                case.attention = flag(case.attention, text) or case.attention
+            audit(s, now, "case.attention", case.id, reasons=warnings)
         audit(s, now, "case.opened", case.id, requests=len(case.requests))
         case_id = case.id
     log.info("case.opened", case_id=case_id, review_type=n.review_type.value)
-    return IntakeResult(case_id, created=True, follow=[OpenCase(case_id)])
+    if warnings:
+        log.warning("case.intake_warning", case_id=case_id, reasons=warnings)
+    return IntakeResult(case_id, created=True, follow=[OpenCase(case_id)], warnings=warnings)
+
+
+def _plan_windows(case: Case, jurisdiction: Jurisdiction) -> list[str]:
+    """Count each request's business windows and say what ops must know from the start: a
+    case received too late for its window, a standard request with too few windows."""
+    warnings = []
+    late = received_late(case.opened_at, case.assemble_at, case.due_at)
+    if late:
+        warnings.append(late)
+    required = DEFAULT_SETTINGS.min_attempts
+    for r in case.requests:
+        r.business_windows = business_windows(
+            opened_at=case.opened_at,
+            cutoff=case.assemble_at,
+            jurisdiction=jurisdiction,
+            hours=provider_hours(r),
+        )
+        if late is None and case.review_type == ReviewType.STANDARD:
+            short = short_window(r.provider_id, r.business_windows, required)
+            if short:
+                warnings.append(short)
+    return warnings

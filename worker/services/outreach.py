@@ -52,6 +52,7 @@ from worker.services.mapping import (
     case_status,
     channels,
     facts,
+    provider_hours,
     request_status,
     requested_text,
 )
@@ -85,6 +86,7 @@ def plan_outreach(
             attempts=facts(r),
             now=now,
             jurisdiction=get_jurisdiction(case.jurisdiction),
+            hours=provider_hours(r),
         )
         if planned is None or planned.at > now:
             r.next_action_at = planned.at if planned else None

@@ -21,7 +21,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from config.jurisdictions import get_jurisdiction
 from storage.db import transaction
 from storage.models import Case, Delivery, Document, Packet
 from storage.objects import ObjectStore, sha256_hex
@@ -38,7 +37,8 @@ from worker.domain.lifecycle import (
     RequestStatus,
     packet_to_assemble,
 )
-from worker.packet import AttemptLine, CoverInfo, PacketPart, ProviderAttestation, build_packet
+from worker.packet import CoverInfo, PacketPart, ProviderAttestation, build_packet
+from worker.services.attestation import attestation_cover, provider_attestations
 from worker.services.audit import audit
 from worker.services.closing import stop_request
 from worker.services.mapping import case_status
@@ -78,10 +78,11 @@ def assemble_packet(
     store: ObjectStore,
     agency_name: Callable[[str], str],
     carrier_name: str,
+    responsible: str,
 ) -> list[Command]:
     """Assemble the packet (or a supplemental one for late records) and queue its delivery."""
     now = clock.now()
-    plan = _plan(cmd.case_id, sessions, now, agency_name, carrier_name)
+    plan = _plan(cmd.case_id, sessions, now, agency_name, carrier_name, responsible)
     if plan is None:
         return []
     parts = []
@@ -115,6 +116,7 @@ def _plan(
     now: datetime,
     agency_name: Callable[[str], str],
     carrier_name: str,
+    responsible: str,
 ) -> _Plan | None:
     """Decide what goes into the packet; close open requests at the first packet."""
     with transaction(sessions) as s:
@@ -155,9 +157,17 @@ def _plan(
             agency_id=case.agency_id,
             sequence=sequence,
             supplemental=supplemental,
-            cover=_cover(case, now, agency_name, carrier_name, supplemental, sequence),
+            cover=attestation_cover(
+                case,
+                now,
+                agency_name,
+                carrier_name,
+                responsible,
+                supplemental=supplemental,
+                sequence=sequence,
+            ),
             specs=_specs(case, docs, supplemental),
-            attestation=_attestation(case),
+            attestation=provider_attestations(s, case),
             document_ids=[d.id for d in docs],
         )
 
@@ -174,33 +184,6 @@ def _close_unanswered(s: Session, case: Case, now: datetime) -> None:
                 request_id=r.id,
                 attempts=len(r.attempts),
             )
-
-
-def _cover(
-    case: Case,
-    now: datetime,
-    agency_name: Callable[[str], str],
-    carrier_name: str,
-    supplemental: bool,
-    sequence: int,
-) -> CoverInfo:
-    jurisdiction = get_jurisdiction(case.jurisdiction)
-    return CoverInfo(
-        case_id=case.id,
-        notification_id=case.notification_id,
-        agency_name=agency_name(case.agency_id),
-        jurisdiction=case.jurisdiction,
-        review_type=case.review_type,
-        insured_name=case.insured_name,
-        member_id=case.insured_member_id,
-        due_at=case.due_at,
-        generated_at=now,
-        carrier_name=carrier_name,
-        citation=jurisdiction.citation,
-        tz=jurisdiction.tz,
-        supplemental=supplemental,
-        sequence=sequence,
-    )
 
 
 def _specs(case: Case, docs: list[Document], supplemental: bool) -> list[_Spec]:
@@ -227,29 +210,6 @@ def _specs(case: Case, docs: list[Document], supplemental: bool) -> list[_Spec]:
             )
         )
     return specs
-
-
-def _attestation(case: Case) -> list[ProviderAttestation]:
-    """Every attempt to every provider, as the good-faith attestation page prints them."""
-    return [
-        ProviderAttestation(
-            provider_name=r.provider_name,
-            provider_id=r.provider_id,
-            status=r.status,
-            attempts=[
-                AttemptLine(
-                    number=a.number,
-                    at=a.sent_at or a.planned_at,
-                    channel=a.channel,
-                    destination=a.destination,
-                    outcome=a.outcome,
-                    reason=a.reason,
-                )
-                for a in r.attempts
-            ],
-        )
-        for r in case.requests
-    ]
 
 
 def _record(
