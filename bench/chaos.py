@@ -81,7 +81,7 @@ def main() -> None:
         _log(f"problem: {problem}")
     _log(
         f"faults {dict(result.faults)}, restarts {dict(result.restarts)}, "
-        f"webhooks lost {result.dropped_webhooks}, late {result.delivered_late}, "
+        f"webhooks dropped {result.dropped_webhooks}, answers never taken in {result.lost_replies}, late {result.delivered_late}, "
         f"undocumented sends {result.undocumented_sends}, steps {result.steps}, "
         f"wall {result.wall_s:.0f} s"
     )

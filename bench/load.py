@@ -20,6 +20,10 @@ process it started and ends with exactly one line on stdout (progress goes to st
 - peak_rss_mb: the largest sum of resident memory over every process started (dramatiq's
   forked workers included), sampled twice a second.
 
+Standard reviews send each attempt in a business opening of the provider (docs/policy.md); the
+burst's providers read their fax all day (``business_hours`` 00:00-23:59), so run it on an MA
+business day: on a weekend or holiday the standard first attempts wait for Monday.
+
 The run is bounded: it ends when every first attempt went out, or after ``--max-seconds``.
 It DROPS AND RECREATES the schema of ``--database-url`` and FLUSHES ``--redis-url``'s
 database: give it ones of its own. ``--workers`` describes the pools, one per option,
@@ -95,6 +99,9 @@ def notification(key: str, review_type: str, auth_uri: str) -> dict[str, Any]:
                 "role": "treating",
                 "network": "in",
                 "channels": [{"kind": "fax", "number": f"+1617{(n * 3 + i) % 10_000_000:07d}"}],
+                # a records department that reads its fax all day: standard first attempts go
+                # out at once on a business day instead of waiting for the next opening
+                "business_hours": ["00:00", "23:59"],
             }
             for i in range(3)
         ],

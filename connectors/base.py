@@ -199,6 +199,16 @@ class FaxChannel(RecordsRequester, FindsSent, Protocol):
         ...
 
 
+@runtime_checkable
+class ListsReceived(Protocol):
+    """A fax channel that can list the faxes it received: the inbound sweep finds any whose
+    ``fax.received`` webhook was lost (a provider's answer must never be)."""
+
+    def list_received(self, since: datetime) -> list[FaxReceivedEvent]:
+        """Every fax received at or after ``since`` (complete ones), oldest first."""
+        ...
+
+
 # --- packet delivery -------------------------------------------------------------------------
 
 

@@ -61,7 +61,8 @@ class Simulator:
     when given, webhooks are signed. ``provider_names`` names providers on generated documents;
     the provider id is used otherwise. ``far_sides`` are the far-side classes to serve.
     ``drop_webhooks``: the share (0–1) of outbound fax status webhooks lost outright (chosen
-    with ``seed``), so that our status checks are exercised. ``honour_idempotency_keys=False``
+    with ``seed``), so that our status checks are exercised; ``drop_inbound_webhooks`` the share
+    of ``fax.received`` webhooks lost (the providers' answers), so that our inbound sweep is. ``honour_idempotency_keys=False``
     makes the fax API create a new fax for every request, as a vendor without idempotency
     keys would: a repeated send then shows as a duplicate fax (``bench/chaos.py`` counts them).
     """
@@ -81,10 +82,11 @@ class Simulator:
         provider_names: Mapping[str, str] | None = None,
         far_sides: Sequence[type[FarSide]] = FAR_SIDES,
         drop_webhooks: float = 0.0,
+        drop_inbound_webhooks: float = 0.0,
         seed: int = 0,
         honour_idempotency_keys: bool = True,
     ) -> None:
-        if not 0.0 <= drop_webhooks <= 1.0:
+        if not 0.0 <= drop_webhooks <= 1.0 or not 0.0 <= drop_inbound_webhooks <= 1.0:
             raise ValueError("drop_webhooks is a share between 0 and 1 (e.g. 0.2)")
         self._events = EventHeap()
         self._providers = Providers(
@@ -103,6 +105,7 @@ class Simulator:
             signing_key=signing_key,
             carrier_fax_number=carrier_fax_number,
             drop_webhooks=drop_webhooks,
+            drop_inbound_webhooks=drop_inbound_webhooks,
             seed=seed,
             honour_idempotency_keys=honour_idempotency_keys,
         )

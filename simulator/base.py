@@ -45,6 +45,7 @@ class Context:
     signing_key: bytes | None = None
     carrier_fax_number: str = "+16175550000"
     drop_webhooks: float = 0.0  # share of outbound fax status webhooks lost on purpose
+    drop_inbound_webhooks: float = 0.0  # share of fax.received webhooks lost on purpose
     seed: int = 0  # for the random choices far sides make (which webhooks are lost)
     honour_idempotency_keys: bool = True  # False: every fax request creates a new fax
     _sent: list[dict[str, Any]] = field(default_factory=list, repr=False)

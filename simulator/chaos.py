@@ -5,8 +5,8 @@ and ``goodfaith scheduler``, each a separate process, on real PostgreSQL and on 
 of the run's own (so that it can be flushed, killed and restarted), with an S3 object store
 (moto's server, here, behind a switch that makes uploads fail). The far side — fax carrier,
 providers' FHIR servers, agencies — is the simulator, served from this process, with a share
-of its fax status webhooks lost and without idempotency keys (a fax requested twice is two
-faxes, so a repeated send is seen).
+of its fax status webhooks and of its ``fax.received`` webhooks (the providers' answers) lost,
+and without idempotency keys (a fax requested twice is two faxes, so a repeated send is seen).
 
 Time is virtual and shared: every process reads the instant from one file
 (``GOODFAITH_CLOCK_FILE``, worker/sharedclock.py). The driver moves it, as the in-process
@@ -23,7 +23,8 @@ uploads failing for a while. The driver restarts what died, as a supervisor woul
 
 :func:`run_chaos` returns a :class:`ChaosResult`: cases delivered on time, cases lost (never
 delivered), duplicate sends (a transmission key the far side received more than once),
-documented attempts, and far-side sends with no attempt in our log.
+documented attempts, far-side sends with no attempt in our log, and answers faxed to us that
+we never took in.
 """
 
 from __future__ import annotations
@@ -62,9 +63,10 @@ from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
 from simulator.scenario import Scenario, far_side_book, route_fhir_to
 from simulator.serving import run_in_thread
 from simulator.telnyx import TelnyxFarSide
-from storage.models import Attempt, Case
+from storage.models import Attempt, Case, InboundItem
 from worker.domain.clock import VirtualClock
 from worker.domain.lifecycle import CaseStatus, transmission_key
+from worker.domain.types import ChannelKind
 from worker.scheduler import HEARTBEAT_KEY, next_due_at
 from worker.sharedclock import write_clock
 
@@ -90,6 +92,7 @@ class Faults:
     upload_outages: int = 1  # object-store uploads fail for a while (wall seconds below)
     upload_outage_s: float = 8.0
     drop_webhooks: float = 0.2  # share of fax status webhooks the far side loses
+    drop_inbound_webhooks: float = 0.2  # share of fax.received webhooks (answers) it loses
 
     def plan(self, rnd: random.Random) -> list[tuple[float, str]]:
         """(fraction of the run's span, fault) pairs in order."""
@@ -106,7 +109,19 @@ class Faults:
         return sorted((rnd.uniform(0.02, 0.9), kind) for kind in kinds)
 
 
-NO_FAULTS = Faults(0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0)
+NO_FAULTS = Faults(
+    pool_kills=0,
+    child_kills=0,
+    scheduler_kills=0,
+    api_kills=0,
+    flush_redis=0,
+    restart_redis=0,
+    drop_db=0,
+    upload_outages=0,
+    upload_outage_s=0.0,
+    drop_webhooks=0.0,
+    drop_inbound_webhooks=0.0,
+)
 
 
 @dataclass
@@ -118,6 +133,7 @@ class ChaosResult:
     duplicate_sends: int  # transmissions the far side received more than once
     documented_attempts: int  # attempts with a recorded transmission (sent, delivered, failed)
     undocumented_sends: int  # far-side faxes / Tasks whose key matches no attempt we logged
+    lost_replies: int = 0  # answers the far side faxed us that we never took in
     faults: Counter[str] = field(default_factory=Counter)
     restarts: Counter[str] = field(default_factory=Counter)
     dropped_webhooks: int = 0
@@ -138,6 +154,7 @@ class ChaosResult:
             self.lost == 0
             and self.duplicate_sends == 0
             and self.undocumented_sends == 0
+            and self.lost_replies == 0
             and self.delivered_on_time == self.cases
         )
 
@@ -756,6 +773,7 @@ def _start(
         provider_names=book.names,
         far_sides=FAR_SIDES,
         drop_webhooks=faults.drop_webhooks,
+        drop_inbound_webhooks=faults.drop_inbound_webhooks,
         seed=rnd.randrange(1 << 30),
         honour_idempotency_keys=False,
     )
@@ -839,6 +857,11 @@ def _collect(run: _Run, cases: int) -> ChaosResult:
         attempts = conn.execute(
             select(Attempt.idempotency_key, Attempt.transmissions, Attempt.sent_at)
         ).all()
+        taken_in = set(
+            conn.execute(
+                select(InboundItem.external_id).where(InboundItem.source == ChannelKind.FAX.value)
+            ).scalars()
+        )
     by_id = {nid: (st, dat, due) for nid, st, dat, due in rows}
     on_time = late = lost = 0
     problems: list[str] = []
@@ -875,6 +898,8 @@ def _collect(run: _Run, cases: int) -> ChaosResult:
         if k not in keys:
             problems.append(f"sent, not in the attempt log: {k}")
     telnyx = run.sim.far_side(TelnyxFarSide)
+    lost_replies = [i for i in telnyx.received_ids(run.now()) if i not in taken_in]
+    problems += [f"answer faxed to us, never taken in: {i}" for i in lost_replies]
     return ChaosResult(
         cases=total or cases,
         delivered_on_time=on_time,
@@ -884,6 +909,7 @@ def _collect(run: _Run, cases: int) -> ChaosResult:
         documented_attempts=sum(1 for _, _, sent_at in attempts if sent_at is not None),
         undocumented_sends=undocumented,
         faults=run.faults,
+        lost_replies=len(lost_replies),
         dropped_webhooks=len(telnyx.dropped),
         steps=run.steps,
         problems=problems,

@@ -123,6 +123,7 @@ class TelnyxFarSide(FarSide):
         self._lock = threading.Lock()
         self._faxes: dict[str, _Fax] = {}
         self._fax_keys: dict[str, str] = {}
+        self._inbound: list[_Fax] = []  # the providers' answers, listed from their arrival
         self._media: dict[str, tuple[bytes, str]] = {}
         self._drops = random.Random(ctx.seed)
         self.dropped: list[str] = []  # ids of the webhook events lost on purpose
@@ -130,6 +131,11 @@ class TelnyxFarSide(FarSide):
         # exists, its webhooks will come) and its answer held back until the Event is set, so
         # that the sender can be killed mid-send.
         self.hold_answers: threading.Event | None = None
+
+    def received_ids(self, until: datetime) -> list[str]:
+        """The ids of the inbound faxes (providers' answers) arrived by ``until``."""
+        with self._lock:
+            return [f.id for f in self._inbound if f.created_at <= until]
 
     def client_states(self) -> list[str | None]:
         """The ``client_state`` of every fax created so far, one per fax, in creation order
@@ -186,11 +192,12 @@ class TelnyxFarSide(FarSide):
         return Fired.DELIVERED
 
     def _lose(self, envelope: dict[str, Any]) -> bool:
-        """Whether this outbound status webhook is lost (``drop_webhooks``, seeded)."""
+        """Whether this webhook is lost: an outbound status webhook with the share
+        ``drop_webhooks``, a ``fax.received`` with ``drop_inbound_webhooks`` (seeded)."""
         data = envelope["data"]
-        if self.ctx.drop_webhooks <= 0 or data["payload"].get("direction") != "outbound":
-            return False
-        if self._drops.random() >= self.ctx.drop_webhooks:
+        inbound = data["payload"].get("direction") == "inbound"
+        share = self.ctx.drop_inbound_webhooks if inbound else self.ctx.drop_webhooks
+        if share <= 0 or self._drops.random() >= share:
             return False
         self.dropped.append(data["id"])
         log.info("sim.webhook_dropped", event_id=data["id"], event_type=data["event_type"])
@@ -291,7 +298,7 @@ class TelnyxFarSide(FarSide):
         if not _authorised(request):
             return _error(401, "10009", "Authentication failed")
         with self._lock:
-            faxes = list(self._faxes.values())
+            faxes = list(self._faxes.values()) + list(self._inbound)
         try:
             body = list_page(faxes, request.query_params, self.ctx.clock.now())
         except ValueError:
@@ -347,6 +354,22 @@ class TelnyxFarSide(FarSide):
         inbound_id = str(uuid.uuid4())
         with self._lock:
             self._media[media_id] = (document, "application/pdf")
+            self._inbound.append(
+                _Fax(
+                    id=inbound_id,
+                    connection_id=fax.connection_id,
+                    from_number=fax.to_number,
+                    to_number=self.ctx.carrier_fax_number,
+                    media_url=f"{self.ctx.public_base_url}/v2/media/{media_id}",
+                    client_state=None,
+                    webhook_url=self.ctx.webhook_url,
+                    created_at=at,
+                    status="received",
+                    direction="inbound",
+                    page_count=page_count(document),
+                    timeline=[(at, "received")],
+                )
+            )
         payload = {
             "connection_id": fax.connection_id,
             "direction": "inbound",

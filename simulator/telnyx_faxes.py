@@ -26,6 +26,8 @@ class Fax:
     webhook_url: str
     created_at: datetime
     status: str = "queued"
+    direction: str = "outbound"  # or "inbound": a provider's answer, "received" from created_at
+    page_count: int | None = None
     timeline: list[tuple[datetime, str]] = field(default_factory=list)  # (at, status)
 
     def status_at(self, now: datetime) -> str:
@@ -44,7 +46,7 @@ def fax_resource(fax: Fax, now: datetime) -> dict[str, Any]:
         "record_type": "fax",
         "id": fax.id,
         "connection_id": fax.connection_id,
-        "direction": "outbound",
+        "direction": fax.direction,
         "from": fax.from_number,
         "to": fax.to_number,
         "media_url": fax.media_url,
@@ -56,6 +58,8 @@ def fax_resource(fax: Fax, now: datetime) -> dict[str, Any]:
     }
     if fax.client_state:
         resource["client_state"] = fax.client_state
+    if fax.page_count is not None:
+        resource["page_count"] = fax.page_count
     return resource
 
 
@@ -76,7 +80,8 @@ def list_page(faxes: list[Fax], q: Mapping[str, str], now: datetime) -> dict[str
         for f in faxes
         if q.get("filter[to][eq]", f.to_number) == f.to_number
         and q.get("filter[from][eq]", f.from_number) == f.from_number
-        and q.get("filter[direction][eq]", "outbound") == "outbound"
+        and q.get("filter[direction][eq]", "outbound") == f.direction
+        and (f.direction == "outbound" or f.created_at <= now)  # an answer exists once arrived
         and all(_compare(f.created_at, op, at) for op, at in bounds.items())
     ]
     chosen.sort(key=lambda f: f.created_at, reverse=True)

@@ -291,3 +291,15 @@ def _audit_is_append_only(session: Session, flush_context: Any, instances: Any) 
     for obj in list(session.dirty) + list(session.deleted):
         if isinstance(obj, AuditEvent):
             raise AppendOnlyError("audit_events is append-only: add a new event instead")
+
+
+class Sweep(Base):
+    """A periodic look at a vendor for what its webhooks should have told us. One row per sweep
+    (``inbound_fax``: faxes received whose ``fax.received`` webhook was lost); ``next_at`` is its
+    timer (NULL while nothing is awaited), ``swept_at`` when the last sweep ran."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    next_at: Mapped[datetime | None] = mapped_column(index=True)
+    swept_at: Mapped[datetime | None]

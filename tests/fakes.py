@@ -69,6 +69,14 @@ class FakeFax(FakeRequester):
     media: dict[str, bytes] = field(default_factory=dict)
     statuses: dict[str, FaxStatusEvent] = field(default_factory=dict)
     status_asked: list[str] = field(default_factory=list)
+    received: list[FaxReceivedEvent] = field(default_factory=list)  # listed by list_received
+    listed_since: list[datetime] = field(default_factory=list)
+
+    def list_received(self, since: datetime) -> list[FaxReceivedEvent]:
+        self.listed_since.append(since)
+        if self.fail_with is not None:
+            raise self.fail_with
+        return [e for e in self.received if e.occurred_at >= since]
 
     def status(self, external_id: str) -> FaxStatusEvent | None:
         self.status_asked.append(external_id)

@@ -44,6 +44,11 @@ class IngestInbound:
 
 
 @dataclass(frozen=True)
+class SweepInbound:
+    sweep_id: str  # a Sweep row (storage/models.py): "inbound_fax"
+
+
+@dataclass(frozen=True)
 class AssemblePacket:
     case_id: str
 
@@ -60,6 +65,7 @@ Command = (
     | PollTask
     | ReconcileAttempt
     | IngestInbound
+    | SweepInbound
     | AssemblePacket
     | DeliverPacket
 )

@@ -21,7 +21,15 @@ from sqlalchemy import ColumnElement, func, literal, select, true, union_all
 from sqlalchemy.orm import InstrumentedAttribute
 
 from storage.db import transaction
-from storage.models import Attempt, Case, Delivery, InboundItem, RecordRequest, UTCDateTime
+from storage.models import (
+    Attempt,
+    Case,
+    Delivery,
+    InboundItem,
+    RecordRequest,
+    Sweep,
+    UTCDateTime,
+)
 from worker.commands import (
     AssemblePacket,
     Command,
@@ -32,6 +40,7 @@ from worker.commands import (
     PollTask,
     ReconcileAttempt,
     SendAttempt,
+    SweepInbound,
 )
 from worker.domain.lifecycle import (
     LEASE,
@@ -103,6 +112,7 @@ TIMERS: tuple[Timer, ...] = (
         DeliverPacket,
         Delivery.case_id,
     ),
+    Timer("sweep", Sweep, Sweep.next_at, true(), SweepInbound),
     Timer(
         "inbound",
         InboundItem,

@@ -59,6 +59,7 @@ from connectors.fax.telnyx_events import (
     fax_status,
     load_public_key,
     public_key_b64,
+    received_from_resource,
     sign_webhook,
     verify_signature,
 )
@@ -248,6 +249,37 @@ class TelnyxFax:
             if not faxes or not isinstance(total, int) or number >= total:
                 return None
         return None
+
+    def list_received(self, since: datetime) -> list[FaxReceivedEvent]:
+        """``GET /v2/faxes`` received since ``since`` (``filter[direction][eq]=inbound``), at
+        most :data:`FIND_PAGES` pages of :data:`PAGE_SIZE`; only faxes whose status is
+        ``received`` (complete), as the ``fax.received`` webhook would have reported them."""
+        params = {
+            "filter[direction][eq]": "inbound",
+            "filter[created_at][gte]": since.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "page[size]": str(PAGE_SIZE),
+        }
+        found: list[FaxReceivedEvent] = []
+        for number in range(1, FIND_PAGES + 1):
+            response = call(
+                self._client,
+                "GET",
+                f"{self._base}/v2/faxes",
+                what="Telnyx list received faxes",
+                retrying=self._retrying,
+                params={**params, "page[number]": str(number)},
+                headers=self._headers(),
+            )
+            body = json_object(response, what="Telnyx list received faxes")
+            faxes = body.get("data")
+            if not isinstance(faxes, list):
+                raise Rejected("Telnyx list received faxes: data is not a list")
+            found += [e for e in map(received_from_resource, faxes) if e is not None]
+            meta = body.get("meta")
+            total = meta.get("total_pages") if isinstance(meta, dict) else None
+            if not faxes or not isinstance(total, int) or number >= total:
+                break
+        return sorted(found, key=lambda e: e.occurred_at)
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}

@@ -43,6 +43,7 @@ __all__ = [
     "fax_status",
     "load_public_key",
     "public_key_b64",
+    "received_from_resource",
     "sign_webhook",
     "verify_signature",
 ]
@@ -268,3 +269,32 @@ def public_key_b64(private_key: Ed25519PrivateKey | bytes) -> str:
     """The base64 public key matching ``private_key``: what TelnyxFax's ``public_key`` takes."""
     raw = _private_key(private_key).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     return base64.b64encode(raw).decode("ascii")
+
+
+def received_from_resource(fax: object) -> FaxReceivedEvent | None:
+    """A received fax as ``GET /v2/faxes`` lists it, read as the ``fax.received`` webhook would
+    have reported it; None for anything else (outbound, still receiving, malformed)."""
+    if not isinstance(fax, dict) or fax.get("direction") != "inbound":
+        return None
+    if fax.get("status") != "received":
+        return None
+    fax_id, from_number, to_number, media_url = (
+        fax.get(k) for k in ("id", "from", "to", "media_url")
+    )
+    if not all(isinstance(v, str) and v for v in (fax_id, from_number, to_number, media_url)):
+        return None
+    try:
+        created = _parse_instant(fax.get("created_at"))
+    except (WebhookError, OverflowError):
+        return None
+    pages = fax.get("page_count")
+    return FaxReceivedEvent(
+        event_id=f"listed:{fax_id}",
+        fax_id=str(fax_id),
+        occurred_at=created,
+        from_number=str(from_number),
+        to_number=str(to_number),
+        media_url=str(media_url),
+        page_count=pages if isinstance(pages, int) and not isinstance(pages, bool) else None,
+        partial=fax.get("partial_content") is True,
+    )

@@ -15,6 +15,7 @@ from connectors.base import (
     AuthError,
     FindsSent,
     InvalidDestination,
+    ListsReceived,
     Rejected,
     TransientError,
 )
@@ -194,6 +195,70 @@ def test_find_sent_errors_are_translated(response: httpx.Response, error: type[E
     """List errors map like every other Telnyx call (a number code: InvalidDestination)."""
     with pytest.raises(error):
         make_fax(lambda r: response).find_sent(fax_request(), SINCE)
+
+
+def received_resource(fax_id: str, status: str = "received", **extra: Any) -> dict[str, Any]:
+    """An inbound fax as ``GET /v2/faxes`` lists it."""
+    return {
+        "record_type": "fax",
+        "id": fax_id,
+        "connection_id": "conn-1",
+        "direction": "inbound",
+        "from": "+16175551234",
+        "to": "+16175550000",
+        "media_url": f"https://api.telnyx.com/v2/media/{fax_id}",
+        "status": status,
+        "page_count": 4,
+        "created_at": extra.pop("created_at", "2026-03-02T14:50:00Z"),
+        "updated_at": "2026-03-02T14:51:00Z",
+        **extra,
+    }
+
+
+def test_list_received_lists_inbound_faxes_since_and_reads_them_as_the_webhook_would() -> None:
+    """list_received() GETs /v2/faxes filtered to inbound faxes created since ``since``, over
+    every page, and returns the received ones (not those still receiving, nor outbound ones)
+    as fax.received events, oldest first."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        number = int(request.url.params["page[number]"])
+        data = (
+            [
+                received_resource("in-2", created_at="2026-03-02T14:55:00Z"),
+                received_resource("in-3", status="receiving"),
+                fax_resource("delivered"),
+            ]
+            if number == 1
+            else [received_resource("in-1", created_at="2026-03-02T14:41:00Z")]
+        )
+        return httpx.Response(200, json={"data": data, "meta": {"total_pages": 2}})
+
+    fax = make_fax(handler)
+    assert isinstance(fax, ListsReceived)
+    events = fax.list_received(SINCE)
+    assert [(e.fax_id, e.page_count, e.partial) for e in events] == [
+        ("in-1", 4, False),
+        ("in-2", 4, False),
+    ]
+    assert events[0].from_number == "+16175551234"
+    assert events[0].media_url == "https://api.telnyx.com/v2/media/in-1"
+    assert events[0].occurred_at == datetime(2026, 3, 2, 14, 41, tzinfo=UTC)
+    assert dict(seen[0].url.params) == {
+        "filter[direction][eq]": "inbound",
+        "filter[created_at][gte]": "2026-03-02T14:40:00Z",
+        "page[size]": "50",
+        "page[number]": "1",
+    }
+    assert len(seen) == 2
+
+
+def test_list_received_errors_are_translated() -> None:
+    with pytest.raises(TransientError):
+        make_fax(lambda r: httpx.Response(503)).list_received(SINCE)
+    with pytest.raises(AuthError):
+        make_fax(lambda r: httpx.Response(401)).list_received(SINCE)
 
 
 # --- CDex: Task search --------------------------------------------------------------------------

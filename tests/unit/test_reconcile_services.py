@@ -11,13 +11,14 @@ import pytest
 from sqlalchemy import select
 
 from connectors.base import TransientError
+from simulator.documents import generate_records_pdf
 from storage.db import transaction
-from storage.models import Attempt, AuditEvent
+from storage.models import Attempt, AuditEvent, RecordRequest, Sweep
 from tests.conftest import at, notification
-from tests.fakes import Crash, fax_delivered, fax_failed, make_container
+from tests.fakes import Crash, fax_delivered, fax_failed, fax_received, make_container
 from worker import services
 from worker.commands import OpenCase, SendAttempt
-from worker.domain.lifecycle import LEASE, SEND_LEASE
+from worker.domain.lifecycle import INBOUND_SWEEP_OVERLAP, LEASE, SEND_LEASE
 from worker.scheduler import tick
 
 START = at("2026-04-17T09:00:00-04:00")
@@ -236,3 +237,62 @@ def test_a_lost_open_case_message_is_re_driven_by_the_opening_timer(env) -> None
         from storage.models import Case
 
         assert s.get(Case, case_id).open_at is None  # type: ignore[union-attr]
+
+
+def _sweep(c) -> Sweep:  # type: ignore[no-untyped-def]
+    with transaction(c.sessions) as s:
+        return s.get(Sweep, "inbound_fax")  # type: ignore[return-value]
+
+
+def test_an_answer_whose_fax_received_webhook_was_lost_is_found_by_the_inbound_sweep(env) -> None:  # type: ignore[no-untyped-def]
+    """Given a fax delivered to the provider (the sweep is armed 30 minutes out) and the
+    provider's answer received by the vendor but its fax.received webhook lost, when the sweep
+    runs, then the answer is listed, taken in as the webhook would have been, and fulfils the
+    request; once nothing more is awaited, the sweep rests."""
+    c, clock, fax = env
+    assert _sweep(c).next_at is None  # nothing awaited yet: no sweep
+    services.intake(c, notification())
+    a = _attempt(c)
+    services.record_fax_status(c, fax_delivered(a.external_id, START + 2 * MIN))
+    assert _sweep(c).next_at == START + 30 * MIN
+    with transaction(c.sessions) as s:
+        reference = s.scalars(select(RecordRequest)).one().reference
+    fax.media["m1"] = generate_records_pdf(reference, "Example Orthopedics", "M1001", 3)
+    fax.received.append(fax_received("in-1", "m1", START + 10 * MIN, "+16175550101"))
+    clock.advance_to(START + 30 * MIN)
+    tick(c)
+    assert fax.listed_since == [START + 30 * MIN - INBOUND_SWEEP_OVERLAP]
+    with transaction(c.sessions) as s:
+        assert s.scalars(select(RecordRequest)).one().status == "fulfilled"
+    sweep = _sweep(c)  # re-armed: the answer was still being taken in when it looked
+    assert (sweep.swept_at, sweep.next_at) == (START + 30 * MIN, START + 60 * MIN)
+    clock.advance_to(START + 60 * MIN)
+    tick(c)
+    assert _sweep(c).next_at is None  # nothing awaited any more: the sweep rests
+
+
+def test_the_sweep_takes_each_answer_once_and_keeps_going_while_answers_are_awaited(env) -> None:  # type: ignore[no-untyped-def]
+    """An answer whose webhook did come is not taken twice; a vendor outage means only that the
+    next sweep looks back further; while a request awaits an answer the sweep repeats."""
+    c, clock, fax = env
+    services.intake(c, notification())
+    a = _attempt(c)
+    services.record_fax_status(c, fax_delivered(a.external_id, START + 2 * MIN))
+    fax.fail_with = TransientError("Telnyx list faxes: HTTP 503")
+    clock.advance_to(START + 30 * MIN)
+    tick(c)
+    fax.fail_with = None
+    assert (_sweep(c).swept_at, _sweep(c).next_at) == (None, START + 60 * MIN)
+    other = fax_received("in-2", "m2", START + 20 * MIN, "+16175550199")  # not our provider
+    fax.media["m2"] = generate_records_pdf("UNKNOWN-REF", "Someone", "M9", 1)
+    services.record_inbound_fax(c, other)  # its webhook came
+    fax.received.append(other)
+    clock.advance_to(START + 60 * MIN)
+    tick(c)
+    assert fax.listed_since[-1] == START + 60 * MIN - INBOUND_SWEEP_OVERLAP
+    with transaction(c.sessions) as s:
+        from storage.models import InboundItem
+
+        assert len(s.scalars(select(InboundItem)).all()) == 1
+        assert s.scalars(select(RecordRequest)).one().status == "open"
+    assert _sweep(c).next_at == START + 90 * MIN  # the request still awaits an answer

@@ -263,6 +263,14 @@ class StatusChecks:
         return min(max(now + self.every, self.first(sent_at)), deadline)
 
 
+#: While answers are awaited (an open request whose fax reached the provider), the vendor is
+#: asked this often for faxes received whose ``fax.received`` webhook never came.
+INBOUND_SWEEP_EVERY = timedelta(minutes=30)
+#: Each sweep lists what was received since the previous one, less this much (late listings,
+#: clock skew); the first looks back this far too. Listing twice is harmless (one row per fax).
+INBOUND_SWEEP_OVERLAP = timedelta(hours=1)
+
+
 def failure_reason(text: str) -> str:
     """A failure reason as stored and shown on the attestation (clipped)."""
     return text[:REASON_CHARS]

@@ -37,6 +37,7 @@ from worker.commands import (
     PollTask,
     ReconcileAttempt,
     SendAttempt,
+    SweepInbound,
 )
 from worker.notification import IntakeError
 from worker.services import (
@@ -66,6 +67,7 @@ HANDLERS: dict[type, Callable[..., list[Command]]] = {
     PollTask: inbound.poll_task,
     ReconcileAttempt: reconcile.reconcile_attempt,
     IngestInbound: inbound.ingest_inbound,
+    SweepInbound: reconcile.sweep_inbound,
     AssemblePacket: packet.assemble_packet,
     DeliverPacket: delivery.deliver_packet,
 }

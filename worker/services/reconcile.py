@@ -15,16 +15,26 @@ from collections.abc import Mapping
 from datetime import datetime
 
 import structlog
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.base import ConnectorError, FaxChannel, FaxStatusEvent, RecordsRequester
+from connectors.base import (
+    ConnectorError,
+    FaxChannel,
+    FaxStatusEvent,
+    ListsReceived,
+    RecordsRequester,
+)
 from storage.db import transaction
-from storage.models import Attempt
-from worker.commands import Command, PlanOutreach, ReconcileAttempt
+from storage.models import Attempt, RecordRequest, Sweep
+from worker.commands import Command, PlanOutreach, ReconcileAttempt, SweepInbound
 from worker.domain.clock import Clock
 from worker.domain.lifecycle import (
+    INBOUND_SWEEP_EVERY,
+    INBOUND_SWEEP_OVERLAP,
     REDIAL_DELAY,
     FaxStep,
+    RequestStatus,
     StatusChecks,
     failure_reason,
     fax_status_step,
@@ -58,6 +68,7 @@ def apply_fax_status(
         a.outcome = AttemptOutcome.DELIVERED.value
         a.completed_at = event.occurred_at
         a.failure_reason = None
+        arm_inbound_sweep(s, now + INBOUND_SWEEP_EVERY)  # the answer's webhook may be lost
         audit(s, now, "attempt.delivered", a.case_id, attempt_id=a.id, number=a.number, via=via)
         return []
     a.failure_reason = failure_reason(event.failure_reason or "failed")
@@ -144,3 +155,67 @@ def reconcile_attempt(
         )
         log.warning("attempt.status_unknown", case_id=a.case_id, attempt_id=a.id)
         return fail_attempt(s, a, now, now, via="status check")
+
+
+# --- the inbound sweep -------------------------------------------------------------------------
+
+INBOUND_SWEEP = "inbound_fax"
+
+
+def arm_inbound_sweep(s: Session, at: datetime) -> None:
+    """An answer may come (a fax reached a provider): make sure the inbound sweep runs by
+    ``at`` (inside the caller's transaction; touches the row only when it is not armed)."""
+    s.execute(
+        update(Sweep)
+        .where(Sweep.id == INBOUND_SWEEP, or_(Sweep.next_at.is_(None), Sweep.next_at > at))
+        .values(next_at=at)
+    )
+
+
+def sweep_inbound(
+    cmd: SweepInbound, *, sessions: sessionmaker[Session], clock: Clock, fax: FaxChannel
+) -> list[Command]:
+    """The ``sweep`` timer: list the faxes received since the last sweep and take in every one
+    we never heard of (its ``fax.received`` webhook was lost), exactly as the webhook would
+    have. Re-armed while open requests await an answer by fax."""
+    from worker.services.inbound import record_inbound_fax
+
+    now = clock.now()
+    with transaction(sessions) as s:
+        row = s.get(Sweep, cmd.sweep_id)
+        if row is None:
+            return []
+        since = (row.swept_at or now) - INBOUND_SWEEP_OVERLAP
+    follow: list[Command] = []
+    swept = False
+    if isinstance(fax, ListsReceived):
+        try:
+            received = fax.list_received(since)
+        except ConnectorError as exc:  # no answer this time: the next sweep looks back further
+            log.warning("inbound.sweep_failed", error=type(exc).__name__)
+        else:
+            swept = True
+            for event in received:
+                found = record_inbound_fax(event, sessions=sessions, clock=clock)
+                if found:
+                    log.warning("inbound.webhook_lost", fax_id=event.fax_id)
+                follow += found
+    with transaction(sessions) as s:
+        row = s.get(Sweep, cmd.sweep_id, with_for_update=True)
+        assert row is not None
+        if swept:
+            row.swept_at = now
+        awaited = s.scalar(
+            select(
+                exists().where(
+                    Attempt.channel == ChannelKind.FAX.value,
+                    Attempt.outcome.in_(
+                        [AttemptOutcome.SENT.value, AttemptOutcome.DELIVERED.value]
+                    ),
+                    RecordRequest.id == Attempt.request_id,
+                    RecordRequest.status == RequestStatus.OPEN.value,
+                )
+            )
+        )
+        row.next_at = now + INBOUND_SWEEP_EVERY if awaited else None
+    return follow

@@ -144,3 +144,35 @@ def test_a_share_of_outbound_status_webhooks_is_lost_seeded() -> None:
     assert len(kept) + dropped == 10 * 4  # queued, media.processed, sending.started, delivered
     assert 10 <= dropped <= 30 and inbound == 10
     assert run(seed=7) == (kept, dropped, inbound)
+
+
+def test_lost_answers_are_listed_as_received_faxes_from_their_arrival() -> None:
+    """drop_inbound_webhooks=1 loses every fax.received webhook; GET /v2/faxes with
+    filter[direction][eq]=inbound lists each answer once it has arrived (not before), and the
+    real connector reads it back as the webhook would have reported it."""
+    clock, carrier = VirtualClock(START), Carrier()
+    http = httpx.Client(transport=httpx.MockTransport(carrier.handler))
+    sim = Simulator(
+        clock=clock,
+        webhook_url=WEBHOOK,
+        behaviours={},
+        directory={},
+        http=http,
+        public_base_url="http://testserver",
+        drop_inbound_webhooks=1.0,
+    )
+    with asgi_client(sim.app) as client:
+        world = World(clock, carrier, sim, client)
+        for n in range(3):
+            world.send_fax(OK_FAX, f"GF-VVVV00{n:02d}")
+        fax = telnyx(world)
+        world.run_until(START + timedelta(minutes=5))  # delivered; answers not yet arrived
+        assert fax.list_received(START) == []
+        world.run_until(START + timedelta(hours=3))
+        received = fax.list_received(START)
+        assert not [e for e in carrier.events() if e["event_type"] == "fax.received"]
+        assert len(received) == 3 == len(sim.far_side(TelnyxFarSide).received_ids(clock.now()))
+        assert all(e.from_number == OK_FAX and e.page_count for e in received)
+        media = client.get(received[0].media_url.removeprefix("http://testserver"))
+        assert media.status_code == 200 and media.content.startswith(b"%PDF")
+        assert fax.list_received(clock.now() + timedelta(seconds=1)) == []
