@@ -36,9 +36,11 @@ Example (this machine: 2 cores)::
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import math
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -172,6 +174,9 @@ def stack(args: argparse.Namespace, tmp: Path) -> Iterator[tuple[str, str, Proce
     """Reset the database and Redis, start every process, yield (api URL, auth URI, procs)."""
     from connectors.registry import webhook_url
     from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
+    from simulator.telnyx import public_key_of
+
+    seed = secrets.token_bytes(32)
 
     engine = create_engine(args.database_url)
     with engine.begin() as conn:
@@ -203,6 +208,11 @@ def stack(args: argparse.Namespace, tmp: Path) -> Iterator[tuple[str, str, Proce
             ),
             "GOODFAITH_SCHEDULER_INTERVAL_S": "1",
             "GOODFAITH_LOG_LEVEL": "WARNING",
+            # the production processes refuse default secrets; the simulator signs its
+            # webhooks with this seed and the API verifies them with its public half
+            "GOODFAITH_MEDIA_SECRET": secrets.token_urlsafe(24),
+            "GOODFAITH_FAX__WEBHOOK_PUBLIC_KEY": public_key_of(seed),
+            "GOODFAITH_SIMULATOR_SIGNING_KEY": base64.b64encode(seed).decode(),
         }
     )
     procs = Processes(env, args.code, tmp)

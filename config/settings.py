@@ -69,6 +69,11 @@ class FaxVendorSettings(BaseModel):
     vendor: str
     from_number: str = "+16175550000"  # the carrier's fax number; providers fax records back to it
 
+    def secret_problems(self) -> list[str]:
+        """What keeps this vendor from running in production (a missing or invalid webhook
+        verification key...), one line each naming the setting; empty when it can run."""
+        return []
+
 
 class FhirSettings(BaseModel):
     """The carrier's identity on FHIR requests; ``vendor`` picks the FHIR adapter."""
@@ -117,7 +122,7 @@ class Settings(BaseSettings):
     s3_sse: str | None = "AES256"  # server-side encryption; "aws:kms" or None to disable
     eoc_library: str = "file://./var/eoc"  # folder or s3:// prefix holding <plan_id>.pdf
     public_base_url: str = "http://127.0.0.1:8000"  # where providers' channels reach our API
-    media_secret: str = "change-me"  # HMAC key for signed request-letter URLs
+    media_secret: str = "change-me"  # HMAC key for signed request-letter URLs (see secret_problems)
     carrier_name: str = "goodfaith Health Plan"
     agencies: dict[str, SerializeAsAny[AgencySettings]] = Field(default_factory=dict)
     fax: SerializeAsAny[FaxVendorSettings] = Field(default_factory=_default_fax)
@@ -181,6 +186,24 @@ class Settings(BaseSettings):
             )
             for agency_id, agency in v.items()
         }
+
+
+#: The embedded default of ``GOODFAITH_MEDIA_SECRET``: production processes refuse to run on it.
+DEFAULT_MEDIA_SECRET = "change-me"
+
+
+def secret_problems(settings: Settings) -> list[str]:
+    """Why ``settings`` must not run the production processes (``api``, ``worker``,
+    ``scheduler``): a default or missing secret, each named by its environment variable.
+    Empty when every secret is set. ``demo`` and ``simulate`` set their own."""
+    problems: list[str] = []
+    if not settings.media_secret or settings.media_secret == DEFAULT_MEDIA_SECRET:
+        problems.append(
+            "GOODFAITH_MEDIA_SECRET is unset or the default 'change-me': set a long random value "
+            "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+        )
+    problems.extend(settings.fax.secret_problems())
+    return problems
 
 
 @lru_cache(maxsize=1)

@@ -39,6 +39,7 @@ from connectors.delivery.https import AgencyCredentials, HttpsAgencyDeliverer
 from connectors.fax.telnyx import TelnyxFax, TelnyxSettings
 from connectors.fhir.cdex import CDexTaskRequester
 from connectors.retry import RetryingFactory
+from worker.domain.clock import Clock
 
 __all__ = [
     "AGENCY_TRANSPORTS",
@@ -75,6 +76,9 @@ class BuildContext:
     http: httpx.Client
     retrying: RetryingFactory
     public_base_url: str
+    #: the container's clock (a VirtualClock in simulations): webhook timestamps are checked
+    #: against it; None is the system clock
+    clock: Clock | None = None
 
     def webhook_url(self, vendor: str) -> str:
         return webhook_url(self.public_base_url, vendor)
@@ -109,6 +113,8 @@ def _telnyx(s: TelnyxSettings, ctx: BuildContext) -> TelnyxFax:
         base_url=s.api_base,
         public_key=s.webhook_public_key,
         retrying=ctx.retrying,
+        clock=ctx.clock,
+        media_hosts=s.media_hosts,
     )
 
 

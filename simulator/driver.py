@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import secrets
 import socket
 import tempfile
 import time
@@ -41,6 +42,7 @@ from simulator.base import FarSide
 from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
 from simulator.scenario import Scenario, far_side_book, route_fhir_to
 from simulator.serving import run_in_thread
+from simulator.telnyx import public_key_of
 from storage.db import transaction
 from storage.models import Attempt, Case, Document
 from worker import services
@@ -142,6 +144,14 @@ def _telnyx(sim_url: str) -> FaxVendorSettings:
     )
 
 
+def _verifying(fax: FaxVendorSettings, seed: bytes) -> FaxVendorSettings:
+    """``fax`` given the simulator's webhook public key (of the private key ``seed``) when it
+    is Telnyx and has none, so a run verifies every webhook as production does."""
+    if isinstance(fax, TelnyxSettings) and not fax.webhook_public_key:
+        return fax.model_copy(update={"webhook_public_key": public_key_of(seed)})
+    return fax
+
+
 def _settings(
     workdir: Path,
     api_url: str,
@@ -190,7 +200,10 @@ def _start(
     book = far_side_book(sim_url, notifications)
     sim_http = make_http_client()
     stops.append(sim_http.close)
-    settings = _settings(workdir, api_url, fax(sim_url), database_url, object_store)
+    seed = secrets.token_bytes(32)  # the simulator signs its webhooks; we verify them
+    settings = _settings(
+        workdir, api_url, _verifying(fax(sim_url), seed), database_url, object_store
+    )
     simulator = Simulator(
         clock=clock,
         webhook_url=webhook_url(api_url, settings.fax.vendor),
@@ -202,6 +215,7 @@ def _start(
         provider_names=book.names,
         far_sides=far_sides,
         drop_webhooks=scenario.drop_webhooks,
+        signing_key=seed,
     )
     _, stop_sim = run_in_thread(simulator.app, port=sim_port)
     stops.append(stop_sim)

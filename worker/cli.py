@@ -17,12 +17,36 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from config.logging import configure_logging
-from config.settings import get_settings
+from config.settings import Settings, get_settings
+
+# Exit codes (README, "Exit codes"): 0 done; 1 the command ran and failed (a late case, an
+# unknown id, a broken audit chain); 2 bad arguments or input (click's usage errors too);
+# 69 a service is unreachable (database); 78 configuration refused (a default or missing secret).
+EXIT_FAILED = 1
+EXIT_INPUT = 2
+EXIT_UNAVAILABLE = 69
+EXIT_CONFIG = 78
+
+
+def _fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
+    """One line on stderr, then exit with ``code``: no traceback for an operator's mistake."""
+    click.echo(f"goodfaith: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _require_secrets(settings: Settings, process: str) -> None:
+    """Production processes refuse to start on a default or missing secret (one line naming
+    each setting, exit 78); ``demo`` and ``simulate`` set their own."""
+    from config.settings import secret_problems
+
+    problems = secret_problems(settings)
+    if problems:
+        _fail(f"{process} refuses to start: " + "; ".join(problems), EXIT_CONFIG)
 
 
 @click.group()
@@ -154,6 +178,7 @@ def worker(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--lanes") from None
     s = get_settings()
+    _require_secrets(s, "worker")
     sys.argv = [
         "dramatiq",
         "worker.entrypoint",
@@ -176,6 +201,7 @@ def scheduler(once: bool) -> None:
     from worker.scheduler import tick
 
     s = get_settings()
+    _require_secrets(s, "scheduler")
     configure_logging(s.log_level, s.log_format)
     log = structlog.get_logger("goodfaith.scheduler")
     c = _container(dispatcher=_broker_dispatcher())
@@ -201,6 +227,7 @@ def api(host: str, port: int) -> None:
     from api.app import create_app
 
     s = get_settings()
+    _require_secrets(s, "api")
     configure_logging(s.log_level, s.log_format)
     c = _container(dispatcher=_broker_dispatcher())
     uvicorn.run(create_app(lambda: c), host=host, port=port, log_level="warning")
@@ -218,17 +245,44 @@ def api(host: str, port: int) -> None:
     type=click.FloatRange(0, 1),
     help="share of outbound fax status webhooks to lose (exercises status checks)",
 )
+@click.option(
+    "--signing-key",
+    envvar="GOODFAITH_SIMULATOR_SIGNING_KEY",
+    default=None,
+    help="Ed25519 private key (32-byte seed, base64) its webhooks are signed with; "
+    "generated when unset. The public key is served at GET /_sim/telnyx-public-key.",
+)
 def simulator(
-    host: str, port: int, webhook_url: str | None, public_url: str | None, drop_webhooks: float
+    host: str,
+    port: int,
+    webhook_url: str | None,
+    public_url: str | None,
+    drop_webhooks: float,
+    signing_key: str | None,
 ) -> None:
-    """Serve the simulated far side (fax carrier, FHIR servers, agencies) in real time."""
+    """Serve the simulated far side (fax carrier, FHIR servers, agencies) in real time.
+
+    Its webhooks are signed as Telnyx signs them; give our processes the public key it prints
+    (and serves) as GOODFAITH_FAX__WEBHOOK_PUBLIC_KEY."""
+    import base64
+    import binascii
+    import secrets
+
     import uvicorn
 
     from connectors.registry import webhook_url as vendor_webhook_url
     from simulator.app import Simulator
+    from simulator.telnyx import public_key_of
     from worker.domain.clock import SystemClock
     from worker.wiring import make_http_client
 
+    try:
+        seed = base64.b64decode(signing_key, validate=True) if signing_key else None
+    except binascii.Error:
+        seed = b""
+    if seed is not None and len(seed) != 32:
+        _fail("--signing-key (GOODFAITH_SIMULATOR_SIGNING_KEY) is not a base64 32-byte seed")
+    seed = seed or secrets.token_bytes(32)
     s = get_settings()
     configure_logging(s.log_level, s.log_format)
     sim = Simulator(
@@ -240,7 +294,9 @@ def simulator(
         public_base_url=public_url or f"http://{host}:{port}",
         carrier_fax_number=s.fax.from_number,
         drop_webhooks=drop_webhooks,
+        signing_key=seed,
     )
+    click.echo(f"simulator: telnyx webhook public key {public_key_of(seed)}", err=True)
     sim.start_background(1.0)
     uvicorn.run(sim.app, host=host, port=port, log_level="warning")
 

@@ -200,7 +200,10 @@ def build_container(
         return transport_retrying(sleep=retry_sleep)
 
     # Connectors come only from the registry (connectors/registry.py), keyed by settings.
-    ctx = BuildContext(http=http, retrying=retrying, public_base_url=settings.public_base_url)
+    clock = clock or SystemClock()
+    ctx = BuildContext(
+        http=http, retrying=retrying, public_base_url=settings.public_base_url, clock=clock
+    )
     fax = build_fax(settings.fax, ctx)
     fhir = build_fhir(settings.fhir, ctx)
     agencies: dict[str, AgencySettings] = dict(settings.agencies)
@@ -208,7 +211,7 @@ def build_container(
     deliverer = build_deliverer(agencies, ctx)
     container = Container(
         settings=settings,
-        clock=clock or SystemClock(),
+        clock=clock,
         engine=engine,
         sessions=make_sessionmaker(engine),
         store=store,

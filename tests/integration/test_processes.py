@@ -3,6 +3,7 @@ and `scheduler` as separate processes on one Redis, a notification taken in by `
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -19,9 +20,11 @@ import pytest
 
 from connectors.registry import webhook_url
 from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
+from simulator.telnyx import public_key_of
 from tests.conftest import notification
 
 BIN = Path(sys.executable).parent
+SEED = bytes(range(32))  # the simulator's webhook signing key (32-byte Ed25519 seed)
 
 
 def _port() -> int:
@@ -52,6 +55,9 @@ def stack(tmp_path: Path, redis_url: str) -> Iterator[tuple[dict[str, str], str,
                 {"agency-a": {"name": "A", "submit_url": f"{sim}/agency/agency-a/submissions"}}
             ),
             "GOODFAITH_SCHEDULER_INTERVAL_S": "1",
+            "GOODFAITH_MEDIA_SECRET": "processes-test-media-secret",
+            "GOODFAITH_FAX__WEBHOOK_PUBLIC_KEY": public_key_of(SEED),
+            "GOODFAITH_SIMULATOR_SIGNING_KEY": base64.b64encode(SEED).decode(),
         }
     )
     subprocess.run([BIN / "goodfaith", "db", "upgrade"], env=env, check=True, capture_output=True)

@@ -57,6 +57,7 @@ class Env:
             webhook_url=None,
             public_key=public_key_b64(self.private_key),
             clock=self.clock,
+            media_hosts=["media.telnyx.invalid"],
         )
 
     def signed_headers(self, body: bytes, key: Ed25519PrivateKey | None = None) -> dict[str, str]:
