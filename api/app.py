@@ -1,8 +1,20 @@
 """The HTTP surface: intake, channel webhooks, request-letter media, ops and compliance views.
 
-Errors are translated here: invalid notifications → 422 naming each field; webhooks that
-fail verification → 401; unknown ids → 404. Handlers do the short write and enqueue the
-rest; nothing slow runs in a request.
+Who may call what (api/security.py): ``Authorization: Bearer <key>``, one role per key::
+
+    intake      POST /v1/notifications, POST /v1/cases/{id}/cancel
+    ops         GET /v1/cases, GET /v1/cases/{id}, GET /v1/dead-letters,
+                POST /v1/dead-letters/{id}/retry
+    compliance  GET /v1/exports/attempts, GET /v1/cases/{id}/packets/{sequence}[/manifest]
+    admin       GET /v1/keys, POST /v1/keys, POST /v1/keys/{id}/revoke
+    (signature) POST /v1/webhooks/{vendor}: the vendor's own signature, no key
+    (token)     GET /v1/media/{attempt_id}?token=: an HMAC token for one letter
+    (open)      GET /healthz, GET /metrics (aggregate counts, no PHI)
+
+Errors are RFC 9457 problem details (api/problems.py): invalid notifications → 422 naming
+each field (``errors``); webhooks that fail verification → 401; unknown ids → 404; over a
+rate limit → 429. Handlers do the short write and enqueue the rest; nothing slow runs in a
+request.
 """
 
 from __future__ import annotations
@@ -13,14 +25,16 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from api import problems
+from api.security import Guard
 from connectors.base import FaxReceivedEvent, FaxStatusEvent, WebhookError
 from connectors.registry import WEBHOOK_ROUTE
 from storage.db import transaction
-from storage.models import Attempt
+from storage.models import Attempt, Packet
 from worker import services
 from worker.notification import IntakeError
 from worker.readmodels.dashboard import dashboard, status_counts
@@ -28,6 +42,7 @@ from worker.readmodels.deadletters import dead_letters
 from worker.readmodels.export import iter_attempts, render_export
 from worker.readmodels.report import build_report
 from worker.readmodels.risk import metric_lines
+from worker.services.keys import Principal, Role, create_key, list_keys, revoke_key
 from worker.wiring import Container
 
 log = structlog.get_logger("goodfaith.api")
@@ -35,24 +50,28 @@ log = structlog.get_logger("goodfaith.api")
 
 def create_app(container: Callable[[], Container]) -> FastAPI:
     app = FastAPI(title="goodfaith", version="0.1.0")
+    problems.install(app)
+    guard = Guard(container)
+    intake_role = Depends(guard.require(Role.INTAKE))
+    ops = Depends(guard.require(Role.OPS))
+    compliance = Depends(guard.require(Role.COMPLIANCE))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.post("/v1/notifications", status_code=201)
-    async def notifications(request: Request) -> JSONResponse:
+    async def notifications(request: Request, who: Principal = intake_role) -> Response:
+        guard.limit("intake", who.key_id)
         try:
             body = await request.json()
         except ValueError:
-            return JSONResponse({"errors": [{"field": "(body)", "message": "not JSON"}]}, 422)
+            return _invalid([("(body)", "not JSON")])
         c = container()
         try:  # database work runs in the thread pool, never on the event loop
             result = await run_in_threadpool(services.intake, c, body)
         except IntakeError as exc:
-            return JSONResponse(
-                {"errors": [{"field": f, "message": m} for f, m in exc.errors]}, status_code=422
-            )
+            return _invalid(exc.errors)
         return JSONResponse(
             {"case_id": result.case_id, "created": result.created},
             status_code=201 if result.created else 200,
@@ -60,6 +79,7 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
 
     @app.post(WEBHOOK_ROUTE)
     async def vendor_webhook(vendor: str, request: Request) -> dict[str, str]:
+        guard.limit("webhooks", request.client.host if request.client else "unknown")
         c = container()
         if vendor != c.fax.vendor:  # the URL names the vendor we gave it to (registry name)
             raise HTTPException(status_code=404, detail=f"no webhook for vendor {vendor!r}")
@@ -67,7 +87,7 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
         try:
             event = c.fax.parse_webhook(body, dict(request.headers))
         except WebhookError as exc:
-            log.warning("webhook.rejected", error=str(exc))
+            log.warning("webhook.rejected", vendor=vendor, error=str(exc))
             raise HTTPException(status_code=401, detail="webhook rejected") from None
         follow: list[Any] = []
         if isinstance(event, FaxStatusEvent):
@@ -89,20 +109,20 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
             raise HTTPException(status_code=404)
         return Response(c.store.get(uri), media_type="application/pdf")
 
-    @app.get("/v1/cases")
+    @app.get("/v1/cases", dependencies=[ops])
     def cases(
         limit: int = Query(100, ge=0, le=500), offset: int = Query(0, ge=0)
     ) -> dict[str, Any]:
         return dashboard(container(), limit=limit, offset=offset)
 
-    @app.get("/v1/cases/{case_id}")
+    @app.get("/v1/cases/{case_id}", dependencies=[ops])
     def case(case_id: str) -> dict[str, Any]:
         report = build_report(container(), case_id)
         if not report["cases"]:
-            raise HTTPException(status_code=404)
+            raise HTTPException(status_code=404, detail="no such case")
         return dict(report["cases"][0])
 
-    @app.post("/v1/cases/{case_id}/cancel")
+    @app.post("/v1/cases/{case_id}/cancel", dependencies=[intake_role])
     async def cancel(case_id: str, request: Request) -> dict[str, Any]:
         raw = await request.body()
         try:
@@ -119,13 +139,28 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
             raise HTTPException(status_code=409, detail="case unknown or already closed")
         return {"case_id": case_id, "status": "cancelled"}
 
-    @app.get("/v1/exports/attempts")
+    @app.get("/v1/exports/attempts", dependencies=[compliance])
     def attempts_export(case_id: str | None = None, format: str = "json") -> Response:
         if format not in ("json", "csv"):
             raise HTTPException(status_code=422, detail="format must be csv or json")
         text = render_export(iter_attempts(container(), case_id), format)
         media = "text/csv" if format == "csv" else "application/json"
         return PlainTextResponse(text, media_type=media)
+
+    @app.get("/v1/cases/{case_id}/packets/{sequence}", dependencies=[compliance])
+    def packet(case_id: str, sequence: int) -> Response:
+        """The packet as delivered (PDF), byte for byte."""
+        c = container()
+        return Response(
+            c.store.get(_packet(c, case_id, sequence).uri), media_type="application/pdf"
+        )
+
+    @app.get("/v1/cases/{case_id}/packets/{sequence}/manifest", dependencies=[compliance])
+    def packet_manifest(case_id: str, sequence: int) -> Response:
+        """The packet's manifest (JSON: the SHA-256 of the packet and of every part)."""
+        c = container()
+        uri = _packet(c, case_id, sequence).manifest_uri
+        return Response(c.store.get(uri), media_type="application/json")
 
     @app.get("/metrics")
     def metrics() -> PlainTextResponse:
@@ -135,14 +170,34 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
         lines += metric_lines(container())
         return PlainTextResponse("\n".join(lines) + "\n")
 
-    _dead_letter_routes(app, container)
+    _dead_letter_routes(app, container, ops)
+    _key_routes(app, container, Depends(guard.require(Role.ADMIN)))
     return app
 
 
-def _dead_letter_routes(app: FastAPI, container: Callable[[], Container]) -> None:
+def _invalid(errors: Any) -> Response:
+    """422 problem naming each invalid field of a notification (``errors``)."""
+    return problems.problem(
+        422,
+        "the notification is invalid: see errors",
+        type_="invalid-notification",
+        title="Invalid notification",
+        errors=[{"field": f, "message": m} for f, m in errors],
+    )
+
+
+def _packet(c: Container, case_id: str, sequence: int) -> Packet:
+    with transaction(c.sessions) as s:
+        found = s.query(Packet).filter_by(case_id=case_id, sequence=sequence).one_or_none()
+    if found is None:
+        raise HTTPException(status_code=404, detail="no such packet")
+    return found
+
+
+def _dead_letter_routes(app: FastAPI, container: Callable[[], Container], ops: Any) -> None:
     """Ops: list the messages dramatiq gave up on, and retry one (its command is re-enqueued)."""
 
-    @app.get("/v1/dead-letters")
+    @app.get("/v1/dead-letters", dependencies=[ops])
     def list_dead_letters(
         include_retried: bool = Query(False, alias="all"),
         limit: int = Query(100, ge=0, le=500),
@@ -153,7 +208,7 @@ def _dead_letter_routes(app: FastAPI, container: Callable[[], Container]) -> Non
         )
         return page
 
-    @app.post("/v1/dead-letters/{letter_id}/retry")
+    @app.post("/v1/dead-letters/{letter_id}/retry", dependencies=[ops])
     def retry_dead_letter(letter_id: str) -> dict[str, str]:
         outcome = services.retry_dead_letter(container(), letter_id)
         if outcome is services.RetryOutcome.UNKNOWN:
@@ -161,3 +216,36 @@ def _dead_letter_routes(app: FastAPI, container: Callable[[], Container]) -> Non
         if outcome is services.RetryOutcome.ALREADY_RETRIED:
             raise HTTPException(status_code=409, detail="dead letter already retried")
         return {"id": letter_id, "status": outcome.value}
+
+
+def _key_routes(app: FastAPI, container: Callable[[], Container], admin: Any) -> None:
+    """Admin: API keys (``goodfaith keys`` does the same from the command line)."""
+
+    @app.get("/v1/keys", dependencies=[admin])
+    def keys(include_revoked: bool = Query(False, alias="all")) -> dict[str, Any]:
+        return {"keys": list_keys(container().sessions, include_revoked)}
+
+    @app.post("/v1/keys", status_code=201, dependencies=[admin])
+    async def new_key(request: Request) -> dict[str, str]:
+        try:
+            payload = await request.json()
+        except ValueError:
+            payload = None
+        role = payload.get("role") if isinstance(payload, dict) else None
+        if role not in {r.value for r in Role}:
+            raise HTTPException(
+                status_code=422, detail='body must be {"role": "intake|ops|compliance|admin"}'
+            )
+        assert isinstance(payload, dict)
+        name = str(payload.get("name") or "")[:128]
+        c = container()
+        made = await run_in_threadpool(create_key, c.sessions, Role(role), name, c.clock.now())
+        return {"id": made.id, "role": made.role.value, "name": made.name, "key": made.key}
+
+    @app.post("/v1/keys/{key_id}/revoke", dependencies=[admin])
+    def revoke(key_id: str) -> dict[str, str]:
+        c = container()
+        done = revoke_key(c.sessions, key_id, c.clock.now())
+        if done is None:
+            raise HTTPException(status_code=404, detail="no such key")
+        return {"id": key_id, "status": "revoked" if done else "already revoked"}

@@ -98,6 +98,16 @@ class DocumentSettings(BaseModel):
     isolated: bool = True
 
 
+class RateLimitSettings(BaseModel):
+    """Rate limits of the API (``GOODFAITH_RATE_LIMITS__*``), token buckets per caller: intake
+    per API key, webhooks per client address. Rates are per second; 0 turns a limit off."""
+
+    intake_per_s: float = Field(default=20.0, ge=0)
+    intake_burst: PositiveInt = 200
+    webhooks_per_s: float = Field(default=100.0, ge=0)
+    webhooks_burst: PositiveInt = 1000
+
+
 # The registry is imported inside functions: it imports the models above (no import cycle),
 # and importing it here would load every adapter with the settings.
 
@@ -128,6 +138,7 @@ class Settings(BaseSettings):
     fax: SerializeAsAny[FaxVendorSettings] = Field(default_factory=_default_fax)
     fhir: SerializeAsAny[FhirSettings] = Field(default_factory=FhirSettings)
     documents: DocumentSettings = Field(default_factory=DocumentSettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     log_level: str = "INFO"
     log_format: str = "json"  # or "console"
     scheduler_interval_s: float = 5.0  # seconds between scheduler ticks in real time

@@ -261,6 +261,22 @@ class DeadLetter(Base):
     retried_at: Mapped[datetime | None] = mapped_column(index=True)
 
 
+class ApiKey(Base):
+    """A caller of the HTTP API. Only the SHA-256 of the key is stored (keys are 256-bit random
+    tokens, so a fast hash is enough); ``prefix`` is its first characters, for people to tell
+    keys apart. Revoked keys stay, for the audit trail."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(16))  # intake | ops | compliance | admin
+    name: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
 class AuditEvent(Base):
     """Append-only trail. Rows are never updated or deleted (enforced below)."""
 

@@ -8,6 +8,7 @@ goodfaith export attempts [--case ID] --format csv|json
 goodfaith dead-letters list [--all] | retry ID
 goodfaith deadline --jurisdiction MA --review standard --received ISO-8601
 goodfaith db upgrade
+goodfaith keys create --role intake|ops|compliance|admin [--name N] | list [--all] | revoke ID
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -404,6 +407,96 @@ def dead_letters_retry(letter_id: str) -> None:
     click.echo(json.dumps({"id": letter_id, "status": outcome.value}))
 
 
+@contextmanager
+def _database(migrate_schema: bool = True) -> Iterator[Any]:
+    """A sessionmaker on GOODFAITH_DATABASE_URL (migrated first); a malformed URL exits 2 and
+    an unreachable database 69, each with one line naming the setting, never a traceback."""
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+    from storage.db import make_engine, make_sessionmaker, migrate
+
+    url = get_settings().database_url
+    try:
+        engine = make_engine(url)
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        _fail(f"GOODFAITH_DATABASE_URL is not a database URL ({type(exc).__name__}): {_safe(url)}")
+    try:
+        try:
+            if migrate_schema:
+                migrate(engine)
+            else:
+                with engine.connect():
+                    pass
+        except DBAPIError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            _fail(
+                f"cannot reach the database GOODFAITH_DATABASE_URL={_safe(url)}: {reason}",
+                EXIT_UNAVAILABLE,
+            )
+        yield make_sessionmaker(engine)
+    finally:
+        engine.dispose()
+
+
+def _safe(url: str) -> str:
+    """``url`` with any password hidden."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not parseable at all: show the scheme only
+        return url.split(":", 1)[0] + ":…"
+
+
+@main.group()
+def keys() -> None:
+    """API keys: each opens the endpoints of one role (intake, ops, compliance, admin)."""
+
+
+@keys.command("create")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["intake", "ops", "compliance", "admin"]),
+    help="intake: notifications, cancel; ops: cases, dashboard, dead letters; "
+    "compliance: exports, audit, packets; admin: keys",
+)
+@click.option("--name", default="", help="who or what uses it (shown by keys list)")
+def keys_create(role: str, name: str) -> None:
+    """Create a key; it is printed once, alone on the last line (only its hash is stored)."""
+    from worker.domain.clock import SystemClock
+    from worker.services.keys import Role, create_key
+
+    with _database() as sessions:
+        made = create_key(sessions, Role(role), name[:128], SystemClock().now())
+    click.echo(f"created key {made.id} (role {made.role.value}); it is shown only now:", err=True)
+    click.echo(made.key)
+
+
+@keys.command("list")
+@click.option("--all", "include_revoked", is_flag=True, help="include revoked keys")
+def keys_list(include_revoked: bool) -> None:
+    """Print the keys as JSON: id, prefix, role, name, created and revoked times (no keys)."""
+    from worker.services.keys import list_keys
+
+    with _database() as sessions:
+        click.echo(json.dumps(list_keys(sessions, include_revoked), indent=2))
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke KEY_ID (its id or prefix, as keys list shows them); effective at once."""
+    from worker.domain.clock import SystemClock
+    from worker.services.keys import revoke_key
+
+    with _database() as sessions:
+        done = revoke_key(sessions, key_id, SystemClock().now())
+    if done is None:
+        _fail(f"no key {key_id!r} (or more than one): see goodfaith keys list", EXIT_FAILED)
+    click.echo(json.dumps({"id": key_id, "status": "revoked" if done else "already revoked"}))
+
+
 @main.group()
 def db() -> None:
     """Database administration."""
@@ -412,11 +505,8 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Apply every migration (alembic upgrade head)."""
-    from storage.db import make_engine, migrate
-
-    engine = make_engine(get_settings().database_url)
-    migrate(engine)
-    engine.dispose()
+    with _database():
+        pass
     click.echo("database is at the newest migration")
 
 

@@ -108,6 +108,18 @@ def stack(tmp_path: Path, redis_url: str) -> Iterator[tuple[dict[str, str], str,
             log.close()
 
 
+def _key(env: dict[str, str], role: str) -> dict[str, str]:
+    """A new API key from `goodfaith keys create` (the key is alone on the last line)."""
+    out = subprocess.run(
+        [BIN / "goodfaith", "keys", "create", "--role", role],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {"Authorization": f"Bearer {out.stdout.strip().splitlines()[-1]}"}
+
+
 def test_intake_reaches_the_provider_through_the_production_processes(
     stack: tuple[dict[str, str], str, Path],
 ) -> None:
@@ -126,14 +138,18 @@ def test_intake_reaches_the_provider_through_the_production_processes(
     )
     assert out.returncode == 0, out.stderr
     case_id = json.loads(out.stdout)["case_id"]
+    compliance, ops = _key(env, "compliance"), _key(env, "ops")
+    assert httpx.get(f"{api}/v1/exports/attempts").status_code == 401
     deadline = time.monotonic() + 60
     while True:
-        rows = httpx.get(f"{api}/v1/exports/attempts", params={"format": "json"}).json()["attempts"]
+        rows = httpx.get(
+            f"{api}/v1/exports/attempts", params={"format": "json"}, headers=compliance
+        ).json()["attempts"]
         if rows and rows[0]["outcome"] == "sent":
             break
         assert time.monotonic() < deadline, (tmp / "worker.log").read_text()[-2000:]
         time.sleep(0.3)
     assert rows[0]["case_id"] == case_id and rows[0]["destination"] == "+16175550101"
     assert rows[0]["external_id"]
-    case = httpx.get(f"{api}/v1/cases/{case_id}").json()
+    case = httpx.get(f"{api}/v1/cases/{case_id}", headers=ops).json()
     assert case["status"] == "open" and case["attention"] is None
