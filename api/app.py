@@ -5,7 +5,8 @@ Who may call what (api/security.py): ``Authorization: Bearer <key>``, one role p
     intake      POST /v1/notifications, POST /v1/cases/{id}/cancel
     ops         GET /v1/cases, GET /v1/cases/{id}, GET /v1/dead-letters,
                 POST /v1/dead-letters/{id}/retry
-    compliance  GET /v1/exports/attempts, GET /v1/cases/{id}/packets/{sequence}[/manifest]
+    compliance  GET /v1/exports/attempts, GET /v1/audit/verify,
+                GET /v1/cases/{id}/packets/{sequence}[/manifest]
     admin       GET /v1/keys, POST /v1/keys, POST /v1/keys/{id}/revoke
     (signature) POST /v1/webhooks/{vendor}: the vendor's own signature, no key
     (token)     GET /v1/media/{attempt_id}?token=: an HMAC token for one letter
@@ -22,6 +23,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import structlog
@@ -33,6 +35,7 @@ from api import problems
 from api.security import Guard
 from connectors.base import FaxReceivedEvent, FaxStatusEvent, WebhookError
 from connectors.registry import WEBHOOK_ROUTE
+from storage.auditchain import chain_head, verify_chain
 from storage.db import transaction
 from storage.models import Attempt, Packet
 from worker import services
@@ -143,9 +146,19 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
     def attempts_export(case_id: str | None = None, format: str = "json") -> Response:
         if format not in ("json", "csv"):
             raise HTTPException(status_code=422, detail="format must be csv or json")
-        text = render_export(iter_attempts(container(), case_id), format)
+        c = container()
+        head = chain_head(c.sessions)  # read first: the rows are at least this new
+        text = render_export(iter_attempts(c, case_id), format, head)
         media = "text/csv" if format == "csv" else "application/json"
-        return PlainTextResponse(text, media_type=media)
+        return PlainTextResponse(
+            text, media_type=media, headers={"Goodfaith-Audit-Chain-Head": f"{head[0]}:{head[1]}"}
+        )
+
+    @app.get("/v1/audit/verify", dependencies=[compliance])
+    def audit_verify() -> dict[str, Any]:
+        """The audit chain checked whole: ``ok``, events, head, and the first broken event."""
+        check = verify_chain(container().sessions)
+        return {**asdict(check), "message": check.describe()}
 
     @app.get("/v1/cases/{case_id}/packets/{sequence}", dependencies=[compliance])
     def packet(case_id: str, sequence: int) -> Response:

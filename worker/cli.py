@@ -8,6 +8,7 @@ goodfaith export attempts [--case ID] --format csv|json
 goodfaith dead-letters list [--all] | retry ID
 goodfaith deadline --jurisdiction MA --review standard --received ISO-8601
 goodfaith db upgrade
+goodfaith audit verify
 goodfaith keys create --role intake|ops|compliance|admin [--name N] | list [--all] | revoke ID
 """
 
@@ -322,11 +323,14 @@ def export_attempts_cmd(case_id: str | None, fmt: str, output: str | None) -> No
     import os
     import tempfile
 
+    from storage.auditchain import chain_head
     from worker.readmodels.export import iter_attempts, render_chunks
 
     c = _container()
     try:
-        chunks = render_chunks(iter_attempts(c, case_id), fmt)
+        head = chain_head(c.sessions)
+        click.echo(f"audit chain head: seq {head[0]} sha256 {head[1]}", err=True)
+        chunks = render_chunks(iter_attempts(c, case_id), fmt, head)
         if not output:
             for chunk in chunks:
                 click.echo(chunk, nl=False)
@@ -495,6 +499,24 @@ def keys_revoke(key_id: str) -> None:
     if done is None:
         _fail(f"no key {key_id!r} (or more than one): see goodfaith keys list", EXIT_FAILED)
     click.echo(json.dumps({"id": key_id, "status": "revoked" if done else "already revoked"}))
+
+
+@main.group()
+def audit() -> None:
+    """The tamper-evident audit trail."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Check the hash chain of every audit event: exit 0 when intact, 1 naming the first
+    broken event (its seq, row id and kind) otherwise."""
+    from storage.auditchain import verify_chain
+
+    with _database() as sessions:
+        check = verify_chain(sessions)
+    if not check.ok:
+        _fail(check.describe(), EXIT_FAILED)
+    click.echo(check.describe())
 
 
 @main.group()

@@ -39,6 +39,7 @@ PROTECTED = [
     ("GET", "/v1/dead-letters", "ops"),
     ("POST", "/v1/dead-letters/nope/retry", "ops"),
     ("GET", "/v1/exports/attempts", "compliance"),
+    ("GET", "/v1/audit/verify", "compliance"),
     ("GET", f"/v1/cases/{CASE}/packets/1", "compliance"),
     ("GET", f"/v1/cases/{CASE}/packets/1/manifest", "compliance"),
     ("GET", "/v1/keys", "admin"),

@@ -77,9 +77,13 @@ def iter_attempts(c: Container, case_id: str | None = None) -> Iterator[dict[str
             }
 
 
-def render_chunks(rows: Iterable[dict[str, Any]], fmt: str) -> Iterator[str]:
+def render_chunks(
+    rows: Iterable[dict[str, Any]], fmt: str, audit_head: tuple[int, str] | None = None
+) -> Iterator[str]:
     """The export as text chunks, ``csv`` (a header line, then a line a row) or ``json``
-    (``{"attempts": [...]}``), written as rows arrive."""
+    (``{"audit_chain_head": {"seq", "hash"}, "attempts": [...]}``, the head when given),
+    written as rows arrive. A CSV carries the head outside the rows (the API's
+    ``Goodfaith-Audit-Chain-Head`` header, the CLI's stderr), so every line stays a row."""
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=EXPORT_FIELDS, lineterminator="\n")
@@ -93,7 +97,12 @@ def render_chunks(rows: Iterable[dict[str, Any]], fmt: str) -> Iterator[str]:
         yield buf.getvalue()
         return
     if fmt == "json":
-        yield '{"attempts": ['
+        if audit_head is not None:
+            head = json.dumps({"seq": audit_head[0], "hash": audit_head[1]})
+            yield f'{{"audit_chain_head": {head}, '
+            yield '"attempts": ['
+        else:
+            yield '{"attempts": ['
         for i, row in enumerate(rows):
             yield ("," if i else "") + "\n  " + json.dumps(row)
         yield "\n]}\n"
@@ -101,8 +110,10 @@ def render_chunks(rows: Iterable[dict[str, Any]], fmt: str) -> Iterator[str]:
     raise ValueError(f"unknown format {fmt!r}: use csv or json")
 
 
-def render_export(rows: Iterable[dict[str, Any]], fmt: str) -> str:
+def render_export(
+    rows: Iterable[dict[str, Any]], fmt: str, audit_head: tuple[int, str] | None = None
+) -> str:
     """The whole export as one string (see :func:`render_chunks`)."""
     if fmt not in ("csv", "json"):
         raise ValueError(f"unknown format {fmt!r}: use csv or json")
-    return "".join(render_chunks(rows, fmt))
+    return "".join(render_chunks(rows, fmt, audit_head))
