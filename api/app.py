@@ -42,7 +42,7 @@ from worker import services
 from worker.notification import IntakeError
 from worker.readmodels.dashboard import dashboard, status_counts
 from worker.readmodels.deadletters import dead_letters
-from worker.readmodels.export import iter_attempts, render_export
+from worker.readmodels.export import find_case, iter_attempts, render_export
 from worker.readmodels.report import build_report
 from worker.readmodels.risk import metric_lines
 from worker.services.keys import Principal, Role, create_key, list_keys, revoke_key
@@ -147,6 +147,13 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
         if format not in ("json", "csv"):
             raise HTTPException(status_code=422, detail="format must be csv or json")
         c = container()
+        if case_id is not None:  # the case id, or the notification id people see
+            found = find_case(c.sessions, case_id)
+            if found is None:
+                raise HTTPException(
+                    status_code=404, detail="no case has that id or notification id"
+                )
+            case_id = found
         head = chain_head(c.sessions)  # read first: the rows are at least this new
         text = render_export(iter_attempts(c, case_id), format, head)
         media = "text/csv" if format == "csv" else "application/json"

@@ -54,6 +54,7 @@ def _require_secrets(settings: Settings, process: str) -> None:
 
 
 @click.group()
+@click.version_option(package_name="goodfaith", prog_name="goodfaith")
 def main() -> None:
     """goodfaith: records for external review, chased in good faith and delivered on time."""
 
@@ -78,25 +79,51 @@ def demo(cases: int, json_path: str | None, workdir: str | None, quiet: bool) ->
 
 
 @main.command()
-@click.argument("scenario_path", type=click.Path(dir_okay=False))
+@click.argument("scenario_path", type=click.Path())
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="write the report here")
 @click.option("--workdir", type=click.Path(file_okay=False))
 @click.option("--quiet", is_flag=True)
 def simulate(scenario_path: str, json_path: str | None, workdir: str | None, quiet: bool) -> None:
     """Run SCENARIO_PATH through the real pipeline on a virtual clock."""
     from simulator.console import run_and_show
-    from simulator.scenario import ScenarioError, load_scenario
+    from simulator.scenario import ScenarioError, parse_scenario
 
     configure_logging("WARNING", "console")
+    data = _read_json(scenario_path)
     try:
-        scenario = load_scenario(Path(scenario_path))
+        scenario = parse_scenario(data, Path(scenario_path).resolve().parent)
     except ScenarioError as exc:
-        raise click.ClickException(str(exc)) from None
+        _fail(str(exc))
     folder = (
         Path(workdir) if workdir else Path("var/runs") / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     )
     code = run_and_show(scenario, json_path, folder.resolve(), quiet)
     sys.exit(0 if json_path or code == 0 else code)
+
+
+def _read_json(file: str) -> Any:
+    """The JSON document in ``file`` (``-``: stdin). A missing, unreadable, binary or non-UTF-8
+    file, or text that is not JSON, exits 2 with one line saying which."""
+    try:
+        raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except FileNotFoundError:
+        _fail(f"{file}: no such file")
+    except IsADirectoryError:
+        _fail(f"{file}: is a folder, not a file")
+    except OSError as exc:
+        _fail(f"{file}: cannot be read ({exc.strerror or type(exc).__name__})")
+    if b"\x00" in raw:
+        _fail(f"{file}: a binary file, not JSON text")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        _fail(f"{file}: not UTF-8 text (byte {exc.start}); save it as UTF-8 JSON")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        _fail(f"{file}: not valid JSON ({exc})")
+    except RecursionError:
+        _fail(f"{file}: JSON nested too deeply")
 
 
 def _container(**kwargs: Any) -> Any:
@@ -113,7 +140,7 @@ def _broker_dispatcher() -> Any:
 
 
 @main.command()
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("file", type=click.Path(allow_dash=True))
 def intake(file: str) -> None:
     """Open a case from the notification in FILE (JSON; - for stdin)."""
     from worker.notification import IntakeError
@@ -121,11 +148,7 @@ def intake(file: str) -> None:
 
     s = get_settings()
     configure_logging(s.log_level, s.log_format)
-    text = sys.stdin.read() if file == "-" else Path(file).read_text()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise click.ClickException(f"{file}: not valid JSON ({exc})") from None
+    data = _read_json(file)
     from worker.notification import parse_notification
 
     try:
@@ -311,7 +334,9 @@ def export() -> None:
 
 
 @export.command("attempts")
-@click.option("--case", "case_id", default=None, help="only this case id")
+@click.option(
+    "--case", "case_id", default=None, help="only this case: its id or its notification id"
+)
 @click.option(
     "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
 )
@@ -324,10 +349,15 @@ def export_attempts_cmd(case_id: str | None, fmt: str, output: str | None) -> No
     import tempfile
 
     from storage.auditchain import chain_head
-    from worker.readmodels.export import iter_attempts, render_chunks
+    from worker.readmodels.export import find_case, iter_attempts, render_chunks
 
     c = _container()
     try:
+        if case_id is not None:
+            found = find_case(c.sessions, case_id)
+            if found is None:
+                _fail(f"--case {case_id!r}: no case has that id or notification id", EXIT_FAILED)
+            case_id = found
         head = chain_head(c.sessions)
         click.echo(f"audit chain head: seq {head[0]} sha256 {head[1]}", err=True)
         chunks = render_chunks(iter_attempts(c, case_id), fmt, head)
@@ -362,15 +392,16 @@ def deadline(jurisdiction: str, review_type: str, received: str) -> None:
     try:
         instant = datetime.fromisoformat(received.replace("Z", "+00:00"))
     except ValueError:
-        raise click.ClickException(f"--received: not an ISO-8601 instant: {received!r}") from None
+        _fail(f"--received: not an ISO-8601 instant: {received!r}")
     try:
         j = get_jurisdiction(jurisdiction)
-        click.echo(due_at(j, review_type, instant).isoformat())
     except UnknownJurisdiction as exc:
-        raise click.ClickException(f"--jurisdiction: {str(exc).strip(chr(39) + chr(34))}") from None
+        _fail(f"--jurisdiction: {str(exc).strip(chr(39) + chr(34))}")
+    try:
+        click.echo(due_at(j, review_type, instant).isoformat())
     except DeadlineError as exc:
-        option = "--received" if "aware" in str(exc) or "naive" in str(exc) else "--review"
-        raise click.ClickException(f"{option}: {exc}") from None
+        option = "--received" if "received_at" in str(exc) else "--review"
+        _fail(f"{option}: {exc}")
 
 
 @main.group("dead-letters")

@@ -393,3 +393,13 @@ def test_cancel_with_a_body_that_is_not_a_json_object_is_a_client_error(tmp_path
             assert s.get(Case, case_id).status == "open"  # type: ignore[union-attr]
     finally:
         c.close()
+
+
+def test_export_takes_the_notification_id_and_refuses_an_unknown_case(env: Env) -> None:
+    """?case_id= takes the case id or the notification id; an unknown one is 404, not []."""
+    case_id = _open_case(env)
+    by_id = env.compliance.get("/v1/exports/attempts", params={"case_id": case_id}).json()
+    by_nid = env.compliance.get("/v1/exports/attempts", params={"case_id": "OPP-2026-000123"})
+    assert by_nid.json()["attempts"] == by_id["attempts"] and len(by_id["attempts"]) == 1
+    missing = env.compliance.get("/v1/exports/attempts", params={"case_id": "OPP-404"})
+    assert missing.status_code == 404

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from storage.models import Attempt, Case, RecordRequest
 from worker.readmodels.report import iso
@@ -40,6 +41,15 @@ EXPORT_FIELDS = [
     "transmissions",
     "external_id",
 ]
+
+
+def find_case(sessions: sessionmaker[Session], ref: str) -> str | None:
+    """The id of the case ``ref`` names: its case id, or the notification id people see."""
+    with sessions() as s:
+        found = s.scalar(select(Case.id).where(Case.id == ref))
+        if found is None:
+            found = s.scalar(select(Case.id).where(Case.notification_id == ref))
+        return found
 
 
 def iter_attempts(c: Container, case_id: str | None = None) -> Iterator[dict[str, Any]]:
