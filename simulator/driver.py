@@ -99,6 +99,13 @@ class _Run:
     wall0: float  # time.monotonic() at the start
     steps: int = 0
     intake_errors: list[str] = field(default_factory=list)
+    #: this run's notification ids: the database may hold earlier runs' cases (the demo
+    #: writes to the configured database), and progress, "done" and the report are this run's
+    notification_ids: frozenset[str] = frozenset()
+
+    def mine(self, q: Any) -> Any:
+        """``q`` (a select over Case) narrowed to this run's cases."""
+        return q.where(Case.notification_id.in_(list(self.notification_ids)))
 
 
 def _on_grid(instant: datetime, origin: datetime, step_s: float) -> datetime:
@@ -245,8 +252,20 @@ def _start(
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=10)
     worker.start()
     stops.append(worker.stop)
+    ids = frozenset(
+        str(n["notification_id"])
+        for n in notifications
+        if isinstance(n, dict) and "notification_id" in n
+    )
     return _Run(
-        scenario, clock, c, simulator, inflight, _arrivals(notifications, scenario.start), wall0
+        scenario,
+        clock,
+        c,
+        simulator,
+        inflight,
+        _arrivals(notifications, scenario.start),
+        wall0,
+        notification_ids=ids,
     )
 
 
@@ -294,9 +313,11 @@ def _all_done(run: _Run) -> bool:
         return False
     with transaction(run.container.sessions) as s:
         unfinished = s.scalar(
-            select(func.count())
-            .select_from(Case)
-            .where(Case.status.not_in([st.value for st in CaseStatus if st.closed]))
+            run.mine(
+                select(func.count())
+                .select_from(Case)
+                .where(Case.status.not_in([st.value for st in CaseStatus if st.closed]))
+            )
         )
     return not unfinished
 
@@ -314,13 +335,19 @@ def _advance(run: _Run, now: datetime, upcoming: datetime | None, resolution_s: 
 
 def _snapshot(run: _Run) -> Progress:
     with transaction(run.container.sessions) as s:
-        statuses = dict(s.execute(select(Case.status, func.count()).group_by(Case.status)).all())
+        statuses = dict(
+            s.execute(run.mine(select(Case.status, func.count()).group_by(Case.status))).all()
+        )
         on_time = (
-            s.scalar(select(func.count()).select_from(Case).where(Case.delivered_at <= Case.due_at))
+            s.scalar(
+                run.mine(
+                    select(func.count()).select_from(Case).where(Case.delivered_at <= Case.due_at)
+                )
+            )
             or 0
         )
-        attempts = s.scalar(select(func.count()).select_from(Attempt)) or 0
-        docs = s.scalar(select(func.count()).select_from(Document)) or 0
+        attempts = s.scalar(run.mine(select(func.count()).select_from(Attempt).join(Case))) or 0
+        docs = s.scalar(run.mine(select(func.count()).select_from(Document).join(Case))) or 0
     delivered = sum(n for st, n in statuses.items() if CaseStatus(st).delivered)
     return Progress(
         run.clock.now(),
@@ -336,7 +363,7 @@ def _snapshot(run: _Run) -> Progress:
 
 
 def _collect(run: _Run, workdir: Path) -> SimulationResult:
-    report = build_report(run.container)
+    report = build_report(run.container, notification_ids=run.notification_ids)
     report["summary"]["virtual_until"] = run.clock.now().isoformat()
     report["summary"]["wall_seconds"] = round(time.monotonic() - run.wall0, 2)
     if run.intake_errors:

@@ -67,15 +67,34 @@ def main() -> None:
 )
 @click.option("--quiet", is_flag=True, help="no progress view")
 def demo(cases: int, json_path: str | None, workdir: str | None, quiet: bool) -> None:
-    """Run sample notifications end to end against simulated providers and agencies."""
+    """Run sample notifications end to end against simulated providers and agencies.
+
+    The cases go to the configured database and object store (GOODFAITH_DATABASE_URL,
+    GOODFAITH_OBJECT_STORE; by default ./var/goodfaith.db and ./var/objects), so `goodfaith
+    export attempts` and `goodfaith api` show them afterwards; each run's notification ids
+    are its own (DEMO-<time>-0001...), so the demo runs again and again."""
     from simulator.console import run_and_show
     from simulator.demo import demo_scenario
 
     configure_logging("WARNING", "console")
-    folder = (
-        Path(workdir) if workdir else Path("var/runs") / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    folder = Path(workdir) if workdir else Path("var/runs") / stamp
+    s = get_settings()
+    code = run_and_show(
+        demo_scenario(cases, run=stamp),
+        json_path,
+        folder.resolve(),
+        quiet,
+        database_url=s.database_url,
+        object_store=s.object_store,
     )
-    sys.exit(run_and_show(demo_scenario(cases), json_path, folder.resolve(), quiet))
+    click.echo(
+        "see it again: goodfaith export attempts --format csv · or serve it: goodfaith keys "
+        "create --role ops, then goodfaith api (with GOODFAITH_MEDIA_SECRET and "
+        "GOODFAITH_FAX__WEBHOOK_PUBLIC_KEY set) and GET /v1/cases with that key",
+        err=True,
+    )
+    sys.exit(code)
 
 
 @main.command()
