@@ -40,18 +40,23 @@ from storage.db import transaction
 from storage.models import Attempt, Packet
 from worker import services
 from worker.notification import IntakeError
-from worker.readmodels.dashboard import dashboard, status_counts
+from worker.readmodels.dashboard import dashboard
 from worker.readmodels.deadletters import dead_letters
 from worker.readmodels.export import find_case, iter_attempts, render_export
+from worker.readmodels.metrics import render_metrics
+from worker.readmodels.queues import QueueHealth
 from worker.readmodels.report import build_report
-from worker.readmodels.risk import metric_lines
 from worker.services.keys import Principal, Role, create_key, list_keys, revoke_key
 from worker.wiring import Container
 
 log = structlog.get_logger("goodfaith.api")
 
 
-def create_app(container: Callable[[], Container]) -> FastAPI:
+def create_app(
+    container: Callable[[], Container], queues: Callable[[], QueueHealth | None] | None = None
+) -> FastAPI:
+    """The API over ``container``; ``queues`` reads the broker's queue health for /metrics
+    (``goodfaith api`` passes one reading dramatiq's Redis keys; None: no queue figures)."""
     app = FastAPI(title="goodfaith", version="0.1.0")
     problems.install(app)
     guard = Guard(container)
@@ -184,11 +189,10 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
 
     @app.get("/metrics")
     def metrics() -> PlainTextResponse:
-        counts = status_counts(container())
-        lines = ["# TYPE goodfaith_cases gauge"]
-        lines += [f'goodfaith_cases{{status="{k}"}} {v}' for k, v in sorted(counts.items())]
-        lines += metric_lines(container())
-        return PlainTextResponse("\n".join(lines) + "\n")
+        """Prometheus text (worker/readmodels/metrics.py): aggregate figures, no PHI."""
+        return PlainTextResponse(
+            render_metrics(container(), queues), media_type="text/plain; version=0.0.4"
+        )
 
     _dead_letter_routes(app, container, ops)
     _key_routes(app, container, Depends(guard.require(Role.ADMIN)))

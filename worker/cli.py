@@ -276,7 +276,27 @@ def api(host: str, port: int) -> None:
     _require_secrets(s, "api")
     configure_logging(s.log_level, s.log_format)
     c = _container(dispatcher=_broker_dispatcher())
-    uvicorn.run(create_app(lambda: c), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(lambda: c, _queue_reader(s)), host=host, port=port, log_level="warning")
+
+
+def _queue_reader(s: Settings) -> Any:
+    """Reads the lanes' queue health from dramatiq's Redis keys (namespace ``dramatiq``, the
+    broker's default), for /metrics; None without GOODFAITH_REDIS_URL."""
+    if not s.redis_url:
+        return None
+    import redis
+
+    from worker.actors import lane_queues
+    from worker.domain.lanes import Lane
+    from worker.readmodels.queues import QueueHealth, queue_health
+
+    client = redis.Redis.from_url(s.redis_url, socket_timeout=2)
+    queues = lane_queues(list(Lane))
+
+    def read() -> QueueHealth:
+        return queue_health(client, "dramatiq", queues, int(time.time() * 1000))
+
+    return read
 
 
 @main.command()

@@ -115,3 +115,25 @@ def test_export_streams_rows_in_csv_and_json(env) -> None:  # type: ignore[no-un
     assert json.loads(render_export([], "json")) == {"attempts": []}
     with pytest.raises(ValueError, match="csv or json"):
         render_export(rows, "xml")
+
+
+def test_metrics_are_a_fixed_number_of_queries(env) -> None:  # type: ignore[no-untyped-def]
+    """/metrics costs the same queries for 2 cases as for 12 (aggregates, no row loads)."""
+    from worker.readmodels.metrics import render_metrics
+
+    c = env[0]
+
+    def queries() -> int:
+        seen: list[str] = []
+        listener = lambda *a: seen.append(a[2])  # noqa: E731
+        event.listen(c.engine, "before_cursor_execute", listener)
+        try:
+            render_metrics(c)
+        finally:
+            event.remove(c.engine, "before_cursor_execute", listener)
+        return sum(q.lstrip().upper().startswith("SELECT") for q in seen)
+
+    _open(c, 2)
+    few = queries()
+    _open(c, 10)
+    assert queries() == few <= 20
