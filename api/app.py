@@ -28,7 +28,7 @@ from typing import Any
 
 import structlog
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from api import problems
@@ -42,7 +42,13 @@ from worker import services
 from worker.notification import IntakeError
 from worker.readmodels.dashboard import dashboard
 from worker.readmodels.deadletters import dead_letters
-from worker.readmodels.export import find_case, iter_attempts, render_export
+from worker.readmodels.export import (
+    ExportFilter,
+    find_case,
+    iter_attempts,
+    parse_bound,
+    render_chunks,
+)
 from worker.readmodels.metrics import render_metrics
 from worker.readmodels.queues import QueueHealth
 from worker.readmodels.report import build_report
@@ -148,9 +154,26 @@ def create_app(
         return {"case_id": case_id, "status": "cancelled"}
 
     @app.get("/v1/exports/attempts", dependencies=[compliance])
-    def attempts_export(case_id: str | None = None, format: str = "json") -> Response:
+    def attempts_export(
+        case_id: str | None = None,
+        format: str = "json",
+        provider_id: str | None = None,
+        agency_id: str | None = None,
+        jurisdiction: str | None = None,
+        received_from: str | None = None,
+        received_to: str | None = None,
+        mask_destination: bool = False,
+    ) -> Response:
+        """The attempt log, streamed: filters on case (id or notification id), provider,
+        agency, jurisdiction and the cases' receipt (``[received_from, received_to)``, dates
+        or instants); ``mask_destination`` hides fax numbers but their last 4 digits."""
         if format not in ("json", "csv"):
             raise HTTPException(status_code=422, detail="format must be csv or json")
+        try:
+            start = parse_bound(received_from, "received_from") if received_from else None
+            end = parse_bound(received_to, "received_to") if received_to else None
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
         c = container()
         if case_id is not None:  # the case id, or the notification id people see
             found = find_case(c.sessions, case_id)
@@ -159,11 +182,15 @@ def create_app(
                     status_code=404, detail="no case has that id or notification id"
                 )
             case_id = found
+        flt = ExportFilter(
+            case_id, provider_id, agency_id, jurisdiction, start, end, mask_destination
+        )
         head = chain_head(c.sessions)  # read first: the rows are at least this new
-        text = render_export(iter_attempts(c, case_id), format, head)
         media = "text/csv" if format == "csv" else "application/json"
-        return PlainTextResponse(
-            text, media_type=media, headers={"Goodfaith-Audit-Chain-Head": f"{head[0]}:{head[1]}"}
+        return StreamingResponse(
+            render_chunks(iter_attempts(c, flt=flt), format, head),
+            media_type=media,
+            headers={"Goodfaith-Audit-Chain-Head": f"{head[0]}:{head[1]}"},
         )
 
     @app.get("/v1/audit/verify", dependencies=[compliance])

@@ -4,7 +4,8 @@ goodfaith demo [--cases 12] [--json out.json]   the whole pipeline on embedded d
 goodfaith simulate SCENARIO.json --json R.json  the same on a scenario, in virtual time
 goodfaith intake FILE.json                      open a case from a notification
 goodfaith worker | scheduler | api | simulator  the production processes
-goodfaith export attempts [--case ID] --format csv|json
+goodfaith export attempts [--case ID] [--provider|--agency|--jurisdiction X] [--from|--to D]
+                          [--mask-destination] --format csv|json [-o FILE]
 goodfaith dead-letters list [--all] | retry ID
 goodfaith deadline --jurisdiction MA --review standard --received ISO-8601
 goodfaith db upgrade
@@ -376,20 +377,54 @@ def export() -> None:
 @click.option(
     "--case", "case_id", default=None, help="only this case: its id or its notification id"
 )
+@click.option("--provider", "provider_id", default=None, help="only this provider_id")
+@click.option("--agency", "agency_id", default=None, help="only cases for this agency_id")
+@click.option("--jurisdiction", default=None, help="only cases of this jurisdiction (e.g. MA)")
+@click.option(
+    "--from", "received_from", default=None, help="cases received at or after (date or ISO-8601)"
+)
+@click.option("--to", "received_to", default=None, help="cases received before (date or ISO-8601)")
+@click.option("--mask-destination", is_flag=True, help="show only the last 4 digits of fax numbers")
 @click.option(
     "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
 )
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None)
-def export_attempts_cmd(case_id: str | None, fmt: str, output: str | None) -> None:
-    """Every documented attempt: case, provider, number, time, channel, destination, outcome.
+def export_attempts_cmd(
+    case_id: str | None,
+    provider_id: str | None,
+    agency_id: str | None,
+    jurisdiction: str | None,
+    received_from: str | None,
+    received_to: str | None,
+    mask_destination: bool,
+    fmt: str,
+    output: str | None,
+) -> None:
+    """Every documented attempt: case, notification, provider, designee, attempt number,
+    planned and sent times, channel, destination, outcome, external id, reason, and whether
+    the request met the three-attempt standard by the cutoff (standard_met).
 
-    Streams rows from the database; with ``--output`` the file appears whole or not at all."""
+    Streams rows from the database; with ``--output`` the file appears whole or not at all,
+    and progress goes to stderr. The audit chain head goes to stderr."""
     import os
     import tempfile
 
     from storage.auditchain import chain_head
-    from worker.readmodels.export import find_case, iter_attempts, render_chunks
+    from worker.readmodels.export import (
+        PAGE,
+        ExportFilter,
+        count_attempts,
+        find_case,
+        iter_attempts,
+        parse_bound,
+        render_chunks,
+    )
 
+    try:
+        start = parse_bound(received_from, "--from") if received_from else None
+        end = parse_bound(received_to, "--to") if received_to else None
+    except ValueError as exc:
+        _fail(str(exc))
     c = _container()
     try:
         if case_id is not None:
@@ -397,18 +432,30 @@ def export_attempts_cmd(case_id: str | None, fmt: str, output: str | None) -> No
             if found is None:
                 _fail(f"--case {case_id!r}: no case has that id or notification id", EXIT_FAILED)
             case_id = found
+        flt = ExportFilter(
+            case_id, provider_id, agency_id, jurisdiction, start, end, mask_destination
+        )
         head = chain_head(c.sessions)
         click.echo(f"audit chain head: seq {head[0]} sha256 {head[1]}", err=True)
-        chunks = render_chunks(iter_attempts(c, case_id), fmt, head)
+        rows = iter_attempts(c, flt=flt)
         if not output:
-            for chunk in chunks:
+            for chunk in render_chunks(rows, fmt, head):
                 click.echo(chunk, nl=False)
             return
+        total = count_attempts(c, flt)
+
+        def counted() -> Any:
+            for n, row in enumerate(rows, 1):
+                yield row
+                if n % PAGE == 0:
+                    click.echo(f"exported {n}/{total} attempts", err=True)
+            click.echo(f"exported {total}/{total} attempts to {output}", err=True)
+
         target = Path(output)
         fd, tmp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.")
         try:
             with os.fdopen(fd, "w") as f:
-                f.writelines(chunks)
+                f.writelines(render_chunks(counted(), fmt, head))
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
