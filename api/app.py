@@ -3,14 +3,15 @@
 Who may call what (api/security.py): ``Authorization: Bearer <key>``, one role per key::
 
     intake      POST /v1/notifications, POST /v1/cases/{id}/cancel
-    ops         GET /v1/cases, GET /v1/cases/{id}, GET /v1/dead-letters,
-                POST /v1/dead-letters/{id}/retry
+    ops         GET /v1/cases, GET /v1/cases/{id}, GET /v1/cases/{id}/timeline,
+                GET /v1/queues, GET /v1/dead-letters, POST /v1/dead-letters/{id}/retry
     compliance  GET /v1/exports/attempts, GET /v1/audit/verify,
                 GET /v1/cases/{id}/packets/{sequence}[/manifest]
     admin       GET /v1/keys, POST /v1/keys, POST /v1/keys/{id}/revoke
     (signature) POST /v1/webhooks/{vendor}: the vendor's own signature, no key
     (token)     GET /v1/media/{attempt_id}?token=: an HMAC token for one letter
-    (open)      GET /healthz, GET /metrics (aggregate counts, no PHI)
+    (open)      GET /healthz, GET /metrics (aggregate counts, no PHI), GET /dashboard (the
+                page and its script; the data it shows comes from the ops endpoints)
 
 Errors are RFC 9457 problem details (api/problems.py): invalid notifications → 422 naming
 each field (``errors``); webhooks that fail verification → 401; unknown ids → 404; over a
@@ -24,6 +25,7 @@ import hmac
 import json
 from collections.abc import Callable
 from dataclasses import asdict
+from importlib import resources
 from typing import Any
 
 import structlog
@@ -40,7 +42,7 @@ from storage.db import transaction
 from storage.models import Attempt, Packet
 from worker import services
 from worker.notification import IntakeError
-from worker.readmodels.dashboard import dashboard
+from worker.readmodels.dashboard import dashboard, timeline
 from worker.readmodels.deadletters import dead_letters
 from worker.readmodels.export import (
     ExportFilter,
@@ -125,9 +127,40 @@ def create_app(
 
     @app.get("/v1/cases", dependencies=[ops])
     def cases(
-        limit: int = Query(100, ge=0, le=500), offset: int = Query(0, ge=0)
+        limit: int = Query(100, ge=0, le=500),
+        offset: int = Query(0, ge=0),
+        status: str | None = None,
+        review_type: str | None = None,
+        agency_id: str | None = None,
     ) -> dict[str, Any]:
-        return dashboard(container(), limit=limit, offset=offset)
+        """The cases ops watch, by time left, with at-risk marks (readmodels/dashboard.py)."""
+        return dashboard(
+            container(),
+            limit=limit,
+            offset=offset,
+            status=status,
+            review_type=review_type,
+            agency_id=agency_id,
+        )
+
+    @app.get("/v1/cases/{case_id}/timeline", dependencies=[ops])
+    def case_timeline(case_id: str) -> dict[str, Any]:
+        """Every audit event of the case in order, and its packets' index."""
+        found = timeline(container(), case_id)
+        if found is None:
+            raise HTTPException(status_code=404, detail="no such case")
+        return found
+
+    @app.get("/v1/queues", dependencies=[ops])
+    def queue_health_view() -> dict[str, Any]:
+        """Depth, delayed, dead letters and oldest message age per queue, workers alive."""
+        try:
+            health = queues() if queues is not None else None
+        except Exception:  # the broker does not answer: say so
+            health = None
+        if health is None:
+            return {"broker_up": False, "queues": [], "workers_alive": None}
+        return {"broker_up": True, **asdict(health)}
 
     @app.get("/v1/cases/{case_id}", dependencies=[ops])
     def case(case_id: str) -> dict[str, Any]:
@@ -222,8 +255,47 @@ def create_app(
         )
 
     _dead_letter_routes(app, container, ops)
+    _dashboard_routes(app)
     _key_routes(app, container, Depends(guard.require(Role.ADMIN)))
     return app
+
+
+#: The dashboard's files (api/static/): a page and its script, no data in them; the script
+#: asks for a key once, keeps it in sessionStorage and sends it as a Bearer header.
+_STATIC = {
+    "/dashboard": ("dashboard.html", "text/html; charset=utf-8"),
+    "/dashboard.js": ("dashboard.js", "text/javascript; charset=utf-8"),
+    "/dashboard.css": ("dashboard.css", "text/css; charset=utf-8"),
+}
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def _dashboard_routes(app: FastAPI) -> None:
+    """GET /dashboard (open: the page holds no data; its fetches need an ops key)."""
+    files = resources.files("api") / "static"
+
+    def serve(name: str, media: str) -> Callable[[], Response]:
+        body = (files / name).read_bytes()
+
+        def page() -> Response:
+            return Response(
+                body,
+                media_type=media,
+                headers={
+                    "Content-Security-Policy": _CSP,
+                    "X-Content-Type-Options": "nosniff",
+                    "Referrer-Policy": "no-referrer",
+                    "Cache-Control": "no-store",
+                },
+            )
+
+        return page
+
+    for path, (name, media) in _STATIC.items():
+        app.add_api_route(path, serve(name, media), methods=["GET"], include_in_schema=False)
 
 
 def _invalid(errors: Any) -> Response:

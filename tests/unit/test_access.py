@@ -36,6 +36,8 @@ PROTECTED = [
     ("POST", f"/v1/cases/{CASE}/cancel", "intake"),
     ("GET", "/v1/cases", "ops"),
     ("GET", f"/v1/cases/{CASE}", "ops"),
+    ("GET", f"/v1/cases/{CASE}/timeline", "ops"),
+    ("GET", "/v1/queues", "ops"),
     ("GET", "/v1/dead-letters", "ops"),
     ("POST", "/v1/dead-letters/nope/retry", "ops"),
     ("GET", "/v1/exports/attempts", "compliance"),
@@ -57,6 +59,9 @@ OPEN = {
     "/docs",
     "/docs/oauth2-redirect",
     "/redoc",
+    "/dashboard",
+    "/dashboard.js",
+    "/dashboard.css",
 }
 
 
