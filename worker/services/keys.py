@@ -90,7 +90,7 @@ def authenticate(sessions: sessionmaker[Session], key: str) -> Principal | None:
     """The live (not revoked) key ``key`` as a Principal, or None."""
     if not key.startswith(KEY_PREFIX) or len(key) > 256:
         return None
-    with transaction(sessions) as s:
+    with sessions() as s:  # a read: nothing to commit
         row = s.scalars(
             select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
         ).one_or_none()
