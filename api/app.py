@@ -1,8 +1,22 @@
 """The HTTP surface: intake, channel webhooks, request-letter media, ops and compliance views.
 
-Errors are translated here: invalid notifications → 422 naming each field; webhooks that
-fail verification → 401; unknown ids → 404. Handlers do the short write and enqueue the
-rest; nothing slow runs in a request.
+Who may call what (api/security.py): ``Authorization: Bearer <key>``, one role per key::
+
+    intake      POST /v1/notifications, POST /v1/cases/{id}/cancel
+    ops         GET /v1/cases, GET /v1/cases/{id}, GET /v1/cases/{id}/timeline,
+                GET /v1/queues, GET /v1/dead-letters, POST /v1/dead-letters/{id}/retry
+    compliance  GET /v1/exports/attempts, GET /v1/audit/verify,
+                GET /v1/cases/{id}/packets/{sequence}[/manifest]
+    admin       GET /v1/keys, POST /v1/keys, POST /v1/keys/{id}/revoke
+    (signature) POST /v1/webhooks/{vendor}: the vendor's own signature, no key
+    (token)     GET /v1/media/{attempt_id}?token=: an HMAC token for one letter
+    (open)      GET /healthz, GET /metrics (aggregate counts, no PHI), GET /dashboard (the
+                page and its script; the data it shows comes from the ops endpoints)
+
+Errors are RFC 9457 problem details (api/problems.py): invalid notifications → 422 naming
+each field (``errors``); webhooks that fail verification → 401; unknown ids → 404; over a
+rate limit → 429. Handlers do the short write and enqueue the rest; nothing slow runs in a
+request.
 """
 
 from __future__ import annotations
@@ -10,50 +24,71 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Callable
+from dataclasses import asdict
+from importlib import resources
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from api import problems
+from api.security import Guard
 from connectors.base import FaxReceivedEvent, FaxStatusEvent, WebhookError
 from connectors.registry import WEBHOOK_ROUTE
+from storage.auditchain import chain_head, verify_chain
 from storage.db import transaction
-from storage.models import Attempt
+from storage.models import Attempt, Packet
 from worker import services
 from worker.notification import IntakeError
 from worker.readmodels.attestation import attestation_json, attestation_pdf, case_attestation
-from worker.readmodels.dashboard import dashboard, status_counts
+from worker.readmodels.dashboard import dashboard, timeline
 from worker.readmodels.deadletters import dead_letters
-from worker.readmodels.export import iter_attempts, render_export
+from worker.readmodels.export import (
+    ExportFilter,
+    find_case,
+    iter_attempts,
+    parse_bound,
+    render_chunks,
+)
+from worker.readmodels.metrics import render_metrics
+from worker.readmodels.queues import QueueHealth
 from worker.readmodels.report import build_report
-from worker.readmodels.risk import metric_lines
+from worker.services.keys import Principal, Role, create_key, list_keys, revoke_key
 from worker.wiring import Container
 
 log = structlog.get_logger("goodfaith.api")
 
 
-def create_app(container: Callable[[], Container]) -> FastAPI:
+def create_app(
+    container: Callable[[], Container], queues: Callable[[], QueueHealth | None] | None = None
+) -> FastAPI:
+    """The API over ``container``; ``queues`` reads the broker's queue health for /metrics
+    (``goodfaith api`` passes one reading dramatiq's Redis keys; None: no queue figures)."""
     app = FastAPI(title="goodfaith", version="0.1.0")
+    problems.install(app)
+    guard = Guard(container)
+    intake_role = Depends(guard.require(Role.INTAKE))
+    ops = Depends(guard.require(Role.OPS))
+    compliance = Depends(guard.require(Role.COMPLIANCE))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.post("/v1/notifications", status_code=201)
-    async def notifications(request: Request) -> JSONResponse:
+    async def notifications(request: Request, who: Principal = intake_role) -> Response:
+        guard.limit("intake", who.key_id)
         try:
             body = await request.json()
         except ValueError:
-            return JSONResponse({"errors": [{"field": "(body)", "message": "not JSON"}]}, 422)
+            return _invalid([("(body)", "not JSON")])
         c = container()
         try:  # database work runs in the thread pool, never on the event loop
             result = await run_in_threadpool(services.intake, c, body)
         except IntakeError as exc:
-            return JSONResponse(
-                {"errors": [{"field": f, "message": m} for f, m in exc.errors]}, status_code=422
-            )
+            return _invalid(exc.errors)
         body_out: dict[str, Any] = {"case_id": result.case_id, "created": result.created}
         if result.warnings:  # the case is taken in, and flagged: say so to the sender too
             body_out["warnings"] = result.warnings
@@ -61,6 +96,7 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
 
     @app.post(WEBHOOK_ROUTE)
     async def vendor_webhook(vendor: str, request: Request) -> dict[str, str]:
+        guard.limit("webhooks", request.client.host if request.client else "unknown")
         c = container()
         if vendor != c.fax.vendor:  # the URL names the vendor we gave it to (registry name)
             raise HTTPException(status_code=404, detail=f"no webhook for vendor {vendor!r}")
@@ -68,7 +104,7 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
         try:
             event = c.fax.parse_webhook(body, dict(request.headers))
         except WebhookError as exc:
-            log.warning("webhook.rejected", error=str(exc))
+            log.warning("webhook.rejected", vendor=vendor, error=str(exc))
             raise HTTPException(status_code=401, detail="webhook rejected") from None
         follow: list[Any] = []
         if isinstance(event, FaxStatusEvent):
@@ -90,20 +126,51 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
             raise HTTPException(status_code=404)
         return Response(c.store.get(uri), media_type="application/pdf")
 
-    @app.get("/v1/cases")
+    @app.get("/v1/cases", dependencies=[ops])
     def cases(
-        limit: int = Query(100, ge=0, le=500), offset: int = Query(0, ge=0)
+        limit: int = Query(100, ge=0, le=500),
+        offset: int = Query(0, ge=0),
+        status: str | None = None,
+        review_type: str | None = None,
+        agency_id: str | None = None,
     ) -> dict[str, Any]:
-        return dashboard(container(), limit=limit, offset=offset)
+        """The cases ops watch, by time left, with at-risk marks (readmodels/dashboard.py)."""
+        return dashboard(
+            container(),
+            limit=limit,
+            offset=offset,
+            status=status,
+            review_type=review_type,
+            agency_id=agency_id,
+        )
 
-    @app.get("/v1/cases/{case_id}")
+    @app.get("/v1/cases/{case_id}/timeline", dependencies=[ops])
+    def case_timeline(case_id: str) -> dict[str, Any]:
+        """Every audit event of the case in order, and its packets' index."""
+        found = timeline(container(), case_id)
+        if found is None:
+            raise HTTPException(status_code=404, detail="no such case")
+        return found
+
+    @app.get("/v1/queues", dependencies=[ops])
+    def queue_health_view() -> dict[str, Any]:
+        """Depth, delayed, dead letters and oldest message age per queue, workers alive."""
+        try:
+            health = queues() if queues is not None else None
+        except Exception:  # the broker does not answer: say so
+            health = None
+        if health is None:
+            return {"broker_up": False, "queues": [], "workers_alive": None}
+        return {"broker_up": True, **asdict(health)}
+
+    @app.get("/v1/cases/{case_id}", dependencies=[ops])
     def case(case_id: str) -> dict[str, Any]:
         report = build_report(container(), case_id)
         if not report["cases"]:
-            raise HTTPException(status_code=404)
+            raise HTTPException(status_code=404, detail="no such case")
         return dict(report["cases"][0])
 
-    @app.post("/v1/cases/{case_id}/cancel")
+    @app.post("/v1/cases/{case_id}/cancel", dependencies=[intake_role])
     async def cancel(case_id: str, request: Request) -> dict[str, Any]:
         raw = await request.body()
         try:
@@ -120,16 +187,70 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
             raise HTTPException(status_code=409, detail="case unknown or already closed")
         return {"case_id": case_id, "status": "cancelled"}
 
-    @app.get("/v1/exports/attempts")
-    def attempts_export(case_id: str | None = None, format: str = "json") -> Response:
+    @app.get("/v1/exports/attempts", dependencies=[compliance])
+    def attempts_export(
+        case_id: str | None = None,
+        format: str = "json",
+        provider_id: str | None = None,
+        agency_id: str | None = None,
+        jurisdiction: str | None = None,
+        received_from: str | None = None,
+        received_to: str | None = None,
+        mask_destination: bool = False,
+    ) -> Response:
+        """The attempt log, streamed: filters on case (id or notification id), provider,
+        agency, jurisdiction and the cases' receipt (``[received_from, received_to)``, dates
+        or instants); ``mask_destination`` hides fax numbers but their last 4 digits."""
         if format not in ("json", "csv"):
             raise HTTPException(status_code=422, detail="format must be csv or json")
-        text = render_export(iter_attempts(container(), case_id), format)
+        try:
+            start = parse_bound(received_from, "received_from") if received_from else None
+            end = parse_bound(received_to, "received_to") if received_to else None
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        c = container()
+        if case_id is not None:  # the case id, or the notification id people see
+            found = find_case(c.sessions, case_id)
+            if found is None:
+                raise HTTPException(
+                    status_code=404, detail="no case has that id or notification id"
+                )
+            case_id = found
+        flt = ExportFilter(
+            case_id, provider_id, agency_id, jurisdiction, start, end, mask_destination
+        )
+        head = chain_head(c.sessions)  # read first: the rows are at least this new
         media = "text/csv" if format == "csv" else "application/json"
-        return PlainTextResponse(text, media_type=media)
+        return StreamingResponse(
+            render_chunks(iter_attempts(c, flt=flt), format, head),
+            media_type=media,
+            headers={"Goodfaith-Audit-Chain-Head": f"{head[0]}:{head[1]}"},
+        )
 
-    @app.get("/v1/cases/{case_id}/attestation")
+    @app.get("/v1/audit/verify", dependencies=[compliance])
+    def audit_verify() -> dict[str, Any]:
+        """The audit chain checked whole: ``ok``, events, head, and the first broken event."""
+        check = verify_chain(container().sessions)
+        return {**asdict(check), "message": check.describe()}
+
+    @app.get("/v1/cases/{case_id}/packets/{sequence}", dependencies=[compliance])
+    def packet(case_id: str, sequence: int) -> Response:
+        """The packet as delivered (PDF), byte for byte."""
+        c = container()
+        return Response(
+            c.store.get(_packet(c, case_id, sequence).uri), media_type="application/pdf"
+        )
+
+    @app.get("/v1/cases/{case_id}/packets/{sequence}/manifest", dependencies=[compliance])
+    def packet_manifest(case_id: str, sequence: int) -> Response:
+        """The packet's manifest (JSON: the SHA-256 of the packet and of every part)."""
+        c = container()
+        uri = _packet(c, case_id, sequence).manifest_uri
+        return Response(c.store.get(uri), media_type="application/json")
+
+    @app.get("/v1/cases/{case_id}/attestation", dependencies=[compliance])
     def attestation(case_id: str, format: str = "pdf") -> Response:
+        """The case's good-faith attestation, standalone (PDF, or JSON with ``format=json``)."""
         if format not in ("pdf", "json"):
             raise HTTPException(status_code=422, detail="format must be pdf or json")
         found = case_attestation(container(), case_id)
@@ -141,20 +262,78 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
 
     @app.get("/metrics")
     def metrics() -> PlainTextResponse:
-        counts = status_counts(container())
-        lines = ["# TYPE goodfaith_cases gauge"]
-        lines += [f'goodfaith_cases{{status="{k}"}} {v}' for k, v in sorted(counts.items())]
-        lines += metric_lines(container())
-        return PlainTextResponse("\n".join(lines) + "\n")
+        """Prometheus text (worker/readmodels/metrics.py): aggregate figures, no PHI."""
+        return PlainTextResponse(
+            render_metrics(container(), queues), media_type="text/plain; version=0.0.4"
+        )
 
-    _dead_letter_routes(app, container)
+    _dead_letter_routes(app, container, ops)
+    _dashboard_routes(app)
+    _key_routes(app, container, Depends(guard.require(Role.ADMIN)))
     return app
 
 
-def _dead_letter_routes(app: FastAPI, container: Callable[[], Container]) -> None:
+#: The dashboard's files (api/static/): a page and its script, no data in them; the script
+#: asks for a key once, keeps it in sessionStorage and sends it as a Bearer header.
+_STATIC = {
+    "/dashboard": ("dashboard.html", "text/html; charset=utf-8"),
+    "/dashboard.js": ("dashboard.js", "text/javascript; charset=utf-8"),
+    "/dashboard.css": ("dashboard.css", "text/css; charset=utf-8"),
+}
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def _dashboard_routes(app: FastAPI) -> None:
+    """GET /dashboard (open: the page holds no data; its fetches need an ops key)."""
+    files = resources.files("api") / "static"
+
+    def serve(name: str, media: str) -> Callable[[], Response]:
+        body = (files / name).read_bytes()
+
+        def page() -> Response:
+            return Response(
+                body,
+                media_type=media,
+                headers={
+                    "Content-Security-Policy": _CSP,
+                    "X-Content-Type-Options": "nosniff",
+                    "Referrer-Policy": "no-referrer",
+                    "Cache-Control": "no-store",
+                },
+            )
+
+        return page
+
+    for path, (name, media) in _STATIC.items():
+        app.add_api_route(path, serve(name, media), methods=["GET"], include_in_schema=False)
+
+
+def _invalid(errors: Any) -> Response:
+    """422 problem naming each invalid field of a notification (``errors``)."""
+    return problems.problem(
+        422,
+        "the notification is invalid: see errors",
+        type_="invalid-notification",
+        title="Invalid notification",
+        errors=[{"field": f, "message": m} for f, m in errors],
+    )
+
+
+def _packet(c: Container, case_id: str, sequence: int) -> Packet:
+    with transaction(c.sessions) as s:
+        found = s.query(Packet).filter_by(case_id=case_id, sequence=sequence).one_or_none()
+    if found is None:
+        raise HTTPException(status_code=404, detail="no such packet")
+    return found
+
+
+def _dead_letter_routes(app: FastAPI, container: Callable[[], Container], ops: Any) -> None:
     """Ops: list the messages dramatiq gave up on, and retry one (its command is re-enqueued)."""
 
-    @app.get("/v1/dead-letters")
+    @app.get("/v1/dead-letters", dependencies=[ops])
     def list_dead_letters(
         include_retried: bool = Query(False, alias="all"),
         limit: int = Query(100, ge=0, le=500),
@@ -165,7 +344,7 @@ def _dead_letter_routes(app: FastAPI, container: Callable[[], Container]) -> Non
         )
         return page
 
-    @app.post("/v1/dead-letters/{letter_id}/retry")
+    @app.post("/v1/dead-letters/{letter_id}/retry", dependencies=[ops])
     def retry_dead_letter(letter_id: str) -> dict[str, str]:
         outcome = services.retry_dead_letter(container(), letter_id)
         if outcome is services.RetryOutcome.UNKNOWN:
@@ -173,3 +352,36 @@ def _dead_letter_routes(app: FastAPI, container: Callable[[], Container]) -> Non
         if outcome is services.RetryOutcome.ALREADY_RETRIED:
             raise HTTPException(status_code=409, detail="dead letter already retried")
         return {"id": letter_id, "status": outcome.value}
+
+
+def _key_routes(app: FastAPI, container: Callable[[], Container], admin: Any) -> None:
+    """Admin: API keys (``goodfaith keys`` does the same from the command line)."""
+
+    @app.get("/v1/keys", dependencies=[admin])
+    def keys(include_revoked: bool = Query(False, alias="all")) -> dict[str, Any]:
+        return {"keys": list_keys(container().sessions, include_revoked)}
+
+    @app.post("/v1/keys", status_code=201, dependencies=[admin])
+    async def new_key(request: Request) -> dict[str, str]:
+        try:
+            payload = await request.json()
+        except ValueError:
+            payload = None
+        role = payload.get("role") if isinstance(payload, dict) else None
+        if role not in {r.value for r in Role}:
+            raise HTTPException(
+                status_code=422, detail='body must be {"role": "intake|ops|compliance|admin"}'
+            )
+        assert isinstance(payload, dict)
+        name = str(payload.get("name") or "")[:128]
+        c = container()
+        made = await run_in_threadpool(create_key, c.sessions, Role(role), name, c.clock.now())
+        return {"id": made.id, "role": made.role.value, "name": made.name, "key": made.key}
+
+    @app.post("/v1/keys/{key_id}/revoke", dependencies=[admin])
+    def revoke(key_id: str) -> dict[str, str]:
+        c = container()
+        done = revoke_key(c.sessions, key_id, c.clock.now())
+        if done is None:
+            raise HTTPException(status_code=404, detail="no such key")
+        return {"id": key_id, "status": "revoked" if done else "already revoked"}

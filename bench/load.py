@@ -40,9 +40,11 @@ Example (this machine: 2 cores)::
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import math
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -175,10 +177,16 @@ def _check_loopback(url: str, what: str) -> None:
 
 
 @contextmanager
-def stack(args: argparse.Namespace, tmp: Path) -> Iterator[tuple[str, str, Processes]]:
-    """Reset the database and Redis, start every process, yield (api URL, auth URI, procs)."""
+def stack(
+    args: argparse.Namespace, tmp: Path
+) -> Iterator[tuple[str, str, Processes, dict[str, str]]]:
+    """Reset the database and Redis, start every process, yield (api URL, auth URI, procs,
+    the Authorization header of an intake key made with `goodfaith keys create`)."""
     from connectors.registry import webhook_url
     from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
+    from simulator.telnyx import public_key_of
+
+    seed = secrets.token_bytes(32)
 
     engine = create_engine(args.database_url)
     with engine.begin() as conn:
@@ -210,6 +218,12 @@ def stack(args: argparse.Namespace, tmp: Path) -> Iterator[tuple[str, str, Proce
             ),
             "GOODFAITH_SCHEDULER_INTERVAL_S": "1",
             "GOODFAITH_LOG_LEVEL": "WARNING",
+            # the production processes refuse default secrets; the simulator signs its
+            # webhooks with this seed and the API verifies them with its public half
+            "GOODFAITH_MEDIA_SECRET": secrets.token_urlsafe(24),
+            "GOODFAITH_FAX__WEBHOOK_PUBLIC_KEY": public_key_of(seed),
+            "GOODFAITH_SIMULATOR_SIGNING_KEY": base64.b64encode(seed).decode(),
+            "GOODFAITH_RATE_LIMITS__INTAKE_PER_S": "0",  # the burst is the point
         }
     )
     procs = Processes(env, args.code, tmp)
@@ -237,7 +251,16 @@ def stack(args: argparse.Namespace, tmp: Path) -> Iterator[tuple[str, str, Proce
             if time.monotonic() > deadline:
                 raise SystemExit(f"the API did not come up; logs in {tmp}")
             time.sleep(0.2)
-        yield api, f"file://{tmp / 'auth.pdf'}", procs
+        created = subprocess.run(
+            [sys.executable, "-m", "worker.cli", "keys", "create", "--role", "intake"],
+            cwd=args.code,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        intake = {"Authorization": f"Bearer {created.stdout.strip().splitlines()[-1]}"}
+        yield api, f"file://{tmp / 'auth.pdf'}", procs, intake
     finally:
         procs.stop()
 
@@ -263,13 +286,13 @@ def _sent(engine: Any, case_ids: list[str]) -> dict[str, datetime]:
 def run(args: argparse.Namespace) -> str:
     with tempfile.TemporaryDirectory(prefix="gf-load-") as folder:
         tmp = Path(folder)
-        with stack(args, tmp) as (api, auth, procs):
+        with stack(args, tmp) as (api, auth, procs, intake_key):
             engine = create_engine(args.database_url)
             local = threading.local()
 
             def post(doc: dict[str, Any]) -> tuple[str, datetime]:
                 if not hasattr(local, "http"):
-                    local.http = httpx.Client(timeout=60)
+                    local.http = httpx.Client(timeout=60, headers=intake_key)
                 resp = local.http.post(f"{api}/v1/notifications", json=doc)
                 resp.raise_for_status()
                 return resp.json()["case_id"], datetime.now(UTC)

@@ -69,6 +69,11 @@ class FaxVendorSettings(BaseModel):
     vendor: str
     from_number: str = "+16175550000"  # the carrier's fax number; providers fax records back to it
 
+    def secret_problems(self) -> list[str]:
+        """What keeps this vendor from running in production (a missing or invalid webhook
+        verification key...), one line each naming the setting; empty when it can run."""
+        return []
+
 
 class FhirSettings(BaseModel):
     """The carrier's identity on FHIR requests; ``vendor`` picks the FHIR adapter."""
@@ -91,6 +96,16 @@ class DocumentSettings(BaseModel):
     max_seconds: PositiveFloat = 60.0  # wall (and CPU) seconds for one document's checks
     max_memory_bytes: PositiveInt = 2 * 2**30  # address space of the checking process
     isolated: bool = True
+
+
+class RateLimitSettings(BaseModel):
+    """Rate limits of the API (``GOODFAITH_RATE_LIMITS__*``), token buckets per caller: intake
+    per API key, webhooks per client address. Rates are per second; 0 turns a limit off."""
+
+    intake_per_s: float = Field(default=20.0, ge=0)
+    intake_burst: PositiveInt = 200
+    webhooks_per_s: float = Field(default=100.0, ge=0)
+    webhooks_burst: PositiveInt = 1000
 
 
 # The registry is imported inside functions: it imports the models above (no import cycle),
@@ -117,7 +132,7 @@ class Settings(BaseSettings):
     s3_sse: str | None = "AES256"  # server-side encryption; "aws:kms" or None to disable
     eoc_library: str = "file://./var/eoc"  # folder or s3:// prefix holding <plan_id>.pdf
     public_base_url: str = "http://127.0.0.1:8000"  # where providers' channels reach our API
-    media_secret: str = "change-me"  # HMAC key for signed request-letter URLs
+    media_secret: str = "change-me"  # HMAC key for signed request-letter URLs (see secret_problems)
     carrier_name: str = "goodfaith Health Plan"
     #: the person or role who answers for the good-faith attestation (printed on it)
     attestation_responsible: str = "Director, Appeals and Grievances"
@@ -125,6 +140,7 @@ class Settings(BaseSettings):
     fax: SerializeAsAny[FaxVendorSettings] = Field(default_factory=_default_fax)
     fhir: SerializeAsAny[FhirSettings] = Field(default_factory=FhirSettings)
     documents: DocumentSettings = Field(default_factory=DocumentSettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     log_level: str = "INFO"
     log_format: str = "json"  # or "console"
     scheduler_interval_s: float = 5.0  # seconds between scheduler ticks in real time
@@ -186,6 +202,24 @@ class Settings(BaseSettings):
             )
             for agency_id, agency in v.items()
         }
+
+
+#: The embedded default of ``GOODFAITH_MEDIA_SECRET``: production processes refuse to run on it.
+DEFAULT_MEDIA_SECRET = "change-me"
+
+
+def secret_problems(settings: Settings) -> list[str]:
+    """Why ``settings`` must not run the production processes (``api``, ``worker``,
+    ``scheduler``): a default or missing secret, each named by its environment variable.
+    Empty when every secret is set. ``demo`` and ``simulate`` set their own."""
+    problems: list[str] = []
+    if not settings.media_secret or settings.media_secret == DEFAULT_MEDIA_SECRET:
+        problems.append(
+            "GOODFAITH_MEDIA_SECRET is unset or the default 'change-me': set a long random value "
+            "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+        )
+    problems.extend(settings.fax.secret_problems())
+    return problems
 
 
 @lru_cache(maxsize=1)

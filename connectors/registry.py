@@ -77,6 +77,8 @@ class BuildContext:
     http: httpx.Client
     retrying: RetryingFactory
     public_base_url: str
+    #: the container's clock (a VirtualClock in simulations): webhook timestamps are checked
+    #: against it; None is the system clock
     clock: Clock | None = None
 
     def webhook_url(self, vendor: str) -> str:
@@ -113,6 +115,7 @@ def _telnyx(s: TelnyxSettings, ctx: BuildContext) -> TelnyxFax:
         public_key=s.webhook_public_key,
         retrying=ctx.retrying,
         clock=ctx.clock,
+        media_hosts=s.media_hosts,
     )
 
 

@@ -335,6 +335,7 @@ class _Run:
     rnd: random.Random
     log: Callable[[str], None]
     arrivals: list[tuple[datetime, dict[str, Any]]]
+    intake_key: str = ""
     posted: dict[str, str] = field(default_factory=dict)  # notification id -> case id
     faults: Counter[str] = field(default_factory=Counter)
     steps: int = 0
@@ -390,7 +391,11 @@ def _post_arrivals(run: _Run, http: httpx.Client) -> bool:
     while run.arrivals and run.arrivals[0][0] <= now:
         doc = run.arrivals[0][1]
         try:
-            resp = http.post(f"{run.api}/v1/notifications", json=doc)
+            resp = http.post(
+                f"{run.api}/v1/notifications",
+                json=doc,
+                headers={"Authorization": f"Bearer {run.intake_key}"},
+            )
         except httpx.HTTPError:
             return False
         if resp.status_code >= 500:
@@ -803,6 +808,9 @@ def _start(
                 {k: v.model_dump(mode="json") for k, v in book.agencies.items()}
             ),
             "GOODFAITH_SCHEDULER_INTERVAL_S": "0.05",
+            # faults are rehearsed here, not rate limits: a clock jump releases bursts
+            "GOODFAITH_RATE_LIMITS__INTAKE_PER_S": "0",
+            "GOODFAITH_RATE_LIMITS__WEBHOOKS_PER_S": "0",
             "GOODFAITH_LOG_LEVEL": "WARNING",
         }
     )
@@ -812,6 +820,25 @@ def _start(
         check=True,
         capture_output=True,
     )
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "worker.cli",
+            "keys",
+            "create",
+            "--role",
+            "intake",
+            "--name",
+            "chaos",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    intake_key = made.stdout.strip().splitlines()[-1]
+
     procs = _Supervised(env, folder, log)
     stack.callback(procs.stop_all)
     procs.start("api", ["api", "--port", str(api_port)])
@@ -845,6 +872,7 @@ def _start(
         rnd=rnd,
         log=log,
         arrivals=arrivals,
+        intake_key=intake_key,
     )
 
 

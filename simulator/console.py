@@ -33,9 +33,18 @@ def _short_path(path: str) -> str:
         return path
 
 
-def run_and_show(scenario: Any, json_path: str | None, workdir: Path, quiet: bool) -> int:
+def run_and_show(
+    scenario: Any,
+    json_path: str | None,
+    workdir: Path,
+    quiet: bool,
+    *,
+    database_url: str | None = None,
+    object_store: str | None = None,
+) -> int:
     """Run ``scenario`` with a live progress view (rich on a terminal, plain lines otherwise),
-    print the table of cases, write the JSON report; 0 when every case was on time."""
+    print the table of cases, write the JSON report; 0 when every case was on time. State goes
+    to ``database_url`` / ``object_store`` when given, else into ``workdir``."""
     from rich.console import Console
     from rich.live import Live
     from rich.table import Table
@@ -86,6 +95,8 @@ def run_and_show(scenario: Any, json_path: str | None, workdir: Path, quiet: boo
             scenario,
             workdir=workdir,
             redis_url=get_settings().redis_url,
+            database_url=database_url,
+            object_store=object_store,
             progress=progress,
             progress_interval_s=0.25 if err.is_terminal else 2.0,
         )

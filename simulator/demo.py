@@ -28,11 +28,15 @@ def _demo_number(area: int, k: int) -> str:
     return f"+1{area + k // 9000:03d}555{1000 + k % 9000:04d}"
 
 
-def demo_scenario(cases: int = 12, start: datetime | None = None, seed: int = 7) -> Scenario:
+def demo_scenario(
+    cases: int = 12, start: datetime | None = None, seed: int = 7, run: str | None = None
+) -> Scenario:
     """A realistic mix: standard and expedited cases, 2–3 providers each; most providers answer
     the first request, some only the second, a few never; one fax line is always busy (its
     records come through the provider's retrieval vendor); one answers "no records"; some
-    are reached over FHIR (Da Vinci CDex)."""
+    are reached over FHIR (Da Vinci CDex). ``run`` names the run in the notification ids
+    (``DEMO-<run>-0001``), so runs sharing a database never collide; without it the ids are
+    ``OPP-2026-000001``..."""
     rnd = random.Random(seed)
     tz = ZoneInfo("America/New_York")
     start = start or datetime(2026, 4, 16, 8, 0, tzinfo=tz)
@@ -86,7 +90,7 @@ def demo_scenario(cases: int = 12, start: datetime | None = None, seed: int = 7)
             plist.append(prov)
         notifications.append(
             {
-                "notification_id": f"OPP-2026-{i + 1:06d}",
+                "notification_id": f"DEMO-{run}-{i + 1:04d}" if run else f"OPP-2026-{i + 1:06d}",
                 "received_at": received.isoformat(),
                 "jurisdiction": "MA",
                 "review_type": "expedited" if expedited else "standard",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import secrets
 import socket
 import tempfile
 import time
@@ -33,7 +34,7 @@ from dramatiq.middleware import Retries
 from sqlalchemy import func, select
 
 from api.app import create_app
-from config.settings import FaxVendorSettings, Settings
+from config.settings import FaxVendorSettings, RateLimitSettings, Settings
 from connectors.fax.telnyx import TelnyxSettings
 from connectors.registry import webhook_url
 from simulator.app import FAR_SIDES, Simulator
@@ -41,6 +42,7 @@ from simulator.base import FarSide
 from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
 from simulator.scenario import Scenario, far_side_book, route_fhir_to
 from simulator.serving import run_in_thread
+from simulator.telnyx import public_key_of
 from storage.db import transaction
 from storage.models import Attempt, Case, Document
 from worker import services
@@ -97,6 +99,13 @@ class _Run:
     wall0: float  # time.monotonic() at the start
     steps: int = 0
     intake_errors: list[str] = field(default_factory=list)
+    #: this run's notification ids: the database may hold earlier runs' cases (the demo
+    #: writes to the configured database), and progress, "done" and the report are this run's
+    notification_ids: frozenset[str] = frozenset()
+
+    def mine(self, q: Any) -> Any:
+        """``q`` (a select over Case) narrowed to this run's cases."""
+        return q.where(Case.notification_id.in_(list(self.notification_ids)))
 
 
 def _on_grid(instant: datetime, origin: datetime, step_s: float) -> datetime:
@@ -142,6 +151,14 @@ def _telnyx(sim_url: str) -> FaxVendorSettings:
     )
 
 
+def _verifying(fax: FaxVendorSettings, seed: bytes) -> FaxVendorSettings:
+    """``fax`` given the simulator's webhook public key (of the private key ``seed``) when it
+    is Telnyx and has none, so a run verifies every webhook as production does."""
+    if isinstance(fax, TelnyxSettings) and not fax.webhook_public_key:
+        return fax.model_copy(update={"webhook_public_key": public_key_of(seed)})
+    return fax
+
+
 def _settings(
     workdir: Path,
     api_url: str,
@@ -158,6 +175,8 @@ def _settings(
         public_base_url=api_url,
         media_secret=uuid.uuid4().hex,
         fax=fax,
+        # time-compressed: a virtual day of webhooks arrives in seconds of wall time
+        rate_limits=RateLimitSettings(intake_per_s=0, webhooks_per_s=0),
     )
 
 
@@ -190,7 +209,10 @@ def _start(
     book = far_side_book(sim_url, notifications)
     sim_http = make_http_client()
     stops.append(sim_http.close)
-    settings = _settings(workdir, api_url, fax(sim_url), database_url, object_store)
+    seed = secrets.token_bytes(32)  # the simulator signs its webhooks; we verify them
+    settings = _settings(
+        workdir, api_url, _verifying(fax(sim_url), seed), database_url, object_store
+    )
     simulator = Simulator(
         clock=clock,
         webhook_url=webhook_url(api_url, settings.fax.vendor),
@@ -202,6 +224,7 @@ def _start(
         provider_names=book.names,
         far_sides=far_sides,
         drop_webhooks=scenario.drop_webhooks,
+        signing_key=seed,
     )
     _, stop_sim = run_in_thread(simulator.app, port=sim_port)
     stops.append(stop_sim)
@@ -229,8 +252,20 @@ def _start(
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=10)
     worker.start()
     stops.append(worker.stop)
+    ids = frozenset(
+        str(n["notification_id"])
+        for n in notifications
+        if isinstance(n, dict) and "notification_id" in n
+    )
     return _Run(
-        scenario, clock, c, simulator, inflight, _arrivals(notifications, scenario.start), wall0
+        scenario,
+        clock,
+        c,
+        simulator,
+        inflight,
+        _arrivals(notifications, scenario.start),
+        wall0,
+        notification_ids=ids,
     )
 
 
@@ -278,9 +313,11 @@ def _all_done(run: _Run) -> bool:
         return False
     with transaction(run.container.sessions) as s:
         unfinished = s.scalar(
-            select(func.count())
-            .select_from(Case)
-            .where(Case.status.not_in([st.value for st in CaseStatus if st.closed]))
+            run.mine(
+                select(func.count())
+                .select_from(Case)
+                .where(Case.status.not_in([st.value for st in CaseStatus if st.closed]))
+            )
         )
     return not unfinished
 
@@ -298,13 +335,19 @@ def _advance(run: _Run, now: datetime, upcoming: datetime | None, resolution_s: 
 
 def _snapshot(run: _Run) -> Progress:
     with transaction(run.container.sessions) as s:
-        statuses = dict(s.execute(select(Case.status, func.count()).group_by(Case.status)).all())
+        statuses = dict(
+            s.execute(run.mine(select(Case.status, func.count()).group_by(Case.status))).all()
+        )
         on_time = (
-            s.scalar(select(func.count()).select_from(Case).where(Case.delivered_at <= Case.due_at))
+            s.scalar(
+                run.mine(
+                    select(func.count()).select_from(Case).where(Case.delivered_at <= Case.due_at)
+                )
+            )
             or 0
         )
-        attempts = s.scalar(select(func.count()).select_from(Attempt)) or 0
-        docs = s.scalar(select(func.count()).select_from(Document)) or 0
+        attempts = s.scalar(run.mine(select(func.count()).select_from(Attempt).join(Case))) or 0
+        docs = s.scalar(run.mine(select(func.count()).select_from(Document).join(Case))) or 0
     delivered = sum(n for st, n in statuses.items() if CaseStatus(st).delivered)
     return Progress(
         run.clock.now(),
@@ -320,7 +363,7 @@ def _snapshot(run: _Run) -> Progress:
 
 
 def _collect(run: _Run, workdir: Path) -> SimulationResult:
-    report = build_report(run.container)
+    report = build_report(run.container, notification_ids=run.notification_ids)
     report["summary"]["virtual_until"] = run.clock.now().isoformat()
     report["summary"]["wall_seconds"] = round(time.monotonic() - run.wall0, 2)
     if run.intake_errors:

@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -47,7 +48,11 @@ from simulator.providers import ProviderBehaviour
 from simulator.telnyx_faxes import Fax as _Fax
 from simulator.telnyx_faxes import fax_resource, list_page
 
-__all__ = ["TelnyxFarSide", "sign_webhook"]
+__all__ = ["PUBLIC_KEY_ROUTE", "TelnyxFarSide", "public_key_of", "sign_webhook"]
+
+#: Where the simulator publishes the Ed25519 public key its webhooks verify with (the key our
+#: side is given as GOODFAITH_FAX__WEBHOOK_PUBLIC_KEY), as ``{"public_key": "<base64>"}``.
+PUBLIC_KEY_ROUTE = "/_sim/telnyx-public-key"
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +69,17 @@ def sign_webhook(seed: bytes, timestamp: str, body: bytes) -> str:
     imported from our connector, so a signing mistake there cannot be mirrored here."""
     signed = timestamp.encode() + b"|" + body
     return base64.b64encode(Ed25519PrivateKey.from_private_bytes(seed).sign(signed)).decode()
+
+
+def public_key_of(seed: bytes) -> str:
+    """The base64 raw Ed25519 public key of the 32-byte private key ``seed`` (what the Telnyx
+    portal shows as the account's webhook public key)."""
+    raw = (
+        Ed25519PrivateKey.from_private_bytes(seed)
+        .public_key()
+        .public_bytes(Encoding.Raw, PublicFormat.Raw)
+    )
+    return base64.b64encode(raw).decode()
 
 
 def _error(status: int, code: str, title: str, pointer: str | None = None) -> JSONResponse:
@@ -161,6 +177,12 @@ class TelnyxFarSide(FarSide):
         @router.get("/v2/media/{media_id}")
         async def get_media(media_id: str) -> Response:
             return self._get_media(media_id)
+
+        @router.get(PUBLIC_KEY_ROUTE)
+        async def webhook_public_key() -> Response:
+            if self.ctx.signing_key is None:
+                return _error(404, "10005", "this simulator does not sign its webhooks")
+            return JSONResponse({"public_key": public_key_of(self.ctx.signing_key)})
 
         return router
 

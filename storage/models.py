@@ -270,8 +270,26 @@ class DeadLetter(Base):
     retried_at: Mapped[datetime | None] = mapped_column(index=True)
 
 
+class ApiKey(Base):
+    """A caller of the HTTP API. Only the SHA-256 of the key is stored (keys are 256-bit random
+    tokens, so a fast hash is enough); ``prefix`` is its first characters, for people to tell
+    keys apart. Revoked keys stay, for the audit trail."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(16))  # intake | ops | compliance | admin
+    name: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
 class AuditEvent(Base):
-    """Append-only trail. Rows are never updated or deleted (enforced below)."""
+    """Append-only trail. Rows are never updated or deleted (enforced below), and each carries
+    the hash of the one before (``storage/auditchain.py``): ``seq`` is its place in the chain,
+    ``hash`` the SHA-256 over its content and ``prev_hash``."""
 
     __tablename__ = "audit_events"
 
@@ -280,10 +298,39 @@ class AuditEvent(Base):
     at: Mapped[datetime]
     kind: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]]  # ids and outcomes only, no PHI
+    seq: Mapped[int | None] = mapped_column(Integer, index=True, unique=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditChain(Base):
+    """The head of the audit chain: one row (id 1), the last event's ``seq`` and ``hash``.
+    Appending locks it (``FOR UPDATE``), so concurrent writers make one chain."""
+
+    __tablename__ = "audit_chain"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    hash: Mapped[str] = mapped_column(String(64))
 
 
 class AppendOnlyError(RuntimeError):
     pass
+
+
+@event.listens_for(Session, "before_commit")
+def _seal_audit_events(session: Session) -> None:
+    from storage.auditchain import seal
+
+    seal(session)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _drop_audit_events(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:  # the outermost transaction ended (sealed ones are gone)
+        from storage.auditchain import discard
+
+        discard(session)
 
 
 @event.listens_for(Session, "before_flush")

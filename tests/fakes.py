@@ -135,6 +135,25 @@ def make_container(
     return c, clock, fax, deliverer
 
 
+def bearer(c: Container, role: str, name: str = "test") -> dict[str, str]:
+    """The Authorization header of a new API key with ``role`` (created in ``c``'s database)."""
+    from worker.services.keys import Role, create_key
+
+    made = create_key(c.sessions, Role(role), name, datetime.now(UTC))
+    return {"Authorization": f"Bearer {made.key}"}
+
+
+def api_client(c: Container, role: str | None) -> Any:
+    """An in-process client of the API over ``c`` sending a new ``role`` key (None: no key)."""
+    from api.app import create_app
+    from simulator.serving import asgi_client
+
+    client = asgi_client(create_app(lambda: c))
+    if role is not None:
+        client.headers.update(bearer(c, role))
+    return client
+
+
 def fax_delivered(fax_id: str, at: datetime) -> FaxStatusEvent:
     from worker.domain.types import AttemptOutcome
 

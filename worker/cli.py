@@ -4,11 +4,14 @@ goodfaith demo [--cases 12] [--json out.json]   the whole pipeline on embedded d
 goodfaith simulate SCENARIO.json --json R.json  the same on a scenario, in virtual time
 goodfaith intake FILE.json                      open a case from a notification
 goodfaith worker | scheduler | api | simulator  the production processes
-goodfaith export attempts [--case ID] --format csv|json
+goodfaith export attempts [--case ID] [--provider|--agency|--jurisdiction X] [--from|--to D]
+                          [--mask-destination] --format csv|json [-o FILE]
 goodfaith export attestation --case ID [--format pdf|json] [-o FILE]
 goodfaith dead-letters list [--all] | retry ID
 goodfaith deadline --jurisdiction MA --review standard --received ISO-8601
 goodfaith db upgrade
+goodfaith audit verify
+goodfaith keys create --role intake|ops|compliance|admin [--name N] | list [--all] | revoke ID
 """
 
 from __future__ import annotations
@@ -16,17 +19,44 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from config.logging import configure_logging
-from config.settings import get_settings
+from config.settings import Settings, get_settings
+
+# Exit codes (README, "Exit codes"): 0 done; 1 the command ran and failed (a late case, an
+# unknown id, a broken audit chain); 2 bad arguments or input (click's usage errors too);
+# 69 a service is unreachable (database); 78 configuration refused (a default or missing secret).
+EXIT_FAILED = 1
+EXIT_INPUT = 2
+EXIT_UNAVAILABLE = 69
+EXIT_CONFIG = 78
+
+
+def _fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
+    """One line on stderr, then exit with ``code``: no traceback for an operator's mistake."""
+    click.echo(f"goodfaith: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _require_secrets(settings: Settings, process: str) -> None:
+    """Production processes refuse to start on a default or missing secret (one line naming
+    each setting, exit 78); ``demo`` and ``simulate`` set their own."""
+    from config.settings import secret_problems
+
+    problems = secret_problems(settings)
+    if problems:
+        _fail(f"{process} refuses to start: " + "; ".join(problems), EXIT_CONFIG)
 
 
 @click.group()
+@click.version_option(package_name="goodfaith", prog_name="goodfaith")
 def main() -> None:
     """goodfaith: records for external review, chased in good faith and delivered on time."""
 
@@ -39,32 +69,52 @@ def main() -> None:
 )
 @click.option("--quiet", is_flag=True, help="no progress view")
 def demo(cases: int, json_path: str | None, workdir: str | None, quiet: bool) -> None:
-    """Run sample notifications end to end against simulated providers and agencies."""
+    """Run sample notifications end to end against simulated providers and agencies.
+
+    The cases go to the configured database and object store (GOODFAITH_DATABASE_URL,
+    GOODFAITH_OBJECT_STORE; by default ./var/goodfaith.db and ./var/objects), so `goodfaith
+    export attempts` and `goodfaith api` show them afterwards; each run's notification ids
+    are its own (DEMO-<time>-0001...), so the demo runs again and again."""
     from simulator.console import run_and_show
     from simulator.demo import demo_scenario
 
     configure_logging("WARNING", "console")
-    folder = (
-        Path(workdir) if workdir else Path("var/runs") / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    folder = Path(workdir) if workdir else Path("var/runs") / stamp
+    s = get_settings()
+    code = run_and_show(
+        demo_scenario(cases, run=stamp),
+        json_path,
+        folder.resolve(),
+        quiet,
+        database_url=s.database_url,
+        object_store=s.object_store,
     )
-    sys.exit(run_and_show(demo_scenario(cases), json_path, folder.resolve(), quiet))
+    click.echo(
+        "see it again: goodfaith export attempts --format csv · or serve it: goodfaith keys "
+        "create --role ops, then goodfaith api (with GOODFAITH_MEDIA_SECRET and "
+        "GOODFAITH_FAX__WEBHOOK_PUBLIC_KEY set) and GET /v1/cases with that key",
+        err=True,
+    )
+    sys.exit(code)
 
 
 @main.command()
-@click.argument("scenario_path", type=click.Path(dir_okay=False))
+@click.argument("scenario_path", type=click.Path())
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="write the report here")
 @click.option("--workdir", type=click.Path(file_okay=False))
 @click.option("--quiet", is_flag=True)
 def simulate(scenario_path: str, json_path: str | None, workdir: str | None, quiet: bool) -> None:
     """Run SCENARIO_PATH through the real pipeline on a virtual clock."""
     from simulator.console import run_and_show
-    from simulator.scenario import ScenarioError, load_scenario
+    from simulator.scenario import ScenarioError, parse_scenario
 
     configure_logging("WARNING", "console")
+    data = _read_json(scenario_path)
     try:
-        scenario = load_scenario(Path(scenario_path))
+        scenario = parse_scenario(data, Path(scenario_path).resolve().parent)
     except ScenarioError as exc:
-        raise click.ClickException(str(exc)) from None
+        _fail(str(exc))
     for warning in scenario.warnings:
         click.echo(f"warning: {warning}", err=True)
     folder = (
@@ -72,6 +122,31 @@ def simulate(scenario_path: str, json_path: str | None, workdir: str | None, qui
     )
     code = run_and_show(scenario, json_path, folder.resolve(), quiet)
     sys.exit(0 if json_path or code == 0 else code)
+
+
+def _read_json(file: str) -> Any:
+    """The JSON document in ``file`` (``-``: stdin). A missing, unreadable, binary or non-UTF-8
+    file, or text that is not JSON, exits 2 with one line saying which."""
+    try:
+        raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except FileNotFoundError:
+        _fail(f"{file}: no such file")
+    except IsADirectoryError:
+        _fail(f"{file}: is a folder, not a file")
+    except OSError as exc:
+        _fail(f"{file}: cannot be read ({exc.strerror or type(exc).__name__})")
+    if b"\x00" in raw:
+        _fail(f"{file}: a binary file, not JSON text")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        _fail(f"{file}: not UTF-8 text (byte {exc.start}); save it as UTF-8 JSON")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        _fail(f"{file}: not valid JSON ({exc})")
+    except RecursionError:
+        _fail(f"{file}: JSON nested too deeply")
 
 
 def _container(**kwargs: Any) -> Any:
@@ -88,7 +163,7 @@ def _broker_dispatcher() -> Any:
 
 
 @main.command()
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("file", type=click.Path(allow_dash=True))
 def intake(file: str) -> None:
     """Open a case from the notification in FILE (JSON; - for stdin)."""
     from worker.notification import IntakeError
@@ -96,11 +171,7 @@ def intake(file: str) -> None:
 
     s = get_settings()
     configure_logging(s.log_level, s.log_format)
-    text = sys.stdin.read() if file == "-" else Path(file).read_text()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise click.ClickException(f"{file}: not valid JSON ({exc})") from None
+    data = _read_json(file)
     from worker.notification import parse_notification
 
     try:
@@ -162,6 +233,7 @@ def worker(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--lanes") from None
     s = get_settings()
+    _require_secrets(s, "worker")
     sys.argv = [
         "dramatiq",
         "worker.entrypoint",
@@ -184,6 +256,7 @@ def scheduler(once: bool) -> None:
     from worker.scheduler import HEARTBEAT_KEY, run_loop
 
     s = get_settings()
+    _require_secrets(s, "scheduler")
     configure_logging(s.log_level, s.log_format)
     c = _container(dispatcher=_broker_dispatcher())
     beats = redis.Redis.from_url(s.redis_url) if s.redis_url else None
@@ -211,9 +284,30 @@ def api(host: str, port: int) -> None:
     from api.app import create_app
 
     s = get_settings()
+    _require_secrets(s, "api")
     configure_logging(s.log_level, s.log_format)
     c = _container(dispatcher=_broker_dispatcher())
-    uvicorn.run(create_app(lambda: c), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(lambda: c, _queue_reader(s)), host=host, port=port, log_level="warning")
+
+
+def _queue_reader(s: Settings) -> Any:
+    """Reads the lanes' queue health from dramatiq's Redis keys (namespace ``dramatiq``, the
+    broker's default), for /metrics; None without GOODFAITH_REDIS_URL."""
+    if not s.redis_url:
+        return None
+    import redis
+
+    from worker.actors import lane_queues
+    from worker.domain.lanes import Lane
+    from worker.readmodels.queues import QueueHealth, queue_health
+
+    client = redis.Redis.from_url(s.redis_url, socket_timeout=2)
+    queues = lane_queues(list(Lane))
+
+    def read() -> QueueHealth:
+        return queue_health(client, "dramatiq", queues, int(time.time() * 1000))
+
+    return read
 
 
 @main.command()
@@ -228,17 +322,44 @@ def api(host: str, port: int) -> None:
     type=click.FloatRange(0, 1),
     help="share of outbound fax status webhooks to lose (exercises status checks)",
 )
+@click.option(
+    "--signing-key",
+    envvar="GOODFAITH_SIMULATOR_SIGNING_KEY",
+    default=None,
+    help="Ed25519 private key (32-byte seed, base64) its webhooks are signed with; "
+    "generated when unset. The public key is served at GET /_sim/telnyx-public-key.",
+)
 def simulator(
-    host: str, port: int, webhook_url: str | None, public_url: str | None, drop_webhooks: float
+    host: str,
+    port: int,
+    webhook_url: str | None,
+    public_url: str | None,
+    drop_webhooks: float,
+    signing_key: str | None,
 ) -> None:
-    """Serve the simulated far side (fax carrier, FHIR servers, agencies) in real time."""
+    """Serve the simulated far side (fax carrier, FHIR servers, agencies) in real time.
+
+    Its webhooks are signed as Telnyx signs them; give our processes the public key it prints
+    (and serves) as GOODFAITH_FAX__WEBHOOK_PUBLIC_KEY."""
+    import base64
+    import binascii
+    import secrets
+
     import uvicorn
 
     from connectors.registry import webhook_url as vendor_webhook_url
     from simulator.app import Simulator
+    from simulator.telnyx import public_key_of
     from worker.domain.clock import SystemClock
     from worker.wiring import make_http_client
 
+    try:
+        seed = base64.b64decode(signing_key, validate=True) if signing_key else None
+    except binascii.Error:
+        seed = b""
+    if seed is not None and len(seed) != 32:
+        _fail("--signing-key (GOODFAITH_SIMULATOR_SIGNING_KEY) is not a base64 32-byte seed")
+    seed = seed or secrets.token_bytes(32)
     s = get_settings()
     configure_logging(s.log_level, s.log_format)
     sim = Simulator(
@@ -250,7 +371,9 @@ def simulator(
         public_base_url=public_url or f"http://{host}:{port}",
         carrier_fax_number=s.fax.from_number,
         drop_webhooks=drop_webhooks,
+        signing_key=seed,
     )
+    click.echo(f"simulator: telnyx webhook public key {public_key_of(seed)}", err=True)
     sim.start_background(1.0)
     uvicorn.run(sim.app, host=host, port=port, log_level="warning")
 
@@ -261,32 +384,88 @@ def export() -> None:
 
 
 @export.command("attempts")
-@click.option("--case", "case_id", default=None, help="only this case id")
+@click.option(
+    "--case", "case_id", default=None, help="only this case: its id or its notification id"
+)
+@click.option("--provider", "provider_id", default=None, help="only this provider_id")
+@click.option("--agency", "agency_id", default=None, help="only cases for this agency_id")
+@click.option("--jurisdiction", default=None, help="only cases of this jurisdiction (e.g. MA)")
+@click.option(
+    "--from", "received_from", default=None, help="cases received at or after (date or ISO-8601)"
+)
+@click.option("--to", "received_to", default=None, help="cases received before (date or ISO-8601)")
+@click.option("--mask-destination", is_flag=True, help="show only the last 4 digits of fax numbers")
 @click.option(
     "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
 )
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None)
-def export_attempts_cmd(case_id: str | None, fmt: str, output: str | None) -> None:
-    """Every documented attempt: case, provider, number, time, channel, destination, outcome.
+def export_attempts_cmd(
+    case_id: str | None,
+    provider_id: str | None,
+    agency_id: str | None,
+    jurisdiction: str | None,
+    received_from: str | None,
+    received_to: str | None,
+    mask_destination: bool,
+    fmt: str,
+    output: str | None,
+) -> None:
+    """Every documented attempt: case, notification, provider, designee, attempt number,
+    planned and sent times, channel, destination, outcome, external id, reason, and whether
+    the request met the three-attempt standard by the cutoff (standard_met).
 
-    Streams rows from the database; with ``--output`` the file appears whole or not at all."""
+    Streams rows from the database; with ``--output`` the file appears whole or not at all,
+    and progress goes to stderr. The audit chain head goes to stderr."""
     import os
     import tempfile
 
-    from worker.readmodels.export import iter_attempts, render_chunks
+    from storage.auditchain import chain_head
+    from worker.readmodels.export import (
+        PAGE,
+        ExportFilter,
+        count_attempts,
+        find_case,
+        iter_attempts,
+        parse_bound,
+        render_chunks,
+    )
 
+    try:
+        start = parse_bound(received_from, "--from") if received_from else None
+        end = parse_bound(received_to, "--to") if received_to else None
+    except ValueError as exc:
+        _fail(str(exc))
     c = _container()
     try:
-        chunks = render_chunks(iter_attempts(c, case_id), fmt)
+        if case_id is not None:
+            found = find_case(c.sessions, case_id)
+            if found is None:
+                _fail(f"--case {case_id!r}: no case has that id or notification id", EXIT_FAILED)
+            case_id = found
+        flt = ExportFilter(
+            case_id, provider_id, agency_id, jurisdiction, start, end, mask_destination
+        )
+        head = chain_head(c.sessions)
+        click.echo(f"audit chain head: seq {head[0]} sha256 {head[1]}", err=True)
+        rows = iter_attempts(c, flt=flt)
         if not output:
-            for chunk in chunks:
+            for chunk in render_chunks(rows, fmt, head):
                 click.echo(chunk, nl=False)
             return
+        total = count_attempts(c, flt)
+
+        def counted() -> Any:
+            for n, row in enumerate(rows, 1):
+                yield row
+                if n % PAGE == 0:
+                    click.echo(f"exported {n}/{total} attempts", err=True)
+            click.echo(f"exported {total}/{total} attempts to {output}", err=True)
+
         target = Path(output)
         fd, tmp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.")
         try:
             with os.fdopen(fd, "w") as f:
-                f.writelines(chunks)
+                f.writelines(render_chunks(counted(), fmt, head))
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -339,15 +518,16 @@ def deadline(jurisdiction: str, review_type: str, received: str) -> None:
     try:
         instant = datetime.fromisoformat(received.replace("Z", "+00:00"))
     except ValueError:
-        raise click.ClickException(f"--received: not an ISO-8601 instant: {received!r}") from None
+        _fail(f"--received: not an ISO-8601 instant: {received!r}")
     try:
         j = get_jurisdiction(jurisdiction)
-        click.echo(due_at(j, review_type, instant).isoformat())
     except UnknownJurisdiction as exc:
-        raise click.ClickException(f"--jurisdiction: {str(exc).strip(chr(39) + chr(34))}") from None
+        _fail(f"--jurisdiction: {str(exc).strip(chr(39) + chr(34))}")
+    try:
+        click.echo(due_at(j, review_type, instant).isoformat())
     except DeadlineError as exc:
-        option = "--received" if "aware" in str(exc) or "naive" in str(exc) else "--review"
-        raise click.ClickException(f"{option}: {exc}") from None
+        option = "--received" if "received_at" in str(exc) else "--review"
+        _fail(f"{option}: {exc}")
 
 
 @main.group("dead-letters")
@@ -388,6 +568,114 @@ def dead_letters_retry(letter_id: str) -> None:
     click.echo(json.dumps({"id": letter_id, "status": outcome.value}))
 
 
+@contextmanager
+def _database(migrate_schema: bool = True) -> Iterator[Any]:
+    """A sessionmaker on GOODFAITH_DATABASE_URL (migrated first); a malformed URL exits 2 and
+    an unreachable database 69, each with one line naming the setting, never a traceback."""
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+    from storage.db import make_engine, make_sessionmaker, migrate
+
+    url = get_settings().database_url
+    try:
+        engine = make_engine(url)
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        _fail(f"GOODFAITH_DATABASE_URL is not a database URL ({type(exc).__name__}): {_safe(url)}")
+    try:
+        try:
+            if migrate_schema:
+                migrate(engine)
+            else:
+                with engine.connect():
+                    pass
+        except DBAPIError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            _fail(
+                f"cannot reach the database GOODFAITH_DATABASE_URL={_safe(url)}: {reason}",
+                EXIT_UNAVAILABLE,
+            )
+        yield make_sessionmaker(engine)
+    finally:
+        engine.dispose()
+
+
+def _safe(url: str) -> str:
+    """``url`` with any password hidden."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not parseable at all: show the scheme only
+        return url.split(":", 1)[0] + ":…"
+
+
+@main.group()
+def keys() -> None:
+    """API keys: each opens the endpoints of one role (intake, ops, compliance, admin)."""
+
+
+@keys.command("create")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["intake", "ops", "compliance", "admin"]),
+    help="intake: notifications, cancel; ops: cases, dashboard, dead letters; "
+    "compliance: exports, audit, packets; admin: keys",
+)
+@click.option("--name", default="", help="who or what uses it (shown by keys list)")
+def keys_create(role: str, name: str) -> None:
+    """Create a key; it is printed once, alone on the last line (only its hash is stored)."""
+    from worker.domain.clock import SystemClock
+    from worker.services.keys import Role, create_key
+
+    with _database() as sessions:
+        made = create_key(sessions, Role(role), name[:128], SystemClock().now())
+    click.echo(f"created key {made.id} (role {made.role.value}); it is shown only now:", err=True)
+    click.echo(made.key)
+
+
+@keys.command("list")
+@click.option("--all", "include_revoked", is_flag=True, help="include revoked keys")
+def keys_list(include_revoked: bool) -> None:
+    """Print the keys as JSON: id, prefix, role, name, created and revoked times (no keys)."""
+    from worker.services.keys import list_keys
+
+    with _database() as sessions:
+        click.echo(json.dumps(list_keys(sessions, include_revoked), indent=2))
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke KEY_ID (its id or prefix, as keys list shows them); effective at once."""
+    from worker.domain.clock import SystemClock
+    from worker.services.keys import revoke_key
+
+    with _database() as sessions:
+        done = revoke_key(sessions, key_id, SystemClock().now())
+    if done is None:
+        _fail(f"no key {key_id!r} (or more than one): see goodfaith keys list", EXIT_FAILED)
+    click.echo(json.dumps({"id": key_id, "status": "revoked" if done else "already revoked"}))
+
+
+@main.group()
+def audit() -> None:
+    """The tamper-evident audit trail."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Check the hash chain of every audit event: exit 0 when intact, 1 naming the first
+    broken event (its seq, row id and kind) otherwise."""
+    from storage.auditchain import verify_chain
+
+    with _database() as sessions:
+        check = verify_chain(sessions)
+    if not check.ok:
+        _fail(check.describe(), EXIT_FAILED)
+    click.echo(check.describe())
+
+
 @main.group()
 def db() -> None:
     """Database administration."""
@@ -396,11 +684,8 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Apply every migration (alembic upgrade head)."""
-    from storage.db import make_engine, migrate
-
-    engine = make_engine(get_settings().database_url)
-    migrate(engine)
-    engine.dispose()
+    with _database():
+        pass
     click.echo("database is at the newest migration")
 
 

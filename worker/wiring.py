@@ -213,6 +213,7 @@ def build_container(
         return transport_retrying(sleep=retry_sleep)
 
     # Connectors come only from the registry (connectors/registry.py), keyed by settings.
+    clock = clock or SystemClock()
     ctx = BuildContext(
         http=http, retrying=retrying, public_base_url=settings.public_base_url, clock=clock
     )
@@ -223,7 +224,7 @@ def build_container(
     deliverer = build_deliverer(agencies, ctx)
     container = Container(
         settings=settings,
-        clock=clock or SystemClock(),
+        clock=clock,
         engine=engine,
         sessions=make_sessionmaker(engine),
         store=store,

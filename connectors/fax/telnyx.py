@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -102,7 +102,27 @@ class TelnyxSettings(FaxVendorSettings):
     # str, not SecretStr, so existing callers keep passing text; repr=False keeps it out of logs.
     api_key: str = Field(default="", repr=False)
     connection_id: str = ""
-    webhook_public_key: str | None = None  # Ed25519, base64: when set, webhooks must verify
+    #: Ed25519, base64 (Mission Control portal → Keys & Credentials → Public Key). Webhooks
+    #: are refused without it; the production processes refuse to start without it.
+    webhook_public_key: str | None = None
+    #: hosts an inbound fax's ``media_url`` may point at (besides ``api_base``'s own host); a
+    #: ``fax.received`` naming any other host is never fetched. JSON list in the environment:
+    #: ``GOODFAITH_FAX__MEDIA_HOSTS='["s3.amazonaws.com"]'``.
+    media_hosts: list[str] = Field(default_factory=list)
+
+    def secret_problems(self) -> list[str]:
+        name = "GOODFAITH_FAX__WEBHOOK_PUBLIC_KEY"
+        if not self.webhook_public_key:
+            return [
+                f"{name} is not set: Telnyx webhooks cannot be verified (the Ed25519 public key, "
+                "base64, from the Telnyx portal; `goodfaith simulator` serves its own at "
+                "GET /_sim/telnyx-public-key)"
+            ]
+        try:
+            load_public_key(self.webhook_public_key)
+        except ValueError:
+            return [f"{name} is not a base64 Ed25519 public key (32 bytes)"]
+        return []
 
 
 def translate_error(
@@ -121,9 +141,10 @@ class TelnyxFax:
     """``FaxChannel`` over Telnyx Programmable Fax v2.
 
     ``public_key`` is the account's Ed25519 webhook key (base64 text, raw 32 bytes, or base64
-    bytes); when set, every webhook must carry a valid signature no older than
-    ``timestamp_tolerance`` seconds by ``clock`` (pass the simulation's VirtualClock there).
-    ``clock`` is optional and defaults to the system clock.
+    bytes); every webhook must carry a valid signature no older than ``timestamp_tolerance``
+    seconds by ``clock`` (pass the simulation's VirtualClock there). Without a key every
+    webhook is refused: there is no unverified mode. ``clock`` defaults to the system clock.
+    ``media_hosts``: the hosts an inbound ``media_url`` may name besides ``base_url``'s host.
     """
 
     kind = ChannelKind.FAX
@@ -142,6 +163,7 @@ class TelnyxFax:
         timestamp_tolerance: float = 300.0,
         retrying: RetryingFactory = transport_retrying,
         clock: Clock | None = None,
+        media_hosts: Iterable[str] = (),
     ) -> None:
         self._client = client
         self._api_key = api_key
@@ -153,6 +175,8 @@ class TelnyxFax:
         self._tolerance = timestamp_tolerance
         self._retrying = retrying
         self._clock: Clock = clock if clock is not None else SystemClock()
+        own = httpx.URL(self._base).host
+        self._media_hosts = frozenset(h.lower() for h in (*media_hosts, own) if h)
 
     # --- outbound --------------------------------------------------------------------------
 
@@ -289,11 +313,16 @@ class TelnyxFax:
     def parse_webhook(
         self, body: bytes, headers: Mapping[str, str]
     ) -> FaxStatusEvent | FaxReceivedEvent | None:
-        """Verify (when a public key is set) and decode one Telnyx webhook."""
-        if self._public_key is not None:
-            verify_signature(
-                self._public_key, body, headers, now=self._clock.now(), tolerance=self._tolerance
+        """Verify and decode one Telnyx webhook; WebhookError when it does not verify (or no
+        public key is configured: fail closed)."""
+        if self._public_key is None:
+            raise WebhookError(
+                "Telnyx webhook: no public key configured (GOODFAITH_FAX__WEBHOOK_PUBLIC_KEY); "
+                "refusing an unverifiable webhook"
             )
+        verify_signature(
+            self._public_key, body, headers, now=self._clock.now(), tolerance=self._tolerance
+        )
         try:
             envelope = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -307,7 +336,18 @@ class TelnyxFax:
 
         ``external_id`` is ``"sha256:<hex>"`` of the bytes: the URL changes on each webhook
         redelivery, the content does not. Callers that hold the ``fax_id`` may prefer it.
+        A URL on a host not configured for this channel (``media_hosts``, ``api_base``) is
+        Rejected without a request: a forged or misrouted webhook cannot make us fetch it.
         """
+        try:
+            host = httpx.URL(url).host.lower()
+        except httpx.InvalidURL:
+            host = ""
+        if not host or host not in self._media_hosts:
+            raise Rejected(
+                f"Telnyx fetch fax media: host {host or '(none)'!r} is not configured for fax "
+                "media (GOODFAITH_FAX__MEDIA_HOSTS)"
+            )
         try:
             response = call(
                 self._client, "GET", url, what="Telnyx fetch fax media", retrying=self._retrying

@@ -18,10 +18,10 @@ from tests.conftest import postgres_url
 GOODFAITH = str(Path(sys.executable).parent / "goodfaith")
 
 
-def _env(redis_url: str, workdir: Path) -> dict[str, str]:
+def _env(redis_url: str) -> dict[str, str]:
+    """A newcomer's environment: no GOODFAITH_* settings but Redis (every default in ./var)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOODFAITH_")}
     env["GOODFAITH_REDIS_URL"] = redis_url
-    env["GOODFAITH_DATABASE_URL"] = f"sqlite:///{workdir / 'goodfaith.db'}"
     return env
 
 
@@ -41,16 +41,19 @@ def _check_packets(report: dict) -> None:  # type: ignore[type-arg]
 def test_demo_delivers_every_case_on_time_and_exports_every_attempt(
     redis_url: str, tmp_path: Path
 ) -> None:
-    """`goodfaith demo --cases 12 --json` exits 0; packets are valid PDFs; the export lists every attempt."""
+    """`goodfaith demo --cases 12 --json` exits 0; packets are valid PDFs; then `goodfaith
+    export attempts`, run as a newcomer would (same folder, no settings), lists every attempt;
+    a second demo runs too, and the export then lists both runs' attempts."""
     workdir = tmp_path / "run"
     out = tmp_path / "out.json"
-    env = _env(redis_url, workdir)
+    env = _env(redis_url)
     proc = subprocess.run(
         [GOODFAITH, "demo", "--cases", "12", "--json", str(out), "--workdir", str(workdir)],
         env=env,
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads(out.read_text())
@@ -72,6 +75,7 @@ def test_demo_delivers_every_case_on_time_and_exports_every_attempt(
         text=True,
         timeout=120,
         check=True,
+        cwd=tmp_path,
     )
     rows = json.loads(exported.stdout)["attempts"]
     assert len(rows) == report["summary"]["attempts"]
@@ -89,8 +93,36 @@ def test_demo_delivers_every_case_on_time_and_exports_every_attempt(
         text=True,
         timeout=120,
         check=True,
+        cwd=tmp_path,
     )
     assert len(csv_out.stdout.strip().splitlines()) == len(rows) + 1
+    assert (tmp_path / "var" / "goodfaith.db").is_file()  # the default database, not the run's
+
+    out2 = tmp_path / "out2.json"
+    again = subprocess.run(
+        [GOODFAITH, "demo", "--cases", "2", "--json", str(out2), "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    second = json.loads(out2.read_text())
+    assert second["summary"]["cases"] == second["summary"]["on_time"] == 2  # this run's only
+    assert not {c["notification_id"] for c in second["cases"]} & {
+        c["notification_id"] for c in report["cases"]
+    }
+    both = subprocess.run(
+        [GOODFAITH, "export", "attempts", "--format", "csv"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=tmp_path,
+    )
+    assert len(both.stdout.strip().splitlines()) == 1 + len(rows) + second["summary"]["attempts"]
 
 
 @pytest.mark.postgres

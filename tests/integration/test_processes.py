@@ -3,6 +3,7 @@ and `scheduler` as separate processes on one Redis, a notification taken in by `
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -19,9 +20,11 @@ import pytest
 
 from connectors.registry import webhook_url
 from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
+from simulator.telnyx import public_key_of
 from tests.conftest import notification
 
 BIN = Path(sys.executable).parent
+SEED = bytes(range(32))  # the simulator's webhook signing key (32-byte Ed25519 seed)
 
 
 def _port() -> int:
@@ -52,6 +55,9 @@ def stack(tmp_path: Path, redis_url: str) -> Iterator[tuple[dict[str, str], str,
                 {"agency-a": {"name": "A", "submit_url": f"{sim}/agency/agency-a/submissions"}}
             ),
             "GOODFAITH_SCHEDULER_INTERVAL_S": "1",
+            "GOODFAITH_MEDIA_SECRET": "processes-test-media-secret",
+            "GOODFAITH_FAX__WEBHOOK_PUBLIC_KEY": public_key_of(SEED),
+            "GOODFAITH_SIMULATOR_SIGNING_KEY": base64.b64encode(SEED).decode(),
         }
     )
     subprocess.run([BIN / "goodfaith", "db", "upgrade"], env=env, check=True, capture_output=True)
@@ -102,6 +108,18 @@ def stack(tmp_path: Path, redis_url: str) -> Iterator[tuple[dict[str, str], str,
             log.close()
 
 
+def _key(env: dict[str, str], role: str) -> dict[str, str]:
+    """A new API key from `goodfaith keys create` (the key is alone on the last line)."""
+    out = subprocess.run(
+        [BIN / "goodfaith", "keys", "create", "--role", role],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {"Authorization": f"Bearer {out.stdout.strip().splitlines()[-1]}"}
+
+
 def test_intake_reaches_the_provider_through_the_production_processes(
     stack: tuple[dict[str, str], str, Path],
 ) -> None:
@@ -124,14 +142,18 @@ def test_intake_reaches_the_provider_through_the_production_processes(
     )
     assert out.returncode == 0, out.stderr
     case_id = json.loads(out.stdout)["case_id"]
+    compliance, ops = _key(env, "compliance"), _key(env, "ops")
+    assert httpx.get(f"{api}/v1/exports/attempts").status_code == 401
     deadline = time.monotonic() + 60
     while True:
-        rows = httpx.get(f"{api}/v1/exports/attempts", params={"format": "json"}).json()["attempts"]
+        rows = httpx.get(
+            f"{api}/v1/exports/attempts", params={"format": "json"}, headers=compliance
+        ).json()["attempts"]
         if rows and rows[0]["outcome"] == "sent":
             break
         assert time.monotonic() < deadline, (tmp / "worker.log").read_text()[-2000:]
         time.sleep(0.3)
     assert rows[0]["case_id"] == case_id and rows[0]["destination"] == "+16175550101"
     assert rows[0]["external_id"]
-    case = httpx.get(f"{api}/v1/cases/{case_id}").json()
+    case = httpx.get(f"{api}/v1/cases/{case_id}", headers=ops).json()
     assert case["status"] == "open" and case["attention"] is None

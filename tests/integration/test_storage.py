@@ -199,3 +199,30 @@ def test_local_store_refuses_keys_outside_its_folder(tmp_path: Path) -> None:
     with pytest.raises(ObjectStoreError):
         LocalObjectStore(tmp_path / "objects").put("../escape.pdf", b"x")
     assert not (tmp_path / "escape.pdf").exists()
+
+
+def test_migration_0009_chains_the_events_already_written(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Down to 0008 (no chain) and up again: the events already there are chained in id order
+    and the trail verifies, on SQLite and PostgreSQL."""
+    from storage.auditchain import verify_chain
+    from tests.conftest import at, notification
+    from tests.fakes import make_container
+    from worker import services
+
+    c, _, _, _ = make_container(tmp_path, at("2026-04-17T09:00:00-04:00"), database_url)
+    try:
+        services.intake(c, notification())
+        services.intake(c, notification(notification_id="N-2"))
+        before = verify_chain(c.sessions)
+        assert before.ok and before.events >= 4
+        _alembic(c.engine, "downgrade", "0008")
+        _alembic(c.engine, "upgrade", "head")
+        after = verify_chain(c.sessions)
+        assert after.ok, after.describe()
+        assert (after.events, after.head_seq) == (before.events, before.events)
+        services.intake(c, notification(notification_id="N-3"))
+        assert verify_chain(c.sessions).ok
+    finally:
+        c.close()

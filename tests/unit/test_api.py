@@ -22,7 +22,7 @@ from simulator.serving import asgi_client
 from storage.db import transaction
 from storage.models import Attempt, AuditEvent, Case, InboundItem, RecordRequest
 from tests.conftest import at, notification
-from tests.fakes import FakeFax, make_container
+from tests.fakes import FakeFax, api_client, make_container
 from worker.domain.clock import VirtualClock
 from worker.readmodels.export import EXPORT_FIELDS
 from worker.wiring import Container
@@ -33,8 +33,14 @@ CARRIER_NUMBER = "+16175550000"
 
 
 class Env:
+    """``http`` sends no key (webhooks, media); ``intake``, ``ops`` and ``compliance`` each
+    send a key of that role."""
+
     def __init__(self, c: Container, clock: VirtualClock, fax: FakeFax, http: httpx.Client):
         self.c, self.clock, self.fax, self.http = c, clock, fax, http
+        self.intake = api_client(c, "intake")
+        self.ops = api_client(c, "ops")
+        self.compliance = api_client(c, "compliance")
         self.private_key = Ed25519PrivateKey.generate()
         self.media: dict[str, bytes] = {}
 
@@ -57,6 +63,7 @@ class Env:
             webhook_url=None,
             public_key=public_key_b64(self.private_key),
             clock=self.clock,
+            media_hosts=["media.telnyx.invalid"],
         )
 
     def signed_headers(self, body: bytes, key: Ed25519PrivateKey | None = None) -> dict[str, str]:
@@ -72,10 +79,12 @@ class Env:
 def env(tmp_path: Path) -> Iterator[Env]:
     c, clock, fax, _deliverer = make_container(tmp_path, START)
     http = asgi_client(create_app(lambda: c))
+    e = Env(c, clock, fax, http)
     try:
-        yield Env(c, clock, fax, http)
+        yield e
     finally:
-        http.close()
+        for client in (http, e.intake, e.ops, e.compliance):
+            client.close()
         c.close()
 
 
@@ -90,7 +99,7 @@ def _attempts(c: Container) -> list[Attempt]:
 
 
 def _open_case(env: Env, **overrides: Any) -> str:
-    r = env.http.post("/v1/notifications", json=notification(**overrides))
+    r = env.intake.post("/v1/notifications", json=notification(**overrides))
     assert r.status_code == 201, r.text
     return str(r.json()["case_id"])
 
@@ -115,7 +124,7 @@ def _envelope(event_type: str, payload: dict[str, Any], event_id: str = "evt-1")
 
 def test_notification_opens_case_with_201(env: Env) -> None:
     """A valid notification answers 201 with the new case id, and the case is stored."""
-    r = env.http.post("/v1/notifications", json=notification())
+    r = env.intake.post("/v1/notifications", json=notification())
     assert r.status_code == 201
     body = r.json()
     assert body["created"] is True
@@ -127,8 +136,8 @@ def test_notification_opens_case_with_201(env: Env) -> None:
 
 def test_same_notification_again_is_200_not_created(env: Env) -> None:
     """Posting the same notification twice answers 200, created false, with the same case id."""
-    first = env.http.post("/v1/notifications", json=notification())
-    second = env.http.post("/v1/notifications", json=notification())
+    first = env.intake.post("/v1/notifications", json=notification())
+    second = env.intake.post("/v1/notifications", json=notification())
     assert (first.status_code, second.status_code) == (201, 200)
     assert second.json() == {"case_id": first.json()["case_id"], "created": False}
     assert _count(env.c, Case) == 1
@@ -138,7 +147,7 @@ def test_same_notification_again_is_200_not_created(env: Env) -> None:
 def test_invalid_notification_is_422_naming_each_field_and_stores_nothing(env: Env) -> None:
     """Each bad field appears in the 422 errors and no case, request or attempt is written."""
     doc = notification(review_type="urgent", received_at="2026-04-17T09:00:00", providers=[])
-    r = env.http.post("/v1/notifications", json=doc)
+    r = env.intake.post("/v1/notifications", json=doc)
     assert r.status_code == 422
     fields = {e["field"] for e in r.json()["errors"]}
     assert fields == {"review_type", "received_at", "providers"}
@@ -149,7 +158,7 @@ def test_invalid_notification_is_422_naming_each_field_and_stores_nothing(env: E
 
 def test_unknown_agency_is_422_naming_agency_id(env: Env) -> None:
     """An agency not configured is rejected as a field error, not a server error."""
-    r = env.http.post("/v1/notifications", json=notification(agency_id="agency-zz"))
+    r = env.intake.post("/v1/notifications", json=notification(agency_id="agency-zz"))
     assert r.status_code == 422
     assert [e["field"] for e in r.json()["errors"]] == ["agency_id"]
     assert _count(env.c, Case) == 0
@@ -157,7 +166,7 @@ def test_unknown_agency_is_422_naming_agency_id(env: Env) -> None:
 
 def test_non_json_body_is_422(env: Env) -> None:
     """A body that is not JSON answers 422 naming the body, and nothing is stored."""
-    r = env.http.post(
+    r = env.intake.post(
         "/v1/notifications", content=b"notification_id=1", headers={"content-type": "text/plain"}
     )
     assert r.status_code == 422
@@ -277,7 +286,7 @@ def test_media_with_wrong_token_is_404(env: Env) -> None:
 def test_dashboard_lists_the_open_case(env: Env) -> None:
     """GET /v1/cases shows the open case with its due instant and status counts."""
     case_id = _open_case(env)
-    r = env.http.get("/v1/cases")
+    r = env.ops.get("/v1/cases")
     assert r.status_code == 200
     body = r.json()
     assert [row["case_id"] for row in body["active"]] == [case_id]
@@ -290,7 +299,7 @@ def test_dashboard_lists_the_open_case(env: Env) -> None:
 def test_case_detail_has_the_report_shape(env: Env) -> None:
     """GET /v1/cases/{id} returns one report case with its requests and attempts."""
     case_id = _open_case(env)
-    r = env.http.get(f"/v1/cases/{case_id}")
+    r = env.ops.get(f"/v1/cases/{case_id}")
     assert r.status_code == 200
     body = r.json()
     assert body["case_id"] == case_id
@@ -305,16 +314,16 @@ def test_case_detail_has_the_report_shape(env: Env) -> None:
 def test_unknown_case_is_404(env: Env) -> None:
     """An id that names no case answers 404, not an empty report."""
     _open_case(env)
-    assert env.http.get("/v1/cases/" + "0" * 32).status_code == 404
+    assert env.ops.get("/v1/cases/" + "0" * 32).status_code == 404
 
 
 def test_cancel_then_cancel_again_is_409(env: Env) -> None:
     """Cancelling an open case answers 200 and records the reason; a second cancel is 409."""
     case_id = _open_case(env)
-    first = env.http.post(f"/v1/cases/{case_id}/cancel", json={"reason": "insurer reversed"})
+    first = env.intake.post(f"/v1/cases/{case_id}/cancel", json={"reason": "insurer reversed"})
     assert first.status_code == 200
     assert first.json() == {"case_id": case_id, "status": "cancelled"}
-    second = env.http.post(f"/v1/cases/{case_id}/cancel")
+    second = env.intake.post(f"/v1/cases/{case_id}/cancel")
     assert second.status_code == 409
     with transaction(env.c.sessions) as s:
         case = s.get(Case, case_id)
@@ -325,7 +334,7 @@ def test_cancel_then_cancel_again_is_409(env: Env) -> None:
 
 def test_cancel_unknown_case_is_409(env: Env) -> None:
     """Cancelling an id that names no case is refused."""
-    assert env.http.post("/v1/cases/" + "0" * 32 + "/cancel").status_code == 409
+    assert env.intake.post("/v1/cases/" + "0" * 32 + "/cancel").status_code == 409
 
 
 # --- exports and metrics -----------------------------------------------------------------------
@@ -344,7 +353,7 @@ def test_attempts_csv_has_header_and_one_row_per_attempt(env: Env) -> None:
         }
     ]
     case_id = _open_case(env, providers=two)
-    r = env.http.get("/v1/exports/attempts", params={"format": "csv"})
+    r = env.compliance.get("/v1/exports/attempts", params={"format": "csv"})
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/csv")
     lines = r.text.splitlines()
@@ -359,7 +368,7 @@ def test_attempts_csv_has_header_and_one_row_per_attempt(env: Env) -> None:
 
 def test_attempts_export_in_xml_is_422(env: Env) -> None:
     """Only csv and json are offered; anything else is a 422."""
-    r = env.http.get("/v1/exports/attempts", params={"format": "xml"})
+    r = env.compliance.get("/v1/exports/attempts", params={"format": "xml"})
     assert r.status_code == 422
 
 
@@ -376,7 +385,7 @@ def test_cancel_with_a_body_that_is_not_a_json_object_is_a_client_error(tmp_path
     """A cancel body that is not a JSON object gets 422 and leaves the case open."""
     c, _clock, _fax, _d = make_container(tmp_path, START)
     try:
-        client = asgi_client(create_app(lambda: c))
+        client = api_client(c, "intake")
         case_id = client.post("/v1/notifications", json=notification()).json()["case_id"]
         for body in (b"not json", b"[1]", b'"x"'):
             assert client.post(f"/v1/cases/{case_id}/cancel", content=body).status_code == 422
@@ -384,3 +393,13 @@ def test_cancel_with_a_body_that_is_not_a_json_object_is_a_client_error(tmp_path
             assert s.get(Case, case_id).status == "open"  # type: ignore[union-attr]
     finally:
         c.close()
+
+
+def test_export_takes_the_notification_id_and_refuses_an_unknown_case(env: Env) -> None:
+    """?case_id= takes the case id or the notification id; an unknown one is 404, not []."""
+    case_id = _open_case(env)
+    by_id = env.compliance.get("/v1/exports/attempts", params={"case_id": case_id}).json()
+    by_nid = env.compliance.get("/v1/exports/attempts", params={"case_id": "OPP-2026-000123"})
+    assert by_nid.json()["attempts"] == by_id["attempts"] and len(by_id["attempts"]) == 1
+    missing = env.compliance.get("/v1/exports/attempts", params={"case_id": "OPP-404"})
+    assert missing.status_code == 404

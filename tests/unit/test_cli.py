@@ -198,7 +198,7 @@ def test_missing_scenario_file_is_refused(db_url: str, tmp_path: Path) -> None:
     """A scenario path that does not exist exits non-zero naming it."""
     result = _run("simulate", str(tmp_path / "nope.json"), "--quiet")
     assert result.exit_code != 0
-    assert "no such scenario file" in result.stderr
+    assert "nope.json: no such file" in result.stderr
 
 
 # --- export and db -----------------------------------------------------------------------------
@@ -232,3 +232,94 @@ def test_db_upgrade_creates_the_tables(db_url: str) -> None:
         "audit_events",
         "alembic_version",
     } <= tables
+
+
+# --- an operator's mistakes: one line, a documented exit code, never a traceback -------------
+
+
+def _one_line(result: Result, code: int, *needles: str) -> None:
+    assert result.exit_code == code, result.output
+    assert ("Traceback" not in result.output and result.exception is None) or isinstance(
+        result.exception, SystemExit
+    )
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("command", ["intake", "simulate"])
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (None, "no such file"),
+        (b"\x00\x01\x02{}", "binary"),
+        (b'{"notification_id": "caf\xe9"}', "not UTF-8"),
+        (b"{not json", "not valid JSON"),
+        ("folder", "is a folder"),
+    ],
+    ids=["missing", "binary", "latin-1", "not-json", "folder"],
+)
+def test_a_bad_file_is_one_line_and_exit_2(
+    db_url: str, tmp_path: Path, command: str, content: bytes | str | None, says: str
+) -> None:
+    """intake and simulate given a missing, binary, non-UTF-8, non-JSON file or a folder: one
+    line naming the file and what is wrong, exit 2."""
+    path = tmp_path / "input.json"
+    if content == "folder":
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    _one_line(_run(command, str(path)), 2, str(path), says)
+
+
+@pytest.mark.parametrize(
+    ("url", "code", "says"),
+    [
+        ("notaurl", 2, "not a database URL"),
+        ("postgresql://nobody:hunter2@127.0.0.1:1/x", 69, "cannot reach the database"),
+    ],
+)
+def test_db_upgrade_on_a_bad_url_is_one_line(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, url: str, code: int, says: str
+) -> None:
+    """A malformed URL exits 2, an unreachable database 69; the password is never printed."""
+    monkeypatch.setenv("GOODFAITH_DATABASE_URL", url)
+    get_settings.cache_clear()
+    result = _run("db", "upgrade")
+    _one_line(result, code, says, "GOODFAITH_DATABASE_URL")
+    assert "hunter2" not in result.output
+
+
+@pytest.mark.parametrize("received", ["9999-12-30T00:00:00-04:00", "2206-04-17T09:00:00-04:00"])
+def test_deadline_far_in_the_future_is_one_line(received: str) -> None:
+    """A received date past the supported years exits 2 naming --received, no traceback."""
+    _one_line(_deadline(received), 2, "--received", "outside the years")
+
+
+def test_version() -> None:
+    """goodfaith --version prints the package version."""
+    from importlib.metadata import version
+
+    result = _run("--version")
+    assert result.exit_code == 0 and version("goodfaith") in result.output
+
+
+def test_export_by_notification_id_and_unknown_case(db_url: str, tmp_path: Path) -> None:
+    """--case takes the case id or the notification id; an unknown one is an error (exit 1),
+    not an empty export."""
+    from tests.conftest import at
+    from tests.fakes import make_container
+    from worker import services
+
+    c, _clock, _fax, _d = make_container(tmp_path, at("2026-04-17T09:00:00-04:00"), db_url)
+    try:
+        case_id = services.intake(c, notification()).case_id
+    finally:
+        c.close()
+    by_id = _run("export", "attempts", "--case", case_id)
+    by_notification = _run("export", "attempts", "--case", "OPP-2026-000123")
+    assert by_id.exit_code == by_notification.exit_code == 0
+    assert by_id.stdout == by_notification.stdout and case_id in by_id.stdout
+    assert len(by_id.stdout.strip().splitlines()) == 2
+    _one_line(_run("export", "attempts", "--case", "OPP-404"), 1, "OPP-404", "no case")

@@ -105,3 +105,22 @@ def test_env_builds_valid_settings(
     for agency_id, agency in s.agencies.items():
         assert agency.submit_url == f"http://simulator:8100/agency/{agency_id}/submissions"
     assert s.fax.api_base == "http://simulator:8100" and s.fax.api_key
+
+
+def test_the_stack_verifies_the_simulators_webhooks(compose: dict[str, Any]) -> None:
+    """The compose stack runs verified: the shared env's webhook public key is the public half
+    of the simulator's --signing-key, and the env passes the production secret checks."""
+    import base64
+
+    from config.settings import secret_problems
+    from simulator.telnyx import public_key_of
+
+    env = compose["x-goodfaith-env"]
+    argv = compose["services"]["simulator"]["command"]
+    seed = base64.b64decode(argv[argv.index("--signing-key") + 1])
+    assert env["GOODFAITH_FAX__WEBHOOK_PUBLIC_KEY"] == public_key_of(seed)
+    settings = Settings(
+        media_secret=env["GOODFAITH_MEDIA_SECRET"],
+        fax={"vendor": "telnyx", "webhook_public_key": env["GOODFAITH_FAX__WEBHOOK_PUBLIC_KEY"]},
+    )
+    assert secret_problems(settings) == []

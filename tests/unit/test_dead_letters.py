@@ -14,13 +14,11 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Retries
 from sqlalchemy import select
 
-from api.app import create_app
 from connectors.base import DeliveryReceipt, PacketSubmission
-from simulator.serving import asgi_client
 from storage.db import transaction
 from storage.models import AuditEvent, Case, DeadLetter
 from tests.conftest import at, notification
-from tests.fakes import make_container
+from tests.fakes import api_client, make_container
 from worker import services
 from worker.actors import DeadLetters, InFlight, LogContext, actor_name, register_actors
 from worker.commands import DeliverPacket
@@ -96,7 +94,7 @@ def test_an_actor_that_keeps_failing_is_recorded_flagged_listed_and_retried(
         )
         assert letter.error == "ZeroDivisionError" and letter.retries == 2
         assert letter.retried_at is None
-    http = asgi_client(create_app(lambda: c))
+    http = api_client(c, "ops")
     listed = http.get("/v1/dead-letters").json()
     assert listed["total"] == 1 and listed["dead_letters"][0]["id"] == letter.id
     assert "Jane Roe" not in http.get("/v1/dead-letters").text

@@ -40,6 +40,8 @@ def make_fax(handler: Handler, **kwargs: Any) -> TelnyxFax:
         "webhook_url": "https://carrier.example/webhooks/telnyx",
         "retrying": no_wait_retrying,
         "clock": VirtualClock(NOW),
+        "public_key": public_key_b64(SEED),
+        "media_hosts": ["media.example"],
     }
     options.update(kwargs)
     return TelnyxFax(httpx.Client(transport=httpx.MockTransport(handler)), **options)
@@ -172,10 +174,22 @@ def envelope(event_type: str, **payload: Any) -> bytes:
 STATE = base64.b64encode(b"att-0001").decode()
 
 
+def signed_headers(body: bytes, timestamp: int, key: bytes = SEED) -> dict[str, str]:
+    return {
+        "Telnyx-Signature-Ed25519": sign_webhook(key, timestamp, body),
+        "Telnyx-Timestamp": str(timestamp),
+    }
+
+
+def parse(fax: TelnyxFax, body: bytes) -> FaxStatusEvent | FaxReceivedEvent | None:
+    """``fax.parse_webhook`` of ``body`` signed now with the account key (decoding tests)."""
+    return fax.parse_webhook(body, signed_headers(body, int(NOW.timestamp())))
+
+
 @pytest.mark.parametrize("event_type", ["fax.queued", "fax.media.processed", "fax.sending.started"])
 def test_progress_events_have_no_outcome(event_type: str) -> None:
     """Progress events decode with outcome None and the client_state decoded."""
-    event = make_fax(accepted).parse_webhook(envelope(event_type, client_state=STATE), {})
+    event = parse(make_fax(accepted), envelope(event_type, client_state=STATE))
     assert isinstance(event, FaxStatusEvent)
     assert (event.event_type, event.outcome, event.client_state) == (event_type, None, "att-0001")
     assert event.occurred_at == datetime(2026, 3, 2, 15, 2, 0, 123456, tzinfo=UTC)
@@ -183,7 +197,7 @@ def test_progress_events_have_no_outcome(event_type: str) -> None:
 
 def test_delivered_event_is_delivered() -> None:
     """fax.delivered is outcome DELIVERED for the fax id."""
-    event = make_fax(accepted).parse_webhook(envelope("fax.delivered", page_count=2), {})
+    event = parse(make_fax(accepted), envelope("fax.delivered", page_count=2))
     assert isinstance(event, FaxStatusEvent)
     assert (event.fax_id, event.outcome, event.retryable) == (
         "fax-42",
@@ -208,7 +222,7 @@ def test_delivered_event_is_delivered() -> None:
 )
 def test_failed_event_carries_reason_and_retryability(reason: str, retryable: bool) -> None:
     """fax.failed is FAILED with failure_reason; busy/no-answer-type reasons are retryable."""
-    event = make_fax(accepted).parse_webhook(envelope("fax.failed", failure_reason=reason), {})
+    event = parse(make_fax(accepted), envelope("fax.failed", failure_reason=reason))
     assert isinstance(event, FaxStatusEvent)
     assert (event.outcome, event.failure_reason, event.retryable) == (
         AttemptOutcome.FAILED,
@@ -227,7 +241,7 @@ def test_received_event_is_decoded() -> None:
         partial_content=True,
         direction="inbound",
     )
-    event = make_fax(accepted).parse_webhook(body, {})
+    event = parse(make_fax(accepted), body)
     assert event == FaxReceivedEvent(
         event_id="evt-1",
         fax_id="fax-42",
@@ -243,8 +257,8 @@ def test_received_event_is_decoded() -> None:
 def test_other_event_types_are_ignored() -> None:
     """Events we do not act on (fax.receiving.started, call events) decode to None."""
     fax = make_fax(accepted)
-    assert fax.parse_webhook(envelope("fax.receiving.started"), {}) is None
-    assert fax.parse_webhook(envelope("call.hangup"), {}) is None
+    assert parse(fax, envelope("fax.receiving.started")) is None
+    assert parse(fax, envelope("call.hangup")) is None
 
 
 @pytest.mark.parametrize(
@@ -273,14 +287,7 @@ def test_other_event_types_are_ignored() -> None:
 def test_malformed_webhooks_raise_webhook_error(body: bytes) -> None:
     """Malformed envelopes are WebhookError, never a crash or a silent None."""
     with pytest.raises(WebhookError):
-        make_fax(accepted).parse_webhook(body, {})
-
-
-def signed_headers(body: bytes, timestamp: int, key: bytes = SEED) -> dict[str, str]:
-    return {
-        "Telnyx-Signature-Ed25519": sign_webhook(key, timestamp, body),
-        "Telnyx-Timestamp": str(timestamp),
-    }
+        parse(make_fax(accepted), body)
 
 
 def test_a_good_signature_verifies() -> None:
@@ -336,7 +343,7 @@ def test_a_stale_signature_is_refused() -> None:
 
 def test_without_a_public_key_signatures_are_not_required() -> None:
     """With no key configured, unsigned webhooks are decoded (development only)."""
-    assert make_fax(accepted).parse_webhook(envelope("fax.queued"), {}) is not None
+    assert parse(make_fax(accepted), envelope("fax.queued")) is not None
 
 
 # --- media -------------------------------------------------------------------------------------

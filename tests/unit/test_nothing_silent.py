@@ -17,15 +17,13 @@ from click.testing import CliRunner
 from pypdf import PdfReader
 from sqlalchemy import select
 
-from api.app import create_app
 from config.settings import get_settings
 from simulator.documents import generate_records_pdf
 from simulator.scenario import parse_scenario
-from simulator.serving import asgi_client
 from storage.db import transaction
 from storage.models import AuditEvent, Case, RecordRequest
 from tests.conftest import at, notification
-from tests.fakes import fax_received, make_container
+from tests.fakes import api_client, fax_received, make_container
 from worker import services
 from worker.cli import main
 from worker.notification import IntakeError
@@ -209,12 +207,14 @@ def test_attestation_json_names_designee_destination_and_local_times(env) -> Non
 
 
 def test_api_serves_the_attestation_as_pdf_and_json(env) -> None:  # type: ignore[no-untyped-def]
-    """GET /v1/cases/{id}/attestation?format=pdf|json; unknown case 404, bad format 422."""
+    """GET /v1/cases/{id}/attestation?format=pdf|json (compliance); unknown case 404, bad
+    format 422."""
     c, _, _, _ = env
     services.intake(c, notification())
     case_id = _case(c).id
-    http = asgi_client(create_app(lambda: c))
+    http = api_client(c, "compliance")
     try:
+        assert api_client(c, "ops").get(f"/v1/cases/{case_id}/attestation").status_code == 403
         pdf = http.get(f"/v1/cases/{case_id}/attestation")
         assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
         text = " ".join(PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text().split())
@@ -224,7 +224,7 @@ def test_api_serves_the_attestation_as_pdf_and_json(env) -> None:  # type: ignor
         assert http.get("/v1/cases/nope/attestation").status_code == 404
         bad = http.get(f"/v1/cases/{case_id}/attestation", params={"format": "docx"})
         assert bad.status_code == 422
-        intake = http.post(
+        intake = api_client(c, "intake").post(
             "/v1/notifications",
             json=notification(notification_id="N-late", received_at="2026-04-01T09:00:00Z"),
         )

@@ -66,13 +66,27 @@ def _review_type(j: Jurisdiction, review_type: ReviewType | str) -> ReviewType:
     return rt
 
 
+#: Years a notice may be received in: anything outside is a typo (e.g. 2206 for 2026), and
+#: near year 9999 the deadline itself is past the end of the calendar.
+YEARS = range(1970, 2200)
+
+
 def _local(j: Jurisdiction, instant: datetime, what: str) -> datetime:
     if instant.tzinfo is None or instant.utcoffset() is None:
         raise DeadlineError(
             f"{what} must be timezone-aware, got naive {instant.isoformat()}; "
             "attach the zone it was recorded in (e.g. tzinfo=UTC)"
         )
-    return instant.astimezone(j.tz)
+    try:
+        local = instant.astimezone(j.tz)
+    except OverflowError:
+        local = instant
+    if local.year not in YEARS:
+        raise DeadlineError(
+            f"{what} {instant.isoformat()} is outside the years "
+            f"{YEARS.start}–{YEARS.stop - 1}; check the date"
+        )
+    return local
 
 
 def due_at(j: Jurisdiction, review_type: ReviewType | str, received_at: datetime) -> datetime:

@@ -6,6 +6,7 @@ It is the contract ``goodfaith demo --json`` and ``simulate --json`` write and t
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -27,9 +28,12 @@ def iso(t: datetime | None) -> str | None:
     return t.isoformat() if t else None
 
 
-def build_report(c: Container, case_id: str | None = None) -> dict[str, Any]:
-    """Every case (or the one ``case_id`` names) with its requests, attempts, documents and
-    packets, and a summary of on-time and late cases and attempts made."""
+def build_report(
+    c: Container, case_id: str | None = None, notification_ids: Collection[str] | None = None
+) -> dict[str, Any]:
+    """Every case (or the one ``case_id`` names, or those of ``notification_ids``: one run's)
+    with its requests, attempts, documents and packets, and a summary of on-time and late
+    cases and attempts made."""
     now = c.clock.now()
     with transaction(c.sessions) as s:
         q = (
@@ -42,10 +46,14 @@ def build_report(c: Container, case_id: str | None = None) -> dict[str, Any]:
         )
         if case_id:
             q = q.where(Case.id == case_id)
+        if notification_ids is not None:
+            q = q.where(Case.notification_id.in_(list(notification_ids)))
         cases = list(s.scalars(q))
         docs_q = select(Document).where(Document.request_id.is_not(None))
         if case_id:
             docs_q = docs_q.where(Document.case_id == case_id)
+        elif notification_ids is not None:
+            docs_q = docs_q.where(Document.case_id.in_([x.id for x in cases]))
         docs: dict[str, list[Document]] = {}
         for d in s.scalars(docs_q.order_by(Document.received_at)):
             docs.setdefault(d.request_id or "", []).append(d)

@@ -1,4 +1,4 @@
-"""The audit trail: one append-only row per thing that happened to a case."""
+"""The audit trail: one append-only row per thing that happened to a case, hash-chained."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from storage.auditchain import append
 from storage.models import AuditEvent
 
 
 def audit(s: Session, at: datetime, kind: str, case_id: str | None, **detail: Any) -> None:
     """Record ``kind`` (e.g. ``attempt.sent``) for ``case_id`` at ``at``; ``detail`` holds ids,
-    counts and reasons, never PHI."""
-    s.add(AuditEvent(case_id=case_id, at=at, kind=kind, detail=detail))
+    counts and reasons, never PHI. The event joins the hash chain when ``s`` commits
+    (storage/auditchain.py)."""
+    append(s, AuditEvent(case_id=case_id, at=at, kind=kind, detail=detail))

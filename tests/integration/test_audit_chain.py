@@ -1,0 +1,186 @@
+"""The audit trail is one hash chain, on SQLite and PostgreSQL: intact after real work and
+concurrent writers, and any edit, removal or cut of a row is found and named."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select, text
+
+from config.settings import get_settings
+from storage.auditchain import GENESIS, event_hash, verify_chain
+from storage.db import make_engine, make_sessionmaker, migrate, transaction
+from storage.models import AuditChain, AuditEvent
+from tests.conftest import at, notification
+from tests.fakes import api_client, make_container
+from worker import services
+from worker.cli import main
+from worker.services.audit import audit
+from worker.wiring import Container
+
+START = at("2026-04-17T09:00:00-04:00")
+
+
+@pytest.fixture
+def c(tmp_path: Path, database_url: str) -> Iterator[Container]:
+    container, _clock, _fax, _d = make_container(tmp_path, START, database_url)
+    yield container
+    container.close()
+
+
+def _write(c: Container, n: int, kind: str = "test.event") -> None:
+    with transaction(c.sessions) as s:
+        for i in range(n):
+            audit(s, START + timedelta(seconds=i), kind, None, i=i, what=("a", 1))
+
+
+def _sql(c: Container, statement: str, **params: object) -> None:
+    with c.engine.begin() as conn:  # below the ORM: its append-only guard does not apply
+        conn.execute(text(statement), params)
+
+
+def test_real_work_leaves_an_intact_chain(c: Container) -> None:
+    """Intake, cancel and key events chain from the genesis hash; the head row is the last."""
+    services.intake(c, notification())
+    services.intake(c, notification(notification_id="OPP-2"))
+    with transaction(c.sessions) as s:
+        case_id = s.scalars(
+            select(AuditEvent.case_id).where(AuditEvent.case_id.is_not(None))
+        ).first()
+    assert case_id and services.cancel_case(c, case_id, "withdrawn")
+    check = verify_chain(c.sessions)
+    assert check.ok, check.describe()
+    with transaction(c.sessions) as s:
+        events = list(s.scalars(select(AuditEvent).order_by(AuditEvent.seq)))
+        head = s.get(AuditChain, 1)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1)) and len(events) >= 5
+    assert events[0].prev_hash == GENESIS
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(events))
+    assert head is not None and (head.seq, head.hash) == (events[-1].seq, events[-1].hash)
+    assert (check.events, check.head_hash) == (len(events), head.hash)
+
+
+def test_a_rolled_back_transaction_leaves_no_event_behind(c: Container) -> None:
+    """Events queued in a transaction that rolls back are never sealed, then or later."""
+    s = c.sessions()
+    audit(s, START, "lost", None)
+    s.rollback()
+    s.commit()
+    s.close()
+    _write(c, 1)
+    with transaction(c.sessions) as s2:
+        assert list(s2.scalars(select(AuditEvent.kind))) == ["test.event"]
+    assert verify_chain(c.sessions).ok
+
+
+def test_concurrent_writers_make_one_chain(c: Container) -> None:
+    """Eight threads appending at once (separate transactions) leave one contiguous chain."""
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def writer(k: int) -> None:
+        try:
+            barrier.wait()
+            for _ in range(10):
+                _write(c, 3, kind=f"writer.{k}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    check = verify_chain(c.sessions)
+    assert check.ok, check.describe()
+    assert check.events == check.head_seq == 8 * 10 * 3
+
+
+@pytest.mark.parametrize("damage", ["edit", "delete", "truncate", "unchained"])
+def test_tampering_is_found_and_the_first_broken_event_named(c: Container, damage: str) -> None:
+    """An edited detail, a deleted middle row, a cut tail and a row slipped in without a hash
+    are each reported; the report names the first broken event."""
+    _write(c, 6)
+    with transaction(c.sessions) as s:
+        third = s.scalars(select(AuditEvent).where(AuditEvent.seq == 3)).one()
+    if damage == "edit":
+        _sql(c, "UPDATE audit_events SET kind = 'forged' WHERE id = :i", i=third.id)
+        expected, reason = 3, "altered"
+    elif damage == "delete":
+        _sql(c, "DELETE FROM audit_events WHERE id = :i", i=third.id)
+        expected, reason = 4, "missing"
+    elif damage == "truncate":
+        _sql(c, "DELETE FROM audit_events WHERE seq = 6")
+        expected, reason = None, "head"
+    else:
+        _sql(
+            c,
+            "INSERT INTO audit_events (case_id, at, kind, detail) VALUES (NULL, :at, 'x', '{}')",
+            at=datetime(2026, 4, 17, tzinfo=UTC).replace(tzinfo=None),
+        )
+        expected, reason = None, "no chain hash"
+    check = verify_chain(c.sessions)
+    assert not check.ok
+    assert check.broken_seq == expected
+    assert reason in check.describe()
+
+
+def test_event_hash_covers_every_field() -> None:
+    """Changing any one hashed field changes the hash."""
+    base = (1, GENESIS, "case", START, "k", {"a": 1})
+    h = event_hash(*base)
+    for i, other in enumerate(
+        (2, "1" * 64, "other", START + timedelta(microseconds=1), "j", {"a": 2})
+    ):
+        changed = list(base)
+        changed[i] = other
+        assert event_hash(*changed) != h  # type: ignore[arg-type]
+
+
+def test_audit_verify_cli_exits_0_then_1_naming_the_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`goodfaith audit verify`: 0 and the head on an intact trail; after one row is edited,
+    1 and one line naming that event's seq, id and kind."""
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    monkeypatch.setenv("GOODFAITH_DATABASE_URL", url)
+    get_settings.cache_clear()
+    engine = make_engine(url)
+    try:
+        migrate(engine)
+        sessions = make_sessionmaker(engine)
+        with transaction(sessions) as s:
+            for i in range(4):
+                audit(s, START, f"kind.{i}", None, i=i)
+        ok = CliRunner().invoke(main, ["audit", "verify"])
+        assert ok.exit_code == 0 and "intact: 4 events" in ok.stdout
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE audit_events SET detail = '{\"i\": 9}' WHERE seq = 2"))
+        bad = CliRunner().invoke(main, ["audit", "verify"])
+        assert bad.exit_code == 1
+        assert bad.stderr.count("\n") == 1
+        assert "broken at event seq 2" in bad.stderr and "kind.1" in bad.stderr
+    finally:
+        engine.dispose()
+        get_settings.cache_clear()
+
+
+def test_exports_carry_the_chain_head(c: Container) -> None:
+    """The JSON export and the CSV export's header carry the head the rows are as new as."""
+    client = api_client(c, "compliance")
+    services.intake(c, notification())
+    head = verify_chain(c.sessions)
+    as_json = client.get("/v1/exports/attempts").json()
+    assert as_json["audit_chain_head"] == {"seq": head.head_seq, "hash": head.head_hash}
+    as_csv = client.get("/v1/exports/attempts", params={"format": "csv"})
+    assert as_csv.headers["goodfaith-audit-chain-head"] == f"{head.head_seq}:{head.head_hash}"
+    verified = client.get("/v1/audit/verify").json()
+    assert verified["ok"] is True and verified["head_hash"] == head.head_hash
+    client.close()
