@@ -111,12 +111,12 @@ def test_unknown_fhir_vendor_and_agency_transport_are_clear_errors(
     with pytest.raises(ValidationError, match=r"GOODFAITH_FHIR__VENDOR='epic'.*known: cdex"):
         Settings()
     monkeypatch.delenv("GOODFAITH_FHIR__VENDOR")
-    agencies = {"agency-a": {"name": "A", "submit_url": "https://a.example", "transport": "sftp"}}
+    agencies = {"agency-a": {"name": "A", "submit_url": "https://a.example", "transport": "as2"}}
     monkeypatch.setenv("GOODFAITH_AGENCIES", json.dumps(agencies))
     with pytest.raises(ValidationError) as info:
         Settings()
-    assert "GOODFAITH_AGENCIES['agency-a'].transport='sftp'" in str(info.value)
-    assert "known: https" in str(info.value)
+    assert "GOODFAITH_AGENCIES['agency-a'].transport='as2'" in str(info.value)
+    assert "known: https, sftp" in str(info.value)
 
 
 def test_agency_settings_default_to_https_with_credentials_as_secrets(
