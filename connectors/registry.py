@@ -3,6 +3,7 @@
 One table per port, each entry ``name → Vendor(settings model, factory)``::
 
     FAX_VENDORS        GOODFAITH_FAX__VENDOR          "telnyx"  → TelnyxSettings, TelnyxFax
+                                                      "sinch"   → SinchSettings, SinchFax
     FHIR_VENDORS       GOODFAITH_FHIR__VENDOR         "cdex"    → FhirSettings, CDexTaskRequester
     AGENCY_TRANSPORTS  GOODFAITH_AGENCIES[id].transport  "https" → AgencySettings,
                                                                    HttpsAgencyDeliverer
@@ -44,6 +45,7 @@ from connectors.base import (
 )
 from connectors.delivery.https import AgencyCredentials, HttpsAgencyDeliverer
 from connectors.delivery.sftp import SftpAgencyDeliverer, SftpAgencySettings
+from connectors.fax.sinch import SinchFax, SinchSettings
 from connectors.fax.telnyx import TelnyxFax, TelnyxSettings
 from connectors.fhir.cdex import CDexTaskRequester
 from connectors.retry import RetryingFactory
@@ -124,6 +126,22 @@ def _telnyx(s: TelnyxSettings, ctx: BuildContext) -> TelnyxFax:
     )
 
 
+def _sinch(s: SinchSettings, ctx: BuildContext) -> SinchFax:
+    return SinchFax(
+        ctx.http,
+        project_id=s.project_id,
+        key_id=s.key_id,
+        key_secret=s.key_secret,
+        from_number=s.from_number,
+        webhook_url=ctx.webhook_url(SinchFax.vendor),
+        webhook_username=s.webhook_username,
+        webhook_password=s.webhook_password,
+        base_url=s.api_base,
+        retrying=ctx.retrying,
+        clock=ctx.clock,
+    )
+
+
 def _cdex(s: FhirSettings, ctx: BuildContext) -> CDexTaskRequester:
     return CDexTaskRequester(
         ctx.http,
@@ -158,6 +176,7 @@ def _credentials(a: AgencySettings) -> AgencyCredentials:
 
 FAX_VENDORS: dict[str, Vendor[Any, FaxChannel]] = {
     "telnyx": Vendor(TelnyxSettings, _telnyx),
+    "sinch": Vendor(SinchSettings, _sinch),
 }
 FHIR_VENDORS: dict[str, Vendor[Any, RecordsRequester]] = {
     "cdex": Vendor(FhirSettings, _cdex),

@@ -27,6 +27,7 @@ from simulator.cdex import CDexFarSide
 from simulator.events import EventHeap
 from simulator.providers import ProviderBehaviour, Providers
 from simulator.serving import repeat_in_thread
+from simulator.sinch import SinchFarSide
 from simulator.telnyx import TelnyxFarSide
 from worker.domain.clock import Clock
 
@@ -36,6 +37,7 @@ log = structlog.get_logger(__name__)
 
 FAR_SIDES: tuple[type[FarSide], ...] = (
     TelnyxFarSide,  # /v2/faxes, /v2/media/{id}: the fax carrier
+    SinchFarSide,  # /v3/projects/{projectId}/faxes: the other fax carrier (Sinch Fax API v3)
     CDexFarSide,  # /fhir/Task: the providers' FHIR server
     AgencyFarSide,  # /agency/{id}/submissions: external review agencies
 )

@@ -33,15 +33,18 @@ def _short_path(path: str) -> str:
         return path
 
 
-def run_and_show(scenario: Any, json_path: str | None, workdir: Path, quiet: bool) -> int:
+def run_and_show(
+    scenario: Any, json_path: str | None, workdir: Path, quiet: bool, fax_vendor: str = "telnyx"
+) -> int:
     """Run ``scenario`` with a live progress view (rich on a terminal, plain lines otherwise),
-    print the table of cases, write the JSON report; 0 when every case was on time."""
+    print the table of cases, write the JSON report; 0 when every case was on time.
+    ``fax_vendor`` names the fax vendor of the run (simulator.driver.SIM_FAX_VENDORS)."""
     from rich.console import Console
     from rich.live import Live
     from rich.table import Table
 
     from config.jurisdictions import get_jurisdiction
-    from simulator.driver import Progress, run_simulation
+    from simulator.driver import SIM_FAX_VENDORS, Progress, run_simulation
 
     err = Console(stderr=True)
     out = Console() if Console().is_terminal else Console(width=160)
@@ -88,6 +91,7 @@ def run_and_show(scenario: Any, json_path: str | None, workdir: Path, quiet: boo
             redis_url=get_settings().redis_url,
             progress=progress,
             progress_interval_s=0.25 if err.is_terminal else 2.0,
+            fax=SIM_FAX_VENDORS[fax_vendor],
         )
     finally:
         if live is not None:

@@ -54,7 +54,17 @@ def demo(cases: int, json_path: str | None, workdir: str | None, quiet: bool) ->
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="write the report here")
 @click.option("--workdir", type=click.Path(file_okay=False))
 @click.option("--quiet", is_flag=True)
-def simulate(scenario_path: str, json_path: str | None, workdir: str | None, quiet: bool) -> None:
+@click.option(
+    "--fax-vendor",
+    type=click.Choice(["telnyx", "sinch"]),
+    default="telnyx",
+    show_default=True,
+    envvar="GOODFAITH_FAX__VENDOR",
+    help="the fax vendor whose API the run's faxes go through (served by the simulator)",
+)
+def simulate(
+    scenario_path: str, json_path: str | None, workdir: str | None, quiet: bool, fax_vendor: str
+) -> None:
     """Run SCENARIO_PATH through the real pipeline on a virtual clock."""
     from simulator.console import run_and_show
     from simulator.scenario import ScenarioError, load_scenario
@@ -67,7 +77,7 @@ def simulate(scenario_path: str, json_path: str | None, workdir: str | None, qui
     folder = (
         Path(workdir) if workdir else Path("var/runs") / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     )
-    code = run_and_show(scenario, json_path, folder.resolve(), quiet)
+    code = run_and_show(scenario, json_path, folder.resolve(), quiet, fax_vendor)
     sys.exit(0 if json_path or code == 0 else code)
 
 

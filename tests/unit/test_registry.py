@@ -94,13 +94,13 @@ def test_existing_telnyx_env_vars_still_work(monkeypatch: pytest.MonkeyPatch) ->
 def test_unknown_fax_vendor_names_the_setting_and_the_known_vendors(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """GOODFAITH_FAX__VENDOR=sinch (unregistered) fails at start-up, saying what to set."""
-    monkeypatch.setenv("GOODFAITH_FAX__VENDOR", "sinch")
+    """GOODFAITH_FAX__VENDOR=vonage (unregistered) fails at start-up, saying what to set."""
+    monkeypatch.setenv("GOODFAITH_FAX__VENDOR", "vonage")
     with pytest.raises(ValidationError) as info:
         Settings()
     message = str(info.value)
-    assert "GOODFAITH_FAX__VENDOR='sinch'" in message
-    assert "known: telnyx" in message and "connectors/registry.py" in message
+    assert "GOODFAITH_FAX__VENDOR='vonage'" in message
+    assert "known: sinch, telnyx" in message and "connectors/registry.py" in message
 
 
 def test_unknown_fhir_vendor_and_agency_transport_are_clear_errors(
