@@ -24,6 +24,7 @@ from storage.db import transaction
 from storage.models import Attempt, Case, Delivery, InboundItem, RecordRequest, UTCDateTime
 from worker.commands import (
     AssemblePacket,
+    CancelAttempt,
     Command,
     DeliverPacket,
     IngestInbound,
@@ -80,6 +81,7 @@ TIMERS: tuple[Timer, ...] = (
     ),
     Timer("redial", Attempt, Attempt.redial_at, true(), SendAttempt, Attempt.case_id),
     Timer("poll", Attempt, Attempt.poll_at, true(), PollTask, Attempt.case_id),
+    Timer("cancel", Attempt, Attempt.cancel_at, true(), CancelAttempt, Attempt.case_id),
     Timer(
         "check",
         Attempt,

@@ -9,7 +9,7 @@
 - ``inbox``: documents that matched no request, assigned by ops (audited)
 - ``packet``: close what is open at the cutoff, build the packet, queue its delivery
 - ``delivery``: upload to the agency; transient failures retry on a timer
-- ``cancel``: withdrawal or reversal
+- ``cancel``: withdrawal or reversal; open FHIR Tasks withdrawn at the far side
 - ``closing``: closing a request (shared by inbound, packet and cancel)
 - ``watchdog``: overdue cases driven again and flagged (the scheduler runs it every tick)
 - ``deadletters``: messages dramatiq gave up on, recorded, flagged and retried by ops
@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from connectors.base import FaxReceivedEvent, FaxStatusEvent
 from worker.commands import (
     AssemblePacket,
+    CancelAttempt,
     Command,
     DeliverPacket,
     IngestInbound,
@@ -67,6 +68,7 @@ HANDLERS: dict[type, Callable[..., list[Command]]] = {
     PlanOutreach: outreach.plan_outreach,
     SendAttempt: outreach.send_attempt,
     PollTask: inbound.poll_task,
+    CancelAttempt: cancel.cancel_attempt,
     ReconcileAttempt: reconcile.reconcile_attempt,
     IngestInbound: inbound.ingest_inbound,
     AssemblePacket: packet.assemble_packet,
@@ -110,8 +112,11 @@ def assign_document(
 
 
 def cancel_case(c: Container, case_id: str, reason: str) -> bool:
-    """Withdrawal or insurer reversal; False when the case is unknown or already closed."""
-    return call(cancel.cancel_case, c, case_id, reason)
+    """Withdrawal or insurer reversal; False when the case is unknown or already closed. What
+    is still open at the far side (FHIR Tasks) is withdrawn there next."""
+    cancelled, follow = call(cancel.cancel_case, c, case_id, reason)
+    c.dispatcher.enqueue(follow)
+    return cancelled
 
 
 def record_dead_letter(
