@@ -8,6 +8,9 @@ delivered then), and at +reply_delay either ``completed`` with a contained Docum
 (base64 PDF) or ``rejected`` with statusReason "no records". Task states are evaluated lazily
 from the clock on every read and before events fire (:meth:`CDexFarSide.advance`).
 
+A provider's ``fhir`` behaviour: ``rejects`` / ``fails`` turn its Tasks ``rejected`` / ``failed``
+when it would accept them (not counted, never answered); ``down`` answers 503 to a new Task.
+
 A Task the requester cancels (status ``cancelled``, while unfinished) is never answered: the
 provider does not count it, and a reply it had scheduled does not come.
 
@@ -76,6 +79,7 @@ class _Task:
     document: bytes | None = None
     version: int = 1
     cancelled: str | None = None  # the requester's statusReason text, once it cancelled
+    refused: Literal["rejected", "failed"] | None = None  # the provider's "fhir" behaviour
 
 
 class CDexFarSide(FarSide):
@@ -138,6 +142,10 @@ class CDexFarSide(FarSide):
                 task.accepted = True
                 task.version += 1
                 behaviour = providers.behaviour(task.provider_id)
+                if behaviour.fhir in ("rejects", "fails"):
+                    task.refused = "rejected" if behaviour.fhir == "rejects" else "failed"
+                    log.info("sim.task_refused", task_id=task.id, status=task.refused)
+                    continue  # never reached the records office: not counted, not answered
                 ref = next(
                     (
                         str(i.get("value"))
@@ -184,7 +192,9 @@ class CDexFarSide(FarSide):
             if existing is not None:
                 task = self._tasks[existing]
                 return self._task_response(task, now, status=200)
-            provider_id, _ = self.ctx.providers.lookup(npi)
+            provider_id, behaviour = self.ctx.providers.lookup(npi)
+            if behaviour.fhir == "down":
+                return _outcome(503, "transient", "the FHIR server is unavailable")
             task_id = uuid.uuid4().hex
             resource = dict(body)
             resource["id"] = task_id
@@ -222,6 +232,13 @@ class CDexFarSide(FarSide):
             resource["statusReason"] = {"text": task.cancelled}
         elif not task.accepted:
             resource["status"] = "requested"
+        elif task.refused is not None:
+            resource["status"] = task.refused
+            resource["statusReason"] = {
+                "text": "request not accepted"
+                if task.refused == "rejected"
+                else "processing error at the provider"
+            }
         elif task.complete_at is None or now < task.complete_at:
             resource["status"] = "in-progress"
         elif task.reply == "no_records":

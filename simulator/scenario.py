@@ -56,6 +56,7 @@ class _ProviderSpec(BaseModel):
     reply_delay_minutes: float = Field(default=60, ge=0)
     pages: int = Field(default=5, ge=1, le=5000)
     fax: Literal["ok", "busy"] = "ok"
+    fhir: Literal["ok", "rejects", "fails", "down"] = "ok"
     reply: Literal["records", "no_records"] = "records"
     document: str | None = None
 
@@ -105,6 +106,7 @@ def parse_scenario(data: Any, base_dir: Path | None = None) -> Scenario:
             reply_delay_minutes=p.reply_delay_minutes,
             pages=p.pages,
             fax=p.fax,
+            fhir=p.fhir,
             reply=p.reply,
             document=doc,
         )
