@@ -66,6 +66,9 @@ class Simulator:
     with ``seed``), so that our status checks are exercised. ``honour_idempotency_keys=False``
     makes the fax API create a new fax for every request, as a vendor without idempotency
     keys would: a repeated send then shows as a duplicate fax (``bench/chaos.py`` counts them).
+    ``duplicate_webhooks`` and ``throttle`` (shares, seeded): callbacks delivered twice (the
+    second after later ones) and API requests refused with 429 + ``Retry-After``, by the far
+    sides that support them (simulator/sinch.py).
     """
 
     def __init__(
@@ -83,11 +86,15 @@ class Simulator:
         provider_names: Mapping[str, str] | None = None,
         far_sides: Sequence[type[FarSide]] = FAR_SIDES,
         drop_webhooks: float = 0.0,
+        duplicate_webhooks: float = 0.0,
+        throttle: float = 0.0,
         seed: int = 0,
         honour_idempotency_keys: bool = True,
     ) -> None:
         if not 0.0 <= drop_webhooks <= 1.0:
             raise ValueError("drop_webhooks is a share between 0 and 1 (e.g. 0.2)")
+        if not (0.0 <= duplicate_webhooks <= 1.0 and 0.0 <= throttle <= 1.0):
+            raise ValueError("duplicate_webhooks and throttle are shares between 0 and 1")
         self._events = EventHeap()
         self._providers = Providers(
             behaviours=behaviours,
@@ -105,6 +112,8 @@ class Simulator:
             signing_key=signing_key,
             carrier_fax_number=carrier_fax_number,
             drop_webhooks=drop_webhooks,
+            duplicate_webhooks=duplicate_webhooks,
+            throttle=throttle,
             seed=seed,
             honour_idempotency_keys=honour_idempotency_keys,
         )

@@ -226,6 +226,8 @@ def _start(
         provider_names=book.names,
         far_sides=far_sides,
         drop_webhooks=scenario.drop_webhooks,
+        duplicate_webhooks=scenario.duplicate_webhooks,
+        throttle=scenario.throttle,
     )
     _, stop_sim = run_in_thread(simulator.app, port=sim_port)
     stops.append(stop_sim)

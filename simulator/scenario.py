@@ -8,12 +8,14 @@ Scenario file (JSON)::
      "providers": {"prov-1": {"respond_after_attempts": 1, "reply_delay_minutes": 90, "pages": 12},
                    "prov-2": {"respond_after_attempts": null}, ...},
      "until": "2026-04-24T18:00:00-04:00",
-     "drop_webhooks": 0.2}
+     "drop_webhooks": 0.2, "duplicate_webhooks": 0.2, "throttle": 0.1}
 
 ``start`` and ``until`` are ISO-8601 instants with an offset; ``until`` defaults to ``start``
 plus :data:`DEFAULT_HORIZON` (14 calendar days). ``drop_webhooks`` (optional, 0–1) is the share
 of outbound fax status webhooks the simulated carrier loses (seeded), to exercise our status
-checks. Each provider key is a
+checks. ``duplicate_webhooks`` and ``throttle`` (optional, 0–1): callbacks delivered twice and
+fax API requests answered 429 with ``Retry-After``, by the far sides that support them (Sinch).
+Each provider key is a
 :class:`~simulator.providers.ProviderBehaviour` field; a relative ``document`` path is read from
 the scenario file's folder. Unknown keys are refused by name.
 """
@@ -68,6 +70,8 @@ class _ScenarioSpec(BaseModel):
     providers: dict[str, _ProviderSpec] = Field(default_factory=dict)
     until: AwareDatetime | None = None
     drop_webhooks: float = Field(default=0.0, ge=0, le=1)
+    duplicate_webhooks: float = Field(default=0.0, ge=0, le=1)
+    throttle: float = Field(default=0.0, ge=0, le=1)
 
 
 @dataclass
@@ -79,6 +83,8 @@ class Scenario:
     providers: dict[str, ProviderBehaviour]
     until: datetime
     drop_webhooks: float = 0.0  # share of outbound fax status webhooks the carrier loses
+    duplicate_webhooks: float = 0.0  # share of callbacks delivered twice (Sinch far side)
+    throttle: float = 0.0  # share of fax API requests answered 429 (Sinch far side)
 
 
 def parse_scenario(data: Any, base_dir: Path | None = None) -> Scenario:
@@ -113,7 +119,15 @@ def parse_scenario(data: Any, base_dir: Path | None = None) -> Scenario:
     until = spec.until or spec.start + DEFAULT_HORIZON
     if until <= spec.start:
         raise ScenarioError("until: must be after start")
-    return Scenario(spec.start, spec.notifications, providers, until, spec.drop_webhooks)
+    return Scenario(
+        spec.start,
+        spec.notifications,
+        providers,
+        until,
+        spec.drop_webhooks,
+        spec.duplicate_webhooks,
+        spec.throttle,
+    )
 
 
 def load_scenario(path: Path) -> Scenario:

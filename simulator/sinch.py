@@ -15,7 +15,10 @@ Outbound fax sent at t (Sinch has no idempotency key: every request is a new fax
     +reply   INCOMING_FAX (multipart/form-data: event, eventTime, fax as JSON, file as PDF)
 
 A callback our side refuses (exception or non-2xx) is retried on the next firing, as Sinch
-retries. With ``drop_webhooks`` (a share, seeded) an outbound fax's callback is lost outright.
+retries. With ``drop_webhooks`` (a share, seeded) an outbound fax's callback is lost outright;
+with ``duplicate_webhooks`` a delivered callback comes again a minute later (after later ones:
+out of order); with ``throttle`` API requests are refused with 429 and ``Retry-After: 1``
+before anything is done.
 The API accepts any Basic credentials but none (401): the far side does not know our key.
 The incoming-fax URL is ``Context.webhook_url`` with :data:`INCOMING_USERNAME` /
 :data:`INCOMING_PASSWORD` as its credentials: a run's settings use the same pair.
@@ -57,6 +60,7 @@ _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 _TO_IN_PROGRESS = timedelta(seconds=30)
 _TO_BUSY = timedelta(minutes=1)
 _TO_DONE = timedelta(minutes=2)
+_DUPLICATE_AFTER = timedelta(minutes=1)  # a duplicated callback comes again this much later
 
 
 def _error(status: int, grpc: str, message: str, field_name: str | None = None) -> JSONResponse:
@@ -156,6 +160,7 @@ class _Callback:
     url: str
     as_json: bool
     attempts: int = 0
+    duplicate: bool = False  # a second delivery of a callback already delivered
 
     def fire(self, due: datetime, now: datetime) -> Fired:
         return self.side.post_callback(self, now)
@@ -179,7 +184,10 @@ class SinchFarSide(FarSide):
         self._lock = threading.Lock()
         self._faxes: dict[str, _Fax] = {}
         self._drops = random.Random(ctx.seed + 1)
+        self._chance = random.Random(ctx.seed + 2)  # duplicates and throttling
         self.dropped: list[str] = []
+        self.throttled = 0  # requests answered 429
+        self.duplicated = 0  # callbacks delivered a second time
         self.requests = 0  # fax requests taken (each one a fax: Sinch has no idempotency key)
 
     def labels(self) -> list[dict[str, str]]:
@@ -193,24 +201,36 @@ class SinchFarSide(FarSide):
 
         @router.post(base)
         async def send_fax(project_id: str, request: Request) -> Response:
-            return self._send(project_id, request, await request.body())
+            return self._throttled() or self._send(project_id, request, await request.body())
 
         @router.get(base)
         async def list_faxes(project_id: str, request: Request) -> Response:
-            return self._list(project_id, request)
+            return self._throttled() or self._list(project_id, request)
 
         @router.get(base + "/{fax_id}")
         async def get_fax(project_id: str, fax_id: str, request: Request) -> Response:
-            return self._get(project_id, fax_id, request)
+            return self._throttled() or self._get(project_id, fax_id, request)
 
         @router.get(base + "/{fax_id}/file")
         @router.get(base + "/{fax_id}/file.pdf")
         async def get_file(project_id: str, fax_id: str, request: Request) -> Response:
-            return self._file(project_id, fax_id, request)
+            return self._throttled() or self._file(project_id, fax_id, request)
 
         return router
 
     # --- API -------------------------------------------------------------------------------
+
+    def _throttled(self) -> Response | None:
+        """429 with ``Retry-After`` for a ``throttle`` share of requests (nothing is done)."""
+        if self.ctx.throttle <= 0:
+            return None
+        with self._lock:
+            if self._chance.random() >= self.ctx.throttle:
+                return None
+            self.throttled += 1
+        response = _error(429, "RESOURCE_EXHAUSTED", "Too many requests")
+        response.headers["Retry-After"] = "1"
+        return response
 
     def _send(self, project_id: str, request: Request, raw: bytes) -> Response:
         if not _authorised(request):
@@ -386,7 +406,7 @@ class SinchFarSide(FarSide):
     def post_callback(self, item: _Callback, now: datetime) -> Fired:
         with self._lock:
             fax = self._faxes[item.fax_id]
-        if item.attempts == 0 and self._lose(item):
+        if item.attempts == 0 and not item.duplicate and self._lose(item):
             return Fired.DONE
         item.attempts += 1
         event = {"event": item.event, "eventTime": iso(now), "fax": fax.resource(now)}
@@ -411,7 +431,19 @@ class SinchFarSide(FarSide):
             log.info("sim.webhook_failed", fax_id=fax.id, status=response.status_code)
             return Fired.RETRY
         self.ctx.record_webhook(event)
+        if not item.duplicate and self._duplicate():
+            again = _Callback(self, item.fax_id, item.event, item.url, item.as_json, duplicate=True)
+            self.ctx.events.push(now + _DUPLICATE_AFTER, again)
         return Fired.DELIVERED
+
+    def _duplicate(self) -> bool:
+        if self.ctx.duplicate_webhooks <= 0:
+            return False
+        with self._lock:
+            if self._chance.random() >= self.ctx.duplicate_webhooks:
+                return False
+            self.duplicated += 1
+        return True
 
     def _lose(self, item: _Callback) -> bool:
         if self.ctx.drop_webhooks <= 0 or item.event != "FAX_COMPLETED":

@@ -62,6 +62,8 @@ def _scenario() -> dict[str, Any]:
             "vendor-9": {"respond_after_attempts": 1, "pages": 6},
         },
         "drop_webhooks": 0.3,
+        "duplicate_webhooks": 0.5,
+        "throttle": 0.1,
         "until": "2026-04-24T18:00:00-04:00",
     }
 
@@ -70,7 +72,8 @@ def test_simulate_runs_end_to_end_on_sinch(tmp_path: Path, redis_url: str) -> No
     """Both cases are delivered on time; every attempt went through Sinch; prov-1's records came
     back as an INCOMING_FAX and were accepted; prov-3's busy line was redialled and escalated to
     its designee, whose records came back; the silent provider got three attempts, though a
-    share of Sinch's callbacks was lost."""
+    share of Sinch's callbacks was lost, half were delivered twice and a tenth of its API
+    requests were answered 429."""
     scenario = tmp_path / "scenario.json"
     scenario.write_text(json.dumps(_scenario()))
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOODFAITH_")}

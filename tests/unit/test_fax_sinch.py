@@ -357,8 +357,9 @@ def _recorded() -> Iterator[FarSide]:
     yield FarSide(make_fax(handler), finish, reads_reference=True)
 
 
-def _simulated() -> Iterator[FarSide]:
-    """The simulator's Sinch far side, on a virtual clock, posting callbacks to our side."""
+def _simulated(**failures: float) -> Iterator[FarSide]:
+    """The simulator's Sinch far side, on a virtual clock, posting callbacks to our side;
+    ``failures``: the simulator's ``duplicate_webhooks`` / ``throttle`` / ``drop_webhooks``."""
     clock = VirtualClock(START)
     carrier = Carrier()
     carrier.letters["GF-OOOO0001.pdf"] = letter("GF-OOOO0001")
@@ -373,6 +374,7 @@ def _simulated() -> Iterator[FarSide]:
         directory={OK_FAX: "ok-clinic", BUSY_FAX: "busy-clinic"},
         http=http,
         public_base_url="http://testserver",
+        **failures,  # type: ignore[arg-type]
     )
     with asgi_client(sim.app) as client:
         fax = SinchFax(
@@ -460,3 +462,33 @@ def test_simulated_busy_line_fails_retryably(simulated: FarSide) -> None:
     )
     sim = far.extra["sim"]
     assert sim.far_side(SinchFarSide).labels() == [{KEY_LABEL: "att-9"}]
+
+
+@pytest.fixture
+def unruly() -> Iterator[FarSide]:
+    yield from _simulated(duplicate_webhooks=1.0, throttle=0.4)
+
+
+def test_throttling_and_duplicate_callbacks_change_nothing(unruly: FarSide) -> None:
+    """Sinch's far side answering 429 (Retry-After) to some requests and delivering every
+    callback twice a minute apart: the send is retried without a second fax,
+    and each duplicate decodes to the same event id (deduped downstream)."""
+    far = unruly
+    receipt = far.fax.send(fax_request())
+    callbacks = far.finish()
+    events = [far.fax.parse_webhook(body, headers) for body, headers in callbacks]
+    assert len(events) == 4  # FAX_COMPLETED and INCOMING_FAX, each twice
+    assert [type(e).__name__ for e in events] == [
+        "FaxStatusEvent",
+        "FaxStatusEvent",
+        "FaxReceivedEvent",
+        "FaxReceivedEvent",
+    ]
+    assert len({e.event_id for e in events if e is not None}) == 2
+    side = far.extra["sim"].far_side(SinchFarSide)
+    assert side.duplicated == 2
+    assert side.labels() == [{KEY_LABEL: "att-9"}]  # one fax, whatever was retried
+    for _ in range(6):  # reads are throttled too, and retried
+        polled = far.fax.status(receipt.external_id)
+        assert polled is not None and polled.outcome is AttemptOutcome.DELIVERED
+    assert side.throttled > 0
