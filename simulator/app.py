@@ -67,8 +67,8 @@ class Simulator:
     makes the fax API create a new fax for every request, as a vendor without idempotency
     keys would: a repeated send then shows as a duplicate fax (``bench/chaos.py`` counts them).
     ``duplicate_webhooks`` and ``throttle`` (shares, seeded): callbacks delivered twice (the
-    second after later ones) and API requests refused with 429 + ``Retry-After``, by the far
-    sides that support them (simulator/sinch.py).
+    second after later ones; Telnyx's and Sinch's far sides) and API requests refused with 429
+    + ``Retry-After`` (Sinch's).
     """
 
     def __init__(

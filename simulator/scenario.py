@@ -14,7 +14,7 @@ Scenario file (JSON)::
 plus :data:`DEFAULT_HORIZON` (14 calendar days). ``drop_webhooks`` (optional, 0–1) is the share
 of outbound fax status webhooks the simulated carrier loses (seeded), to exercise our status
 checks. ``duplicate_webhooks`` and ``throttle`` (optional, 0–1): callbacks delivered twice and
-fax API requests answered 429 with ``Retry-After``, by the far sides that support them (Sinch).
+fax API requests answered 429 with ``Retry-After`` (duplicates: Telnyx and Sinch; 429: Sinch).
 Each provider key is a
 :class:`~simulator.providers.ProviderBehaviour` field; a relative ``document`` path is read from
 the scenario file's folder. Unknown keys are refused by name.
@@ -83,7 +83,7 @@ class Scenario:
     providers: dict[str, ProviderBehaviour]
     until: datetime
     drop_webhooks: float = 0.0  # share of outbound fax status webhooks the carrier loses
-    duplicate_webhooks: float = 0.0  # share of callbacks delivered twice (Sinch far side)
+    duplicate_webhooks: float = 0.0  # share of callbacks delivered twice (Telnyx, Sinch)
     throttle: float = 0.0  # share of fax API requests answered 429 (Sinch far side)
 
 

@@ -31,7 +31,8 @@ def test_fhir_refusals_escalate_to_fax_and_a_working_server_answers(
 ) -> None:
     """prov-rej rejects Tasks, prov-fail fails them, prov-down's server is down: each first
     attempt goes over FHIR and fails, the next goes by fax and their records come back by fax.
-    prov-ok answers its Task over FHIR. The case is delivered on time."""
+    prov-ok answers its Task over FHIR. Half of the fax webhooks come twice: no document is
+    taken twice. The case is delivered on time."""
     providers = [
         _provider("prov-rej", "1000000012", "+16175550111"),
         _provider("prov-fail", "1000000020", "+16175550112"),
@@ -55,6 +56,7 @@ def test_fhir_refusals_escalate_to_fax_and_a_working_server_answers(
                 "prov-ok": {"fhir": "ok", "reply_delay_minutes": 30, "pages": 4},
             },
             "until": "2026-04-24T18:00:00-04:00",
+            "duplicate_webhooks": 0.5,  # Telnyx delivers some webhooks twice
         }
     )
     result = run_simulation(scenario, workdir=tmp_path, redis_url=redis_url, threads=4)
@@ -68,6 +70,7 @@ def test_fhir_refusals_escalate_to_fax_and_a_working_server_answers(
         assert (first["channel"], first["outcome"]) == ("fhir", "failed"), pid
         assert (second["channel"], second["reason"]) == ("fax", "escalation"), pid
         assert r["status"] == "fulfilled", pid
+        assert len(r["documents"]) == 1, pid
     ok = requests["prov-ok"]
     assert [a["channel"] for a in ok["attempts"]] == ["fhir"]
     assert ok["status"] == "fulfilled"
