@@ -52,6 +52,7 @@ from worker.readmodels.export import (
     parse_bound,
     render_chunks,
 )
+from worker.readmodels.inbox import unmatched_content, unmatched_document, unmatched_documents
 from worker.readmodels.metrics import render_metrics
 from worker.readmodels.queues import QueueHealth
 from worker.readmodels.report import build_report
@@ -268,6 +269,7 @@ def create_app(
         )
 
     _dead_letter_routes(app, container, ops)
+    _inbox_routes(app, container, ops)
     _dashboard_routes(app)
     _key_routes(app, container, Depends(guard.require(Role.ADMIN)))
     return app
@@ -385,3 +387,53 @@ def _key_routes(app: FastAPI, container: Callable[[], Container], admin: Any) ->
         if done is None:
             raise HTTPException(status_code=404, detail="no such key")
         return {"id": key_id, "status": "revoked" if done else "already revoked"}
+
+
+def _inbox_routes(app: FastAPI, container: Callable[[], Container], ops: Any) -> None:
+    """Ops: the unmatched inbox. List the inbound documents no request owns, open one (details,
+    then its bytes), assign it to a request (``{"request": id or GF-reference, "by": who}``;
+    audited), after which it counts for that request."""
+
+    @app.get("/v1/inbox", dependencies=[ops])
+    def inbox(
+        limit: int = Query(100, ge=0, le=500), offset: int = Query(0, ge=0)
+    ) -> dict[str, Any]:
+        return unmatched_documents(container(), limit=limit, offset=offset)
+
+    @app.get("/v1/inbox/{document_id}", dependencies=[ops])
+    def inbox_document(document_id: str) -> dict[str, Any]:
+        found = unmatched_document(container(), document_id)
+        if found is None:
+            raise HTTPException(status_code=404, detail="no unmatched document by that id")
+        return found
+
+    @app.get("/v1/inbox/{document_id}/content", dependencies=[ops])
+    def inbox_content(document_id: str) -> Response:
+        data = unmatched_content(container(), document_id)
+        if data is None:
+            raise HTTPException(status_code=404, detail="no unmatched document by that id")
+        return Response(data, media_type="application/pdf")
+
+    @app.post("/v1/inbox/{document_id}/assign", dependencies=[ops])
+    async def inbox_assign(document_id: str, request: Request) -> dict[str, str]:
+        try:
+            payload = json.loads(await request.body())
+        except ValueError:
+            raise HTTPException(status_code=422, detail="body must be a JSON object") from None
+        target = payload.get("request") if isinstance(payload, dict) else None
+        by = payload.get("by") if isinstance(payload, dict) else None
+        if not isinstance(target, str) or not target or not isinstance(by, str) or not by:
+            raise HTTPException(
+                status_code=422,
+                detail='body must be {"request": "<request id or GF-reference>", "by": "<who>"}',
+            )
+        outcome = await run_in_threadpool(
+            services.assign_document, container(), document_id, target, by
+        )
+        if outcome is services.AssignOutcome.UNKNOWN_DOCUMENT:
+            raise HTTPException(status_code=404, detail="no document by that id")
+        if outcome is services.AssignOutcome.UNKNOWN_REQUEST:
+            raise HTTPException(status_code=404, detail="no request by that id or reference")
+        if outcome is services.AssignOutcome.ALREADY_ASSIGNED:
+            raise HTTPException(status_code=409, detail="document already belongs to a request")
+        return {"document_id": document_id, "status": outcome.value}

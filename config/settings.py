@@ -12,7 +12,8 @@ discriminated union whose members are the registered vendors' settings models::
     GOODFAITH_FAX__VENDOR=telnyx        (default) the rest of GOODFAITH_FAX__* is that
                                         vendor's model (connectors/fax/telnyx.py: TelnyxSettings)
     GOODFAITH_FHIR__VENDOR=cdex         (default) FhirSettings
-    GOODFAITH_AGENCIES[id].transport    "https" (default) AgencySettings
+    GOODFAITH_AGENCIES[id].transport    "https" (default) AgencySettings;
+                                        "sftp" SftpAgencySettings (connectors/delivery/sftp.py)
 
 An unknown name fails at start-up, naming the setting and the registered names.
 """
@@ -35,16 +36,22 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class AgencySettings(BaseModel):
-    """One external review agency, reached over ``transport`` (registry: AGENCY_TRANSPORTS).
+class AgencyTransportSettings(BaseModel):
+    """What every agency's settings share: its name and the ``transport`` that reaches it
+    (registry: AGENCY_TRANSPORTS). Each transport subclasses it with its own fields."""
+
+    name: str
+    transport: str = "https"
+
+
+class AgencySettings(AgencyTransportSettings):
+    """One external review agency reached over HTTPS (``transport="https"``, the default).
 
     Credentials are sent on every upload and never logged (``SecretStr`` prints as stars):
     either ``bearer_token`` (``Authorization: Bearer``) or ``basic_username`` +
     ``basic_password`` (``Authorization: Basic``), or neither.
     """
 
-    name: str
-    transport: str = "https"
     submit_url: str  # HTTPS endpoint that accepts packet uploads (multipart)
     bearer_token: SecretStr | None = None
     basic_username: str | None = None
@@ -136,7 +143,7 @@ class Settings(BaseSettings):
     carrier_name: str = "goodfaith Health Plan"
     #: the person or role who answers for the good-faith attestation (printed on it)
     attestation_responsible: str = "Director, Appeals and Grievances"
-    agencies: dict[str, SerializeAsAny[AgencySettings]] = Field(default_factory=dict)
+    agencies: dict[str, SerializeAsAny[AgencyTransportSettings]] = Field(default_factory=dict)
     fax: SerializeAsAny[FaxVendorSettings] = Field(default_factory=_default_fax)
     fhir: SerializeAsAny[FhirSettings] = Field(default_factory=FhirSettings)
     documents: DocumentSettings = Field(default_factory=DocumentSettings)

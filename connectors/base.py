@@ -112,6 +112,17 @@ class FindsSent(Protocol):
         ...
 
 
+@runtime_checkable
+class CancelsRequest(Protocol):
+    """A requester that can withdraw a request it sent (a case was withdrawn or reversed)."""
+
+    def cancel(self, external_id: str, reason: str) -> bool:
+        """Withdraw the request ``external_id`` at the far side, saying ``reason`` (no PHI).
+        True when it was withdrawn now; False when there was nothing left to withdraw (the
+        far side had finished it, or no longer knows it)."""
+        ...
+
+
 @dataclass(frozen=True)
 class InboundDocument:
     """A document that came back from a provider, before any checks."""

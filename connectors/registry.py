@@ -3,9 +3,12 @@
 One table per port, each entry ``name → Vendor(settings model, factory)``::
 
     FAX_VENDORS        GOODFAITH_FAX__VENDOR          "telnyx"  → TelnyxSettings, TelnyxFax
+                                                      "sinch"   → SinchSettings, SinchFax
     FHIR_VENDORS       GOODFAITH_FHIR__VENDOR         "cdex"    → FhirSettings, CDexTaskRequester
     AGENCY_TRANSPORTS  GOODFAITH_AGENCIES[id].transport  "https" → AgencySettings,
                                                                    HttpsAgencyDeliverer
+                                                         "sftp"  → SftpAgencySettings,
+                                                                   SftpAgencyDeliverer
 
 Adding a vendor: write its adapter (``connectors/fax/<name>.py``, satisfying ``FaxChannel``
 with ``vendor = "<name>"``) and its settings model (a ``FaxVendorSettings`` subclass with
@@ -26,7 +29,12 @@ from typing import Any, Generic, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from config.settings import AgencySettings, FaxVendorSettings, FhirSettings
+from config.settings import (
+    AgencySettings,
+    AgencyTransportSettings,
+    FaxVendorSettings,
+    FhirSettings,
+)
 from connectors.base import (
     AgencyNotConfigured,
     DeliveryReceipt,
@@ -36,6 +44,8 @@ from connectors.base import (
     RecordsRequester,
 )
 from connectors.delivery.https import AgencyCredentials, HttpsAgencyDeliverer
+from connectors.delivery.sftp import SftpAgencyDeliverer, SftpAgencySettings
+from connectors.fax.sinch import SinchFax, SinchSettings
 from connectors.fax.telnyx import TelnyxFax, TelnyxSettings
 from connectors.fhir.cdex import CDexTaskRequester
 from connectors.retry import RetryingFactory
@@ -119,6 +129,22 @@ def _telnyx(s: TelnyxSettings, ctx: BuildContext) -> TelnyxFax:
     )
 
 
+def _sinch(s: SinchSettings, ctx: BuildContext) -> SinchFax:
+    return SinchFax(
+        ctx.http,
+        project_id=s.project_id,
+        key_id=s.key_id,
+        key_secret=s.key_secret,
+        from_number=s.from_number,
+        webhook_url=ctx.webhook_url(SinchFax.vendor),
+        webhook_username=s.webhook_username,
+        webhook_password=s.webhook_password,
+        base_url=s.api_base,
+        retrying=ctx.retrying,
+        clock=ctx.clock,
+    )
+
+
 def _cdex(s: FhirSettings, ctx: BuildContext) -> CDexTaskRequester:
     return CDexTaskRequester(
         ctx.http,
@@ -137,6 +163,10 @@ def _https(agencies: Mapping[str, AgencySettings], ctx: BuildContext) -> HttpsAg
     )
 
 
+def _sftp(agencies: Mapping[str, SftpAgencySettings], ctx: BuildContext) -> SftpAgencyDeliverer:
+    return SftpAgencyDeliverer(agencies, retrying=ctx.retrying)
+
+
 def _credentials(a: AgencySettings) -> AgencyCredentials:
     return AgencyCredentials(
         bearer_token=a.bearer_token.get_secret_value() if a.bearer_token else None,
@@ -149,12 +179,14 @@ def _credentials(a: AgencySettings) -> AgencyCredentials:
 
 FAX_VENDORS: dict[str, Vendor[Any, FaxChannel]] = {
     "telnyx": Vendor(TelnyxSettings, _telnyx),
+    "sinch": Vendor(SinchSettings, _sinch),
 }
 FHIR_VENDORS: dict[str, Vendor[Any, RecordsRequester]] = {
     "cdex": Vendor(FhirSettings, _cdex),
 }
 AGENCY_TRANSPORTS: dict[str, Transport[Any]] = {
     "https": Transport(AgencySettings, _https),
+    "sftp": Transport(SftpAgencySettings, _sftp),
 }
 
 
@@ -219,9 +251,11 @@ def build_fhir(settings: FhirSettings, ctx: BuildContext) -> RecordsRequester:
     return requester
 
 
-def build_deliverer(agencies: Mapping[str, AgencySettings], ctx: BuildContext) -> AgencyRouter:
+def build_deliverer(
+    agencies: Mapping[str, AgencyTransportSettings], ctx: BuildContext
+) -> AgencyRouter:
     """One deliverer per transport in use, routed by agency id."""
-    by_transport: dict[str, dict[str, AgencySettings]] = {}
+    by_transport: dict[str, dict[str, AgencyTransportSettings]] = {}
     for agency_id, agency in agencies.items():
         by_transport.setdefault(agency.transport, {})[agency_id] = agency
     routes: dict[str, PacketDeliverer] = {}

@@ -27,6 +27,7 @@ from simulator.cdex import CDexFarSide
 from simulator.events import EventHeap
 from simulator.providers import ProviderBehaviour, Providers
 from simulator.serving import repeat_in_thread
+from simulator.sinch import SinchFarSide
 from simulator.telnyx import TelnyxFarSide
 from worker.domain.clock import Clock
 
@@ -36,6 +37,7 @@ log = structlog.get_logger(__name__)
 
 FAR_SIDES: tuple[type[FarSide], ...] = (
     TelnyxFarSide,  # /v2/faxes, /v2/media/{id}: the fax carrier
+    SinchFarSide,  # /v3/projects/{projectId}/faxes: the other fax carrier (Sinch Fax API v3)
     CDexFarSide,  # /fhir/Task: the providers' FHIR server
     AgencyFarSide,  # /agency/{id}/submissions: external review agencies
 )
@@ -65,6 +67,9 @@ class Simulator:
     of ``fax.received`` webhooks lost (the providers' answers), so that our inbound sweep is. ``honour_idempotency_keys=False``
     makes the fax API create a new fax for every request, as a vendor without idempotency
     keys would: a repeated send then shows as a duplicate fax (``bench/chaos.py`` counts them).
+    ``duplicate_webhooks`` and ``throttle`` (shares, seeded): callbacks delivered twice (the
+    second after later ones; Telnyx's and Sinch's far sides) and API requests refused with 429
+    + ``Retry-After`` (Sinch's).
     """
 
     def __init__(
@@ -83,11 +88,15 @@ class Simulator:
         far_sides: Sequence[type[FarSide]] = FAR_SIDES,
         drop_webhooks: float = 0.0,
         drop_inbound_webhooks: float = 0.0,
+        duplicate_webhooks: float = 0.0,
+        throttle: float = 0.0,
         seed: int = 0,
         honour_idempotency_keys: bool = True,
     ) -> None:
         if not 0.0 <= drop_webhooks <= 1.0 or not 0.0 <= drop_inbound_webhooks <= 1.0:
             raise ValueError("drop_webhooks is a share between 0 and 1 (e.g. 0.2)")
+        if not (0.0 <= duplicate_webhooks <= 1.0 and 0.0 <= throttle <= 1.0):
+            raise ValueError("duplicate_webhooks and throttle are shares between 0 and 1")
         self._events = EventHeap()
         self._providers = Providers(
             behaviours=behaviours,
@@ -106,6 +115,8 @@ class Simulator:
             carrier_fax_number=carrier_fax_number,
             drop_webhooks=drop_webhooks,
             drop_inbound_webhooks=drop_inbound_webhooks,
+            duplicate_webhooks=duplicate_webhooks,
+            throttle=throttle,
             seed=seed,
             honour_idempotency_keys=honour_idempotency_keys,
         )

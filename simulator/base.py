@@ -33,7 +33,10 @@ class Context:
     ``webhook_url`` is our side's webhook endpoint; ``signing_key`` an Ed25519 private key
     (32 raw bytes) for signed webhooks, or None; ``carrier_fax_number`` our own fax number,
     the one providers fax their answers to; ``drop_webhooks`` the share (0–1) of outbound fax
-    status webhooks lost outright, chosen with ``seed``.
+    status webhooks lost outright, chosen with ``seed``; ``duplicate_webhooks`` the share of
+    delivered callbacks delivered again a minute later (after later ones: out of order);
+    ``throttle`` the share of API requests refused with 429 and ``Retry-After``. Far sides
+    that support the last two say so.
     """
 
     clock: Clock
@@ -46,6 +49,8 @@ class Context:
     carrier_fax_number: str = "+16175550000"
     drop_webhooks: float = 0.0  # share of outbound fax status webhooks lost on purpose
     drop_inbound_webhooks: float = 0.0  # share of fax.received webhooks lost on purpose
+    duplicate_webhooks: float = 0.0  # share of delivered callbacks sent again, a minute later
+    throttle: float = 0.0  # share of API requests answered 429 with Retry-After (not acted on)
     seed: int = 0  # for the random choices far sides make (which webhooks are lost)
     honour_idempotency_keys: bool = True  # False: every fax request creates a new fax
     _sent: list[dict[str, Any]] = field(default_factory=list, repr=False)

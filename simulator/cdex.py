@@ -1,11 +1,18 @@
 """The far side of Da Vinci CDex: the providers' FHIR server answering a Task-based records
-request (``POST /fhir/Task``, ``GET /fhir/Task/{id}``, ``GET /fhir/Task?identifier=system|value``), errors as FHIR ``OperationOutcome``.
+request (``POST /fhir/Task``, ``GET /fhir/Task/{id}``, ``GET /fhir/Task?identifier=system|value``,
+``PUT /fhir/Task/{id}`` to cancel it), errors as FHIR ``OperationOutcome``.
 
 One server serves every provider; the Task's ``owner.identifier`` (an NPI) names the provider.
 A Task posted at t is ``requested``, ``in-progress`` from t+1min (the request counts as
 delivered then), and at +reply_delay either ``completed`` with a contained DocumentReference
 (base64 PDF) or ``rejected`` with statusReason "no records". Task states are evaluated lazily
 from the clock on every read and before events fire (:meth:`CDexFarSide.advance`).
+
+A provider's ``fhir`` behaviour: ``rejects`` / ``fails`` turn its Tasks ``rejected`` / ``failed``
+when it would accept them (not counted, never answered); ``down`` answers 503 to a new Task.
+
+A Task the requester cancels (status ``cancelled``, while unfinished) is never answered: the
+provider does not count it, and a reply it had scheduled does not come.
 
 Create is idempotent on ``If-None-Exist: identifier=system|value`` and on Idempotency-Key.
 Logs carry ids only.
@@ -71,6 +78,8 @@ class _Task:
     reply: Literal["records", "no_records"] | None = None
     document: bytes | None = None
     version: int = 1
+    cancelled: str | None = None  # the requester's statusReason text, once it cancelled
+    refused: Literal["rejected", "failed"] | None = None  # the provider's "fhir" behaviour
 
 
 class CDexFarSide(FarSide):
@@ -110,6 +119,10 @@ class CDexFarSide(FarSide):
         async def read_task(task_id: str) -> Response:
             return self._read_task(task_id)
 
+        @router.put("/fhir/Task/{task_id}")
+        async def update_task(task_id: str, request: Request) -> Response:
+            return self._update_task(task_id, request, await request.body())
+
         return router
 
     def advance(self, now: datetime) -> None:
@@ -121,12 +134,18 @@ class CDexFarSide(FarSide):
                 key=lambda t: t.created_at,
             )
             for task in due:
+                if task.cancelled is not None:
+                    continue  # withdrawn before the provider saw it: never reaches them
                 accept_at = task.created_at + _TASK_ACCEPT_AFTER
                 if accept_at > now:
                     break
                 task.accepted = True
                 task.version += 1
                 behaviour = providers.behaviour(task.provider_id)
+                if behaviour.fhir in ("rejects", "fails"):
+                    task.refused = "rejected" if behaviour.fhir == "rejects" else "failed"
+                    log.info("sim.task_refused", task_id=task.id, status=task.refused)
+                    continue  # never reached the records office: not counted, not answered
                 ref = next(
                     (
                         str(i.get("value"))
@@ -173,7 +192,9 @@ class CDexFarSide(FarSide):
             if existing is not None:
                 task = self._tasks[existing]
                 return self._task_response(task, now, status=200)
-            provider_id, _ = self.ctx.providers.lookup(npi)
+            provider_id, behaviour = self.ctx.providers.lookup(npi)
+            if behaviour.fhir == "down":
+                return _outcome(503, "transient", "the FHIR server is unavailable")
             task_id = uuid.uuid4().hex
             resource = dict(body)
             resource["id"] = task_id
@@ -206,8 +227,18 @@ class CDexFarSide(FarSide):
         resource = dict(task.resource)
         resource["meta"] = {**resource.get("meta", {}), "versionId": str(task.version)}
         resource["lastModified"] = iso(now)
-        if not task.accepted:
+        if task.cancelled is not None:
+            resource["status"] = "cancelled"
+            resource["statusReason"] = {"text": task.cancelled}
+        elif not task.accepted:
             resource["status"] = "requested"
+        elif task.refused is not None:
+            resource["status"] = task.refused
+            resource["statusReason"] = {
+                "text": "request not accepted"
+                if task.refused == "rejected"
+                else "processing error at the provider"
+            }
         elif task.complete_at is None or now < task.complete_at:
             resource["status"] = "in-progress"
         elif task.reply == "no_records":
@@ -253,6 +284,40 @@ class CDexFarSide(FarSide):
         bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(entries)}
         bundle["entry"] = entries
         return JSONResponse(bundle, media_type=_FHIR_JSON)
+
+    def _update_task(self, task_id: str, request: Request, raw: bytes) -> Response:
+        """``PUT /fhir/Task/{id}``: the requester may only cancel its Task (status
+        ``cancelled``), and only while it is unfinished; ``If-Match`` must name the current
+        version when given (412 otherwise)."""
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return _outcome(400, "structure", "body is not JSON")
+        if not isinstance(body, dict) or body.get("resourceType") != "Task":
+            return _outcome(400, "structure", "resourceType must be Task")
+        if body.get("id") != task_id:
+            return _outcome(400, "invalid", "Task.id must match the URL", "Task.id")
+        if body.get("status") != "cancelled":
+            return _outcome(422, "business-rule", "the requester may only cancel", "Task.status")
+        now = self.ctx.clock.now()
+        self.advance(now)
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is None:
+                return _outcome(404, "not-found", "no such Task")
+            if_match = request.headers.get("if-match")
+            if if_match and if_match.strip() not in (f'W/"{task.version}"', f'"{task.version}"'):
+                return _outcome(412, "conflict", "the Task has changed: read it again")
+            current = self._render_task(task, now)["status"]
+            if current in ("completed", "rejected", "failed", "cancelled"):
+                return _outcome(409, "business-rule", f"the Task is already {current}")
+            reason = body.get("statusReason")
+            text = reason.get("text") if isinstance(reason, dict) else None
+            task.cancelled = str(text or "cancelled by the requester")[:200]
+            task.version += 1
+            rendered = self._render_task(task, now)
+        log.info("sim.task_cancelled", task_id=task_id)
+        return JSONResponse(rendered, media_type=_FHIR_JSON)
 
     def _read_task(self, task_id: str) -> Response:
         now = self.ctx.clock.now()

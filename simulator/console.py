@@ -41,16 +41,18 @@ def run_and_show(
     *,
     database_url: str | None = None,
     object_store: str | None = None,
+    fax_vendor: str = "telnyx",
 ) -> int:
     """Run ``scenario`` with a live progress view (rich on a terminal, plain lines otherwise),
     print the table of cases, write the JSON report; 0 when every case was on time. State goes
-    to ``database_url`` / ``object_store`` when given, else into ``workdir``."""
+    to ``database_url`` / ``object_store`` when given, else into ``workdir``. ``fax_vendor``
+    names the fax vendor of the run (simulator.driver.SIM_FAX_VENDORS)."""
     from rich.console import Console
     from rich.live import Live
     from rich.table import Table
 
     from config.jurisdictions import get_jurisdiction
-    from simulator.driver import Progress, run_simulation
+    from simulator.driver import SIM_FAX_VENDORS, Progress, run_simulation
 
     err = Console(stderr=True)
     out = Console() if Console().is_terminal else Console(width=160)
@@ -99,6 +101,7 @@ def run_and_show(
             object_store=object_store,
             progress=progress,
             progress_interval_s=0.25 if err.is_terminal else 2.0,
+            fax=SIM_FAX_VENDORS[fax_vendor],
         )
     finally:
         if live is not None:

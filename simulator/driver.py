@@ -35,6 +35,7 @@ from sqlalchemy import func, select
 
 from api.app import create_app
 from config.settings import FaxVendorSettings, RateLimitSettings, Settings
+from connectors.fax.sinch import SinchSettings
 from connectors.fax.telnyx import TelnyxSettings
 from connectors.registry import webhook_url
 from simulator.app import FAR_SIDES, Simulator
@@ -42,6 +43,7 @@ from simulator.base import FarSide
 from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
 from simulator.scenario import Scenario, far_side_book, route_fhir_to
 from simulator.serving import run_in_thread
+from simulator.sinch import INCOMING_PASSWORD, INCOMING_USERNAME
 from simulator.telnyx import public_key_of
 from storage.db import transaction
 from storage.models import Attempt, Case, Document
@@ -159,6 +161,28 @@ def _verifying(fax: FaxVendorSettings, seed: bytes) -> FaxVendorSettings:
     return fax
 
 
+def _sinch(sim_url: str) -> FaxVendorSettings:
+    """Sinch Fax API v3 at the simulator; callback credentials as the simulated service sends
+    them (simulator/sinch.py)."""
+    return SinchSettings(
+        api_base=sim_url,
+        project_id="sim-project",
+        key_id="sim-key",
+        key_secret="sim-secret",
+        from_number="+16175550000",
+        webhook_username=INCOMING_USERNAME,
+        webhook_password=INCOMING_PASSWORD,
+    )
+
+
+#: The fax vendors a run can use (``goodfaith simulate --fax-vendor``): the vendor's settings
+#: with its API at the simulator.
+SIM_FAX_VENDORS: dict[str, Callable[[str], FaxVendorSettings]] = {
+    "telnyx": _telnyx,
+    "sinch": _sinch,
+}
+
+
 def _settings(
     workdir: Path,
     api_url: str,
@@ -225,6 +249,8 @@ def _start(
         far_sides=far_sides,
         drop_webhooks=scenario.drop_webhooks,
         signing_key=seed,
+        duplicate_webhooks=scenario.duplicate_webhooks,
+        throttle=scenario.throttle,
     )
     _, stop_sim = run_in_thread(simulator.app, port=sim_port)
     stops.append(stop_sim)

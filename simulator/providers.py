@@ -26,6 +26,10 @@ class ProviderBehaviour:
       triggers the answer to the answer.
     - ``pages``: pages of the generated records reply.
     - ``fax``: ``"busy"`` = every fax transmission to its number fails with ``user_busy``.
+    - ``fhir``: how its FHIR server takes a CDex Task: ``"ok"`` (accepted, then answered as
+      above), ``"rejects"`` (the Task is ``rejected`` when the provider looks at it),
+      ``"fails"`` (the Task ``failed``), ``"down"`` (the server answers 503 to every new Task).
+      A rejected or failed Task did not reach the provider's records office: not counted.
     - ``reply``: ``"records"`` or a written ``"no_records"`` answer.
     - ``document``: a file sent as-is instead of a generated records PDF (e.g. a broken PDF).
     """
@@ -34,6 +38,7 @@ class ProviderBehaviour:
     reply_delay_minutes: float = 60
     pages: int = 5
     fax: Literal["ok", "busy"] = "ok"
+    fhir: Literal["ok", "rejects", "fails", "down"] = "ok"
     reply: Literal["records", "no_records"] = "records"
     document: Path | None = None
 

@@ -8,12 +8,14 @@ Scenario file (JSON)::
      "providers": {"prov-1": {"respond_after_attempts": 1, "reply_delay_minutes": 90, "pages": 12},
                    "prov-2": {"respond_after_attempts": null}, ...},
      "until": "2026-04-24T18:00:00-04:00",
-     "drop_webhooks": 0.2}
+     "drop_webhooks": 0.2, "duplicate_webhooks": 0.2, "throttle": 0.1}
 
 ``start`` and ``until`` are ISO-8601 instants with an offset; ``until`` defaults to ``start``
 plus :data:`DEFAULT_HORIZON` (14 calendar days). ``drop_webhooks`` (optional, 0–1) is the share
 of outbound fax status webhooks the simulated carrier loses (seeded), to exercise our status
-checks. Each provider key is a
+checks. ``duplicate_webhooks`` and ``throttle`` (optional, 0–1): callbacks delivered twice and
+fax API requests answered 429 with ``Retry-After`` (duplicates: Telnyx and Sinch; 429: Sinch).
+Each provider key is a
 :class:`~simulator.providers.ProviderBehaviour` field; a relative ``document`` path is read from
 the scenario file's folder. Unknown keys are refused by name.
 """
@@ -57,6 +59,7 @@ class _ProviderSpec(BaseModel):
     reply_delay_minutes: float = Field(default=60, ge=0)
     pages: int = Field(default=5, ge=1, le=5000)
     fax: Literal["ok", "busy"] = "ok"
+    fhir: Literal["ok", "rejects", "fails", "down"] = "ok"
     reply: Literal["records", "no_records"] = "records"
     document: str | None = None
 
@@ -68,6 +71,8 @@ class _ScenarioSpec(BaseModel):
     providers: dict[str, _ProviderSpec] = Field(default_factory=dict)
     until: AwareDatetime | None = None
     drop_webhooks: float = Field(default=0.0, ge=0, le=1)
+    duplicate_webhooks: float = Field(default=0.0, ge=0, le=1)
+    throttle: float = Field(default=0.0, ge=0, le=1)
 
 
 @dataclass
@@ -82,6 +87,8 @@ class Scenario:
     #: what would otherwise pass silently (a provider key matching no provider): printed when
     #: the scenario is loaded and kept in the run report's ``scenario_warnings``
     warnings: list[str] = field(default_factory=list)
+    duplicate_webhooks: float = 0.0  # share of callbacks delivered twice (Telnyx, Sinch)
+    throttle: float = 0.0  # share of fax API requests answered 429 (Sinch far side)
 
 
 def parse_scenario(data: Any, base_dir: Path | None = None) -> Scenario:
@@ -109,6 +116,7 @@ def parse_scenario(data: Any, base_dir: Path | None = None) -> Scenario:
             reply_delay_minutes=p.reply_delay_minutes,
             pages=p.pages,
             fax=p.fax,
+            fhir=p.fhir,
             reply=p.reply,
             document=doc,
         )
@@ -121,7 +129,9 @@ def parse_scenario(data: Any, base_dir: Path | None = None) -> Scenario:
         providers,
         until,
         spec.drop_webhooks,
-        unmatched_provider_keys(providers, spec.notifications),
+        warnings=unmatched_provider_keys(providers, spec.notifications),
+        duplicate_webhooks=spec.duplicate_webhooks,
+        throttle=spec.throttle,
     )
 
 

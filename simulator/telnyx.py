@@ -15,7 +15,8 @@ Outbound fax sent at t::
 A webhook our side refuses (exception or non-2xx) is retried on the next firing with
 ``meta.attempt`` incremented, as Telnyx retries. With ``drop_webhooks`` (a share, seeded) an
 outbound fax's status webhooks are lost outright, as happens in production, so that our
-side's status checks are exercised. ``GET /v2/faxes/{id}`` and ``GET /v2/faxes`` (filters
+side's status checks are exercised. With ``duplicate_webhooks`` (a share, seeded) a delivered
+webhook is delivered again a minute later (same event id, after later events: out of order). ``GET /v2/faxes/{id}`` and ``GET /v2/faxes`` (filters
 ``filter[to][eq]``, ``filter[from][eq]``, ``filter[direction][eq]``,
 ``filter[created_at][gte|gt|lte|lt]``, ``page[number]``, ``page[size]``) answer with each fax's
 status as of the clock. Logs carry ids only.
@@ -61,6 +62,7 @@ _QUEUED_TO_MEDIA = timedelta(seconds=10)
 _QUEUED_TO_SENDING = timedelta(seconds=30)
 _QUEUED_TO_BUSY = timedelta(minutes=1)
 _QUEUED_TO_DELIVERED = timedelta(minutes=2)
+_DUPLICATE_AFTER = timedelta(minutes=1)  # a duplicated webhook comes again this much later
 
 
 def sign_webhook(seed: bytes, timestamp: str, body: bytes) -> str:
@@ -114,6 +116,7 @@ class _Webhook:
     url: str
     envelope: dict[str, Any]
     attempts: int = 0
+    duplicate: bool = False  # a second delivery of a webhook already delivered
 
     def fire(self, due: datetime, now: datetime) -> Fired:
         return self.side.post_webhook(self, now)
@@ -142,7 +145,9 @@ class TelnyxFarSide(FarSide):
         self._inbound: list[_Fax] = []  # the providers' answers, listed from their arrival
         self._media: dict[str, tuple[bytes, str]] = {}
         self._drops = random.Random(ctx.seed)
+        self._duplicates = random.Random(ctx.seed + 3)
         self.dropped: list[str] = []  # ids of the webhook events lost on purpose
+        self.duplicated: list[str] = []  # ids of the webhook events delivered twice
         # Test hook: while this is an Event not yet set, a fax request is taken (the fax
         # exists, its webhooks will come) and its answer held back until the Event is set, so
         # that the sender can be killed mid-send.
@@ -189,7 +194,7 @@ class TelnyxFarSide(FarSide):
     # --- webhooks ------------------------------------------------------------------------
 
     def post_webhook(self, item: _Webhook, now: datetime) -> Fired:
-        if item.attempts == 0 and self._lose(item.envelope):
+        if item.attempts == 0 and not item.duplicate and self._lose(item.envelope):
             return Fired.DONE
         item.attempts += 1
         envelope = dict(item.envelope)
@@ -211,7 +216,21 @@ class TelnyxFarSide(FarSide):
             log.info("sim.webhook_failed", event_id=event["id"], status=response.status_code)
             return Fired.RETRY
         self.ctx.record_webhook(envelope)
+        if not item.duplicate and self._duplicate(event["id"]):
+            again = _Webhook(self, item.url, item.envelope, item.attempts, duplicate=True)
+            self.ctx.events.push(now + _DUPLICATE_AFTER, again)
         return Fired.DELIVERED
+
+    def _duplicate(self, event_id: str) -> bool:
+        """Whether this delivered webhook comes again (``duplicate_webhooks``, seeded), as
+        Telnyx sometimes delivers one twice; its ``meta.attempt`` counts on."""
+        if self.ctx.duplicate_webhooks <= 0:
+            return False
+        with self._lock:
+            if self._duplicates.random() >= self.ctx.duplicate_webhooks:
+                return False
+            self.duplicated.append(event_id)
+        return True
 
     def _lose(self, envelope: dict[str, Any]) -> bool:
         """Whether this webhook is lost: an outbound status webhook with the share

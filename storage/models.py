@@ -166,6 +166,9 @@ class Attempt(Base):
     poll_at: Mapped[datetime | None] = mapped_column(index=True)  # pull channels: next poll
     check_at: Mapped[datetime | None] = mapped_column(index=True)  # fax: ask the vendor's status
     sending_until: Mapped[datetime | None]  # a transmission is under way until then (SEND_LEASE)
+    #: the case was cancelled: withdraw this attempt's request at the far side (FHIR Task →
+    #: cancelled) when due; cleared once done or impossible
+    cancel_at: Mapped[datetime | None] = mapped_column(index=True)
 
     request: Mapped[RecordRequest] = relationship(back_populates="attempts")
 

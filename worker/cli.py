@@ -8,6 +8,7 @@ goodfaith export attempts [--case ID] [--provider|--agency|--jurisdiction X] [--
                           [--mask-destination] --format csv|json [-o FILE]
 goodfaith export attestation --case ID [--format pdf|json] [-o FILE]
 goodfaith dead-letters list [--all] | retry ID
+goodfaith inbox list | show ID [--out FILE] | assign ID REQUEST --by NAME
 goodfaith deadline --jurisdiction MA --review standard --received ISO-8601
 goodfaith db upgrade
 goodfaith audit verify
@@ -104,7 +105,17 @@ def demo(cases: int, json_path: str | None, workdir: str | None, quiet: bool) ->
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="write the report here")
 @click.option("--workdir", type=click.Path(file_okay=False))
 @click.option("--quiet", is_flag=True)
-def simulate(scenario_path: str, json_path: str | None, workdir: str | None, quiet: bool) -> None:
+@click.option(
+    "--fax-vendor",
+    type=click.Choice(["telnyx", "sinch"]),
+    default="telnyx",
+    show_default=True,
+    envvar="GOODFAITH_FAX__VENDOR",
+    help="the fax vendor whose API the run's faxes go through (served by the simulator)",
+)
+def simulate(
+    scenario_path: str, json_path: str | None, workdir: str | None, quiet: bool, fax_vendor: str
+) -> None:
     """Run SCENARIO_PATH through the real pipeline on a virtual clock."""
     from simulator.console import run_and_show
     from simulator.scenario import ScenarioError, parse_scenario
@@ -120,7 +131,7 @@ def simulate(scenario_path: str, json_path: str | None, workdir: str | None, qui
     folder = (
         Path(workdir) if workdir else Path("var/runs") / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     )
-    code = run_and_show(scenario, json_path, folder.resolve(), quiet)
+    code = run_and_show(scenario, json_path, folder.resolve(), quiet, fax_vendor=fax_vendor)
     sys.exit(0 if json_path or code == 0 else code)
 
 
@@ -674,6 +685,70 @@ def audit_verify() -> None:
     if not check.ok:
         _fail(check.describe(), EXIT_FAILED)
     click.echo(check.describe())
+
+
+@main.group("inbox")
+def inbox_group() -> None:
+    """Inbound documents that matched no request: list them, open one, assign it."""
+
+
+@inbox_group.command("list")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(0, 500))
+def inbox_list(limit: int) -> None:
+    """Print the unmatched documents as JSON (newest first)."""
+    from worker.readmodels.inbox import unmatched_documents
+
+    c = _container()
+    try:
+        page = unmatched_documents(c, limit=limit)
+    finally:
+        c.close()
+    click.echo(json.dumps(page, indent=2))
+
+
+@inbox_group.command("show")
+@click.argument("document_id")
+@click.option("--out", type=click.Path(dir_okay=False), help="write the document's bytes here")
+def inbox_show(document_id: str, out: str | None) -> None:
+    """Print DOCUMENT_ID's details as JSON; with --out, save the document as received."""
+    from worker.readmodels.inbox import unmatched_content, unmatched_document
+
+    c = _container()
+    try:
+        found = unmatched_document(c, document_id)
+        data = unmatched_content(c, document_id) if found is not None and out else None
+    finally:
+        c.close()
+    if found is None:
+        raise click.ClickException(
+            f"no unmatched document {document_id!r}: see goodfaith inbox list"
+        )
+    if out and data is not None:
+        Path(out).write_bytes(data)
+    click.echo(json.dumps(found, indent=2))
+
+
+@inbox_group.command("assign")
+@click.argument("document_id")
+@click.argument("request")
+@click.option("--by", "assigned_by", required=True, help="who assigns it (kept in the audit trail)")
+def inbox_assign(document_id: str, request: str, assigned_by: str) -> None:
+    """File DOCUMENT_ID with REQUEST (a request id or its GF- reference); it then counts for
+    that request (audited)."""
+    from worker.services import AssignOutcome, assign_document
+
+    c = _container(dispatcher=_broker_dispatcher())
+    try:
+        outcome = assign_document(c, document_id, request, assigned_by)
+    finally:
+        c.close()
+    if outcome is AssignOutcome.UNKNOWN_DOCUMENT:
+        raise click.ClickException(f"no document {document_id!r}: see goodfaith inbox list")
+    if outcome is AssignOutcome.UNKNOWN_REQUEST:
+        raise click.ClickException(f"no request {request!r} (give its id or GF- reference)")
+    if outcome is AssignOutcome.ALREADY_ASSIGNED:
+        raise click.ClickException(f"document {document_id!r} already belongs to a request")
+    click.echo(json.dumps({"document_id": document_id, "status": outcome.value}))
 
 
 @main.group()

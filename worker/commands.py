@@ -39,6 +39,13 @@ class ReconcileAttempt:
 
 
 @dataclass(frozen=True)
+class CancelAttempt:
+    """Withdraw a cancelled case's attempt at the far side (its FHIR Task → cancelled)."""
+
+    attempt_id: str
+
+
+@dataclass(frozen=True)
 class IngestInbound:
     inbound_id: str
 
@@ -64,6 +71,7 @@ Command = (
     | SendAttempt
     | PollTask
     | ReconcileAttempt
+    | CancelAttempt
     | IngestInbound
     | SweepInbound
     | AssemblePacket

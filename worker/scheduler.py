@@ -32,6 +32,7 @@ from storage.models import (
 )
 from worker.commands import (
     AssemblePacket,
+    CancelAttempt,
     Command,
     DeliverPacket,
     IngestInbound,
@@ -89,6 +90,7 @@ TIMERS: tuple[Timer, ...] = (
     ),
     Timer("redial", Attempt, Attempt.redial_at, true(), SendAttempt, Attempt.case_id),
     Timer("poll", Attempt, Attempt.poll_at, true(), PollTask, Attempt.case_id),
+    Timer("cancel", Attempt, Attempt.cancel_at, true(), CancelAttempt, Attempt.case_id),
     Timer(
         "check",
         Attempt,

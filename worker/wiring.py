@@ -21,7 +21,7 @@ import structlog
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from config.settings import AgencySettings, Settings
+from config.settings import AgencyTransportSettings, Settings
 from connectors.base import FaxChannel, PacketDeliverer, RecordsRequester
 from storage.objects import ObjectNotFound, ObjectStore, UriReader
 from worker.commands import Command
@@ -100,7 +100,7 @@ class Container:
     requesters: Mapping[ChannelKind, RecordsRequester]
     fax: FaxChannel
     deliverer: PacketDeliverer
-    agencies: Mapping[str, AgencySettings]
+    agencies: Mapping[str, AgencyTransportSettings]
     dispatcher: Dispatcher
     #: checks inbound documents within GOODFAITH_DOCUMENTS__* limits (worker/documents_check.py)
     documents: DocumentChecker
@@ -178,7 +178,7 @@ def build_container(
     eoc_fallback: Callable[[str], bytes] | None = None,
     authorization_fallback: Callable[[str, str], bytes] | None = None,
     open_agencies: bool = False,
-    extra_agencies: Mapping[str, AgencySettings] | None = None,
+    extra_agencies: Mapping[str, AgencyTransportSettings] | None = None,
     retry_sleep: Callable[[float], None] = time.sleep,
     migrate_schema: bool = True,
 ) -> Container:
@@ -219,7 +219,7 @@ def build_container(
     )
     fax = build_fax(settings.fax, ctx)
     fhir = build_fhir(settings.fhir, ctx)
-    agencies: dict[str, AgencySettings] = dict(settings.agencies)
+    agencies: dict[str, AgencyTransportSettings] = dict(settings.agencies)
     agencies.update(extra_agencies or {})
     deliverer = build_deliverer(agencies, ctx)
     container = Container(

@@ -29,6 +29,10 @@ After a crash between "transmission counted" and "vendor answered", ``find_sent`
 ``GET [base]/Task?identifier=<attempt system>|<key>`` (FHIR token search on ``Task.identifier``;
 a ``searchset`` Bundle whose ``entry[].resource`` are Tasks) and adopts the Task found.
 
+When the case is withdrawn or reversed, ``cancel`` sets an unfinished Task to ``cancelled``
+(base FHIR TaskStatus; HRex's profile leaves it out, a withdrawal needs it) with a
+``statusReason``: ``PUT`` of the Task read, ``If-Match`` on its version.
+
 Documents come from ``Task.output[data-value]``: ``valueAttachment``, or ``valueReference`` to a
 contained (``#id``) or resolvable (relative or absolute) DocumentReference, Bundle or Binary;
 attachments carry base64 ``data`` or a ``url`` we GET.
@@ -311,6 +315,53 @@ class CDexTaskRequester:
                 reason=reason or f"Task {status} without a statusReason",
             )
         raise Rejected(f"CDex read Task: unknown status {status[:40]!r}")
+
+    def cancel(self, external_id: str, reason: str) -> bool:
+        """Withdraw the Task at ``external_id``: read it, and unless it has finished
+        (completed, rejected, failed, cancelled, entered-in-error) PUT it back with status
+        ``cancelled`` and ``statusReason.text`` = ``reason``, conditional on the version read
+        (``If-Match``). A Task the server no longer has (404/410) or that has finished: False.
+        A version conflict (412: the provider changed it meanwhile) is transient: read again."""
+        url = external_id.split("/_history/")[0]
+        response = call(
+            self._client,
+            "GET",
+            url,
+            what="CDex read Task",
+            retrying=self._retrying,
+            answers=frozenset({404, 410}),
+            headers={"Accept": FHIR_JSON},
+        )
+        if response.status_code in (404, 410):
+            return False
+        task = json_object(response, what="CDex read Task")
+        if task.get("resourceType") != "Task" or not isinstance(task.get("status"), str):
+            raise Rejected("CDex read Task: the body is not a Task with a status")
+        if task["status"] == "completed" or task["status"] in _ENDED:
+            return False
+        task["status"] = "cancelled"
+        task["statusReason"] = {"text": reason}
+        task["lastModified"] = self._clock.now().isoformat().replace("+00:00", "Z")
+        headers = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
+        meta = task.get("meta")
+        version = meta.get("versionId") if isinstance(meta, dict) else None
+        if isinstance(version, str) and version:
+            headers["If-Match"] = f'W/"{version}"'
+        updated = call(
+            self._client,
+            "PUT",
+            url,
+            what="CDex cancel Task",
+            retrying=self._retrying,
+            answers=frozenset({404, 410, 412}),
+            json=task,
+            headers=headers,
+        )
+        if updated.status_code in (404, 410):
+            return False
+        if updated.status_code == 412:
+            raise TransientError("CDex cancel Task: the Task changed meanwhile (412); read again")
+        return True
 
     # --- documents ---------------------------------------------------------------------------
 

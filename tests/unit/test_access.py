@@ -39,6 +39,10 @@ PROTECTED = [
     ("GET", f"/v1/cases/{CASE}/timeline", "ops"),
     ("GET", "/v1/queues", "ops"),
     ("GET", "/v1/dead-letters", "ops"),
+    ("GET", "/v1/inbox", "ops"),
+    ("GET", "/v1/inbox/nope", "ops"),
+    ("GET", "/v1/inbox/nope/content", "ops"),
+    ("POST", "/v1/inbox/nope/assign", "ops"),
     ("POST", "/v1/dead-letters/nope/retry", "ops"),
     ("GET", "/v1/exports/attempts", "compliance"),
     ("GET", "/v1/audit/verify", "compliance"),
@@ -86,6 +90,7 @@ def _templated(path: str) -> str:
         .replace("/nope/retry", "/{letter_id}/retry")
         .replace("/nope/revoke", "/{key_id}/revoke")
         .replace("/packets/1", "/packets/{sequence}")
+        .replace("/inbox/nope", "/inbox/{document_id}")
     )
 
 

@@ -94,13 +94,13 @@ def test_existing_telnyx_env_vars_still_work(monkeypatch: pytest.MonkeyPatch) ->
 def test_unknown_fax_vendor_names_the_setting_and_the_known_vendors(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """GOODFAITH_FAX__VENDOR=sinch (unregistered) fails at start-up, saying what to set."""
-    monkeypatch.setenv("GOODFAITH_FAX__VENDOR", "sinch")
+    """GOODFAITH_FAX__VENDOR=vonage (unregistered) fails at start-up, saying what to set."""
+    monkeypatch.setenv("GOODFAITH_FAX__VENDOR", "vonage")
     with pytest.raises(ValidationError) as info:
         Settings()
     message = str(info.value)
-    assert "GOODFAITH_FAX__VENDOR='sinch'" in message
-    assert "known: telnyx" in message and "connectors/registry.py" in message
+    assert "GOODFAITH_FAX__VENDOR='vonage'" in message
+    assert "known: sinch, telnyx" in message and "connectors/registry.py" in message
 
 
 def test_unknown_fhir_vendor_and_agency_transport_are_clear_errors(
@@ -111,12 +111,12 @@ def test_unknown_fhir_vendor_and_agency_transport_are_clear_errors(
     with pytest.raises(ValidationError, match=r"GOODFAITH_FHIR__VENDOR='epic'.*known: cdex"):
         Settings()
     monkeypatch.delenv("GOODFAITH_FHIR__VENDOR")
-    agencies = {"agency-a": {"name": "A", "submit_url": "https://a.example", "transport": "sftp"}}
+    agencies = {"agency-a": {"name": "A", "submit_url": "https://a.example", "transport": "as2"}}
     monkeypatch.setenv("GOODFAITH_AGENCIES", json.dumps(agencies))
     with pytest.raises(ValidationError) as info:
         Settings()
-    assert "GOODFAITH_AGENCIES['agency-a'].transport='sftp'" in str(info.value)
-    assert "known: https" in str(info.value)
+    assert "GOODFAITH_AGENCIES['agency-a'].transport='as2'" in str(info.value)
+    assert "known: https, sftp" in str(info.value)
 
 
 def test_agency_settings_default_to_https_with_credentials_as_secrets(

@@ -6,9 +6,10 @@
   at the far side); fax status webhooks
 - ``reconcile``: a fax status, by webhook or by asking the vendor when none came (``check``)
 - ``inbound``: inbound faxes and polled FHIR Tasks → checked documents → closed requests
+- ``inbox``: documents that matched no request, assigned by ops (audited)
 - ``packet``: close what is open at the cutoff, build the packet, queue its delivery
 - ``delivery``: upload to the agency; transient failures retry on a timer
-- ``cancel``: withdrawal or reversal
+- ``cancel``: withdrawal or reversal; open FHIR Tasks withdrawn at the far side
 - ``closing``: closing a request (shared by inbound, packet and cancel)
 - ``watchdog``: overdue cases driven again and flagged (the scheduler runs it every tick)
 - ``deadletters``: messages dramatiq gave up on, recorded, flagged and retried by ops
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from connectors.base import FaxReceivedEvent, FaxStatusEvent
 from worker.commands import (
     AssemblePacket,
+    CancelAttempt,
     Command,
     DeliverPacket,
     IngestInbound,
@@ -45,6 +47,7 @@ from worker.services import (
     deadletters,
     delivery,
     inbound,
+    inbox,
     notifications,
     opening,
     outreach,
@@ -53,6 +56,7 @@ from worker.services import (
 )
 from worker.services.deadletters import RetryOutcome
 from worker.services.deps import call
+from worker.services.inbox import AssignOutcome
 from worker.services.notifications import IntakeResult
 
 if TYPE_CHECKING:
@@ -65,6 +69,7 @@ HANDLERS: dict[type, Callable[..., list[Command]]] = {
     PlanOutreach: outreach.plan_outreach,
     SendAttempt: outreach.send_attempt,
     PollTask: inbound.poll_task,
+    CancelAttempt: cancel.cancel_attempt,
     ReconcileAttempt: reconcile.reconcile_attempt,
     IngestInbound: inbound.ingest_inbound,
     SweepInbound: reconcile.sweep_inbound,
@@ -98,9 +103,22 @@ def record_inbound_fax(c: Container, event: FaxReceivedEvent) -> list[Command]:
     return call(inbound.record_inbound_fax, c, event)
 
 
+def assign_document(
+    c: Container, document_id: str, request: str, assigned_by: str
+) -> AssignOutcome:
+    """Ops file an unmatched document with a request (its id or reference), audited; the
+    document then counts for the request (see :mod:`worker.services.inbox`)."""
+    outcome, follow = call(inbox.assign_document, c, document_id, request, assigned_by)
+    c.dispatcher.enqueue(follow)
+    return outcome
+
+
 def cancel_case(c: Container, case_id: str, reason: str) -> bool:
-    """Withdrawal or insurer reversal; False when the case is unknown or already closed."""
-    return call(cancel.cancel_case, c, case_id, reason)
+    """Withdrawal or insurer reversal; False when the case is unknown or already closed. What
+    is still open at the far side (FHIR Tasks) is withdrawn there next."""
+    cancelled, follow = call(cancel.cancel_case, c, case_id, reason)
+    c.dispatcher.enqueue(follow)
+    return cancelled
 
 
 def record_dead_letter(
@@ -119,9 +137,11 @@ def retry_dead_letter(c: Container, letter_id: str) -> RetryOutcome:
 
 __all__ = [
     "HANDLERS",
+    "AssignOutcome",
     "IntakeError",
     "IntakeResult",
     "RetryOutcome",
+    "assign_document",
     "cancel_case",
     "intake",
     "record_dead_letter",

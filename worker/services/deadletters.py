@@ -20,6 +20,7 @@ from storage.db import transaction
 from storage.models import Attempt, Case, DeadLetter, Delivery, RecordRequest
 from worker.commands import (
     AssemblePacket,
+    CancelAttempt,
     Command,
     DeliverPacket,
     OpenCase,
@@ -41,6 +42,7 @@ _CASE_OF: dict[type, Any] = {
     PlanOutreach: RecordRequest.case_id,
     SendAttempt: Attempt.case_id,
     PollTask: Attempt.case_id,
+    CancelAttempt: Attempt.case_id,
     DeliverPacket: Delivery.case_id,
 }
 

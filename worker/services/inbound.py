@@ -50,6 +50,10 @@ from worker.services.mapping import case_status
 
 log = structlog.get_logger("goodfaith.services")
 
+#: The quarantine reason of a document that passed its checks but matched no request: it waits
+#: in the unmatched inbox (worker/services/inbox.py) until ops assign it.
+UNMATCHED_REASON = "unmatched: no request reference or known sender"
+
 #: A poll that failed on a transient error is tried again this much later.
 POLL_RETRY = timedelta(minutes=5)
 
@@ -266,10 +270,7 @@ def accept_document(
     status = DocumentStatus.ACCEPTED if check.accepted else DocumentStatus.QUARANTINED
     reason = check.reason
     if check.accepted and request is None:
-        status, reason = (
-            DocumentStatus.QUARANTINED,
-            "unmatched: no request reference or known sender",
-        )
+        status, reason = DocumentStatus.QUARANTINED, UNMATCHED_REASON
     d = Document(
         case_id=case_id,
         request_id=request.id if request else None,
@@ -311,6 +312,14 @@ def accept_document(
         log.warning("reply.quarantined", case_id=case.id, document_id=d.id, reason=reason)
     if request is None or status is not DocumentStatus.ACCEPTED:
         return []
+    return answer_request(s, request, now, no_records=no_records)
+
+
+def answer_request(
+    s: Session, request: RecordRequest, now: datetime, *, no_records: bool
+) -> list[Command]:
+    """An accepted document answers ``request``: it closes the request when open (fulfilled, or
+    no records), else late records set off a supplemental packet where the case wants one."""
     if request.status == RequestStatus.OPEN:
         answer = RequestStatus.NO_RECORDS if no_records else RequestStatus.FULFILLED
         return close_request(s, request, answer, now)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from storage.models import Attempt, Case, Delivery, RecordRequest
 from worker.commands import (
     AssemblePacket,
+    CancelAttempt,
     Command,
     DeliverPacket,
     OpenCase,
@@ -33,6 +34,7 @@ _KEYS: dict[type, tuple[Any, Any]] = {
     PlanOutreach: (RecordRequest.id, RecordRequest.case_id),
     SendAttempt: (Attempt.id, Attempt.case_id),
     PollTask: (Attempt.id, Attempt.case_id),
+    CancelAttempt: (Attempt.id, Attempt.case_id),
     DeliverPacket: (Delivery.id, Delivery.case_id),
 }
 

@@ -16,6 +16,7 @@ from simulator.base import Context, FarSide
 from simulator.cdex import CDexFarSide
 from simulator.events import Fired
 from simulator.serving import asgi_client, run_in_thread
+from simulator.sinch import SinchFarSide
 from simulator.telnyx import TelnyxFarSide
 from tests.unit.simulator.world import OK_FAX, START, WEBHOOK, World
 from worker.domain.clock import VirtualClock
@@ -124,13 +125,16 @@ def test_a_far_side_listed_in_the_registry_is_served_by_the_app() -> None:
 
 
 def test_the_default_registry_serves_every_built_in_vendor() -> None:
-    """FAR_SIDES holds the Telnyx, CDex and agency far sides, and the app routes to each."""
-    assert (TelnyxFarSide, CDexFarSide, AgencyFarSide) == FAR_SIDES
+    """FAR_SIDES holds the Telnyx, Sinch, CDex and agency far sides, and the app routes to
+    each."""
+    assert (TelnyxFarSide, SinchFarSide, CDexFarSide, AgencyFarSide) == FAR_SIDES
     sim = _simulator(FAR_SIDES)
     with asgi_client(sim.app) as client:
         assert client.post("/v2/faxes", json={}).json()["errors"][0]["code"] == "10009"
         assert client.get("/v2/media/none").json()["errors"][0]["code"] == "10005"
         assert client.get("/fhir/Task/none").json()["resourceType"] == "OperationOutcome"
+        sinch = client.post("/v3/projects/p/faxes", json={}).json()
+        assert sinch["status"] == "UNAUTHENTICATED"
         missing = client.get("/agency/a/submissions/R-1").json()
         assert missing["errors"][0]["code"] == "not_found"
 

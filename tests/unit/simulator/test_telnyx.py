@@ -224,3 +224,39 @@ def test_failed_webhooks_are_retried_on_the_next_fire(world: World) -> None:
     envelope = json.loads(body)
     assert envelope["data"]["event_type"] == "fax.queued"
     assert envelope["meta"] == {"attempt": 2, "delivered_to": WEBHOOK}
+
+
+def test_duplicate_webhooks_come_again_a_minute_later_with_the_same_event_id() -> None:
+    """With duplicate_webhooks=1 every delivered webhook is delivered a second time a minute
+    later, same event id, meta.attempt counted on, after later events (out of order)."""
+    clock = VirtualClock(START)
+    carrier = Carrier(letters={"l.pdf": letter("GF-FFFF0002")})
+    sim = Simulator(
+        clock=clock,
+        webhook_url=WEBHOOK,
+        behaviours={},
+        directory={},
+        default=ProviderBehaviour(reply_delay_minutes=1),
+        http=httpx.Client(transport=httpx.MockTransport(carrier.handler)),
+        public_base_url="http://testserver",
+        duplicate_webhooks=1.0,
+    )
+    with asgi_client(sim.app) as client:
+        client.post(
+            "/v2/faxes",
+            json={
+                "connection_id": "c",
+                "from": "+16175550000",
+                "to": OK_FAX,
+                "media_url": f"{CARRIER}/letters/l.pdf",
+            },
+            headers={"Authorization": "Bearer k"},
+        )
+        World(clock, carrier, sim, client).run_until(START + timedelta(minutes=10))
+    ids = [e["id"] for e in carrier.events()]
+    assert len(ids) == 2 * len(set(ids)) and len(set(ids)) >= 5
+    types = [e["event_type"] for e in carrier.events()]
+    # fax.queued's copy arrives after fax.media.processed and fax.sending.started
+    assert types.index("fax.sending.started") < len(types) - 1 - types[::-1].index("fax.queued")
+    attempts = [json.loads(body)["meta"]["attempt"] for body, _ in carrier.webhooks]
+    assert sorted(set(attempts)) == [1, 2]
