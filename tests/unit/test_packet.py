@@ -22,6 +22,7 @@ from simulator.documents import (
     generate_eoc_pdf,
     generate_records_pdf,
 )
+from worker.documents import check_document
 from worker.packet import (
     AttemptLine,
     BuiltPacket,
@@ -32,6 +33,7 @@ from worker.packet import (
     ReplyLine,
     build_packet,
 )
+from worker.packet.stamps import stamped
 
 NOW = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
 MA, TX = get_jurisdiction("MA"), get_jurisdiction("TX")
@@ -377,9 +379,7 @@ def test_stamp_sits_at_the_visible_bottom_of_rotated_and_offset_pages(rotate: in
     assert bottom_edge < near
 
 
-def test_pages_with_undecodable_content_are_stamped_without_decoding() -> None:
-    """A page whose content stream cannot be decoded (JBIG2 data, like the corpus bomb) is still
-    stamped: the stamp never parses the original content."""
+def _undecodable_content() -> bytes:
     pdf = pikepdf.new()
     pdf.add_blank_page(page_size=(612, 792))
     pdf.pages[0].obj.Contents = pikepdf.Stream(
@@ -387,11 +387,28 @@ def test_pages_with_undecodable_content_are_stamped_without_decoding() -> None:
     )
     out = io.BytesIO()
     pdf.save(out)
-    built = build_packet(COVER, [_part("records", "bomb-like", out.getvalue())])
-    reader = PdfReader(io.BytesIO(built.pdf))
-    assert len(reader.pages) == built.pages == 3
-    contents: Any = reader.pages[1]["/Contents"]
+    return out.getvalue()
+
+
+def test_pages_with_undecodable_content_are_stamped_without_decoding() -> None:
+    """A page whose content stream cannot be decoded (JBIG2 data, like the corpus bomb) is
+    still stamped: the stamp never parses the original content. (Such a page never reaches a
+    packet: intake quarantines it, below, because qpdf --check would fail on the packet.)"""
+    merged = io.BytesIO(_undecodable_content())
+    reader = PdfReader(io.BytesIO(stamped(merged, "GF-TEST")))
+    contents: Any = reader.pages[0]["/Contents"]
     assert len(contents) == 3  # q, the original stream untouched, the stamp
+    assert b"(GF-TEST \xb7 page 1 of 1) Tj" in contents[2].get_object().get_data()
+
+
+def test_undecodable_content_is_quarantined_at_intake() -> None:
+    """What qpdf --check would report in a packet is found at intake (the same check, run on
+    the document alone): the JBIG2 content stream is quarantined, naming the page."""
+    check = check_document(_undecodable_content())
+    assert not check.accepted
+    assert check.reason == (
+        "unpackable: qpdf check: page 1: content stream is encoded with an image codec"
+    )
 
 
 def test_unreadable_part_is_excluded_and_named() -> None:

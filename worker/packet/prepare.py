@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import io
 import math
+import re
+import zlib
 from typing import Any
 
 import pikepdf
@@ -28,7 +30,16 @@ from pypdf import PdfReader, PdfWriter
 
 from worker.packet.stamps import stamped
 
-__all__ = ["LETTER_BOX", "Unpackable", "append_pdf", "normalized", "packable", "rewritten", "trial"]
+__all__ = [
+    "LETTER_BOX",
+    "Unpackable",
+    "append_pdf",
+    "normalized",
+    "packable",
+    "qpdf_problems",
+    "rewritten",
+    "trial",
+]
 
 LETTER_BOX = (0.0, 0.0, 612.0, 792.0)
 """The media box (points) given to a page whose own is missing or malformed."""
@@ -78,8 +89,11 @@ def rewritten(data: bytes) -> bytes:
 
 
 def trial(data: bytes) -> int:
-    """Run the packet's own path on one document alone (read, append, write, stamp, save) and
-    return its page count. Raises whatever that path raises."""
+    """Run the packet's own path on one document alone (read, append, write, stamp, save),
+    then qpdf's own check on the result (:func:`qpdf_problems`), and return its page count.
+    Raises whatever that path raises, and :class:`Unpackable` when qpdf finds a problem the
+    packet would carry (a content stream that does not decode or parse): every packet must
+    pass ``qpdf --check`` without a warning."""
     reader = PdfReader(io.BytesIO(data), strict=False)
     count = len(reader.pages)
     if count == 0:
@@ -90,8 +104,94 @@ def trial(data: bytes) -> int:
         raise Unpackable(f"append copied {len(writer.pages)} of {count} pages")
     merged = io.BytesIO()
     writer.write(merged)
-    stamped(merged, "GF-TRIAL")
+    problems = qpdf_problems(stamped(merged, "GF-TRIAL"))
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise Unpackable(f"qpdf check: {problems[0]}{more}")
     return count
+
+
+# qpdf prefixes each message with the input's name ("stream <_io.BytesIO object at 0x...>" or a
+# file path) and sometimes an offset: noise in a reason, and different on every run.
+_QPDF_PREFIX = re.compile(
+    r"^(?:WARNING|ERROR)?:?\s*(?:stream <[^>]*>|[^:]*\.pdf)?\s*(?:\([^)]*\))?:?\s*"
+)
+
+
+_GENERALIZED = frozenset(
+    {"/FlateDecode", "/Fl", "/LZWDecode", "/LZW", "/ASCII85Decode", "/A85", "/ASCIIHexDecode"}
+    | {"/AHx", "/RunLengthDecode", "/RL"}
+)
+MAX_CHECKED_STREAM_BYTES = 256 * 1024 * 1024
+"""Decoded size (bytes) past which :func:`qpdf_problems` does not decode a Flate stream (intake
+bounds stream sizes before: ``GOODFAITH_DOCUMENTS__MAX_STREAM_BYTES``)."""
+
+
+class _Discard(pikepdf.StreamParser):
+    def handle_object(self, obj: Any, offset: int, length: int) -> None:
+        pass
+
+    def handle_eof(self) -> None:
+        pass
+
+
+def qpdf_problems(data: bytes) -> list[str]:
+    """What ``qpdf --check`` would report on ``data``, found through pikepdf the way qpdf's
+    check does it (QPDFJob::doCheck): warnings from reading the structure, every stream in
+    a generalized filter (Flate, LZW, ASCII85, ASCIIHex, RunLength) decoded, every page's
+    content parsed. Image codecs (DCT, JPX, JBIG2, CCITT) are not decoded, as qpdf does not;
+    a *content* stream in one cannot be parsed and is a problem. Bounded: a Flate stream is
+    first inflated in steps and left undecoded past :data:`MAX_CHECKED_STREAM_BYTES`. Each
+    message names objects and offsets only, never text of the document."""
+    problems: list[str] = []
+    with pikepdf.open(io.BytesIO(data)) as pdf:
+        problems += pdf.get_warnings()
+        for obj in pdf.objects:
+            if not isinstance(obj, pikepdf.Stream):
+                continue
+            filters = obj.get("/Filter")
+            names = [str(f) for f in filters] if isinstance(filters, Array) else [str(filters)]
+            if filters is None or not all(name in _GENERALIZED for name in names):
+                continue
+            if names[0] in ("/FlateDecode", "/Fl") and _inflates_past(
+                obj.read_raw_bytes(), MAX_CHECKED_STREAM_BYTES
+            ):
+                continue
+            try:
+                obj.read_bytes()
+            except Exception as exc:  # PdfError: the data does not decode
+                if "unfilterable" not in str(exc):  # parameters qpdf does not decode either
+                    problems.append(f"object {obj.objgen[0]} {obj.objgen[1]}: {_clean(str(exc))}")
+            problems += pdf.get_warnings()
+        parser = _Discard()
+        for number, page in enumerate(pdf.pages, start=1):
+            try:
+                page.parse_contents(parser)
+            except pikepdf.DependencyError:  # JBIG2: a content stream in an image codec
+                problems.append(f"page {number}: content stream is encoded with an image codec")
+            except Exception as exc:  # PdfError: it does not decode or parse
+                problems += pdf.get_warnings()
+                problems.append(f"page {number}: {_clean(str(exc))}")
+        problems += pdf.get_warnings()
+    return [_clean(str(problem))[:160] for problem in problems]
+
+
+def _clean(message: str) -> str:
+    return _QPDF_PREFIX.sub("", message.replace("\n", " ")).strip()
+
+
+def _inflates_past(raw: bytes, limit: int) -> bool:
+    inflater = zlib.decompressobj()
+    total, pending = 0, raw
+    try:
+        while pending:
+            total += len(inflater.decompress(pending, 1 << 20))
+            if total > limit:
+                return True
+            pending = inflater.unconsumed_tail
+    except zlib.error:
+        pass  # damaged: read_bytes reports it
+    return False
 
 
 def normalized(data: bytes) -> bytes | None:
