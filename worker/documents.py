@@ -9,6 +9,9 @@ and turns it into a quarantine reason; nothing in this module raises on bad inpu
 Decision path of :func:`check_document`::
 
     too many bytes ─────────────────────────────────────────────► quarantine "too large"
+    a TIFF, PNG or JPEG (by its first bytes) ──► converted to PDF pages, one per
+      frame, without loss (worker/intake_images.py), then checked as the PDF below;
+      data = that PDF, converted = the image kind; or quarantine with the conversion's reason
     content type not a PDF ─────────────────────────────────────► quarantine "not a PDF"
     pypdf opens, decrypts ("" then the given passwords), counts pages and appends to a
     PdfWriter ──► packable? ──► accept (data = original, or a decrypted copy when it was
@@ -37,6 +40,7 @@ streams use an image codec or are larger than :data:`MAX_TEXT_STREAM_BYTES` comp
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import re
@@ -49,6 +53,7 @@ from pypdf import PasswordType, PdfReader, PdfWriter
 from pypdf.errors import FileNotDecryptedError, WrongPasswordError
 from pypdf.generic import ArrayObject, IndirectObject
 
+from worker.intake_images import ImageRejected, image_kind, image_to_pdf
 from worker.packet.prepare import Unpackable, append_pdf, packable
 
 __all__ = [
@@ -111,6 +116,9 @@ class DocumentCheck:
     sha256: str
     decrypted: bool = False  # data is a decrypted copy of an encrypted original
     normalized: bool = False  # data is a copy with page attributes normalized for the packet
+    #: "tiff", "png" or "jpeg": the original was that image and ``data`` is the PDF made from it
+    #: (one page per frame, image data embedded without loss: worker/intake_images.py)
+    converted: str | None = None
 
 
 class _Quarantine(Exception):
@@ -142,6 +150,17 @@ def check_document(
     if len(data) > max_bytes:
         return quarantine(f"too large: {len(data)} bytes > {max_bytes}")
     media_type = content_type.split(";", 1)[0].strip().lower()
+    kind = image_kind(data)  # by the bytes: fax vendors label TIFFs application/octet-stream
+    if kind is not None:
+        # A fax TIFF, PNG or JPEG: its PDF pages go through every check a PDF does.
+        try:
+            pdf, _ = image_to_pdf(data, max_pages=max_pages)
+        except ImageRejected as exc:
+            return quarantine(str(exc))
+        inner = check_document(pdf, max_pages=max_pages, max_bytes=max_bytes)
+        if not inner.accepted:
+            return quarantine(inner.reason or "unpackable", inner.pages)
+        return dataclasses.replace(inner, sha256=sha, normalized=True, converted=kind)
     if media_type and media_type not in _PDF_CONTENT_TYPES:
         return quarantine(f"not a PDF: content type {media_type[:60]}")
     if not data:

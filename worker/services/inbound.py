@@ -256,7 +256,8 @@ def accept_document(
     request = _match(s, found, request, sender)
     case_id = request.case_id if request else None
     owner = case_id or "unmatched"
-    raw_uri = store.put(content_key(owner, "inbound", doc.data, "pdf"), doc.data, doc.content_type)
+    ext = check.converted or "pdf"  # a fax TIFF is stored as the TIFF it was
+    raw_uri = store.put(content_key(owner, "inbound", doc.data, ext), doc.data, doc.content_type)
     usable_uri = None
     if check.accepted and check.data != doc.data:
         usable_uri = store.put(
