@@ -424,3 +424,79 @@ def test_unknown_part_kind_raises_packet_error() -> None:
     """Only eoc, records and authorization parts are allowed."""
     with pytest.raises(PacketError, match="unknown kind"):
         build_packet(COVER, [_part("letter", "x", generate_eoc_pdf("P", 1))])
+
+
+def test_bookmarks_name_each_section_and_document_at_its_first_page(
+    packet: BuiltPacket, reader: PdfReader
+) -> None:
+    """The outline has the cover, a section per kind of part with one bookmark per document
+    (at the page the manifest gives), and the attestation."""
+    outline: Any = reader.outline
+    top = [item for item in outline if not isinstance(item, list)]
+    children = [item for item in outline if isinstance(item, list)]
+    names = [item.title for item in top]
+    assert names == [
+        "Cover and index",
+        "Evidence of coverage",
+        "Providers' records",
+        "Carrier's records",
+        "Good-faith attestation",
+    ]
+    documents = {
+        item.title: reader.get_destination_page_number(item) + 1 for c in children for item in c
+    }
+    for part in packet.manifest["parts"]:
+        assert documents[part["title"]] == part["first_page"]
+    attestation = packet.manifest["attestation_pages"]["first_page"]
+    assert reader.get_destination_page_number(top[-1]) + 1 == attestation
+
+
+def test_packet_carries_no_javascript_or_embedded_files() -> None:
+    """A part's document-level JavaScript, embedded files and open action stay out of the
+    packet: only its pages are copied."""
+    pdf = pikepdf.open(io.BytesIO(generate_records_pdf(REFS[0], "Acme", "M1", 2)))
+    script = pdf.make_indirect(
+        pikepdf.Dictionary(S=pikepdf.Name.JavaScript, JS=pikepdf.String("app.alert(1)"))
+    )
+    pdf.Root.OpenAction = script
+    pdf.Root.Names = pikepdf.Dictionary(
+        JavaScript=pikepdf.Dictionary(Names=pikepdf.Array([pikepdf.String("a"), script]))
+    )
+    pdf.attachments["note.txt"] = pikepdf.AttachedFileSpec(pdf, b"hidden")
+    out = io.BytesIO()
+    pdf.save(out)
+    built = build_packet(COVER, [_part("records", "scripted", out.getvalue(), "P-1")])
+    with pikepdf.open(io.BytesIO(built.pdf)) as result:
+        assert "/OpenAction" not in result.Root and "/Names" not in result.Root
+        assert len(result.attachments) == 0
+    assert b"/JavaScript" not in built.pdf and b"app.alert" not in built.pdf
+
+
+def _filled_form(value: str) -> bytes:
+    from reportlab.pdfgen.canvas import Canvas
+
+    out = io.BytesIO()
+    canvas = Canvas(out, pagesize=(612, 792))
+    canvas.drawString(72, 720, "Patient intake form")
+    canvas.acroForm.textfield(
+        name="patient", value=value, x=72, y=600, width=300, height=24, borderWidth=0
+    )
+    canvas.showPage()
+    canvas.save()
+    return out.getvalue()
+
+
+def test_forms_are_flattened_into_the_page() -> None:
+    """A filled form field is drawn into its page (its appearance) and no widget, no form
+    catalog is left: the reviewer sees the value and nothing can be edited."""
+    source = _filled_form("Jane Roe 1961-04-12")
+    with pikepdf.open(io.BytesIO(source)) as original:
+        assert any(a.Subtype == pikepdf.Name.Widget for a in original.pages[0].Annots)
+    built = build_packet(COVER, [_part("records", "form", source, "P-1")])
+    with pikepdf.open(io.BytesIO(built.pdf)) as result:
+        page = result.pages[1]
+        annots = page.obj.get("/Annots", pikepdf.Array())
+        assert not [a for a in annots if a.get("/Subtype") == pikepdf.Name.Widget]
+        assert "/AcroForm" not in result.Root
+    text = PdfReader(io.BytesIO(built.pdf)).pages[1].extract_text()
+    assert "Jane Roe 1961-04-12" in text and "Patient intake form" in text
