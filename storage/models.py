@@ -208,6 +208,10 @@ class Document(Base):
     kind: Mapped[str] = mapped_column(String(16), default="records")  # records | no_records
     received_at: Mapped[datetime]
     packet_id: Mapped[str | None] = mapped_column(ForeignKey("packets.id"))
+    #: QA flags (repaired, duplicate, cloned, wrong_patient); None: none (older rows too)
+    flags: Mapped[list[Any] | None] = mapped_column(JSON)
+    #: per-page MinHash signatures and dates of service, and what the checks found (no text)
+    qa: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     __table_args__ = (UniqueConstraint("source", "external_id"),)
 

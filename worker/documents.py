@@ -44,6 +44,7 @@ import dataclasses
 import hashlib
 import io
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +65,7 @@ __all__ = [
     "check_document",
     "extract_reference",
     "is_no_records_reply",
+    "page_texts",
 ]
 
 REFERENCE_RE = re.compile(r"GF-[0-9A-Z]{8}")
@@ -317,6 +319,20 @@ def _repair_with_pikepdf(data: bytes, passwords: Sequence[str] = ()) -> bytes:
 def _first_pages_text(data: bytes, max_pages: int) -> tuple[int, str] | None:
     """(page count, text of the first ``max_pages`` pages) or None when unreadable. Pages whose
     content could be a bomb or needs an image codec contribute no text."""
+    result = page_texts(data, max_pages)
+    if result is None:
+        return None
+    count, texts = result
+    return count, "\n".join(text for text in texts if text)
+
+
+def page_texts(
+    data: bytes, max_pages: int, budget_seconds: float | None = None
+) -> tuple[int, list[str]] | None:
+    """(page count, the text of each of the first ``max_pages`` pages) or None when
+    unreadable. A page whose content could be a bomb or needs an image codec (a scan), or
+    that fails to extract, has the text "". Extraction stops after ``budget_seconds`` (the
+    pages not reached have no entry)."""
     reader: PdfReader | None = None
     blob = data
     for candidate in (data, None):
@@ -335,20 +351,24 @@ def _first_pages_text(data: bytes, max_pages: int) -> tuple[int, str] | None:
         raw: pikepdf.Pdf | None = pikepdf.open(io.BytesIO(blob))
     except Exception:
         raw = None
-    parts: list[str] = []
+    texts: list[str] = []
+    stop = None if budget_seconds is None else time.monotonic() + budget_seconds
     try:
         for index in range(min(count, max_pages)):
+            if stop is not None and time.monotonic() > stop:
+                break
             try:
                 page = reader.pages[index]
                 if raw is None or not _text_safe(page.get("/Contents"), raw):
+                    texts.append("")
                     continue
-                parts.append(page.extract_text())
+                texts.append(page.extract_text())
             except Exception:
-                continue
+                texts.append("")
     finally:
         if raw is not None:
             raw.close()
-    return count, "\n".join(parts)
+    return count, texts
 
 
 def _text_safe(contents: Any, raw: pikepdf.Pdf) -> bool:

@@ -30,13 +30,20 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pikepdf
 
 from config.settings import DocumentSettings
-from worker.documents import DocumentCheck, check_document, extract_reference, is_no_records_reply
+from worker.documents import (
+    DocumentCheck,
+    check_document,
+    extract_reference,
+    is_no_records_reply,
+    page_texts,
+)
+from worker.domain.similarity import PageSignature, QASettings, page_signature
 
 __all__ = ["DocumentChecker", "Inspection", "inspect_document", "oversized_stream"]
 
@@ -48,11 +55,17 @@ _COMPONENTS |= {"/DeviceCMYK": 4}
 
 @dataclass(frozen=True)
 class Inspection:
-    """The verdict on one document and, when accepted, what its text says."""
+    """The verdict on one document and, when accepted, what its text says: per page its text
+    ("" for scanned pages and pages whose text is not read) and its QA signature (MinHash
+    and dates of service, worker/domain/similarity.py), with the thresholds they were made
+    with. The text stays in memory (the identity check); only signatures are stored."""
 
     check: DocumentCheck
     reference: str | None = None
     no_records: bool = False
+    texts: tuple[str, ...] = ()
+    signatures: tuple[PageSignature, ...] = ()
+    qa: QASettings = field(default_factory=QASettings)
 
 
 Target = Callable[[bytes, str, Sequence[str], DocumentSettings], Inspection]
@@ -74,7 +87,18 @@ def inspect_document(
     too_big = oversized_stream(check.data, limits.max_stream_bytes)
     if too_big is not None:
         return Inspection(_quarantined(data, check.sha256, too_big))
-    return Inspection(check, extract_reference(check.data), is_no_records_reply(check.data))
+    qa = limits.qa()
+    # Text of every page (up to qa_max_pages, within a third of the time limit).
+    found = page_texts(check.data, limits.qa_max_pages, budget_seconds=limits.max_seconds / 3)
+    texts = tuple(found[1]) if found else ()
+    return Inspection(
+        check,
+        extract_reference(check.data),
+        is_no_records_reply(check.data),
+        texts,
+        tuple(page_signature(text, qa) for text in texts),
+        qa,
+    )
 
 
 def oversized_stream(data: bytes, limit: int) -> str | None:

@@ -192,7 +192,9 @@ def _assemble(
     for _ in range(5):
         entries, next_page = [], cover_pages + 1
         for _, part, _, count in readers:
-            entries.append(Entry(part.title, part.kind, next_page, next_page + count - 1))
+            entries.append(
+                Entry(part.title, part.kind, next_page, next_page + count - 1, part.flags)
+            )
             next_page += count
         entries.append(
             Entry(
@@ -236,6 +238,8 @@ def _assemble(
                     "pages": count,
                     "first_page": entry.first,
                     "last_page": entry.last,
+                    "flags": list(part.flags),
+                    "reviewed": not part.flags,
                 }
             )
         add_pages(packet, attestation_doc)

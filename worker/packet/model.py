@@ -96,6 +96,9 @@ class PacketPart:
     source_sha256: str  # of the document as received (DocumentCheck.sha256)
     provider_id: str | None = None
     document_id: str | None = None  # the Document row, for the manifest and the audit trail
+    #: QA flags (repaired, cloned, wrong_patient, ...): in the index with "unreviewed", and in
+    #: the manifest (worker/services/quality.py)
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

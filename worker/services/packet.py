@@ -42,6 +42,7 @@ from worker.services.attestation import attestation_cover, provider_attestations
 from worker.services.audit import audit
 from worker.services.closing import stop_request
 from worker.services.mapping import case_status
+from worker.services.quality import DUPLICATE, flags_of
 
 log = structlog.get_logger("goodfaith.services")
 
@@ -56,6 +57,7 @@ class _Spec:
     source_sha256: str  # "" when the part is ours (the EOC): hashed when read
     provider_id: str | None
     document_id: str | None = None  # the Document row (records), None for the EOC
+    flags: tuple[str, ...] = ()  # QA flags (worker/services/quality.py)
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,9 @@ def assemble_packet(
         data = store.get(spec.uri)
         sha = spec.source_sha256 or sha256_hex(data)
         parts.append(
-            PacketPart(spec.kind, spec.title, data, sha, spec.provider_id, spec.document_id)
+            PacketPart(
+                spec.kind, spec.title, data, sha, spec.provider_id, spec.document_id, spec.flags
+            )
         )
     built = build_packet(plan.cover, parts, plan.attestation)
     key_base = f"cases/{plan.case_id}/packets/{plan.sequence:03d}-{built.sha256}"
@@ -144,6 +148,8 @@ def _plan(
                 .order_by(Document.received_at)
             )
         )
+        # The same document received twice is stored and noted, never repeated in a packet.
+        docs = [d for d in docs if DUPLICATE not in flags_of(d)]
         if supplemental and not docs:
             case.next_action_at = None
             return None
@@ -207,6 +213,7 @@ def _specs(case: Case, docs: list[Document], supplemental: bool) -> list[_Spec]:
                 d.sha256,
                 owner.provider_id if owner else None,
                 d.id,
+                tuple(flags_of(d)),
             )
         )
     return specs

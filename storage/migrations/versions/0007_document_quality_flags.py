@@ -1,0 +1,35 @@
+"""documents.flags and documents.qa: what the intake quality checks found
+
+``flags`` lists the QA flags of a document (``repaired``, ``duplicate``, ``cloned``,
+``wrong_patient``; NULL for documents taken in before this revision, read as none). ``qa`` holds
+what the checks need to compare later documents of the same case with this one (per page: a
+MinHash signature of the text's word shingles and the dates of service printed on it) and what
+they found (the document it duplicates, the pages that repeat other pages). Neither holds
+document text.
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-11-27 09:00:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # Plain ADD COLUMN: a batch "move and copy" of documents trips its foreign keys on SQLite.
+    op.add_column("documents", sa.Column("flags", sa.JSON(), nullable=True))
+    op.add_column("documents", sa.Column("qa", sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("documents", schema=None, recreate="never") as batch_op:
+        batch_op.drop_column("qa")
+        batch_op.drop_column("flags")
