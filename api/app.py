@@ -29,6 +29,7 @@ from worker.readmodels.deadletters import dead_letters
 from worker.readmodels.export import iter_attempts, render_export
 from worker.readmodels.report import build_report
 from worker.readmodels.risk import metric_lines
+from worker.services.review import Decision, ReviewOutcome
 from worker.wiring import Container
 
 log = structlog.get_logger("goodfaith.api")
@@ -148,6 +149,7 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
         return PlainTextResponse("\n".join(lines) + "\n")
 
     _dead_letter_routes(app, container)
+    _review_routes(app, container)
     return app
 
 
@@ -173,3 +175,46 @@ def _dead_letter_routes(app: FastAPI, container: Callable[[], Container]) -> Non
         if outcome is services.RetryOutcome.ALREADY_RETRIED:
             raise HTTPException(status_code=409, detail="dead letter already retried")
         return {"id": letter_id, "status": outcome.value}
+
+
+# --- ops review queue (issue 10) --------------------------------------------------------------
+# A block of its own: the access-control work attaches the ``ops`` role to these routes at merge.
+
+
+def _review_routes(app: FastAPI, container: Callable[[], Container]) -> None:
+    """Ops: the documents flagged at intake that wait for a person, and the decision on one
+    (release: it goes into the packet; reject: quarantined, never sent). Audited."""
+
+    @app.get("/v1/review")
+    def review_queue() -> dict[str, Any]:
+        items = services.review_queue(container())
+        return {"documents": [item.as_dict() for item in items], "count": len(items)}
+
+    async def _decide(document_id: str, request: Request, decision: Decision) -> dict[str, str]:
+        raw = await request.body()
+        try:
+            payload = json.loads(raw) if raw else {}
+        except ValueError:
+            raise HTTPException(status_code=422, detail="body must be a JSON object") from None
+        if not isinstance(payload, dict):
+            raise HTTPException(status_code=422, detail="body must be a JSON object")
+        reviewer = str(payload.get("reviewer") or "").strip()
+        if not reviewer:
+            raise HTTPException(status_code=422, detail="reviewer: who decides (a name or id)")
+        note = str(payload.get("note") or "")
+        outcome = await run_in_threadpool(
+            services.review_document, container(), document_id, decision, reviewer, note
+        )
+        if outcome is ReviewOutcome.UNKNOWN:
+            raise HTTPException(status_code=404, detail="no such document")
+        if outcome is ReviewOutcome.NOT_PENDING:
+            raise HTTPException(status_code=409, detail="document is not waiting for review")
+        return {"document_id": document_id, "status": f"{decision.value}d"}
+
+    @app.post("/v1/review/{document_id}/release")
+    async def release_document(document_id: str, request: Request) -> dict[str, str]:
+        return await _decide(document_id, request, Decision.RELEASE)
+
+    @app.post("/v1/review/{document_id}/reject")
+    async def reject_document(document_id: str, request: Request) -> dict[str, str]:
+        return await _decide(document_id, request, Decision.REJECT)

@@ -212,6 +212,11 @@ class Document(Base):
     flags: Mapped[list[Any] | None] = mapped_column(JSON)
     #: per-page MinHash signatures and dates of service, and what the checks found (no text)
     qa: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: pending (flagged, held for a person) | released | rejected; None: no review needed
+    review_status: Mapped[str | None] = mapped_column(String(16), index=True)
+    reviewed_at: Mapped[datetime | None]
+    reviewed_by: Mapped[str | None] = mapped_column(String(128))
+    review_note: Mapped[str | None] = mapped_column(String(256))
 
     __table_args__ = (UniqueConstraint("source", "external_id"),)
 

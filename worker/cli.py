@@ -7,6 +7,7 @@ goodfaith worker | scheduler | api | simulator  the production processes
 goodfaith export attempts [--case ID] --format csv|json
 goodfaith export attestation --case ID [--format pdf|json] [-o FILE]
 goodfaith dead-letters list [--all] | retry ID
+goodfaith review list | release ID --by NAME | reject ID --by NAME [--note TEXT]
 goodfaith deadline --jurisdiction MA --review standard --received ISO-8601
 goodfaith db upgrade
 """
@@ -386,6 +387,65 @@ def dead_letters_retry(letter_id: str) -> None:
     if outcome is RetryOutcome.ALREADY_RETRIED:
         raise click.ClickException(f"dead letter {letter_id!r} was already retried")
     click.echo(json.dumps({"id": letter_id, "status": outcome.value}))
+
+
+# --- the ops review queue (issue 10) ------------------------------------------------------------
+
+
+@main.group("review")
+def review_group() -> None:
+    """Flagged documents (repaired, blank pages, cloned, possible wrong patient) waiting for a
+    person: list them, release one into the packet, or reject it."""
+
+
+@review_group.command("list")
+def review_list() -> None:
+    """Print the documents waiting for review as JSON (the case due soonest first)."""
+    from worker.services import review_queue
+
+    c = _container()
+    try:
+        items = review_queue(c)
+    finally:
+        c.close()
+    click.echo(
+        json.dumps({"documents": [i.as_dict() for i in items], "count": len(items)}, indent=2)
+    )
+
+
+def _review(document_id: str, decision: str, reviewer: str, note: str) -> None:
+    from worker.services import review_document
+    from worker.services.review import Decision, ReviewOutcome
+
+    chosen = Decision(decision)
+    c = _container(dispatcher=_broker_dispatcher())
+    try:
+        outcome = review_document(c, document_id, chosen, reviewer, note)
+    finally:
+        c.close()
+    if outcome is ReviewOutcome.UNKNOWN:
+        raise click.ClickException(f"no document {document_id!r}: see goodfaith review list")
+    if outcome is ReviewOutcome.NOT_PENDING:
+        raise click.ClickException(f"document {document_id!r} is not waiting for review")
+    click.echo(json.dumps({"document_id": document_id, "status": f"{chosen.value}d"}))
+
+
+@review_group.command("release")
+@click.argument("document_id")
+@click.option("--by", "reviewer", required=True, help="who releases it (name or id, audited)")
+@click.option("--note", default="", help="why (audited with the decision)")
+def review_release(document_id: str, reviewer: str, note: str) -> None:
+    """Release DOCUMENT_ID: it goes into the packet like any document (audited)."""
+    _review(document_id, "release", reviewer, note)
+
+
+@review_group.command("reject")
+@click.argument("document_id")
+@click.option("--by", "reviewer", required=True, help="who rejects it (name or id, audited)")
+@click.option("--note", default="", help="why (kept as the quarantine reason)")
+def review_reject(document_id: str, reviewer: str, note: str) -> None:
+    """Reject DOCUMENT_ID: quarantined with the note, never sent (audited)."""
+    _review(document_id, "reject", reviewer, note)
 
 
 @main.group()

@@ -45,7 +45,7 @@ from worker.documents import (
 )
 from worker.domain.similarity import PageSignature, QASettings, page_signature
 
-__all__ = ["DocumentChecker", "Inspection", "inspect_document", "oversized_stream"]
+__all__ = ["DocumentChecker", "Inspection", "blank_pages", "inspect_document", "oversized_stream"]
 
 _FLATE = frozenset({"/FlateDecode", "/Fl"})
 _CHUNK = 1 << 20  # bytes inflated per step while measuring a stream
@@ -66,6 +66,7 @@ class Inspection:
     texts: tuple[str, ...] = ()
     signatures: tuple[PageSignature, ...] = ()
     qa: QASettings = field(default_factory=QASettings)
+    blank_pages: tuple[int, ...] = ()  # 1-based pages that draw nothing
 
 
 Target = Callable[[bytes, str, Sequence[str], DocumentSettings], Inspection]
@@ -98,7 +99,37 @@ def inspect_document(
         texts,
         tuple(page_signature(text, qa) for text in texts),
         qa,
+        blank_pages(check.data),
     )
+
+
+def blank_pages(data: bytes) -> tuple[int, ...]:
+    """Pages that render blank (1-based): no content stream, or content streams holding
+    nothing but white space, and no annotation that could draw. (A repair that rebuilt a page
+    tree around lost content gives such pages.) A scan of a white sheet is not found here."""
+    found = []
+    with pikepdf.open(io.BytesIO(data)) as pdf:
+        for number, page in enumerate(pdf.pages, start=1):
+            if page.obj.get("/Annots"):
+                continue
+            contents = page.obj.get("/Contents")
+            streams = (
+                []
+                if contents is None
+                else list(contents)
+                if isinstance(contents, pikepdf.Array)
+                else [contents]
+            )
+            try:
+                drawn = any(
+                    isinstance(stream, pikepdf.Stream) and stream.read_bytes().strip()
+                    for stream in streams
+                )
+            except Exception:  # undecodable content is not blank: trial would have refused it
+                drawn = True
+            if not drawn:
+                found.append(number)
+    return tuple(found)
 
 
 def oversized_stream(data: bytes, limit: int) -> str | None:

@@ -142,7 +142,7 @@ def test_cloned_notes_are_flagged_and_still_sent_marked_unreviewed(env) -> None:
     _deliver(c, clock)
     submission = deliverer.submissions[0]
     [part] = [p for p in submission.manifest["parts"] if p["kind"] == "records"]
-    assert (part["pages"], part["flags"], part["reviewed"]) == (3, ["cloned"], False)
+    assert (part["pages"], part["flags"], part["unreviewed"]) == (3, ["cloned"], True)
     text = PdfReader(io.BytesIO(submission.packet_pdf)).pages[0].extract_text()
     assert "cloned, unreviewed" in text
 

@@ -193,7 +193,14 @@ def _assemble(
         entries, next_page = [], cover_pages + 1
         for _, part, _, count in readers:
             entries.append(
-                Entry(part.title, part.kind, next_page, next_page + count - 1, part.flags)
+                Entry(
+                    part.title,
+                    part.kind,
+                    next_page,
+                    next_page + count - 1,
+                    part.flags,
+                    part.unreviewed,
+                )
             )
             next_page += count
         entries.append(
@@ -239,7 +246,7 @@ def _assemble(
                     "first_page": entry.first,
                     "last_page": entry.last,
                     "flags": list(part.flags),
-                    "reviewed": not part.flags,
+                    "unreviewed": part.unreviewed,
                 }
             )
         add_pages(packet, attestation_doc)

@@ -113,14 +113,18 @@ class Entry:
     first: int
     last: int
     flags: tuple[str, ...] = ()
+    unreviewed: bool = False
 
 
-def flags_text(flags: Sequence[str]) -> str:
-    """How the index prints a document's QA flags: "-" for none, else the flags and
-    "unreviewed" (no person has released them yet)."""
+def flags_text(flags: Sequence[str], unreviewed: bool = False) -> str:
+    """How the index prints a document's QA flags: "-" for none, else the flags, then
+    "unreviewed" when no person released the document before the deadline forced it out,
+    or "released" when one did."""
     if not flags:
         return "-"
-    return ", ".join([*(f.replace("_", " ") for f in flags), "unreviewed"])
+    return ", ".join(
+        [*(f.replace("_", " ") for f in flags), "unreviewed" if unreviewed else "released"]
+    )
 
 
 def render_cover(
@@ -166,7 +170,7 @@ def render_cover(
                 (24.0, entry.title),
                 (250.0, entry.kind),
                 (320.0, span),
-                (380.0, flags_text(entry.flags)),
+                (380.0, flags_text(entry.flags, entry.unreviewed)),
             ]
         )
     if excluded:

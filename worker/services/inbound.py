@@ -48,7 +48,7 @@ from worker.domain.watchdog import flag
 from worker.services.audit import audit
 from worker.services.closing import close_request
 from worker.services.mapping import case_status
-from worker.services.quality import assess
+from worker.services.quality import assess, review_for
 
 log = structlog.get_logger("goodfaith.services")
 
@@ -67,6 +67,7 @@ class Inspected:
     texts: tuple[str, ...] = ()  # per page (in memory only: the identity check)
     signatures: tuple[PageSignature, ...] = ()
     qa: QASettings = field(default_factory=QASettings)
+    blank_pages: tuple[int, ...] = ()
 
 
 def inspect(doc: InboundDocument, documents: DocumentChecker) -> Inspected:
@@ -81,6 +82,7 @@ def inspect(doc: InboundDocument, documents: DocumentChecker) -> Inspected:
         found.texts,
         found.signatures,
         found.qa,
+        found.blank_pages,
     )
 
 
@@ -294,6 +296,7 @@ def accept_document(
             found.signatures,
             found.qa,
             no_records=no_records,
+            blank_pages=found.blank_pages,
         )
     d = Document(
         case_id=case_id,
@@ -312,6 +315,7 @@ def accept_document(
         received_at=now,
         flags=quality.flags if quality else [],
         qa=quality.qa if quality else None,
+        review_status=review_for(quality.flags) if quality else None,
     )
     s.add(d)
     s.flush()

@@ -42,7 +42,7 @@ from worker.services.attestation import attestation_cover, provider_attestations
 from worker.services.audit import audit
 from worker.services.closing import stop_request
 from worker.services.mapping import case_status
-from worker.services.quality import DUPLICATE, flags_of
+from worker.services.quality import DUPLICATE, PENDING, flags_of
 
 log = structlog.get_logger("goodfaith.services")
 
@@ -58,6 +58,7 @@ class _Spec:
     provider_id: str | None
     document_id: str | None = None  # the Document row (records), None for the EOC
     flags: tuple[str, ...] = ()  # QA flags (worker/services/quality.py)
+    unreviewed: bool = False  # flagged, not released: sent because the deadline came first
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,14 @@ def assemble_packet(
         sha = spec.source_sha256 or sha256_hex(data)
         parts.append(
             PacketPart(
-                spec.kind, spec.title, data, sha, spec.provider_id, spec.document_id, spec.flags
+                spec.kind,
+                spec.title,
+                data,
+                sha,
+                spec.provider_id,
+                spec.document_id,
+                spec.flags,
+                spec.unreviewed,
             )
         )
     built = build_packet(plan.cover, parts, plan.attestation)
@@ -150,6 +158,16 @@ def _plan(
         )
         # The same document received twice is stored and noted, never repeated in a packet.
         docs = [d for d in docs if DUPLICATE not in flags_of(d)]
+        pending = [d for d in docs if d.review_status == PENDING]
+        if pending and (supplemental or now < case.assemble_at):
+            # Flagged documents wait for a person; only the deadline sends them unreviewed:
+            # the first packet waits for the assembly cutoff (or the last release), a
+            # supplemental one goes without them (a release assembles it again).
+            if not supplemental:
+                case.next_action_at = case.assemble_at
+                audit(s, now, "packet.waiting_review", case.id, documents=len(pending))
+                return None
+            docs = [d for d in docs if d.review_status != PENDING]
         if supplemental and not docs:
             case.next_action_at = None
             return None
@@ -214,6 +232,7 @@ def _specs(case: Case, docs: list[Document], supplemental: bool) -> list[_Spec]:
                 owner.provider_id if owner else None,
                 d.id,
                 tuple(flags_of(d)),
+                d.review_status == PENDING,
             )
         )
     return specs

@@ -4,6 +4,7 @@ person should look at before the agency's reviewer does (issue "What providers r
 ::
 
     check.repaired ─────────────────────────────────────────────► "repaired"
+    pages with no content at all ───────────────────────────────► "blank_pages"
     same SHA-256 as an accepted document of the case, or every page
       near-identical to one (worker/domain/similarity.py) ──────► "duplicate" (kept, noted,
                                                                    never repeated in a packet)
@@ -13,7 +14,9 @@ person should look at before the agency's reviewer does (issue "What providers r
       or member id) ────────────────────────────────────────────► "wrong_patient"
 
 Only signatures (MinHash, dates of service) and findings are stored (``Document.qa``), never
-text. The flags go to the run report, the packet's index and its manifest.
+text. The flags go to the run report, the packet's index and its manifest. Any flag but
+``duplicate`` puts the document in the ops review queue (``review_status`` pending:
+worker/services/review.py).
 """
 
 from __future__ import annotations
@@ -36,9 +39,27 @@ from worker.domain.similarity import (
     mentions_insured,
 )
 
-__all__ = ["DUPLICATE", "QAResult", "assess", "flags_of", "signatures_of"]
+__all__ = [
+    "DUPLICATE",
+    "PENDING",
+    "REJECTED",
+    "RELEASED",
+    "QAResult",
+    "assess",
+    "flags_of",
+    "review_for",
+    "signatures_of",
+]
 
 REPAIRED, DUPLICATE, CLONED, WRONG_PATIENT = "repaired", "duplicate", "cloned", "wrong_patient"
+BLANK_PAGES = "blank_pages"
+PENDING, RELEASED, REJECTED = "pending", "released", "rejected"
+
+
+def review_for(flags: Sequence[str]) -> str | None:
+    """``pending`` when a person must look at the document before it is sent (any flag but
+    ``duplicate``: a duplicate is never sent), else None."""
+    return PENDING if any(flag != DUPLICATE for flag in flags) else None
 
 
 @dataclass(frozen=True)
@@ -69,10 +90,13 @@ def assess(
     settings: QASettings,
     *,
     no_records: bool,
+    blank_pages: Sequence[int] = (),
 ) -> QAResult:
     """The flags of an accepted document about to be stored for ``case`` (None: unmatched,
-    only ``repaired`` can be told)."""
+    only ``repaired`` and ``blank_pages`` can be told)."""
     flags: list[str] = [REPAIRED] if check.repaired else []
+    if blank_pages:
+        flags.append(BLANK_PAGES)
     qa: dict[str, Any] = {
         "pages": [{"minhash": list(p.minhash), "dates": list(p.dates)} for p in signatures],
         "settings": {
@@ -82,6 +106,8 @@ def assess(
             "duplicate_threshold": settings.duplicate_threshold,
         },
     }
+    if blank_pages:
+        qa["blank_pages"] = list(blank_pages)
     if case is None or no_records:
         return QAResult(flags, qa)
     others = list(
