@@ -8,6 +8,7 @@ goodfaith export attempts [--case ID] --format csv|json
 goodfaith export attestation --case ID [--format pdf|json] [-o FILE]
 goodfaith dead-letters list [--all] | retry ID
 goodfaith review list | release ID --by NAME | reject ID --by NAME [--note TEXT]
+goodfaith packet show CASE [--sequence N] | get CASE --out FILE
 goodfaith deadline --jurisdiction MA --review standard --received ISO-8601
 goodfaith db upgrade
 """
@@ -387,6 +388,91 @@ def dead_letters_retry(letter_id: str) -> None:
     if outcome is RetryOutcome.ALREADY_RETRIED:
         raise click.ClickException(f"dead letter {letter_id!r} was already retried")
     click.echo(json.dumps({"id": letter_id, "status": outcome.value}))
+
+
+# --- packets (issue 10) -------------------------------------------------------------------------
+
+
+def _packet_row(c: Any, case_id: str, sequence: int | None) -> Any:
+    from sqlalchemy import select
+
+    from storage.db import transaction
+    from storage.models import Packet
+
+    with transaction(c.sessions) as s:
+        q = select(Packet).where(Packet.case_id == case_id).order_by(Packet.sequence)
+        packets = list(s.scalars(q))
+        if sequence is not None:
+            packets = [p for p in packets if p.sequence == sequence]
+        if not packets:
+            raise click.ClickException(
+                f"no packet for case {case_id!r}"
+                + (f" with sequence {sequence}" if sequence is not None else "")
+            )
+        row = packets[-1] if sequence is None else packets[0]
+        s.expunge(row)
+        return row
+
+
+@main.group()
+def packet() -> None:
+    """The packets sent for a case: the index, and the PDF itself."""
+
+
+@packet.command("show")
+@click.argument("case_id")
+@click.option("--sequence", type=int, default=None, help="which packet (default: the latest)")
+def packet_show(case_id: str, sequence: int | None) -> None:
+    """Print the packet's index: every document with its page range and QA flags."""
+    c = _container()
+    try:
+        row = _packet_row(c, case_id, sequence)
+        manifest = json.loads(c.store.get(row.manifest_uri))
+    finally:
+        c.close()
+    kind = "supplemental packet" if manifest.get("supplemental") else "packet"
+    click.echo(
+        f"{kind} {manifest['sequence']} of case {case_id}: {manifest['pages']} pages, "
+        f"sha256 {manifest['packet_sha256']}"
+    )
+    cover = manifest["cover_pages"]
+    click.echo(f"  {cover['first_page']}-{cover['last_page']}  cover and index")
+    for part in manifest["parts"]:
+        flags = ", ".join(part.get("flags") or [])
+        if flags and part.get("unreviewed"):
+            flags += ", unreviewed"
+        click.echo(
+            f"  {part['first_page']}-{part['last_page']}  {part['kind']}: {part['title']}"
+            + (f"  [{flags}]" if flags else "")
+        )
+    attestation = manifest["attestation_pages"]
+    click.echo(f"  {attestation['first_page']}-{attestation['last_page']}  good-faith attestation")
+    for left_out in manifest.get("excluded") or []:
+        click.echo(
+            f"  not included: {left_out['kind']}: {left_out['title']} ({left_out['reason']})"
+        )
+
+
+@packet.command("get")
+@click.argument("case_id")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="PDF to write")
+@click.option("--sequence", type=int, default=None, help="which packet (default: the latest)")
+def packet_get(case_id: str, out: str, sequence: int | None) -> None:
+    """Write the packet PDF to OUT, checked against its recorded SHA-256."""
+    import hashlib
+
+    c = _container()
+    try:
+        row = _packet_row(c, case_id, sequence)
+        data = c.store.get(row.uri)
+    finally:
+        c.close()
+    if hashlib.sha256(data).hexdigest() != row.sha256:
+        raise click.ClickException(f"stored packet for {case_id!r} does not match its SHA-256")
+    Path(out).write_bytes(data)
+    click.echo(
+        json.dumps({"case_id": case_id, "path": out, "pages": row.pages, "sha256": row.sha256})
+    )
 
 
 # --- the ops review queue (issue 10) ------------------------------------------------------------

@@ -173,3 +173,42 @@ def test_cli_lists_the_review_queue(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert page["documents"][0]["flags"] == ["wrong_patient"]
     finally:
         get_settings.cache_clear()
+
+
+def test_cli_packet_show_prints_the_index_and_get_writes_the_pdf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`goodfaith packet show CASE` prints the index (page ranges and QA flags, matching the
+    packet), `packet get CASE --out FILE` writes the PDF with its recorded SHA-256."""
+    import hashlib
+
+    from config.settings import get_settings
+    from worker.cli import main
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("GOODFAITH_DATABASE_URL", url)
+    monkeypatch.setenv("GOODFAITH_OBJECT_STORE", f"file://{tmp_path / 'objects'}")
+    get_settings.cache_clear()
+    try:
+        c, clock, fax, deliverer = make_container(tmp_path, START, url)
+        services.intake(c, notification())
+        _receive_wrong_patient(c, clock, fax)
+        _run_until(c, clock, at("2026-04-24T00:00:00-04:00"))
+        [submission] = deliverer.submissions
+        with transaction(c.sessions) as s:
+            case_id = s.scalars(select(Case)).one().id
+        c.close()
+        shown = CliRunner().invoke(main, ["packet", "show", case_id])
+        assert shown.exit_code == 0, shown.output
+        [records] = [p for p in submission.manifest["parts"] if p["kind"] == "records"]
+        line = f"  {records['first_page']}-{records['last_page']}  records: {records['title']}"
+        assert f"{line}  [wrong_patient, unreviewed]" in shown.output.splitlines()
+        assert f"{submission.manifest['pages']} pages" in shown.output
+        out = tmp_path / "packet.pdf"
+        got = CliRunner().invoke(main, ["packet", "get", case_id, "--out", str(out)])
+        assert got.exit_code == 0, got.output
+        assert hashlib.sha256(out.read_bytes()).hexdigest() == submission.sha256
+        missing = CliRunner().invoke(main, ["packet", "show", "no-such-case"])
+        assert missing.exit_code != 0 and "no packet for case" in missing.output
+    finally:
+        get_settings.cache_clear()
