@@ -57,6 +57,7 @@ from worker.readmodels.metrics import render_metrics
 from worker.readmodels.queues import QueueHealth
 from worker.readmodels.report import build_report
 from worker.services.keys import Principal, Role, create_key, list_keys, revoke_key
+from worker.services.review import Decision, ReviewOutcome
 from worker.wiring import Container
 
 log = structlog.get_logger("goodfaith.api")
@@ -270,6 +271,7 @@ def create_app(
 
     _dead_letter_routes(app, container, ops)
     _inbox_routes(app, container, ops)
+    _review_routes(app, container, ops)
     _dashboard_routes(app)
     _key_routes(app, container, Depends(guard.require(Role.ADMIN)))
     return app
@@ -437,3 +439,45 @@ def _inbox_routes(app: FastAPI, container: Callable[[], Container], ops: Any) ->
         if outcome is services.AssignOutcome.ALREADY_ASSIGNED:
             raise HTTPException(status_code=409, detail="document already belongs to a request")
         return {"document_id": document_id, "status": outcome.value}
+
+
+# --- ops review queue -------------------------------------------------------------------------
+
+
+def _review_routes(app: FastAPI, container: Callable[[], Container], ops: Any) -> None:
+    """Ops: the documents flagged at intake that wait for a person, and the decision on one
+    (release: it goes into the packet; reject: quarantined, never sent). Audited."""
+
+    @app.get("/v1/review", dependencies=[ops])
+    def review_queue() -> dict[str, Any]:
+        items = services.review_queue(container())
+        return {"documents": [item.as_dict() for item in items], "count": len(items)}
+
+    async def _decide(document_id: str, request: Request, decision: Decision) -> dict[str, str]:
+        raw = await request.body()
+        try:
+            payload = json.loads(raw) if raw else {}
+        except ValueError:
+            raise HTTPException(status_code=422, detail="body must be a JSON object") from None
+        if not isinstance(payload, dict):
+            raise HTTPException(status_code=422, detail="body must be a JSON object")
+        reviewer = str(payload.get("reviewer") or "").strip()
+        if not reviewer:
+            raise HTTPException(status_code=422, detail="reviewer: who decides (a name or id)")
+        note = str(payload.get("note") or "")
+        outcome = await run_in_threadpool(
+            services.review_document, container(), document_id, decision, reviewer, note
+        )
+        if outcome is ReviewOutcome.UNKNOWN:
+            raise HTTPException(status_code=404, detail="no such document")
+        if outcome is ReviewOutcome.NOT_PENDING:
+            raise HTTPException(status_code=409, detail="document is not waiting for review")
+        return {"document_id": document_id, "status": f"{decision.value}d"}
+
+    @app.post("/v1/review/{document_id}/release", dependencies=[ops])
+    async def release_document(document_id: str, request: Request) -> dict[str, str]:
+        return await _decide(document_id, request, Decision.RELEASE)
+
+    @app.post("/v1/review/{document_id}/reject", dependencies=[ops])
+    async def reject_document(document_id: str, request: Request) -> dict[str, str]:
+        return await _decide(document_id, request, Decision.REJECT)

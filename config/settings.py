@@ -35,6 +35,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.domain.similarity import QASettings
+
 
 class AgencyTransportSettings(BaseModel):
     """What every agency's settings share: its name and the ``transport`` that reaches it
@@ -103,6 +105,24 @@ class DocumentSettings(BaseModel):
     max_seconds: PositiveFloat = 60.0  # wall (and CPU) seconds for one document's checks
     max_memory_bytes: PositiveInt = 2 * 2**30  # address space of the checking process
     isolated: bool = True
+    # Quality checks on the text (worker/domain/similarity.py): pages compared by the Jaccard
+    # similarity of their word shingles, estimated by MinHash.
+    qa_max_pages: PositiveInt = 500  # pages whose text is read and compared, per document
+    qa_shingle_words: PositiveInt = 5
+    qa_minhash_perm: PositiveInt = 64
+    qa_min_words: PositiveInt = 40  # pages with fewer words are not compared (covers, scans)
+    qa_clone_threshold: float = Field(default=0.85, gt=0, le=1)  # a page this similar: "cloned"
+    qa_duplicate_threshold: float = Field(default=0.95, gt=0, le=1)  # every page: "duplicate"
+
+    def qa(self) -> QASettings:
+        """The quality-check thresholds as the domain rules take them."""
+        return QASettings(
+            shingle_words=self.qa_shingle_words,
+            minhash_perm=self.qa_minhash_perm,
+            min_words=self.qa_min_words,
+            clone_threshold=self.qa_clone_threshold,
+            duplicate_threshold=self.qa_duplicate_threshold,
+        )
 
 
 class RateLimitSettings(BaseModel):

@@ -73,12 +73,24 @@ def _lines(
 
 
 @functools.cache
-def _note_body(offset: int, y: float) -> str:
-    """24 lines of filler clinical text starting at sentence ``offset``, as PDF text operators
-    (escaped once and cached: escaping each line per page dominated generation time)."""
-    lines = [_CLINICAL_SENTENCES[(offset + k) % len(_CLINICAL_SENTENCES)] for k in range(24)]
-    shows = " T* ".join(f"({escapePDF(line)}) Tj" for line in lines)
-    return f"BT 1 0 0 1 {_MARGIN:g} {y:g} Tm {shows} ET"
+def _escaped(offset: int) -> str:
+    return str(escapePDF(_CLINICAL_SENTENCES[offset % len(_CLINICAL_SENTENCES)]))
+
+
+def _note_body(offset: int, y: float, visit_seed: int) -> str:
+    """24 lines of filler clinical text starting at sentence ``offset``, as PDF text operators.
+    Each line ends with that visit's own measurements (from ``visit_seed``), so that notes of
+    different visits differ as real ones do (the intake's cloned-documentation check would
+    otherwise flag every generated reply); sentences are escaped once and cached."""
+    shows = []
+    for k in range(24):
+        r = (visit_seed * 2654435761 + k * 40503) % 1_000_003
+        measured = (
+            f" BP {104 + r % 40}/{62 + r % 25} HR {56 + r % 41} SpO2 {93 + r % 7} "
+            f"pain {r % 11} ROM {30 + r % 61} wt {52 + r % 70}"
+        )
+        shows.append(f"({_escaped(offset + k)}{measured}) Tj")
+    return f"BT 1 0 0 1 {_MARGIN:g} {y:g} Tm {' T* '.join(shows)} ET"
 
 
 def _fax_header(c: Canvas, provider_name: str, page: int, pages: int) -> None:
@@ -87,10 +99,19 @@ def _fax_header(c: Canvas, provider_name: str, page: int, pages: int) -> None:
     c.drawRightString(_WIDTH - _MARGIN, _HEIGHT - 24, f"P. {page}/{pages}")
 
 
-def generate_records_pdf(reference: str, provider_name: str, member_id: str, pages: int) -> bytes:
+def generate_records_pdf(
+    reference: str,
+    provider_name: str,
+    member_id: str,
+    pages: int,
+    *,
+    patient_name: str = "",
+    birth_date: str = "",
+) -> bytes:
     """A provider's records reply as a fax brings it: a fax cover quoting ``Re: <reference>``,
     then ``pages - 1`` progress-note pages. ``pages`` is the total page count, cover included
-    (minimum 1: a cover alone)."""
+    (minimum 1: a cover alone). Every page names the patient (``patient_name``, ``birth_date``
+    as the request letter gave them) when they are given."""
     total = max(1, pages)
     seed = _seed(reference, provider_name, member_id, total)
     buffer = io.BytesIO()
@@ -106,6 +127,7 @@ def generate_records_pdf(reference: str, provider_name: str, member_id: str, pag
             f"From: {provider_name}, Health Information Management",
             "To: Medical Records Requests",
             f"Re: {reference}",
+            f"Patient: {patient_name}   DOB: {birth_date}",
             f"Member ID: {member_id}",
             f"Pages (including cover): {total}",
         ],
@@ -135,6 +157,7 @@ def generate_records_pdf(reference: str, provider_name: str, member_id: str, pag
             [
                 f"Date of service: {visit.isoformat()}",
                 f"Provider: {provider_name}",
+                f"Patient: {patient_name}   DOB: {birth_date}",
                 f"Member ID: {member_id}",
             ],
             _HEIGHT - 115,
@@ -142,7 +165,7 @@ def generate_records_pdf(reference: str, provider_name: str, member_id: str, pag
         y -= _LINE
         offset = ((seed >> (index % 32)) + index) % n_sentences
         c.setFont("Helvetica", 10, leading=_LINE)  # the literal below draws in this font
-        c.addLiteral(_note_body(offset, y))
+        c.addLiteral(_note_body(offset, y, seed + index))
         c.showPage()
 
     c.save()

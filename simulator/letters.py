@@ -44,3 +44,19 @@ def read_reference(data: bytes) -> str | None:
             continue
     match = _REFERENCE.search("\n".join(texts))
     return match.group(0) if match else None
+
+
+_PATIENT = re.compile(r"Patient:\s*(.+?)\s*(?:\n|$)")
+_BIRTH = re.compile(r"Date of birth:\s*(\d{4}-\d{2}-\d{2})")
+
+
+def read_patient(data: bytes) -> tuple[str, str]:
+    """(patient name, birth date) as the request letter prints them, or ("", "") when they
+    cannot be read. The simulated records office prints them on its reply. Never raises."""
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        text = "\n".join(page.extract_text() or "" for page in reader.pages[:_PAGES_READ])
+    except Exception:
+        return "", ""
+    name, birth = _PATIENT.search(text), _BIRTH.search(text)
+    return (name.group(1) if name else ""), (birth.group(1) if birth else "")

@@ -100,13 +100,28 @@ class Providers:
             return True
 
     def reply_document(
-        self, provider_id: str, behaviour: ProviderBehaviour, reference: str, member_id: str
+        self,
+        provider_id: str,
+        behaviour: ProviderBehaviour,
+        reference: str,
+        member_id: str,
+        *,
+        patient_name: str = "",
+        birth_date: str = "",
     ) -> bytes:
         """The provider's answer quoting ``reference``: its own ``document`` file as-is, a "no
-        records" letter, or a generated records PDF of ``behaviour.pages`` pages."""
+        records" letter, or a generated records PDF of ``behaviour.pages`` pages naming the
+        patient as the request gave them."""
         name = self._names.get(provider_id, provider_id)
         if behaviour.document is not None:
             return behaviour.document.read_bytes()
         if behaviour.reply == "no_records":
             return generate_no_records_letter(reference, name)
-        return generate_records_pdf(reference, name, member_id, behaviour.pages)
+        return generate_records_pdf(
+            reference,
+            name,
+            member_id,
+            behaviour.pages,
+            patient_name=patient_name,
+            birth_date=birth_date,
+        )

@@ -44,7 +44,7 @@ from fastapi.responses import JSONResponse, Response
 
 from simulator.base import Context, FarSide
 from simulator.events import Fired, iso
-from simulator.letters import page_count, read_reference
+from simulator.letters import page_count, read_patient, read_reference
 from simulator.providers import ProviderBehaviour
 from simulator.telnyx_faxes import Fax as _Fax
 from simulator.telnyx_faxes import fax_resource, list_page
@@ -375,7 +375,10 @@ class TelnyxFarSide(FarSide):
         provider_id, behaviour = self.ctx.providers.lookup(fax.to_number)
         if self.ctx.providers.count_delivery(provider_id, behaviour, reference or fax.to_number):
             at = due + timedelta(minutes=behaviour.reply_delay_minutes)
-            self._schedule_inbound(fax, provider_id, behaviour, reference or "UNREFERENCED", at)
+            patient = read_patient(letter)
+            self._schedule_inbound(
+                fax, provider_id, behaviour, reference or "UNREFERENCED", at, patient
+            )
 
     # --- inbound -------------------------------------------------------------------------
 
@@ -386,10 +389,16 @@ class TelnyxFarSide(FarSide):
         behaviour: ProviderBehaviour,
         reference: str,
         at: datetime,
+        patient: tuple[str, str] = ("", ""),
     ) -> None:
-        # A faxed letter carries no member id we can read back; records replies print none.
+        # The clerk copies the patient's name and birth date from the faxed letter.
         document = self.ctx.providers.reply_document(
-            provider_id, behaviour, reference, member_id=""
+            provider_id,
+            behaviour,
+            reference,
+            member_id="",
+            patient_name=patient[0],
+            birth_date=patient[1],
         )
         media_id = uuid.uuid4().hex
         inbound_id = str(uuid.uuid4())

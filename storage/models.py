@@ -211,6 +211,15 @@ class Document(Base):
     kind: Mapped[str] = mapped_column(String(16), default="records")  # records | no_records
     received_at: Mapped[datetime]
     packet_id: Mapped[str | None] = mapped_column(ForeignKey("packets.id"))
+    #: QA flags (repaired, duplicate, cloned, wrong_patient); None: none (older rows too)
+    flags: Mapped[list[Any] | None] = mapped_column(JSON)
+    #: per-page MinHash signatures and dates of service, and what the checks found (no text)
+    qa: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: pending (flagged, held for a person) | released | rejected; None: no review needed
+    review_status: Mapped[str | None] = mapped_column(String(16), index=True)
+    reviewed_at: Mapped[datetime | None]
+    reviewed_by: Mapped[str | None] = mapped_column(String(128))
+    review_note: Mapped[str | None] = mapped_column(String(256))
 
     __table_args__ = (UniqueConstraint("source", "external_id"),)
 

@@ -29,6 +29,35 @@ def corpus_dir() -> Path | None:
     return None
 
 
+@pytest.fixture(autouse=True)
+def _packets_pass_qpdf_check(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every packet a test builds in this process (build_packet, directly or through the
+    services) passes ``qpdf --check`` without warnings; a failure fails the test that built it.
+    The check wraps the one assembly function every packet goes through; its problems are
+    collected and reported at teardown, because build_packet's own guard would otherwise treat
+    an assertion raised inside it as a failed part."""
+    import worker.packet as packet_module
+    from tests.qpdf import qpdf_problems
+
+    original = packet_module._assemble
+    problems: list[str] = []
+
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        built = original(*args, **kwargs)
+        try:
+            problem = qpdf_problems(built.pdf)
+        except Exception as exc:  # qpdf missing or hung: a failure, never a skip
+            problem = f"qpdf --check could not run: {exc}"
+        if problem:
+            problems.append(problem)
+        return built
+
+    monkeypatch.setattr(packet_module, "_assemble", checked)
+    yield
+    if problems:
+        pytest.fail("packet failed qpdf --check:\n" + "\n".join(problems), pytrace=False)
+
+
 def postgres_url() -> str | None:
     url = os.environ.get("GOODFAITH_DATABASE_URL", "")
     return url if url.startswith("postgresql") else None

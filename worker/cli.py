@@ -9,6 +9,8 @@ goodfaith export attempts [--case ID] [--provider|--agency|--jurisdiction X] [--
 goodfaith export attestation --case ID [--format pdf|json] [-o FILE]
 goodfaith dead-letters list [--all] | retry ID
 goodfaith inbox list | show ID [--out FILE] | assign ID REQUEST --by NAME
+goodfaith review list | release ID --by NAME | reject ID --by NAME [--note TEXT]
+goodfaith packet show CASE [--sequence N] | get CASE --out FILE
 goodfaith deadline --jurisdiction MA --review standard --received ISO-8601
 goodfaith db upgrade
 goodfaith audit verify
@@ -749,6 +751,150 @@ def inbox_assign(document_id: str, request: str, assigned_by: str) -> None:
     if outcome is AssignOutcome.ALREADY_ASSIGNED:
         raise click.ClickException(f"document {document_id!r} already belongs to a request")
     click.echo(json.dumps({"document_id": document_id, "status": outcome.value}))
+
+
+# --- packets (issue 10) -------------------------------------------------------------------------
+
+
+def _packet_row(c: Any, case_id: str, sequence: int | None) -> Any:
+    from sqlalchemy import select
+
+    from storage.db import transaction
+    from storage.models import Packet
+
+    with transaction(c.sessions) as s:
+        q = select(Packet).where(Packet.case_id == case_id).order_by(Packet.sequence)
+        packets = list(s.scalars(q))
+        if sequence is not None:
+            packets = [p for p in packets if p.sequence == sequence]
+        if not packets:
+            raise click.ClickException(
+                f"no packet for case {case_id!r}"
+                + (f" with sequence {sequence}" if sequence is not None else "")
+            )
+        row = packets[-1] if sequence is None else packets[0]
+        s.expunge(row)
+        return row
+
+
+@main.group()
+def packet() -> None:
+    """The packets sent for a case: the index, and the PDF itself."""
+
+
+@packet.command("show")
+@click.argument("case_id")
+@click.option("--sequence", type=int, default=None, help="which packet (default: the latest)")
+def packet_show(case_id: str, sequence: int | None) -> None:
+    """Print the packet's index: every document with its page range and QA flags."""
+    c = _container()
+    try:
+        row = _packet_row(c, case_id, sequence)
+        manifest = json.loads(c.store.get(row.manifest_uri))
+    finally:
+        c.close()
+    kind = "supplemental packet" if manifest.get("supplemental") else "packet"
+    click.echo(
+        f"{kind} {manifest['sequence']} of case {case_id}: {manifest['pages']} pages, "
+        f"sha256 {manifest['packet_sha256']}"
+    )
+    cover = manifest["cover_pages"]
+    click.echo(f"  {cover['first_page']}-{cover['last_page']}  cover and index")
+    for part in manifest["parts"]:
+        flags = ", ".join(part.get("flags") or [])
+        if flags and part.get("unreviewed"):
+            flags += ", unreviewed"
+        click.echo(
+            f"  {part['first_page']}-{part['last_page']}  {part['kind']}: {part['title']}"
+            + (f"  [{flags}]" if flags else "")
+        )
+    attestation = manifest["attestation_pages"]
+    click.echo(f"  {attestation['first_page']}-{attestation['last_page']}  good-faith attestation")
+    for left_out in manifest.get("excluded") or []:
+        click.echo(
+            f"  not included: {left_out['kind']}: {left_out['title']} ({left_out['reason']})"
+        )
+
+
+@packet.command("get")
+@click.argument("case_id")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="PDF to write")
+@click.option("--sequence", type=int, default=None, help="which packet (default: the latest)")
+def packet_get(case_id: str, out: str, sequence: int | None) -> None:
+    """Write the packet PDF to OUT, checked against its recorded SHA-256."""
+    import hashlib
+
+    c = _container()
+    try:
+        row = _packet_row(c, case_id, sequence)
+        data = c.store.get(row.uri)
+    finally:
+        c.close()
+    if hashlib.sha256(data).hexdigest() != row.sha256:
+        raise click.ClickException(f"stored packet for {case_id!r} does not match its SHA-256")
+    Path(out).write_bytes(data)
+    click.echo(
+        json.dumps({"case_id": case_id, "path": out, "pages": row.pages, "sha256": row.sha256})
+    )
+
+
+# --- the ops review queue (issue 10) ------------------------------------------------------------
+
+
+@main.group("review")
+def review_group() -> None:
+    """Flagged documents (repaired, blank pages, cloned, possible wrong patient) waiting for a
+    person: list them, release one into the packet, or reject it."""
+
+
+@review_group.command("list")
+def review_list() -> None:
+    """Print the documents waiting for review as JSON (the case due soonest first)."""
+    from worker.services import review_queue
+
+    c = _container()
+    try:
+        items = review_queue(c)
+    finally:
+        c.close()
+    click.echo(
+        json.dumps({"documents": [i.as_dict() for i in items], "count": len(items)}, indent=2)
+    )
+
+
+def _review(document_id: str, decision: str, reviewer: str, note: str) -> None:
+    from worker.services import review_document
+    from worker.services.review import Decision, ReviewOutcome
+
+    chosen = Decision(decision)
+    c = _container(dispatcher=_broker_dispatcher())
+    try:
+        outcome = review_document(c, document_id, chosen, reviewer, note)
+    finally:
+        c.close()
+    if outcome is ReviewOutcome.UNKNOWN:
+        raise click.ClickException(f"no document {document_id!r}: see goodfaith review list")
+    if outcome is ReviewOutcome.NOT_PENDING:
+        raise click.ClickException(f"document {document_id!r} is not waiting for review")
+    click.echo(json.dumps({"document_id": document_id, "status": f"{chosen.value}d"}))
+
+
+@review_group.command("release")
+@click.argument("document_id")
+@click.option("--by", "reviewer", required=True, help="who releases it (name or id, audited)")
+@click.option("--note", default="", help="why (audited with the decision)")
+def review_release(document_id: str, reviewer: str, note: str) -> None:
+    """Release DOCUMENT_ID: it goes into the packet like any document (audited)."""
+    _review(document_id, "release", reviewer, note)
+
+
+@review_group.command("reject")
+@click.argument("document_id")
+@click.option("--by", "reviewer", required=True, help="who rejects it (name or id, audited)")
+@click.option("--note", default="", help="why (kept as the quarantine reason)")
+def review_reject(document_id: str, reviewer: str, note: str) -> None:
+    """Reject DOCUMENT_ID: quarantined with the note, never sent (audited)."""
+    _review(document_id, "reject", reviewer, note)
 
 
 @main.group()

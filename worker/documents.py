@@ -9,6 +9,9 @@ and turns it into a quarantine reason; nothing in this module raises on bad inpu
 Decision path of :func:`check_document`::
 
     too many bytes ─────────────────────────────────────────────► quarantine "too large"
+    a TIFF, PNG or JPEG (by its first bytes) ──► converted to PDF pages, one per
+      frame, without loss (worker/intake_images.py), then checked as the PDF below;
+      data = that PDF, converted = the image kind; or quarantine with the conversion's reason
     content type not a PDF ─────────────────────────────────────► quarantine "not a PDF"
     pypdf opens, decrypts ("" then the given passwords), counts pages and appends to a
     PdfWriter ──► packable? ──► accept (data = original, or a decrypted copy when it was
@@ -37,9 +40,11 @@ streams use an image codec or are larger than :data:`MAX_TEXT_STREAM_BYTES` comp
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +54,7 @@ from pypdf import PasswordType, PdfReader, PdfWriter
 from pypdf.errors import FileNotDecryptedError, WrongPasswordError
 from pypdf.generic import ArrayObject, IndirectObject
 
+from worker.intake_images import ImageRejected, image_kind, image_to_pdf
 from worker.packet.prepare import Unpackable, append_pdf, packable
 
 __all__ = [
@@ -59,6 +65,7 @@ __all__ = [
     "check_document",
     "extract_reference",
     "is_no_records_reply",
+    "page_texts",
 ]
 
 REFERENCE_RE = re.compile(r"GF-[0-9A-Z]{8}")
@@ -111,6 +118,9 @@ class DocumentCheck:
     sha256: str
     decrypted: bool = False  # data is a decrypted copy of an encrypted original
     normalized: bool = False  # data is a copy with page attributes normalized for the packet
+    #: "tiff", "png" or "jpeg": the original was that image and ``data`` is the PDF made from it
+    #: (one page per frame, image data embedded without loss: worker/intake_images.py)
+    converted: str | None = None
 
 
 class _Quarantine(Exception):
@@ -142,6 +152,17 @@ def check_document(
     if len(data) > max_bytes:
         return quarantine(f"too large: {len(data)} bytes > {max_bytes}")
     media_type = content_type.split(";", 1)[0].strip().lower()
+    kind = image_kind(data)  # by the bytes: fax vendors label TIFFs application/octet-stream
+    if kind is not None:
+        # A fax TIFF, PNG or JPEG: its PDF pages go through every check a PDF does.
+        try:
+            pdf, _ = image_to_pdf(data, max_pages=max_pages)
+        except ImageRejected as exc:
+            return quarantine(str(exc))
+        inner = check_document(pdf, max_pages=max_pages, max_bytes=max_bytes)
+        if not inner.accepted:
+            return quarantine(inner.reason or "unpackable", inner.pages)
+        return dataclasses.replace(inner, sha256=sha, normalized=True, converted=kind)
     if media_type and media_type not in _PDF_CONTENT_TYPES:
         return quarantine(f"not a PDF: content type {media_type[:60]}")
     if not data:
@@ -298,6 +319,20 @@ def _repair_with_pikepdf(data: bytes, passwords: Sequence[str] = ()) -> bytes:
 def _first_pages_text(data: bytes, max_pages: int) -> tuple[int, str] | None:
     """(page count, text of the first ``max_pages`` pages) or None when unreadable. Pages whose
     content could be a bomb or needs an image codec contribute no text."""
+    result = page_texts(data, max_pages)
+    if result is None:
+        return None
+    count, texts = result
+    return count, "\n".join(text for text in texts if text)
+
+
+def page_texts(
+    data: bytes, max_pages: int, budget_seconds: float | None = None
+) -> tuple[int, list[str]] | None:
+    """(page count, the text of each of the first ``max_pages`` pages) or None when
+    unreadable. A page whose content could be a bomb or needs an image codec (a scan), or
+    that fails to extract, has the text "". Extraction stops after ``budget_seconds`` (the
+    pages not reached have no entry)."""
     reader: PdfReader | None = None
     blob = data
     for candidate in (data, None):
@@ -316,20 +351,24 @@ def _first_pages_text(data: bytes, max_pages: int) -> tuple[int, str] | None:
         raw: pikepdf.Pdf | None = pikepdf.open(io.BytesIO(blob))
     except Exception:
         raw = None
-    parts: list[str] = []
+    texts: list[str] = []
+    stop = None if budget_seconds is None else time.monotonic() + budget_seconds
     try:
         for index in range(min(count, max_pages)):
+            if stop is not None and time.monotonic() > stop:
+                break
             try:
                 page = reader.pages[index]
                 if raw is None or not _text_safe(page.get("/Contents"), raw):
+                    texts.append("")
                     continue
-                parts.append(page.extract_text())
+                texts.append(page.extract_text())
             except Exception:
-                continue
+                texts.append("")
     finally:
         if raw is not None:
             raw.close()
-    return count, "\n".join(parts)
+    return count, texts
 
 
 def _text_safe(contents: Any, raw: pikepdf.Pdf) -> bool:

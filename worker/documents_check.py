@@ -30,15 +30,22 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pikepdf
 
 from config.settings import DocumentSettings
-from worker.documents import DocumentCheck, check_document, extract_reference, is_no_records_reply
+from worker.documents import (
+    DocumentCheck,
+    check_document,
+    extract_reference,
+    is_no_records_reply,
+    page_texts,
+)
+from worker.domain.similarity import PageSignature, QASettings, page_signature
 
-__all__ = ["DocumentChecker", "Inspection", "inspect_document", "oversized_stream"]
+__all__ = ["DocumentChecker", "Inspection", "blank_pages", "inspect_document", "oversized_stream"]
 
 _FLATE = frozenset({"/FlateDecode", "/Fl"})
 _CHUNK = 1 << 20  # bytes inflated per step while measuring a stream
@@ -48,11 +55,18 @@ _COMPONENTS |= {"/DeviceCMYK": 4}
 
 @dataclass(frozen=True)
 class Inspection:
-    """The verdict on one document and, when accepted, what its text says."""
+    """The verdict on one document and, when accepted, what its text says: per page its text
+    ("" for scanned pages and pages whose text is not read) and its QA signature (MinHash
+    and dates of service, worker/domain/similarity.py), with the thresholds they were made
+    with. The text stays in memory (the identity check); only signatures are stored."""
 
     check: DocumentCheck
     reference: str | None = None
     no_records: bool = False
+    texts: tuple[str, ...] = ()
+    signatures: tuple[PageSignature, ...] = ()
+    qa: QASettings = field(default_factory=QASettings)
+    blank_pages: tuple[int, ...] = ()  # 1-based pages that draw nothing
 
 
 Target = Callable[[bytes, str, Sequence[str], DocumentSettings], Inspection]
@@ -74,7 +88,48 @@ def inspect_document(
     too_big = oversized_stream(check.data, limits.max_stream_bytes)
     if too_big is not None:
         return Inspection(_quarantined(data, check.sha256, too_big))
-    return Inspection(check, extract_reference(check.data), is_no_records_reply(check.data))
+    qa = limits.qa()
+    # Text of every page (up to qa_max_pages, within a third of the time limit).
+    found = page_texts(check.data, limits.qa_max_pages, budget_seconds=limits.max_seconds / 3)
+    texts = tuple(found[1]) if found else ()
+    return Inspection(
+        check,
+        extract_reference(check.data),
+        is_no_records_reply(check.data),
+        texts,
+        tuple(page_signature(text, qa) for text in texts),
+        qa,
+        blank_pages(check.data),
+    )
+
+
+def blank_pages(data: bytes) -> tuple[int, ...]:
+    """Pages that render blank (1-based): no content stream, or content streams holding
+    nothing but white space, and no annotation that could draw. (A repair that rebuilt a page
+    tree around lost content gives such pages.) A scan of a white sheet is not found here."""
+    found = []
+    with pikepdf.open(io.BytesIO(data)) as pdf:
+        for number, page in enumerate(pdf.pages, start=1):
+            if page.obj.get("/Annots"):
+                continue
+            contents = page.obj.get("/Contents")
+            streams = (
+                []
+                if contents is None
+                else list(contents)
+                if isinstance(contents, pikepdf.Array)
+                else [contents]
+            )
+            try:
+                drawn = any(
+                    isinstance(stream, pikepdf.Stream) and stream.read_bytes().strip()
+                    for stream in streams
+                )
+            except Exception:  # undecodable content is not blank: trial would have refused it
+                drawn = True
+            if not drawn:
+                found.append(number)
+    return tuple(found)
 
 
 def oversized_stream(data: bytes, limit: int) -> str | None:

@@ -43,6 +43,9 @@ PROTECTED = [
     ("GET", "/v1/inbox/nope", "ops"),
     ("GET", "/v1/inbox/nope/content", "ops"),
     ("POST", "/v1/inbox/nope/assign", "ops"),
+    ("GET", "/v1/review", "ops"),
+    ("POST", "/v1/review/nope/release", "ops"),
+    ("POST", "/v1/review/nope/reject", "ops"),
     ("POST", "/v1/dead-letters/nope/retry", "ops"),
     ("GET", "/v1/exports/attempts", "compliance"),
     ("GET", "/v1/audit/verify", "compliance"),
@@ -91,6 +94,7 @@ def _templated(path: str) -> str:
         .replace("/nope/revoke", "/{key_id}/revoke")
         .replace("/packets/1", "/packets/{sequence}")
         .replace("/inbox/nope", "/inbox/{document_id}")
+        .replace("/review/nope", "/review/{document_id}")
     )
 
 

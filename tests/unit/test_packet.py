@@ -22,6 +22,7 @@ from simulator.documents import (
     generate_eoc_pdf,
     generate_records_pdf,
 )
+from worker.documents import check_document
 from worker.packet import (
     AttemptLine,
     BuiltPacket,
@@ -32,6 +33,7 @@ from worker.packet import (
     ReplyLine,
     build_packet,
 )
+from worker.packet.stamps import stamped
 
 NOW = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
 MA, TX = get_jurisdiction("MA"), get_jurisdiction("TX")
@@ -377,9 +379,7 @@ def test_stamp_sits_at_the_visible_bottom_of_rotated_and_offset_pages(rotate: in
     assert bottom_edge < near
 
 
-def test_pages_with_undecodable_content_are_stamped_without_decoding() -> None:
-    """A page whose content stream cannot be decoded (JBIG2 data, like the corpus bomb) is still
-    stamped: the stamp never parses the original content."""
+def _undecodable_content() -> bytes:
     pdf = pikepdf.new()
     pdf.add_blank_page(page_size=(612, 792))
     pdf.pages[0].obj.Contents = pikepdf.Stream(
@@ -387,11 +387,28 @@ def test_pages_with_undecodable_content_are_stamped_without_decoding() -> None:
     )
     out = io.BytesIO()
     pdf.save(out)
-    built = build_packet(COVER, [_part("records", "bomb-like", out.getvalue())])
-    reader = PdfReader(io.BytesIO(built.pdf))
-    assert len(reader.pages) == built.pages == 3
-    contents: Any = reader.pages[1]["/Contents"]
+    return out.getvalue()
+
+
+def test_pages_with_undecodable_content_are_stamped_without_decoding() -> None:
+    """A page whose content stream cannot be decoded (JBIG2 data, like the corpus bomb) is
+    still stamped: the stamp never parses the original content. (Such a page never reaches a
+    packet: intake quarantines it, below, because qpdf --check would fail on the packet.)"""
+    merged = io.BytesIO(_undecodable_content())
+    reader = PdfReader(io.BytesIO(stamped(merged, "GF-TEST")))
+    contents: Any = reader.pages[0]["/Contents"]
     assert len(contents) == 3  # q, the original stream untouched, the stamp
+    assert b"(GF-TEST \xb7 page 1 of 1) Tj" in contents[2].get_object().get_data()
+
+
+def test_undecodable_content_is_quarantined_at_intake() -> None:
+    """What qpdf --check would report in a packet is found at intake (the same check, run on
+    the document alone): the JBIG2 content stream is quarantined, naming the page."""
+    check = check_document(_undecodable_content())
+    assert not check.accepted
+    assert check.reason == (
+        "unpackable: qpdf check: page 1: content stream is encoded with an image codec"
+    )
 
 
 def test_unreadable_part_is_excluded_and_named() -> None:
@@ -407,3 +424,79 @@ def test_unknown_part_kind_raises_packet_error() -> None:
     """Only eoc, records and authorization parts are allowed."""
     with pytest.raises(PacketError, match="unknown kind"):
         build_packet(COVER, [_part("letter", "x", generate_eoc_pdf("P", 1))])
+
+
+def test_bookmarks_name_each_section_and_document_at_its_first_page(
+    packet: BuiltPacket, reader: PdfReader
+) -> None:
+    """The outline has the cover, a section per kind of part with one bookmark per document
+    (at the page the manifest gives), and the attestation."""
+    outline: Any = reader.outline
+    top = [item for item in outline if not isinstance(item, list)]
+    children = [item for item in outline if isinstance(item, list)]
+    names = [item.title for item in top]
+    assert names == [
+        "Cover and index",
+        "Evidence of coverage",
+        "Providers' records",
+        "Carrier's records",
+        "Good-faith attestation",
+    ]
+    documents = {
+        item.title: reader.get_destination_page_number(item) + 1 for c in children for item in c
+    }
+    for part in packet.manifest["parts"]:
+        assert documents[part["title"]] == part["first_page"]
+    attestation = packet.manifest["attestation_pages"]["first_page"]
+    assert reader.get_destination_page_number(top[-1]) + 1 == attestation
+
+
+def test_packet_carries_no_javascript_or_embedded_files() -> None:
+    """A part's document-level JavaScript, embedded files and open action stay out of the
+    packet: only its pages are copied."""
+    pdf = pikepdf.open(io.BytesIO(generate_records_pdf(REFS[0], "Acme", "M1", 2)))
+    script = pdf.make_indirect(
+        pikepdf.Dictionary(S=pikepdf.Name.JavaScript, JS=pikepdf.String("app.alert(1)"))
+    )
+    pdf.Root.OpenAction = script
+    pdf.Root.Names = pikepdf.Dictionary(
+        JavaScript=pikepdf.Dictionary(Names=pikepdf.Array([pikepdf.String("a"), script]))
+    )
+    pdf.attachments["note.txt"] = pikepdf.AttachedFileSpec(pdf, b"hidden")
+    out = io.BytesIO()
+    pdf.save(out)
+    built = build_packet(COVER, [_part("records", "scripted", out.getvalue(), "P-1")])
+    with pikepdf.open(io.BytesIO(built.pdf)) as result:
+        assert "/OpenAction" not in result.Root and "/Names" not in result.Root
+        assert len(result.attachments) == 0
+    assert b"/JavaScript" not in built.pdf and b"app.alert" not in built.pdf
+
+
+def _filled_form(value: str) -> bytes:
+    from reportlab.pdfgen.canvas import Canvas
+
+    out = io.BytesIO()
+    canvas = Canvas(out, pagesize=(612, 792))
+    canvas.drawString(72, 720, "Patient intake form")
+    canvas.acroForm.textfield(
+        name="patient", value=value, x=72, y=600, width=300, height=24, borderWidth=0
+    )
+    canvas.showPage()
+    canvas.save()
+    return out.getvalue()
+
+
+def test_forms_are_flattened_into_the_page() -> None:
+    """A filled form field is drawn into its page (its appearance) and no widget, no form
+    catalog is left: the reviewer sees the value and nothing can be edited."""
+    source = _filled_form("Jane Roe 1961-04-12")
+    with pikepdf.open(io.BytesIO(source)) as original:
+        assert any(a.Subtype == pikepdf.Name.Widget for a in original.pages[0].Annots)
+    built = build_packet(COVER, [_part("records", "form", source, "P-1")])
+    with pikepdf.open(io.BytesIO(built.pdf)) as result:
+        page = result.pages[1]
+        annots = page.obj.get("/Annots", pikepdf.Array())
+        assert not [a for a in annots if a.get("/Subtype") == pikepdf.Name.Widget]
+        assert "/AcroForm" not in result.Root
+    text = PdfReader(io.BytesIO(built.pdf)).pages[1].extract_text()
+    assert "Jane Roe 1961-04-12" in text and "Patient intake form" in text

@@ -9,12 +9,12 @@ Order of pages::
 Every page carries a footer stamp ``<case_id> · page N of M``. The stamp is a small content
 stream added after each page's own content (wrapped in ``q``/``Q``), with a standard Helvetica
 font resource: the original content streams are never parsed or decoded. Parts are merged with
-pypdf (the append that intake checked); the merged file is stamped and saved with pikepdf,
-whose public API adds streams and resources to a page (pypdf has none that does not re-encode
-or rely on private methods), with every stream written as stored. (pypdf's
-``merge_page`` of a reportlab overlay would parse and re-encode every page's content: slower,
-and it fails on pages whose content it cannot decode, such as JBIG2 "bomb" pages that intake
-accepted because it never decodes them either.)
+qpdf's own copy of foreign pages (pikepdf ``pages.extend``, what ``qpdf --pages`` does: the
+path intake tried on each document alone), then stamped, given bookmarks (cover, a section per
+kind of part with one bookmark per document, attestation) and saved once, with every stream
+written as stored. Only pages are copied: a part's JavaScript, embedded files, outline and
+form catalog stay behind. (pypdf's ``merge_page`` of a reportlab overlay would parse and
+re-encode every page's content; merging with pypdf's writer took twice qpdf's time.)
 
 Parts should have passed :func:`worker.documents.check_document`, which ran this same path
 (:func:`worker.packet.prepare.trial`) on each of them alone. Assembly still guards every part:
@@ -31,7 +31,8 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-from pypdf import PdfReader, PdfWriter
+import pikepdf
+from pikepdf import Name, OutlineItem
 
 from worker.packet.model import (
     PART_KINDS,
@@ -44,8 +45,8 @@ from worker.packet.model import (
     ReplyLine,
 )
 from worker.packet.pages import Entry, render_attestation, render_cover
-from worker.packet.prepare import append_pdf, trial
-from worker.packet.stamps import stamped
+from worker.packet.prepare import add_pages, trial
+from worker.packet.stamps import save_stamped
 
 __all__ = [
     "AttemptLine",
@@ -60,8 +61,8 @@ __all__ = [
 ]
 
 
-#: (index in the given parts, the part, its reader, its page count)
-_Readable = tuple[int, PacketPart, PdfReader, int]
+#: (index in the given parts, the part, the part opened by pikepdf, its page count)
+_Readable = tuple[int, PacketPart, pikepdf.Pdf, int]
 
 
 def _skipped(excluded: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
@@ -105,22 +106,44 @@ def build_packet(
             raise PacketError(f"part {index}: unknown kind {part.kind!r}")
     readers: list[_Readable] = []
     excluded: list[dict[str, Any]] = []
-    for index, part in enumerate(parts):
-        try:
-            reader = PdfReader(io.BytesIO(part.data), strict=False)
-            count = len(reader.pages)
-        except Exception as exc:
-            excluded.append(
-                excluded_entry(part, f"part {index} ({part.kind}) " + _reason("unreadable", exc))
-            )
-            continue
-        if count == 0:
-            excluded.append(excluded_entry(part, f"part {index} ({part.kind}) has no pages"))
-            continue
-        readers.append((index, part, reader, count))
+    try:
+        for index, part in enumerate(parts):
+            try:
+                source = pikepdf.open(io.BytesIO(part.data))
+            except Exception as exc:
+                excluded.append(
+                    excluded_entry(
+                        part, f"part {index} ({part.kind}) " + _reason("unreadable", exc)
+                    )
+                )
+                continue
+            try:
+                count = len(source.pages)
+            except Exception as exc:
+                source.close()
+                reason = f"part {index} ({part.kind}) " + _reason("unreadable", exc)
+                excluded.append(excluded_entry(part, reason))
+                continue
+            if count == 0:
+                source.close()
+                excluded.append(excluded_entry(part, f"part {index} ({part.kind}) has no pages"))
+                continue
+            readers.append((index, part, source, count))
+        return _assemble_guarded(cover, readers, attestation, excluded)
+    finally:
+        for readable in readers:
+            readable[2].close()
 
+
+def _assemble_guarded(
+    cover: CoverInfo,
+    readers: list[_Readable],
+    attestation: Sequence[ProviderAttestation],
+    excluded: list[dict[str, Any]],
+) -> BuiltPacket:
+    """Assemble; leave out each part that fails (by itself, or alone on the trial path)."""
     checked = False
-    for _ in range(len(parts) + 2):
+    for _ in range(len(readers) + 2):
         try:
             return _assemble(cover, readers, attestation, excluded)
         except _PartFailed as failed:
@@ -148,6 +171,11 @@ def build_packet(
     raise PacketError("packet cannot be assembled")  # pragma: no cover - bounded by the parts
 
 
+def _pages(pdf: bytes) -> int:
+    with pikepdf.open(io.BytesIO(pdf)) as doc:
+        return len(doc.pages)
+
+
 def _assemble(
     cover: CoverInfo,
     readers: list[_Readable],
@@ -156,7 +184,7 @@ def _assemble(
 ) -> BuiltPacket:
     """One assembly of the readable parts; raises _PartFailed naming a part that fails."""
     attestation_pdf = render_attestation(cover, attestation)
-    attestation_pages = len(PdfReader(io.BytesIO(attestation_pdf)).pages)
+    attestation_pages = _pages(attestation_pdf)
     body_pages = sum(count for _, _, _, count in readers)
 
     # The cover lists page ranges that depend on its own length: render until it is stable.
@@ -164,7 +192,16 @@ def _assemble(
     for _ in range(5):
         entries, next_page = [], cover_pages + 1
         for _, part, _, count in readers:
-            entries.append(Entry(part.title, part.kind, next_page, next_page + count - 1))
+            entries.append(
+                Entry(
+                    part.title,
+                    part.kind,
+                    next_page,
+                    next_page + count - 1,
+                    part.flags,
+                    part.unreviewed,
+                )
+            )
             next_page += count
         entries.append(
             Entry(
@@ -182,40 +219,43 @@ def _assemble(
     else:  # pragma: no cover - layout converges in two rounds
         raise PacketError("cover layout did not converge")
 
-    writer = PdfWriter()
-    append_pdf(writer, PdfReader(io.BytesIO(cover_pdf)), outline_item="Cover")
-    manifest_parts: list[dict[str, Any]] = []
-    for (index, part, reader, count), entry in zip(readers, entries, strict=False):
-        try:
-            append_pdf(writer, reader, outline_item=part.title)
-        except Exception as exc:
-            reason = f"part {index} ({part.kind}) " + _reason("append", exc)
-            raise _PartFailed(index, reason) from exc
-        if len(writer.pages) != entry.last:
-            raise _PartFailed(index, f"part {index} ({part.kind}) appended {count} pages unevenly")
-        manifest_parts.append(
-            {
-                "kind": part.kind,
-                "title": part.title,
-                "provider_id": part.provider_id,
-                "source_sha256": part.source_sha256,
-                "sha256_in_packet": hashlib.sha256(part.data).hexdigest(),
-                "pages": count,
-                "first_page": entry.first,
-                "last_page": entry.last,
-            }
-        )
-    append_pdf(
-        writer, PdfReader(io.BytesIO(attestation_pdf)), outline_item="Good-faith attestation"
-    )
-    if len(writer.pages) != total:
-        raise PacketError(f"assembled {len(writer.pages)} pages, expected {total}")
-
-    writer.add_metadata({"/Title": f"Records packet {cover.case_id}", "/Producer": "goodfaith"})
-    merged = io.BytesIO()
-    writer.write(merged)
-    del writer, readers  # the merged bytes are all that is needed from here on
-    pdf = stamped(merged, cover.case_id)
+    with (
+        pikepdf.new() as packet,
+        pikepdf.open(io.BytesIO(cover_pdf)) as cover_doc,
+        pikepdf.open(io.BytesIO(attestation_pdf)) as attestation_doc,
+    ):
+        add_pages(packet, cover_doc)
+        manifest_parts: list[dict[str, Any]] = []
+        for (index, part, source, count), entry in zip(readers, entries, strict=False):
+            try:
+                add_pages(packet, source)
+            except Exception as exc:
+                reason = f"part {index} ({part.kind}) " + _reason("append", exc)
+                raise _PartFailed(index, reason) from exc
+            if len(packet.Root.Pages.Kids) != entry.last:  # packet.pages would be cached
+                reason = f"part {index} ({part.kind}) appended {count} pages unevenly"
+                raise _PartFailed(index, reason)
+            manifest_parts.append(
+                {
+                    "kind": part.kind,
+                    "title": part.title,
+                    "provider_id": part.provider_id,
+                    "source_sha256": part.source_sha256,
+                    "sha256_in_packet": hashlib.sha256(part.data).hexdigest(),
+                    "pages": count,
+                    "first_page": entry.first,
+                    "last_page": entry.last,
+                    "flags": list(part.flags),
+                    "unreviewed": part.unreviewed,
+                }
+            )
+        add_pages(packet, attestation_doc)
+        if len(packet.pages) != total:  # the first read of the page tree: a real count
+            raise PacketError(f"assembled {len(packet.pages)} pages, expected {total}")
+        _outline(packet, entries)
+        packet.docinfo[Name.Title] = f"Records packet {cover.case_id}"
+        packet.docinfo[Name.Producer] = "goodfaith"
+        pdf = save_stamped(packet, cover.case_id)
     digest = hashlib.sha256(pdf).hexdigest()
     attestation_first = entries[-1].first
     manifest: dict[str, Any] = {
@@ -232,3 +272,29 @@ def _assemble(
         "attestation_pages": {"first_page": attestation_first, "last_page": total},
     }
     return BuiltPacket(pdf=pdf, pages=total, sha256=digest, manifest=manifest, excluded=excluded)
+
+
+#: Outline sections, by part kind, in the packet's order
+_SECTIONS = {
+    "eoc": "Evidence of coverage",
+    "authorization": "Carrier's records",
+    "records": "Providers' records",
+}
+
+
+def _outline(packet: pikepdf.Pdf, entries: Sequence[Entry]) -> None:
+    """Bookmarks: the cover, one section per kind of part (evidence of coverage, the
+    carrier's records, the providers' records) with one bookmark per document under it, and
+    the attestation. Page numbers are 0-based here."""
+    with packet.open_outline() as outline:
+        outline.root.append(OutlineItem("Cover and index", 0))
+        sections: dict[str, OutlineItem] = {}
+        for entry in entries[:-1]:
+            section = sections.get(entry.kind)
+            if section is None:
+                section = OutlineItem(_SECTIONS.get(entry.kind, entry.kind), entry.first - 1)
+                sections[entry.kind] = section
+                outline.root.append(section)
+            section.children.append(OutlineItem(entry.title, entry.first - 1))
+        last = entries[-1]
+        outline.root.append(OutlineItem("Good-faith attestation", last.first - 1))

@@ -96,6 +96,12 @@ class PacketPart:
     source_sha256: str  # of the document as received (DocumentCheck.sha256)
     provider_id: str | None = None
     document_id: str | None = None  # the Document row, for the manifest and the audit trail
+    #: QA flags (repaired, cloned, wrong_patient, ...): in the index and the manifest
+    #: (worker/services/quality.py)
+    flags: tuple[str, ...] = ()
+    #: flagged and not released by a person: sent only because the deadline came first, and
+    #: marked "unreviewed" in the index
+    unreviewed: bool = False
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,19 @@ class Entry:
     kind: str
     first: int
     last: int
+    flags: tuple[str, ...] = ()
+    unreviewed: bool = False
+
+
+def flags_text(flags: Sequence[str], unreviewed: bool = False) -> str:
+    """How the index prints a document's QA flags: "-" for none, else the flags, then
+    "unreviewed" when no person released the document before the deadline forced it out,
+    or "released" when one did."""
+    if not flags:
+        return "-"
+    return ", ".join(
+        [*(f.replace("_", " ") for f in flags), "unreviewed" if unreviewed else "released"]
+    )
 
 
 def render_cover(
@@ -146,12 +159,20 @@ def render_cover(
     flow.gap(_LEADING)
     flow.line("Contents", font="Helvetica-Bold", size=12)
     flow.columns(
-        [(0.0, "#"), (24.0, "Document"), (330.0, "Kind"), (410.0, "Pages")],
+        [(0.0, "#"), (24.0, "Document"), (250.0, "Kind"), (320.0, "Pages"), (380.0, "QA flags")],
         font="Helvetica-Bold",
     )
     for index, entry in enumerate(entries, start=1):
         span = f"{entry.first}" if entry.first == entry.last else f"{entry.first}-{entry.last}"
-        flow.columns([(0.0, str(index)), (24.0, entry.title), (330.0, entry.kind), (410.0, span)])
+        flow.columns(
+            [
+                (0.0, str(index)),
+                (24.0, entry.title),
+                (250.0, entry.kind),
+                (320.0, span),
+                (380.0, flags_text(entry.flags, entry.unreviewed)),
+            ]
+        )
     if excluded:
         flow.gap(_LEADING)
         flow.line("Not included (could not be processed)", font="Helvetica-Bold", size=12)

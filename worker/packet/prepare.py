@@ -1,7 +1,7 @@
 """One document in the form a packet needs, and the trial that proves it.
 
-A packet appends each part with :func:`append_pdf` (pypdf) and then stamps every page with
-pikepdf (:mod:`worker.packet.stamps`), which reads each page's box (``/CropBox`` falling back
+A packet appends each part with :func:`add_pages` (qpdf's foreign page copy, through pikepdf)
+and then stamps every page (:mod:`worker.packet.stamps`), which reads each page's box (``/CropBox`` falling back
 to ``/MediaBox``), its ``/Rotate`` and adds a font to its ``/Resources``. Intake runs the same
 steps on each document alone (:func:`trial`), so what would break assembly breaks at intake.
 
@@ -20,15 +20,27 @@ from __future__ import annotations
 
 import io
 import math
+import re
+import zlib
 from typing import Any
 
 import pikepdf
-from pikepdf import Array, Dictionary
+from pikepdf import Array, Dictionary, Name
 from pypdf import PdfReader, PdfWriter
 
-from worker.packet.stamps import stamped
+from worker.packet.stamps import save_stamped
 
-__all__ = ["LETTER_BOX", "Unpackable", "append_pdf", "normalized", "packable", "rewritten", "trial"]
+__all__ = [
+    "LETTER_BOX",
+    "Unpackable",
+    "add_pages",
+    "append_pdf",
+    "normalized",
+    "packable",
+    "qpdf_problems",
+    "rewritten",
+    "trial",
+]
 
 LETTER_BOX = (0.0, 0.0, 612.0, 792.0)
 """The media box (points) given to a page whose own is missing or malformed."""
@@ -43,8 +55,9 @@ class Unpackable(Exception):
 
 
 def append_pdf(writer: PdfWriter, reader: PdfReader, outline_item: str | None = None) -> None:
-    """Append every page of ``reader`` to ``writer`` the one way packets do, so that what
-    intake verified is what packet assembly runs.
+    """Append every page of ``reader`` to ``writer`` with pypdf: intake's own copy (the
+    decrypted copy of an encrypted file, the rewrite of one qpdf cannot walk). Packets copy
+    pages with :func:`add_pages`.
 
     Annotations (filled form widgets, stamps) are kept; the source's bookmarks are not
     imported (hostile outlines are a common failure, and the packet adds its own, one per
@@ -77,21 +90,217 @@ def rewritten(data: bytes) -> bytes:
     return out.getvalue()
 
 
+def add_pages(target: pikepdf.Pdf, source: pikepdf.Pdf) -> int:
+    """Append every page of ``source`` to ``target`` the one way packets do: qpdf's copy of
+    foreign objects (the machinery of ``qpdf --pages``), streams copied as stored, each copied
+    page added to the end of ``target``'s flat /Kids array. Inherited page attributes are set
+    on each (in-memory) source page first, article beads (``/B``) dropped (they would point
+    into the source), forms flattened and actions and attachments removed
+    (:func:`_flatten_page`). The source's outline, forms catalog, JavaScript and embedded
+    files are document-level and never copied. ``source`` must stay open until ``target`` is saved.
+
+    ``target`` must be a new document whose page list nothing has read yet (qpdf caches it):
+    pikepdf's own page insert refreshes that cache on every page, which made merging grow
+    with the square of the pages. Returns the pages added; raises :class:`Unpackable` when
+    that is not every page."""
+    tree = target.Root.Pages
+    kids = tree.Kids
+    before = len(kids)
+    pages = source.pages
+    parents: dict[tuple[int, int], Any] = {}
+    for page in pages:
+        obj = page.obj
+        for key in _INHERITABLE:
+            if key not in obj:
+                value = _inherited(obj, key, parents)
+                if value is not None:
+                    obj[key] = value
+        if Name.B in obj:
+            del obj[Name.B]
+        _flatten_page(page, source)
+        copied = target.copy_foreign(obj)
+        copied.Parent = tree
+        kids.append(copied)
+    tree.Count = len(kids)
+    added = len(kids) - before
+    if added != len(pages):
+        raise Unpackable(f"append copied {added} of {len(pages)} pages")
+    return added
+
+
+_HIDDEN = 2 | 32  # annotation flags Hidden, NoView
+_SAVE = b"q\n"
+
+
+def _flatten_page(page: pikepdf.Page, pdf: pikepdf.Pdf) -> None:
+    """Forms flattened and nothing active left on the (in-memory) source page: each visible
+    form widget's appearance is drawn into the page (a new content stream after the page's
+    own, which stays as stored) and the widget removed; file attachments are removed; page
+    and annotation actions (``/AA``, JavaScript ``/A``) are dropped. Links and comments keep
+    their appearance."""
+    obj = page.obj
+    if Name.AA in obj:
+        del obj[Name.AA]
+    annots = obj.get(Name.Annots)
+    if annots is None:
+        return
+    if not isinstance(annots, Array):
+        del obj[Name.Annots]
+        return
+    kept: list[Any] = []
+    drawn: list[bytes] = []
+    changed = False
+    for annot in annots:
+        if not isinstance(annot, Dictionary):
+            changed = True
+            continue
+        subtype = annot.get(Name.Subtype)
+        if subtype == Name.FileAttachment:
+            changed = True
+            continue
+        if subtype == Name.Widget:
+            changed = True
+            placed = _widget_appearance(page, annot)
+            if placed:
+                drawn.append(placed)
+            continue
+        if Name.AA in annot:
+            del annot[Name.AA]
+        action = annot.get(Name.A)
+        if isinstance(action, Dictionary) and action.get(Name.S) in (Name.JavaScript, Name.Launch):
+            del annot[Name.A]
+        kept.append(annot)
+    if changed:
+        obj[Name.Annots] = Array(kept)
+    if drawn:
+        # The page's own content may leave the graphics state changed: wrap it in q ... Q.
+        page.contents_add(pikepdf.Stream(pdf, _SAVE), prepend=True)
+        page.contents_add(pikepdf.Stream(pdf, b"\nQ\n" + b"\n".join(drawn) + b"\n"))
+
+
+def _widget_appearance(page: pikepdf.Page, annot: Any) -> bytes | None:
+    """Content that draws a widget's normal appearance at its /Rect, or None (hidden, no
+    appearance, or one that cannot be placed)."""
+    try:
+        if int(annot.get(Name.F, 0)) & _HIDDEN:
+            return None
+        appearance = annot.get(Name.AP)
+        normal = appearance.get(Name.N) if isinstance(appearance, Dictionary) else None
+        if isinstance(normal, Dictionary) and not isinstance(normal, pikepdf.Stream):
+            state = annot.get(Name.AS)
+            normal = normal.get(state) if state is not None else None
+        if not isinstance(normal, pikepdf.Stream) or Name.BBox not in normal:
+            return None
+        rect = pikepdf.Rectangle(annot.Rect)
+        name = Name(page.add_resource(normal, Name.XObject, prefix="GFForm"))
+        placed = page.calc_form_xobject_placement(
+            normal, name, rect, invert_transformations=False, allow_expand=True
+        )
+        return b"q\n" + placed + b"\nQ"
+    except Exception:  # a malformed widget: it is dropped, not drawn
+        return None
+
+
 def trial(data: bytes) -> int:
-    """Run the packet's own path on one document alone (read, append, write, stamp, save) and
-    return its page count. Raises whatever that path raises."""
-    reader = PdfReader(io.BytesIO(data), strict=False)
-    count = len(reader.pages)
-    if count == 0:
-        raise Unpackable("no pages")
-    writer = PdfWriter()
-    append_pdf(writer, reader)
-    if len(writer.pages) != count:
-        raise Unpackable(f"append copied {len(writer.pages)} of {count} pages")
-    merged = io.BytesIO()
-    writer.write(merged)
-    stamped(merged, "GF-TRIAL")
+    """Run the packet's own path on one document alone (read, append, write, stamp, save),
+    then qpdf's own check on the result (:func:`qpdf_problems`), and return its page count.
+    Raises whatever that path raises, and :class:`Unpackable` when qpdf finds a problem the
+    packet would carry (a content stream that does not decode or parse): every packet must
+    pass ``qpdf --check`` without a warning."""
+    with pikepdf.open(io.BytesIO(data)) as source, pikepdf.new() as target:
+        count = len(source.pages)
+        if count == 0:
+            raise Unpackable("no pages")
+        add_pages(target, source)
+        packet = save_stamped(target, "GF-TRIAL")
+    problems = qpdf_problems(packet)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise Unpackable(f"qpdf check: {problems[0]}{more}")
     return count
+
+
+# qpdf prefixes each message with the input's name ("stream <_io.BytesIO object at 0x...>" or a
+# file path) and sometimes an offset: noise in a reason, and different on every run.
+_QPDF_PREFIX = re.compile(
+    r"^(?:WARNING|ERROR)?:?\s*(?:stream <[^>]*>|[^:]*\.pdf)?\s*(?:\([^)]*\))?:?\s*"
+)
+
+
+_GENERALIZED = frozenset(
+    {"/FlateDecode", "/Fl", "/LZWDecode", "/LZW", "/ASCII85Decode", "/A85", "/ASCIIHexDecode"}
+    | {"/AHx", "/RunLengthDecode", "/RL"}
+)
+MAX_CHECKED_STREAM_BYTES = 256 * 1024 * 1024
+"""Decoded size (bytes) past which :func:`qpdf_problems` does not decode a Flate stream (intake
+bounds stream sizes before: ``GOODFAITH_DOCUMENTS__MAX_STREAM_BYTES``)."""
+
+
+class _Discard(pikepdf.StreamParser):
+    def handle_object(self, obj: Any, offset: int, length: int) -> None:
+        pass
+
+    def handle_eof(self) -> None:
+        pass
+
+
+def qpdf_problems(data: bytes) -> list[str]:
+    """What ``qpdf --check`` would report on ``data``, found through pikepdf the way qpdf's
+    check does it (QPDFJob::doCheck): warnings from reading the structure, every stream in
+    a generalized filter (Flate, LZW, ASCII85, ASCIIHex, RunLength) decoded, every page's
+    content parsed. Image codecs (DCT, JPX, JBIG2, CCITT) are not decoded, as qpdf does not;
+    a *content* stream in one cannot be parsed and is a problem. Bounded: a Flate stream is
+    first inflated in steps and left undecoded past :data:`MAX_CHECKED_STREAM_BYTES`. Each
+    message names objects and offsets only, never text of the document."""
+    problems: list[str] = []
+    with pikepdf.open(io.BytesIO(data)) as pdf:
+        problems += pdf.get_warnings()
+        for obj in pdf.objects:
+            if not isinstance(obj, pikepdf.Stream):
+                continue
+            filters = obj.get("/Filter")
+            names = [str(f) for f in filters] if isinstance(filters, Array) else [str(filters)]
+            if filters is None or not all(name in _GENERALIZED for name in names):
+                continue
+            if names[0] in ("/FlateDecode", "/Fl") and _inflates_past(
+                obj.read_raw_bytes(), MAX_CHECKED_STREAM_BYTES
+            ):
+                continue
+            try:
+                obj.read_bytes()
+            except Exception as exc:  # PdfError: the data does not decode
+                if "unfilterable" not in str(exc):  # parameters qpdf does not decode either
+                    problems.append(f"object {obj.objgen[0]} {obj.objgen[1]}: {_clean(str(exc))}")
+            problems += pdf.get_warnings()
+        parser = _Discard()
+        for number, page in enumerate(pdf.pages, start=1):
+            try:
+                page.parse_contents(parser)
+            except pikepdf.DependencyError:  # JBIG2: a content stream in an image codec
+                problems.append(f"page {number}: content stream is encoded with an image codec")
+            except Exception as exc:  # PdfError: it does not decode or parse
+                problems += pdf.get_warnings()
+                problems.append(f"page {number}: {_clean(str(exc))}")
+        problems += pdf.get_warnings()
+    return [_clean(str(problem))[:160] for problem in problems]
+
+
+def _clean(message: str) -> str:
+    return _QPDF_PREFIX.sub("", message.replace("\n", " ")).strip()
+
+
+def _inflates_past(raw: bytes, limit: int) -> bool:
+    inflater = zlib.decompressobj()
+    total, pending = 0, raw
+    try:
+        while pending:
+            total += len(inflater.decompress(pending, 1 << 20))
+            if total > limit:
+                return True
+            pending = inflater.unconsumed_tail
+    except zlib.error:
+        pass  # damaged: read_bytes reports it
+    return False
 
 
 def normalized(data: bytes) -> bytes | None:

@@ -75,18 +75,23 @@ def _stamp_pages(pdf: pikepdf.Pdf, case_id: str) -> None:
         page.add_resource(font, Name.Font, _STAMP_FONT)
 
 
-def stamped(merged: io.BytesIO, case_id: str) -> bytes:
-    """The merged packet with every page stamped, saved by qpdf with every stream kept as it is
-    (never decoded nor recompressed: a bomb stays a small compressed stream)."""
-    merged.seek(0)
+def save_stamped(pdf: pikepdf.Pdf, case_id: str) -> bytes:
+    """``pdf`` with every page stamped, saved by qpdf with every stream kept as it is (never
+    decoded nor recompressed: a bomb stays a small compressed stream). Changes ``pdf``."""
+    _stamp_pages(pdf, case_id)
     out = io.BytesIO()
-    with pikepdf.open(merged) as pdf:
-        _stamp_pages(pdf, case_id)
-        pdf.save(
-            out,
-            stream_decode_level=pikepdf.StreamDecodeLevel.none,
-            compress_streams=False,
-            fix_metadata_version=False,
-            deterministic_id=True,
-        )
+    pdf.save(
+        out,
+        stream_decode_level=pikepdf.StreamDecodeLevel.none,
+        compress_streams=False,
+        fix_metadata_version=False,
+        deterministic_id=True,
+    )
     return out.getvalue()
+
+
+def stamped(merged: io.BytesIO, case_id: str) -> bytes:
+    """The PDF in ``merged`` with every page stamped (:func:`save_stamped`)."""
+    merged.seek(0)
+    with pikepdf.open(merged) as pdf:
+        return save_stamped(pdf, case_id)

@@ -114,6 +114,7 @@ def _request(r: RecordRequest, docs: dict[str, list[Document]]) -> dict[str, Any
                 "status": d.status,
                 "reason": d.reason,
                 "kind": d.kind,
+                "flags": list(d.flags or []),
             }
             for d in docs.get(r.id, [])
         ],

@@ -13,6 +13,8 @@
 - ``closing``: closing a request (shared by inbound, packet and cancel)
 - ``watchdog``: overdue cases driven again and flagged (the scheduler runs it every tick)
 - ``deadletters``: messages dramatiq gave up on, recorded, flagged and retried by ops
+- ``quality``: QA flags of a received document (duplicate, cloned, wrong patient, ...);
+  ``review``: the ops review queue where a person releases or rejects flagged documents
 - ``mapping``: ORM rows ↔ domain values; ``audit``: the audit trail; ``deps``: injection
 
 The shape of every handler: load state → decide (pure domain code in ``worker/domain/``) →
@@ -53,6 +55,7 @@ from worker.services import (
     outreach,
     packet,
     reconcile,
+    review,
 )
 from worker.services.deadletters import RetryOutcome
 from worker.services.deps import call
@@ -135,6 +138,23 @@ def retry_dead_letter(c: Container, letter_id: str) -> RetryOutcome:
     return outcome
 
 
+# --- the ops review queue (issue 10): flagged documents wait for a person ------------------
+
+
+def review_queue(c: Container) -> list[review.ReviewItem]:
+    """Documents waiting for review, the case due soonest first."""
+    return call(review.pending_reviews, c)
+
+
+def review_document(
+    c: Container, document_id: str, decision: review.Decision, reviewer: str, note: str = ""
+) -> review.ReviewOutcome:
+    """Release or reject one pending document (audited) and enqueue the packet it unblocks."""
+    outcome, follow = call(review.decide, c, document_id, decision, reviewer, note)
+    c.dispatcher.enqueue(follow)
+    return outcome
+
+
 __all__ = [
     "HANDLERS",
     "AssignOutcome",
@@ -148,5 +168,7 @@ __all__ = [
     "record_fax_status",
     "record_inbound_fax",
     "retry_dead_letter",
+    "review_document",
+    "review_queue",
     "run_command",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
@@ -42,11 +42,13 @@ from worker.domain.lifecycle import (
     wants_supplemental,
 )
 from worker.domain.notices import quarantined_reply
+from worker.domain.similarity import PageSignature, QASettings
 from worker.domain.types import AttemptOutcome, ChannelKind
 from worker.domain.watchdog import flag
 from worker.services.audit import audit
 from worker.services.closing import close_request
 from worker.services.mapping import case_status
+from worker.services.quality import assess, review_for
 
 log = structlog.get_logger("goodfaith.services")
 
@@ -66,13 +68,26 @@ class Inspected:
     check: DocumentCheck
     reference: str | None
     no_records: bool
+    texts: tuple[str, ...] = ()  # per page (in memory only: the identity check)
+    signatures: tuple[PageSignature, ...] = ()
+    qa: QASettings = field(default_factory=QASettings)
+    blank_pages: tuple[int, ...] = ()
 
 
 def inspect(doc: InboundDocument, documents: DocumentChecker) -> Inspected:
     """Check one document and read its request reference and "no records" wording, within
     the per-document limits (in a child process: one file cannot hold the worker)."""
     found = documents.inspect(doc.data, doc.content_type)
-    return Inspected(doc, found.check, found.reference, found.no_records)
+    return Inspected(
+        doc,
+        found.check,
+        found.reference,
+        found.no_records,
+        found.texts,
+        found.signatures,
+        found.qa,
+        found.blank_pages,
+    )
 
 
 def record_inbound_fax(
@@ -260,7 +275,8 @@ def accept_document(
     request = _match(s, found, request, sender)
     case_id = request.case_id if request else None
     owner = case_id or "unmatched"
-    raw_uri = store.put(content_key(owner, "inbound", doc.data, "pdf"), doc.data, doc.content_type)
+    ext = check.converted or "pdf"  # a fax TIFF is stored as the TIFF it was
+    raw_uri = store.put(content_key(owner, "inbound", doc.data, ext), doc.data, doc.content_type)
     usable_uri = None
     if check.accepted and check.data != doc.data:
         usable_uri = store.put(
@@ -271,6 +287,18 @@ def accept_document(
     reason = check.reason
     if check.accepted and request is None:
         status, reason = DocumentStatus.QUARANTINED, UNMATCHED_REASON
+    quality = None
+    if status is DocumentStatus.ACCEPTED:
+        quality = assess(
+            s,
+            request.case if request else None,
+            check,
+            found.texts,
+            found.signatures,
+            found.qa,
+            no_records=no_records,
+            blank_pages=found.blank_pages,
+        )
     d = Document(
         case_id=case_id,
         request_id=request.id if request else None,
@@ -286,6 +314,9 @@ def accept_document(
         reason=reason,
         kind=(DocumentKind.NO_RECORDS if no_records else DocumentKind.RECORDS).value,
         received_at=now,
+        flags=quality.flags if quality else [],
+        qa=quality.qa if quality else None,
+        review_status=review_for(quality.flags) if quality else None,
     )
     s.add(d)
     s.flush()
@@ -299,9 +330,15 @@ def accept_document(
         pages=check.pages,
         reason=reason,
         sha256=check.sha256,
+        flags=d.flags,
     )
     log.info(
-        "document.received", case_id=case_id, document_id=d.id, status=status, pages=check.pages
+        "document.received",
+        case_id=case_id,
+        document_id=d.id,
+        status=status,
+        pages=check.pages,
+        flags=d.flags,
     )
     if request is not None and status is DocumentStatus.QUARANTINED:
         # The provider did answer: its unusable reply must not pass as silence.

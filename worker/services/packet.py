@@ -42,6 +42,7 @@ from worker.services.attestation import attestation_cover, provider_attestations
 from worker.services.audit import audit
 from worker.services.closing import stop_request
 from worker.services.mapping import case_status
+from worker.services.quality import DUPLICATE, PENDING, flags_of
 
 log = structlog.get_logger("goodfaith.services")
 
@@ -56,6 +57,8 @@ class _Spec:
     source_sha256: str  # "" when the part is ours (the EOC): hashed when read
     provider_id: str | None
     document_id: str | None = None  # the Document row (records), None for the EOC
+    flags: tuple[str, ...] = ()  # QA flags (worker/services/quality.py)
+    unreviewed: bool = False  # flagged, not released: sent because the deadline came first
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,16 @@ def assemble_packet(
         data = store.get(spec.uri)
         sha = spec.source_sha256 or sha256_hex(data)
         parts.append(
-            PacketPart(spec.kind, spec.title, data, sha, spec.provider_id, spec.document_id)
+            PacketPart(
+                spec.kind,
+                spec.title,
+                data,
+                sha,
+                spec.provider_id,
+                spec.document_id,
+                spec.flags,
+                spec.unreviewed,
+            )
         )
     built = build_packet(plan.cover, parts, plan.attestation)
     key_base = f"cases/{plan.case_id}/packets/{plan.sequence:03d}-{built.sha256}"
@@ -144,6 +156,18 @@ def _plan(
                 .order_by(Document.received_at)
             )
         )
+        # The same document received twice is stored and noted, never repeated in a packet.
+        docs = [d for d in docs if DUPLICATE not in flags_of(d)]
+        pending = [d for d in docs if d.review_status == PENDING]
+        if pending and (supplemental or now < case.assemble_at):
+            # Flagged documents wait for a person; only the deadline sends them unreviewed:
+            # the first packet waits for the assembly cutoff (or the last release), a
+            # supplemental one goes without them (a release assembles it again).
+            if not supplemental:
+                case.next_action_at = case.assemble_at
+                audit(s, now, "packet.waiting_review", case.id, documents=len(pending))
+                return None
+            docs = [d for d in docs if d.review_status != PENDING]
         if supplemental and not docs:
             case.next_action_at = None
             return None
@@ -207,6 +231,8 @@ def _specs(case: Case, docs: list[Document], supplemental: bool) -> list[_Spec]:
                 d.sha256,
                 owner.provider_id if owner else None,
                 d.id,
+                tuple(flags_of(d)),
+                d.review_status == PENDING,
             )
         )
     return specs

@@ -1,0 +1,129 @@
+"""The pure quality rules (worker/domain/similarity.py): shingles and MinHash, dates of service,
+duplicates, cloned pages and whether text names the insured."""
+
+from __future__ import annotations
+
+import random
+
+from worker.domain.similarity import (
+    QASettings,
+    birth_date_forms,
+    cloned_pages,
+    dates_of_service,
+    is_duplicate,
+    mentions_insured,
+    page_signature,
+    similarity,
+)
+
+_VOCAB = [
+    "patient",
+    "reports",
+    "pain",
+    "improved",
+    "therapy",
+    "knee",
+    "lumbar",
+    "exam",
+    "strength",
+    "reflexes",
+    "normal",
+    "plan",
+    "follow",
+    "weeks",
+    "imaging",
+    "reviewed",
+    "mild",
+    "moderate",
+    "severe",
+    "swelling",
+    "gait",
+    "stable",
+    "medication",
+    "dose",
+    "increase",
+    "decrease",
+    "referral",
+    "surgery",
+    "consult",
+    "discussed",
+    "options",
+    "risks",
+    "benefits",
+    "agrees",
+]
+
+
+def _note(seed: int, words: int = 120) -> str:
+    rng = random.Random(seed)
+    return " ".join(rng.choice(_VOCAB) for _ in range(words))
+
+
+def test_identical_text_has_similarity_one_and_unrelated_text_is_low() -> None:
+    """The same text gives the same signature; two unrelated notes share few shingles."""
+    a, b = page_signature(_note(1)), page_signature(_note(2))
+    assert similarity(a.minhash, page_signature(_note(1)).minhash) == 1.0
+    assert similarity(a.minhash, b.minhash) < 0.2
+
+
+def test_a_few_changed_words_stay_near_identical() -> None:
+    """A copy-forwarded note with two words changed out of 200 stays above the threshold."""
+    words = _note(3, 200).split()
+    edited = list(words)
+    edited[50], edited[150] = "zebra", "quokka"
+    score = similarity(
+        page_signature(" ".join(words)).minhash, page_signature(" ".join(edited)).minhash
+    )
+    assert score >= QASettings().clone_threshold
+
+
+def test_short_pages_have_no_signature() -> None:
+    """A fax cover with a handful of words is never compared."""
+    assert page_signature("FAX to records, 3 pages").minhash == ()
+
+
+def test_dates_of_service_in_common_forms() -> None:
+    """ISO and US dates after a date-of-service label are read; other dates are not."""
+    text = "Date of service: 2025-03-04\nDOS 3/18/2025\nBorn 1961-04-12\nVisit date: 04-01-2025"
+    assert dates_of_service(text) == ("2025-03-04", "2025-03-18", "2025-04-01")
+
+
+def test_a_cloned_page_is_found_under_another_date_and_not_under_the_same() -> None:
+    """The same note body under a different date of service is cloned; repeated under the
+    same date (a reprint) it is not; pages without dates are not judged."""
+    body = _note(4, 150)
+    first = page_signature(f"Date of service: 2025-01-06\n{body}")
+    copied = page_signature(f"Date of service: 2025-02-03\n{body}")
+    reprint = page_signature(f"Date of service: 2025-01-06\n{body}")
+    other = page_signature(f"Date of service: 2025-03-03\n{_note(5, 150)}")
+    undated = page_signature(body)
+    assert cloned_pages([first, other, copied], []) == [(1, "", 3), (3, "", 1)]
+    assert cloned_pages([first, reprint], []) == []
+    assert cloned_pages([undated], [("doc-a", [first])]) == []
+    assert cloned_pages([copied], [("doc-a", [other, first])]) == [(1, "doc-a", 2)]
+
+
+def test_a_duplicate_has_every_page_near_identical() -> None:
+    """Two copies of a document are duplicates; one differing page or count makes them not."""
+    pages = [page_signature(f"Date of service: 2025-01-0{i}\n{_note(i)}") for i in range(1, 4)]
+    again = [page_signature(f"Date of service: 2025-01-0{i}\n{_note(i)}") for i in range(1, 4)]
+    changed = [*again[:2], page_signature(_note(99))]
+    assert is_duplicate(pages, again)
+    assert not is_duplicate(pages, changed)
+    assert not is_duplicate(pages, again[:2])
+    blank = [page_signature(""), page_signature("")]
+    assert not is_duplicate(blank, blank)  # nothing to compare: not judged a duplicate
+
+
+def test_the_insured_is_recognized_by_name_birth_date_or_member_id() -> None:
+    """Name in either order (with an initial), the birth date in US or ISO form, or the
+    member id; another patient's chart names none of them."""
+    name, born = "Jane Q. Roe", "1971-02-03"
+    assert mentions_insured("Patient: ROE, JANE", name, born)
+    assert mentions_insured("Pt Roe, J. seen today", name, born)
+    assert mentions_insured("DOB 02/03/1971", name, born)
+    assert mentions_insured("DOB 2/3/1971", name, born)
+    assert mentions_insured("Member: M1001", name, born, "M1001")
+    assert not mentions_insured("Patient: John Smith DOB 05/06/1980", name, born, "M1001")
+    assert not mentions_insured("Janet Roebuck", name, born)
+    assert birth_date_forms("not a date") == []

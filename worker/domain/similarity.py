@@ -1,0 +1,213 @@
+"""Quality rules on the text of received records: near-identical pages (duplicates and cloned
+documentation), dates of service, and whether a document names the insured. Pure functions
+over text; no I/O.
+
+Pages are compared by the Jaccard similarity of their word shingles (``shingle_words``
+consecutive words), estimated from MinHash signatures (``minhash_perm`` hash functions, the
+same seeds everywhere, so signatures stored for one document compare with another's)::
+
+    page text ──► normalized words ──► shingles ──► MinHash signature (stored per page)
+    two signatures ──► share of equal slots ≈ Jaccard of the shingle sets
+
+    documents whose every page matches (≥ duplicate_threshold) ──► "duplicate"
+    a page matching another page (≥ clone_threshold) with a different date of service
+      ──► "cloned" (copy-forwarded documentation: flagged for a person, never dropped)
+
+A page with fewer than ``min_words`` words (a fax cover, a blank scan) has no signature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+__all__ = [
+    "PageSignature",
+    "QASettings",
+    "birth_date_forms",
+    "cloned_pages",
+    "dates_of_service",
+    "is_duplicate",
+    "mentions_insured",
+    "page_signature",
+    "similarity",
+]
+
+_MERSENNE = (1 << 61) - 1
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class QASettings:
+    """Thresholds of the intake quality checks (``GOODFAITH_QA__*``)."""
+
+    shingle_words: int = 5
+    minhash_perm: int = 64
+    min_words: int = 40  # pages with fewer words are not compared
+    clone_threshold: float = 0.85  # estimated Jaccard at or above which a page is a clone
+    duplicate_threshold: float = 0.95  # every page at least this similar: the same document
+
+
+@dataclass(frozen=True)
+class PageSignature:
+    """One page: its MinHash signature (empty when the page has too few words) and the dates
+    of service printed on it (ISO dates)."""
+
+    minhash: tuple[int, ...]
+    dates: tuple[str, ...]
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def _seeds(count: int) -> list[tuple[int, int]]:
+    out = []
+    for index in range(count):
+        digest = hashlib.blake2b(f"goodfaith-minhash-{index}".encode(), digest_size=16).digest()
+        a = int.from_bytes(digest[:8], "big") % _MERSENNE or 1
+        b = int.from_bytes(digest[8:], "big") % _MERSENNE
+        out.append((a, b))
+    return out
+
+
+_SEED_CACHE: dict[int, list[tuple[int, int]]] = {}
+
+
+def page_signature(text: str, settings: QASettings = QASettings()) -> PageSignature:
+    """The page's signature: MinHash of its word shingles, and its dates of service."""
+    words = _words(_without_dates(text))
+    dates = dates_of_service(text)
+    if len(words) < settings.min_words:
+        return PageSignature((), dates)
+    k = settings.shingle_words
+    shingles = {
+        int.from_bytes(
+            hashlib.blake2b(" ".join(words[i : i + k]).encode(), digest_size=8).digest(), "big"
+        )
+        for i in range(len(words) - k + 1)
+    }
+    seeds = _SEED_CACHE.setdefault(settings.minhash_perm, _seeds(settings.minhash_perm))
+    signature = tuple(min((a * s + b) % _MERSENNE for s in shingles) for a, b in seeds)
+    return PageSignature(signature, dates)
+
+
+def similarity(a: Sequence[int], b: Sequence[int]) -> float:
+    """Estimated Jaccard similarity of two pages (0.0 when either has no signature)."""
+    if not a or not b or len(a) != len(b):
+        return 0.0
+    return sum(1 for x, y in zip(a, b, strict=True) if x == y) / len(a)
+
+
+def is_duplicate(
+    pages: Sequence[PageSignature],
+    other: Sequence[PageSignature],
+    settings: QASettings = QASettings(),
+) -> bool:
+    """The same document received twice: as many pages, each page near-identical to the
+    other's page at the same place, and at least one page with text to compare."""
+    if len(pages) != len(other) or not pages:
+        return False
+    compared = 0
+    for mine, theirs in zip(pages, other, strict=True):
+        if not mine.minhash and not theirs.minhash:
+            continue
+        if similarity(mine.minhash, theirs.minhash) < settings.duplicate_threshold:
+            return False
+        compared += 1
+    return compared > 0
+
+
+def cloned_pages(
+    pages: Sequence[PageSignature],
+    others: Iterable[tuple[str, Sequence[PageSignature]]],
+    settings: QASettings = QASettings(),
+) -> list[tuple[int, str, int]]:
+    """Pages of a document that repeat another page (of itself, or of another document of
+    the same case, named by its key in ``others``) under a different date of service:
+    ``(page, other document, other page)``, 1-based. Pages without dates are not judged."""
+    found: list[tuple[int, str, int]] = []
+    candidates = [("", pages), *others]
+    for number, page in enumerate(pages, start=1):
+        if not page.minhash or not page.dates:
+            continue
+        for key, signatures in candidates:
+            hit = None
+            for other_number, other in enumerate(signatures, start=1):
+                if key == "" and other_number == number:
+                    continue
+                if not other.minhash or not other.dates or set(other.dates) == set(page.dates):
+                    continue
+                if similarity(page.minhash, other.minhash) >= settings.clone_threshold:
+                    hit = (number, key, other_number)
+                    break
+            if hit:
+                found.append(hit)
+                break
+    return found
+
+
+_DATE_LABEL = r"(?:date\s+of\s+service|service\s+date|dos|visit\s+date|date\s+of\s+visit)"
+_DATE_FORMS = (
+    re.compile(_DATE_LABEL + r"\s*[:#]?\s*(\d{4})-(\d{1,2})-(\d{1,2})", re.IGNORECASE),
+    re.compile(_DATE_LABEL + r"\s*[:#]?\s*(\d{1,2})[/-](\d{1,2})[/-](\d{4})", re.IGNORECASE),
+)
+
+
+def dates_of_service(text: str) -> tuple[str, ...]:
+    """ISO dates labelled as dates of service ("Date of service: 2025-03-04", "DOS 3/4/2025")."""
+    found: list[str] = []
+    for index, pattern in enumerate(_DATE_FORMS):
+        for match in pattern.finditer(text):
+            parts = [int(g) for g in match.groups()]
+            year, month, day = parts if index == 0 else (parts[2], parts[0], parts[1])
+            try:
+                found.append(date(year, month, day).isoformat())
+            except ValueError:
+                continue
+    return tuple(sorted(set(found)))
+
+
+def _without_dates(text: str) -> str:
+    """The text with its labelled dates of service removed: a cloned note differs from its
+    source in little more than the date, which must not make it look different."""
+    for pattern in _DATE_FORMS:
+        text = pattern.sub(" ", text)
+    return text
+
+
+def birth_date_forms(birth_date: str) -> list[str]:
+    """How a birth date given as ISO ("1961-04-12") is printed on records: 1961-04-12,
+    04/12/1961, 4/12/1961, 04-12-1961, 4-12-1961. Empty for a date that does not parse."""
+    try:
+        day = date.fromisoformat(birth_date)
+    except ValueError:
+        return []
+    m, d, y = day.month, day.day, day.year
+    forms = {day.isoformat(), f"{m:02d}/{d:02d}/{y}", f"{m}/{d}/{y}"}
+    forms |= {f"{m:02d}-{d:02d}-{y}", f"{m}-{d}-{y}"}
+    return sorted(forms)
+
+
+def mentions_insured(text: str, name: str, birth_date: str, member_id: str = "") -> bool:
+    """Whether ``text`` names the insured: the family name with a given name or initial, in
+    either order ("Jane Roe", "ROE, JANE", "Roe, J."), or the birth date in a common form,
+    or the member id. Case and spacing are ignored."""
+    flat = " ".join(_words(text))
+    spaced = re.sub(r"\s+", " ", text)
+    if member_id and member_id.strip() and member_id.strip().lower() in spaced.lower():
+        return True
+    if any(form in spaced for form in birth_date_forms(birth_date)):
+        return True
+    names = _words(name)
+    if len(names) < 2:
+        return bool(names) and f" {names[0]} " in f" {flat} "
+    given, family = names[0], names[-1]
+    padded = f" {flat} "
+    if f" {given} {family} " in padded or f" {family} {given} " in padded:
+        return True
+    initial = given[0]
+    return f" {family} {initial} " in padded or f" {initial} {family} " in padded
