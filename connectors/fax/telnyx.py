@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -244,66 +244,55 @@ class TelnyxFax:
         params = {
             "filter[to][eq]": request.channel.destination,
             "filter[direction][eq]": "outbound",
-            "filter[created_at][gte]": since.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "page[size]": str(PAGE_SIZE),
+            "filter[created_at][gte]": _z(since),
         }
-        for number in range(1, FIND_PAGES + 1):
-            response = call(
-                self._client,
-                "GET",
-                f"{self._base}/v2/faxes",
-                what="Telnyx list faxes",
-                retrying=self._retrying,
-                destination=request.channel.destination,
-                destination_codes=NUMBER_CODES,
-                params={**params, "page[number]": str(number)},
-                headers=self._headers(),
-            )
-            body = json_object(response, what="Telnyx list faxes")
-            faxes = body.get("data")
-            if not isinstance(faxes, list):
-                raise Rejected("Telnyx list faxes: data is not a list")
+        for faxes in self._pages(params, "Telnyx list faxes", request.channel.destination):
             for fax in faxes:
                 if not isinstance(fax, dict) or not isinstance(fax.get("id"), str):
                     continue
                 if decode_client_state(fax.get("client_state")) == request.idempotency_key:
                     return SendReceipt(external_id=fax["id"])
-            meta = body.get("meta")
-            total = meta.get("total_pages") if isinstance(meta, dict) else None
-            if not faxes or not isinstance(total, int) or number >= total:
-                return None
         return None
 
     def list_received(self, since: datetime) -> list[FaxReceivedEvent]:
         """``GET /v2/faxes`` received since ``since`` (``filter[direction][eq]=inbound``), at
         most :data:`FIND_PAGES` pages of :data:`PAGE_SIZE`; only faxes whose status is
         ``received`` (complete), as the ``fax.received`` webhook would have reported them."""
-        params = {
-            "filter[direction][eq]": "inbound",
-            "filter[created_at][gte]": since.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "page[size]": str(PAGE_SIZE),
-        }
-        found: list[FaxReceivedEvent] = []
+        params = {"filter[direction][eq]": "inbound", "filter[created_at][gte]": _z(since)}
+        found = [
+            event
+            for faxes in self._pages(params, "Telnyx list received faxes")
+            for event in map(received_from_resource, faxes)
+            if event is not None
+        ]
+        return sorted(found, key=lambda e: e.occurred_at)
+
+    def _pages(
+        self, params: Mapping[str, str], what: str, destination: str | None = None
+    ) -> Iterator[list[Any]]:
+        """Each page of ``GET /v2/faxes`` with ``params`` (``data``), up to :data:`FIND_PAGES`
+        pages of :data:`PAGE_SIZE`, until ``meta.total_pages``."""
         for number in range(1, FIND_PAGES + 1):
             response = call(
                 self._client,
                 "GET",
                 f"{self._base}/v2/faxes",
-                what="Telnyx list received faxes",
+                what=what,
                 retrying=self._retrying,
-                params={**params, "page[number]": str(number)},
+                destination=destination,
+                destination_codes=NUMBER_CODES if destination else frozenset(),
+                params={**params, "page[size]": str(PAGE_SIZE), "page[number]": str(number)},
                 headers=self._headers(),
             )
-            body = json_object(response, what="Telnyx list received faxes")
+            body = json_object(response, what=what)
             faxes = body.get("data")
             if not isinstance(faxes, list):
-                raise Rejected("Telnyx list received faxes: data is not a list")
-            found += [e for e in map(received_from_resource, faxes) if e is not None]
+                raise Rejected(f"{what}: data is not a list")
+            yield faxes
             meta = body.get("meta")
             total = meta.get("total_pages") if isinstance(meta, dict) else None
             if not faxes or not isinstance(total, int) or number >= total:
-                break
-        return sorted(found, key=lambda e: e.occurred_at)
+                return
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}
@@ -365,3 +354,8 @@ class TelnyxFax:
             source=ChannelKind.FAX,
             external_id="sha256:" + hashlib.sha256(data).hexdigest(),
         )
+
+
+def _z(instant: datetime) -> str:
+    """An instant as Telnyx's filters take it: UTC with ``Z``."""
+    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
