@@ -263,6 +263,12 @@ def test_late_records_go_out_as_a_supplemental_packet(env) -> None:  # type: ign
     assert len(deliverer.submissions) == 2
     first, second = deliverer.submissions
     assert second.supplemental and not first.supplemental and first.sha256 != second.sha256
+    # packet 2 names the packet it follows, in its manifest and on its cover
+    assert first.manifest["follows"] is None
+    assert second.manifest["follows"] == {"sequence": 1, "packet_sha256": first.sha256}
+    reader = PdfReader(__import__("io").BytesIO(second.packet_pdf))
+    cover = " ".join(reader.pages[0].extract_text().split())
+    assert f"follows packet 1 of this case, SHA-256 {first.sha256}" in cover
 
 
 def test_missing_eoc_holds_the_packet_for_ops(tmp_path: Path) -> None:

@@ -263,6 +263,11 @@ def _assemble(
         "notification_id": cover.notification_id,
         "supplemental": cover.supplemental,
         "sequence": cover.sequence,
+        "follows": (
+            {"sequence": cover.sequence - 1, "packet_sha256": cover.follows_sha256}
+            if cover.follows_sha256
+            else None
+        ),
         "generated_at": cover.generated_at.isoformat(),
         "pages": total,
         "packet_sha256": digest,

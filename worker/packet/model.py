@@ -39,6 +39,9 @@ class CoverInfo:
     responsible: str = ""
     #: the outreach cutoff (the packet's assembly cutoff), timezone-aware; None: not printed
     cutoff: datetime | None = None
+    #: a supplemental packet's predecessor: the SHA-256 of packet ``sequence - 1`` (None for
+    #: the first packet), printed on the cover and kept in the manifest's ``follows``
+    follows_sha256: str | None = None
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,12 @@ def render_cover(
     ]
     for label, value in facts:
         flow.columns([(0.0, f"{label}:"), (90.0, value)], size=_BODY)
+    if cover.follows_sha256:
+        flow.line(
+            f"This packet follows packet {cover.sequence - 1} of this case, "
+            f"SHA-256 {cover.follows_sha256}.",
+            size=_BODY,
+        )
     flow.gap(_LEADING)
     flow.line("Contents", font="Helvetica-Bold", size=12)
     flow.columns(

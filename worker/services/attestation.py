@@ -106,8 +106,10 @@ def attestation_cover(
     *,
     supplemental: bool = False,
     sequence: int = 1,
+    follows_sha256: str | None = None,
 ) -> CoverInfo:
-    """What the cover and the attestation print about ``case``."""
+    """What the cover and the attestation print about ``case``; ``follows_sha256``: the
+    SHA-256 of the packet a supplemental one follows."""
     jurisdiction = get_jurisdiction(case.jurisdiction)
     return CoverInfo(
         case_id=case.id,
@@ -126,4 +128,5 @@ def attestation_cover(
         sequence=sequence,
         responsible=responsible,
         cutoff=case.assemble_at,
+        follows_sha256=follows_sha256,
     )

@@ -189,6 +189,7 @@ def _plan(
                 responsible,
                 supplemental=supplemental,
                 sequence=sequence,
+                follows_sha256=case.packets[-1].sha256 if case.packets else None,
             ),
             specs=_specs(case, docs, supplemental),
             attestation=provider_attestations(s, case),
