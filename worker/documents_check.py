@@ -45,7 +45,15 @@ from worker.documents import (
 )
 from worker.domain.similarity import PageSignature, QASettings, page_signature
 
-__all__ = ["DocumentChecker", "Inspection", "blank_pages", "inspect_document", "oversized_stream"]
+__all__ = [
+    "DocumentChecker",
+    "Inspection",
+    "blank_pages",
+    "inspect_document",
+    "oversized_stream",
+    "renders_blank",
+    "structurally_blank",
+]
 
 _FLATE = frozenset({"/FlateDecode", "/Fl"})
 _CHUNK = 1 << 20  # bytes inflated per step while measuring a stream
@@ -99,14 +107,65 @@ def inspect_document(
         texts,
         tuple(page_signature(text, qa) for text in texts),
         qa,
-        blank_pages(check.data),
+        blank_pages(check.data, limits.qa_max_pages, budget_seconds=limits.max_seconds / 3),
     )
 
 
-def blank_pages(data: bytes) -> tuple[int, ...]:
-    """Pages that render blank (1-based): no content stream, or content streams holding
+#: A page is rendered at this scale (36 dpi) to see whether it shows anything.
+RENDER_SCALE = 0.5
+#: Pixels darker than this (0 black .. 255 white) are ink; a sheet's grey noise is not.
+INK_LEVEL = 230
+#: A rendered page with less than this share of ink pixels shows nothing a reader can see.
+INK_SHARE = 0.0002
+
+
+def blank_pages(
+    data: bytes, max_pages: int = 2000, budget_seconds: float = 20.0
+) -> tuple[int, ...]:
+    """Pages that show nothing (1-based): those with nothing to draw
+    (:func:`structurally_blank`), and those that draw but render white — a scan of a white
+    sheet, content painted white or off the page (:func:`renders_blank`, on at most
+    ``max_pages`` pages within ``budget_seconds``)."""
+    empty = set(structurally_blank(data))
+    return tuple(sorted(empty | set(renders_blank(data, empty, max_pages, budget_seconds))))
+
+
+def renders_blank(data: bytes, skip: set[int], max_pages: int, budget_seconds: float) -> list[int]:
+    """Pages (1-based, not in ``skip``) that PDFium renders with less than
+    :data:`INK_SHARE` of their pixels darker than :data:`INK_LEVEL`, annotations drawn.
+    A page that cannot be rendered is not called blank (its check would have refused it)."""
+    import pypdfium2 as pdfium
+
+    found: list[int] = []
+    deadline = time.monotonic() + budget_seconds
+    try:
+        pdf = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError:
+        return found
+    try:
+        for index in range(min(len(pdf), max_pages)):
+            if index + 1 in skip:
+                continue
+            if time.monotonic() > deadline:
+                break
+            try:
+                page = pdf[index]
+                image = page.render(scale=RENDER_SCALE, grayscale=True, may_draw_forms=True)
+                histogram = image.to_pil().convert("L").histogram()
+                page.close()
+            except pdfium.PdfiumError:
+                continue
+            if sum(histogram[:INK_LEVEL]) <= INK_SHARE * sum(histogram):
+                found.append(index + 1)
+    finally:
+        pdf.close()
+    return found
+
+
+def structurally_blank(data: bytes) -> tuple[int, ...]:
+    """Pages with nothing to draw (1-based): no content stream, or content streams holding
     nothing but white space, and no annotation that could draw. (A repair that rebuilt a page
-    tree around lost content gives such pages.) A scan of a white sheet is not found here."""
+    tree around lost content gives such pages.)"""
     found = []
     with pikepdf.open(io.BytesIO(data)) as pdf:
         for number, page in enumerate(pdf.pages, start=1):

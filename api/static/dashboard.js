@@ -66,7 +66,9 @@ async function renderList() {
   if ($("#f-status").value) q.set("status", $("#f-status").value);
   if ($("#f-review").value) q.set("review_type", $("#f-review").value);
   if ($("#f-agency").value.trim()) q.set("agency_id", $("#f-agency").value.trim());
-  const [page, queues] = await Promise.all([api(`/v1/cases?${q}`), api("/v1/queues")]);
+  const [page, queues, review] = await Promise.all([
+    api(`/v1/cases?${q}`), api("/v1/queues"), api("/v1/review"),
+  ]);
   show("#list-view");
   const counts = $("#counts");
   counts.replaceChildren(...Object.entries(page.counts).map(([k, n]) => el("span", `${k}: ${n}`)));
@@ -81,6 +83,60 @@ async function renderList() {
     `${rows.length} shown of ${page.total} watched cases, earliest deadline first` +
     (page.total > page.active.length ? ` (first ${page.active.length})` : "");
   renderQueues(queues);
+  renderReview(review);
+}
+
+// --- the review queue -----------------------------------------------------------------------
+
+function renderReview(r) {
+  const box = $("#review");
+  if (!r.documents.length) {
+    box.replaceChildren(el("p", "nothing waits for review", "note"));
+    return;
+  }
+  const table = el("table");
+  table.id = "review-table";
+  const head = el("tr");
+  for (const h of ["document", "provider", "received", "pages", "flags", "goes unreviewed", ""]) head.append(el("th", h));
+  table.append(el("thead"), el("tbody"));
+  table.tHead.append(head);
+  for (const d of r.documents) {
+    const tr = el("tr");
+    tr.dataset.documentId = d.document_id;
+    const link = el("a", d.document_id.slice(0, 12));
+    if (d.case_id) link.href = `#/case/${d.case_id}`;
+    const cell = el("td");
+    cell.append(link);
+    const act = el("td");
+    for (const [label, action] of [["release", "release"], ["reject", "reject"]]) {
+      const b = el("button", label);
+      b.type = "button";
+      b.dataset.action = action;
+      b.addEventListener("click", () => decide(d.document_id, action));
+      act.append(b);
+    }
+    tr.append(
+      cell, el("td", d.provider_id || "—"), el("td", local(d.received_at)), el("td", d.pages),
+      el("td", d.flags.join(", ")), el("td", local(d.sent_unreviewed_at)), act,
+    );
+    table.tBodies[0].append(tr);
+  }
+  box.replaceChildren(table);
+}
+
+async function decide(documentId, action) {
+  const reviewer = $("#review-by").value.trim();
+  if (!reviewer) {
+    $("#review-error").textContent = "give your name as reviewer first (kept in the audit trail)";
+    return;
+  }
+  $("#review-error").textContent = "";
+  await api(`/v1/review/${encodeURIComponent(documentId)}/${action}`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ reviewer }),
+  });
+  refresh();
 }
 
 function caseRow(c) {

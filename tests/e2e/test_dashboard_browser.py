@@ -253,3 +253,67 @@ def test_the_page_is_served_without_data_and_with_a_strict_policy(tmp_path: Path
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert script.status_code == 200 and "sessionStorage" in script.text
     _ = datetime  # (imported for the fixtures' types)
+
+
+def _white_scan() -> bytes:
+    """A reply that is a scan of a white sheet: accepted, flagged blank_pages, held."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (850, 1100), 255).save(buffer, "PDF", resolution=100)
+    return buffer.getvalue()
+
+
+def test_the_review_queue_is_on_the_dashboard_and_a_release_is_audited(
+    day: tuple[Any, str, dict[str, str]], tmp_path: Path
+) -> None:
+    """A flagged reply waits in the review queue on the page; the release button, with the
+    reviewer's name, takes it out of the queue and is audited under that name."""
+    from sqlalchemy import select
+
+    from storage.db import transaction
+    from storage.models import AuditEvent, RecordRequest
+    from tests.fakes import fax_received
+
+    c, url, ops = day
+    with transaction(c.sessions) as s:
+        r = s.scalars(select(RecordRequest).where(RecordRequest.status == "open")).first()
+        assert r is not None, "a day in, some request should still be open"
+        sender = next(ch["destination"] for ch in r.channels if ch.get("kind") == "fax")
+    c.fax.media["white"] = _white_scan()  # type: ignore[attr-defined]
+    c.dispatcher.enqueue(
+        services.record_inbound_fax(c, fax_received("in-white", "white", c.clock.now(), sender))
+    )
+    queue = services.review_queue(c)
+    assert [d.flags for d in queue] == [["blank_pages"]]
+    document_id = queue[0].document_id
+    browser = _browser()
+    try:
+        browser.get(f"{url}/dashboard?refresh=1")
+        _wait(lambda: browser.find_element("id", "key-panel").is_displayed())
+        browser.find_element("id", "key-input").send_keys(
+            ops["Authorization"].removeprefix("Bearer ")
+        )
+        browser.find_element("css selector", "#key-form button").click()
+        row = f'#review-table tr[data-document-id="{document_id}"]'
+        _wait(lambda: browser.find_elements("css selector", row))
+        assert "blank_pages" in browser.find_element("css selector", row).text
+        browser.save_screenshot(str(tmp_path / "review.png"))
+        release = f'{row} button[data-action="release"]'
+        browser.find_element("css selector", release).click()  # no name yet: refused
+        _wait(lambda: "reviewer" in browser.find_element("id", "review-error").text)
+        assert services.review_queue(c)
+        browser.find_element("id", "review-by").send_keys("Dana Ops")
+        browser.find_element("css selector", release).click()
+        _wait(lambda: not browser.find_elements("css selector", row))
+    finally:
+        browser.quit()
+    assert services.review_queue(c) == []
+    with transaction(c.sessions) as s:
+        kinds = [
+            (e.kind, e.detail.get("reviewer"))
+            for e in s.scalars(select(AuditEvent).where(AuditEvent.kind == "document.released"))
+        ]
+    assert kinds == [("document.released", "Dana Ops")]

@@ -192,3 +192,23 @@ def test_report_documents_carry_status_pages_reason_and_flags(env) -> None:  # t
             assert d["pages"] == 2
         else:
             assert d["reason"]
+
+
+def test_a_white_scan_inside_a_reply_is_flagged_blank_pages_and_waits_for_review(env) -> None:  # type: ignore[no-untyped-def]
+    """A reply whose third page is a scan of a white sheet (it draws an image, so it has
+    content) is flagged blank_pages from its rendering, and waits in the review queue."""
+    from PIL import Image
+
+    c, clock, fax, _ = env
+    white = io.BytesIO()
+    Image.new("L", (1700, 2200), 255).save(white, "PDF", resolution=200)
+    merged = pikepdf.Pdf.new()
+    for part in (_records(_reference(c), 2), white.getvalue()):
+        with pikepdf.open(io.BytesIO(part)) as src:
+            merged.pages.extend(src.pages)
+    out = io.BytesIO()
+    merged.save(out)
+    _receive(c, clock, fax, "in-1", out.getvalue())
+    doc = _docs(c)["in-1"]
+    assert doc.status == "accepted" and doc.flags == ["blank_pages"]
+    assert doc.review_status == "pending"
