@@ -169,6 +169,13 @@ def test_records_stop_outreach_and_trigger_the_packet(env) -> None:  # type: ign
     manifest = deliverer.submissions[0].manifest
     records = [p for p in manifest["parts"] if p["kind"] == "records"]
     assert records and records[0]["pages"] == 7
+    # the index names the document's source and when it came, in the jurisdiction's time
+    cover = PdfReader(__import__("io").BytesIO(deliverer.submissions[0].packet_pdf)).pages[0]
+    index = " ".join(cover.extract_text().split())
+    assert (
+        "Records from Example Orthopedics (received 2026-04-17 10:00 EDT (-04:00) by fax from "
+        "+16175550199)" in index
+    )
 
 
 def test_duplicate_inbound_webhook_is_taken_once(env) -> None:  # type: ignore[no-untyped-def]

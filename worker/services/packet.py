@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from config.jurisdictions import get_jurisdiction
 from storage.db import transaction
 from storage.models import Case, Delivery, Document, Packet
 from storage.objects import ObjectStore, sha256_hex
@@ -37,6 +38,7 @@ from worker.domain.lifecycle import (
     RequestStatus,
     packet_to_assemble,
 )
+from worker.localtime import format_local
 from worker.packet import CoverInfo, PacketPart, ProviderAttestation, build_packet
 from worker.services.attestation import attestation_cover, provider_attestations
 from worker.services.audit import audit
@@ -222,12 +224,16 @@ def _specs(case: Case, docs: list[Document], supplemental: bool) -> list[_Spec]:
                 "eoc", f"Evidence of coverage — plan {case.plan_id}", case.eoc_object_uri, "", None
             )
         )
+    tz = get_jurisdiction(case.jurisdiction).tz
     for d in sorted(docs, key=lambda d: by_request[d.request_id].position if d.request_id else 0):
         owner = by_request.get(d.request_id or "")
+        # the index names each document's source and when it came (wrapped, never cut)
+        via = f"{d.source} from {d.sender}" if d.sender else d.source
         specs.append(
             _Spec(
                 "records",
-                f"Records from {owner.provider_name if owner else 'provider'}",
+                f"Records from {owner.provider_name if owner else 'provider'}"
+                f" (received {format_local(d.received_at, tz)} by {via})",
                 d.usable_uri or d.uri,
                 d.sha256,
                 owner.provider_id if owner else None,
