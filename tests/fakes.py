@@ -176,3 +176,17 @@ def fax_failed(fax_id: str, at: datetime, retryable: bool = True) -> FaxStatusEv
 
 def fax_received(fax_id: str, media_url: str, at: datetime, sender: str) -> FaxReceivedEvent:
     return FaxReceivedEvent(uuid.uuid4().hex, fax_id, at, sender, "+16175550000", media_url)
+
+
+def run_until(c: Container, clock: VirtualClock, until: datetime) -> None:
+    """Advance the virtual clock timer by timer, ticking the scheduler, up to ``until``."""
+    from worker.scheduler import next_due, tick
+
+    while True:
+        tick(c)
+        nxt = next_due(c)
+        if nxt is None or nxt > until:
+            clock.advance_to(until)
+            tick(c)
+            return
+        clock.advance_to(nxt)

@@ -23,13 +23,12 @@ from simulator.scenario import parse_scenario
 from storage.db import transaction
 from storage.models import AuditEvent, Case, RecordRequest
 from tests.conftest import at, notification
-from tests.fakes import api_client, fax_received, make_container
+from tests.fakes import api_client, fax_received, make_container, run_until
 from worker import services
 from worker.cli import main
 from worker.notification import IntakeError
 from worker.readmodels.attestation import attestation_json, case_attestation
 from worker.readmodels.report import build_report
-from worker.scheduler import next_due, tick
 
 START = at("2026-04-17T09:00:00-04:00")
 LONG_URL = "https://fhir.partners-healthcare-example.org/api/r4/records/tasks"
@@ -40,17 +39,6 @@ def env(tmp_path: Path):  # type: ignore[no-untyped-def]
     c, clock, fax, deliverer = make_container(tmp_path, START)
     yield c, clock, fax, deliverer
     c.close()
-
-
-def _run_until(c, clock, until):  # type: ignore[no-untyped-def]
-    while True:
-        tick(c)
-        nxt = next_due(c)
-        if nxt is None or nxt > until:
-            clock.advance_to(until)
-            tick(c)
-            return
-        clock.advance_to(nxt)
 
 
 def _case(c) -> Case:  # type: ignore[no-untyped-def]
@@ -132,7 +120,7 @@ def test_provider_hours_time_the_attempts(env) -> None:  # type: ignore[no-untyp
     doc["providers"][0]["business_hours"] = ["10:00", "15:00"]
     services.intake(c, doc)
     assert fax.sent == []
-    _run_until(c, clock, at("2026-04-17T10:30:00-04:00"))
+    run_until(c, clock, at("2026-04-17T10:30:00-04:00"))
     case = _case(c)
     assert [a.sent_at for a in case.requests[0].attempts] == [at("2026-04-17T10:00:00-04:00")]
 
@@ -162,7 +150,7 @@ def test_report_requests_carry_business_windows_and_standard_met(env) -> None:  
     keeps its offset."""
     c, clock, _, _ = env
     services.intake(c, notification())
-    _run_until(c, clock, at("2026-04-24T00:00:00-04:00"))
+    run_until(c, clock, at("2026-04-24T00:00:00-04:00"))
     request = build_report(c)["cases"][0]["requests"][0]
     assert request["status"] == "unresponsive"
     assert request["business_windows"] == 3

@@ -18,10 +18,9 @@ from simulator.documents import generate_records_pdf
 from storage.db import transaction
 from storage.models import Document, RecordRequest
 from tests.conftest import at, notification
-from tests.fakes import fax_received, make_container
+from tests.fakes import fax_received, make_container, run_until
 from worker import services
 from worker.readmodels.report import build_report
-from worker.scheduler import next_due, tick
 
 START = at("2026-04-17T09:00:00-04:00")
 SENDER = "+16175550101"  # the provider's fax number: replies match its open request
@@ -53,15 +52,7 @@ def _docs(c: Any) -> dict[str, Document]:
 
 
 def _deliver(c: Any, clock: Any) -> None:
-    until = at("2026-04-24T00:00:00-04:00")
-    while True:
-        tick(c)
-        nxt = next_due(c)
-        if nxt is None or nxt > until:
-            clock.advance_to(until)
-            tick(c)
-            return
-        clock.advance_to(nxt)
+    run_until(c, clock, at("2026-04-24T00:00:00-04:00"))
 
 
 def _records(

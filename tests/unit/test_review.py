@@ -18,9 +18,9 @@ from simulator.documents import generate_records_pdf
 from storage.db import transaction
 from storage.models import AuditEvent, Case, Document, RecordRequest
 from tests.conftest import at, notification
-from tests.fakes import api_client, fax_received, make_container
+from tests.fakes import api_client, fax_received, make_container, run_until
 from worker import services
-from worker.scheduler import next_due, tick
+from worker.scheduler import tick
 from worker.services.review import Decision, ReviewOutcome
 
 START = at("2026-04-17T09:00:00-04:00")
@@ -49,17 +49,6 @@ def _receive_wrong_patient(c: Any, clock: Any, fax: Any) -> str:
         d = s.scalars(select(Document)).one()
         assert (d.flags, d.review_status) == (["wrong_patient"], "pending")
         return d.id
-
-
-def _run_until(c: Any, clock: Any, until: Any) -> None:
-    while True:
-        tick(c)
-        nxt = next_due(c)
-        if nxt is None or nxt > until:
-            clock.advance_to(until)
-            tick(c)
-            return
-        clock.advance_to(nxt)
 
 
 def _assemble_at(c: Any) -> Any:
@@ -102,7 +91,7 @@ def test_at_the_deadline_an_unreviewed_document_goes_marked_unreviewed(env) -> N
     sent and the index says "unreviewed"."""
     c, clock, fax, deliverer = env
     _receive_wrong_patient(c, clock, fax)
-    _run_until(c, clock, at("2026-04-24T00:00:00-04:00"))
+    run_until(c, clock, at("2026-04-24T00:00:00-04:00"))
     [submission] = deliverer.submissions
     [part] = [p for p in submission.manifest["parts"] if p["kind"] == "records"]
     assert (part["pages"], part["unreviewed"]) == (4, True)
@@ -191,7 +180,7 @@ def test_cli_packet_show_prints_the_index_and_get_writes_the_pdf(
         c, clock, fax, deliverer = make_container(tmp_path, START, url)
         services.intake(c, notification())
         _receive_wrong_patient(c, clock, fax)
-        _run_until(c, clock, at("2026-04-24T00:00:00-04:00"))
+        run_until(c, clock, at("2026-04-24T00:00:00-04:00"))
         [submission] = deliverer.submissions
         with transaction(c.sessions) as s:
             case_id = s.scalars(select(Case)).one().id

@@ -15,11 +15,11 @@ from simulator.documents import generate_no_records_letter, generate_records_pdf
 from storage.db import transaction
 from storage.models import AppendOnlyError, Attempt, AuditEvent, Case, Document, RecordRequest
 from tests.conftest import at, notification
-from tests.fakes import fax_failed, fax_received, make_container
+from tests.fakes import fax_failed, fax_received, make_container, run_until
 from worker import services
 from worker.commands import PlanOutreach, SendAttempt
 from worker.notification import IntakeError
-from worker.scheduler import next_due, tick
+from worker.scheduler import tick
 
 START = at("2026-04-17T09:00:00-04:00")
 
@@ -29,18 +29,6 @@ def env(tmp_path: Path):  # type: ignore[no-untyped-def]
     c, clock, fax, deliverer = make_container(tmp_path, START)
     yield c, clock, fax, deliverer
     c.close()
-
-
-def _run_until(c, clock, until):  # type: ignore[no-untyped-def]
-    """Advance the virtual clock timer by timer, ticking the scheduler, up to ``until``."""
-    while True:
-        tick(c)
-        nxt = next_due(c)
-        if nxt is None or nxt > until:
-            clock.advance_to(until)
-            tick(c)
-            return
-        clock.advance_to(nxt)
 
 
 def _request(c) -> RecordRequest:  # type: ignore[no-untyped-def]
@@ -138,7 +126,7 @@ def test_unresponsive_provider_gets_three_spaced_attempts_then_packet_on_time(en
     """No reply: three documented attempts before the cutoff, then the packet goes out on time."""
     c, clock, _fax, deliverer = env
     services.intake(c, notification())
-    _run_until(c, clock, at("2026-04-24T00:00:00-04:00"))
+    run_until(c, clock, at("2026-04-24T00:00:00-04:00"))
     r = _request(c)
     assert len(r.attempts) == 3 and r.status == "unresponsive"
     times = [a.sent_at for a in r.attempts]
@@ -162,7 +150,7 @@ def test_records_stop_outreach_and_trigger_the_packet(env) -> None:  # type: ign
     c.dispatcher.enqueue(
         services.record_inbound_fax(c, fax_received("in-1", "m1", clock.now(), "+16175550199"))
     )
-    _run_until(c, clock, at("2026-04-24T00:00:00-04:00"))
+    run_until(c, clock, at("2026-04-24T00:00:00-04:00"))
     r = _request(c)
     assert r.status == "fulfilled" and len(r.attempts) == 1
     assert len(deliverer.submissions) == 1
@@ -232,7 +220,7 @@ def test_final_failure_escalates_to_the_designee(env, tmp_path: Path) -> None:  
     c.dispatcher.enqueue(
         services.record_fax_status(c, fax_failed(a.external_id, clock.now(), retryable=False))  # type: ignore[arg-type]
     )
-    _run_until(c, clock, at("2026-04-21T17:00:00-04:00"))
+    run_until(c, clock, at("2026-04-21T17:00:00-04:00"))
     attempts = _request(c).attempts
     assert attempts[0].outcome == "failed"
     assert attempts[1].destination == "+17815550100" and attempts[1].reason == "escalation"
@@ -252,7 +240,7 @@ def test_cancel_stops_outreach(env) -> None:  # type: ignore[no-untyped-def]
     c, clock, fax, deliverer = env
     res = services.intake(c, notification())
     assert services.cancel_case(c, res.case_id, "withdrawn")
-    _run_until(c, clock, at("2026-04-24T00:00:00-04:00"))
+    run_until(c, clock, at("2026-04-24T00:00:00-04:00"))
     assert len(fax.sent) == 1 and deliverer.submissions == []
     assert _request(c).status == "cancelled"
 
@@ -261,7 +249,7 @@ def test_late_records_go_out_as_a_supplemental_packet(env) -> None:  # type: ign
     """Records arriving after delivery make packet 2; packet 1 is left as delivered."""
     c, clock, fax, deliverer = env
     services.intake(c, notification())
-    _run_until(c, clock, at("2026-04-24T00:00:00-04:00"))
+    run_until(c, clock, at("2026-04-24T00:00:00-04:00"))
     r = _request(c)
     fax.media["late"] = generate_records_pdf(r.reference, "Example Orthopedics", "M1001", 3)
     c.dispatcher.enqueue(
@@ -283,7 +271,7 @@ def test_missing_eoc_holds_the_packet_for_ops(tmp_path: Path) -> None:
     c, clock, _, deliverer = make_container(tmp_path, START, eoc_fallback=None)
     try:
         services.intake(c, notification())
-        _run_until(c, clock, at("2026-04-24T00:00:00-04:00"))
+        run_until(c, clock, at("2026-04-24T00:00:00-04:00"))
         with transaction(c.sessions) as s:
             case = s.scalars(select(Case)).one()
             assert "evidence of coverage" in (case.attention or "")
@@ -335,12 +323,12 @@ def test_agency_outage_retries_and_flags_the_case_past_the_delivery_target(env) 
     c, clock, _fax, deliverer = env
     deliverer.fail_with = TransientError("503 from agency")
     services.intake(c, notification())
-    _run_until(c, clock, at("2026-04-23T16:30:00-04:00"))
+    run_until(c, clock, at("2026-04-23T16:30:00-04:00"))
     with transaction(c.sessions) as s:
         case = s.scalars(select(Case)).one()
         assert case.status == "delivering" and "delivery target missed" in (case.attention or "")
     deliverer.fail_with = None
-    _run_until(c, clock, at("2026-04-23T17:00:00-04:00"))
+    run_until(c, clock, at("2026-04-23T17:00:00-04:00"))
     with transaction(c.sessions) as s:
         case = s.scalars(select(Case)).one()
         assert case.status == "delivered" and case.delivered_at <= case.due_at  # type: ignore[operator]
