@@ -14,8 +14,8 @@ from storage.models import AuditEvent, Case, Document
 from storage.objects import content_key
 from tests.conftest import at, notification
 from tests.damage import damaged
-from tests.fakes import fax_received, make_container
-from tests.unit.test_services import START, _request, _run_until
+from tests.fakes import fax_received, make_container, run_until
+from tests.unit.test_services import START, _request
 from worker import services
 
 
@@ -49,7 +49,7 @@ def test_poison_document_is_excluded_and_the_case_still_delivered(
             doc.usable_uri = c.store.put(content_key(r.case_id, "usable", bad, "pdf"), bad)
             doc_id, doc_sha = doc.id, doc.sha256
         c.dispatcher.enqueue(follow)
-        _run_until(c, clock, at("2026-04-24T00:00:00-04:00"))
+        run_until(c, clock, at("2026-04-24T00:00:00-04:00"))
 
         assert len(deliverer.submissions) == 1
         manifest = deliverer.submissions[0].manifest
