@@ -36,7 +36,6 @@ import math
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -61,7 +60,7 @@ from simulator.cdex import CDexFarSide
 from simulator.demo import demo_scenario
 from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
 from simulator.scenario import Scenario, far_side_book, route_fhir_to
-from simulator.serving import run_in_thread
+from simulator.serving import free_port, run_in_thread
 from simulator.telnyx import TelnyxFarSide
 from storage.models import Attempt, Case, InboundItem
 from worker.domain.clock import VirtualClock
@@ -159,12 +158,6 @@ class ChaosResult:
         )
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # --- the run's own services ------------------------------------------------------------------
 
 
@@ -172,7 +165,7 @@ class _RedisServer:
     """A redis-server of the run's own on a fixed port, keeping nothing on disk."""
 
     def __init__(self, folder: Path) -> None:
-        self.port = _port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._folder = folder
         self._proc: subprocess.Popen[bytes] | None = None
@@ -746,14 +739,14 @@ def _start(
     clock_file = folder / "clock"
     write_clock(clock_file, clock.now())
 
-    api_port = _port()
+    api_port = free_port()
     api = f"http://127.0.0.1:{api_port}"
     private = Ed25519PrivateKey.generate()
     seed_bytes = private.private_bytes_raw()
     public = base64.b64encode(
         private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     ).decode()
-    sim_port = _port()
+    sim_port = free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"
     notifications = _notifications(
         Scenario(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import math
 import secrets
-import socket
 import tempfile
 import time
 import uuid
@@ -42,7 +41,7 @@ from simulator.app import FAR_SIDES, Simulator
 from simulator.base import FarSide
 from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
 from simulator.scenario import Scenario, far_side_book, route_fhir_to
-from simulator.serving import run_in_thread
+from simulator.serving import free_port, run_in_thread
 from simulator.sinch import INCOMING_PASSWORD, INCOMING_USERNAME
 from simulator.telnyx import public_key_of
 from storage.db import transaction
@@ -116,12 +115,6 @@ def _on_grid(instant: datetime, origin: datetime, step_s: float) -> datetime:
         return instant
     elapsed = (instant - origin).total_seconds()
     return origin + timedelta(seconds=math.ceil(elapsed / step_s - 1e-9) * step_s)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _arrivals(
@@ -227,7 +220,7 @@ def _start(
     holder: dict[str, Container] = {}
     api_url, stop_api = run_in_thread(create_app(lambda: holder["c"]))
     stops.append(stop_api)
-    sim_port = _free_port()
+    sim_port = free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"
     notifications = route_fhir_to(sim_url, scenario.notifications)
     book = far_side_book(sim_url, notifications)

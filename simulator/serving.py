@@ -15,7 +15,20 @@ import httpx
 import uvicorn
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-__all__ = ["InProcessASGITransport", "asgi_client", "repeat_in_thread", "run_in_thread"]
+__all__ = [
+    "InProcessASGITransport",
+    "asgi_client",
+    "free_port",
+    "repeat_in_thread",
+    "run_in_thread",
+]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on now, for a server started next (simulator, API)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def run_in_thread(
