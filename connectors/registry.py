@@ -294,26 +294,16 @@ def build_fhir(settings: FhirSettings, ctx: BuildContext) -> RecordsRequester:
     return requester
 
 
-def build_vendors(
-    vendors: Mapping[str, BaseModel],
-    ctx: BuildContext,
-    fallback: Callable[[str], BaseModel] | None = None,
-) -> RetrievalVendors:
-    """The ``vendor`` channel: one adapter per configured vendor id. ``fallback`` (simulation
-    only) gives the settings of a vendor id that is not configured."""
-
-    def build(vendor_id: str, settings: BaseModel) -> VendorAdapter:
+def build_vendors(vendors: Mapping[str, BaseModel], ctx: BuildContext) -> RetrievalVendors:
+    """The ``vendor`` channel: one adapter per configured vendor id (its ``adapter`` names the
+    VENDOR_ADAPTERS entry)."""
+    adapters: dict[str, VendorAdapter] = {}
+    for vendor_id, settings in vendors.items():
         name = getattr(settings, "adapter", "orders-v1")
         entry = _entry(VENDOR_ADAPTERS, name, f"GOODFAITH_RETRIEVAL_VENDORS[{vendor_id!r}]")
         assert isinstance(entry, Adapter)
-        return entry.build(settings, ctx, vendor_id)
-
-    adapters = {vendor_id: build(vendor_id, s) for vendor_id, s in vendors.items()}
-    if fallback is None:
-        return RetrievalVendors(adapters)
-    return RetrievalVendors(
-        adapters, fallback=lambda vendor_id: build(vendor_id, fallback(vendor_id))
-    )
+        adapters[vendor_id] = entry.build(settings, ctx, vendor_id)
+    return RetrievalVendors(adapters)
 
 
 def build_deliverer(

@@ -187,12 +187,8 @@ def build_container(
     extra_agencies: Mapping[str, AgencyTransportSettings] | None = None,
     retry_sleep: Callable[[float], None] = time.sleep,
     migrate_schema: bool = True,
-    vendor_fallback: Callable[[str], Any] | None = None,
 ) -> Container:
-    """Build everything a worker, the API or the scheduler needs from ``settings``.
-
-    ``vendor_fallback`` (simulations only) gives the settings of a retrieval vendor id that
-    ``settings.retrieval_vendors`` does not configure (the simulator serves every vendor id)."""
+    """Build everything a worker, the API or the scheduler needs from ``settings``."""
     from config.providers import load_provider_directory
     from connectors.registry import (
         BuildContext,
@@ -236,7 +232,7 @@ def build_container(
     )
     fax = build_fax(settings.fax, ctx)
     fhir = build_fhir(settings.fhir, ctx)
-    vendors = build_vendors(settings.retrieval_vendors, ctx, vendor_fallback)
+    vendors = build_vendors(settings.retrieval_vendors, ctx)
     agencies: dict[str, AgencyTransportSettings] = dict(settings.agencies)
     agencies.update(extra_agencies or {})
     deliverer = build_deliverer(agencies, ctx)

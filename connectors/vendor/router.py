@@ -11,7 +11,7 @@ policy escalates to the next channel), and intake flags such a channel when it t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -47,31 +47,21 @@ class VendorAdapter(Protocol):
 
 
 class RetrievalVendors:
-    """``PollingRequester`` + ``FindsSent`` + ``CancelsRequest`` over the configured vendors.
-
-    ``fallback`` (simulation only) builds an adapter for a vendor id that is not configured.
-    """
+    """``PollingRequester`` + ``FindsSent`` + ``CancelsRequest`` over the configured vendors."""
 
     kind = ChannelKind.VENDOR
     vendor = "vendor"  # the registry name: callbacks come to POST /v1/webhooks/vendor
 
-    def __init__(
-        self,
-        adapters: Mapping[str, VendorAdapter],
-        fallback: Callable[[str], VendorAdapter] | None = None,
-    ) -> None:
+    def __init__(self, adapters: Mapping[str, VendorAdapter]) -> None:
         self._adapters = dict(adapters)
-        self._fallback = fallback
 
     def configured(self, vendor_id: str) -> bool:
         """Whether orders to ``vendor_id`` can be sent."""
-        return vendor_id in self._adapters or self._fallback is not None
+        return vendor_id in self._adapters
 
     def adapter(self, vendor_id: str) -> VendorAdapter:
         """The adapter serving ``vendor_id``; ``InvalidDestination`` when none is configured."""
         found = self._adapters.get(vendor_id)
-        if found is None and self._fallback is not None:
-            found = self._adapters[vendor_id] = self._fallback(vendor_id)
         if found is None:
             raise InvalidDestination(
                 f"retrieval vendor {vendor_id!r} is not configured "
@@ -106,8 +96,6 @@ class RetrievalVendors:
         """Verify one callback with ``vendor_id``'s secret. An unknown or missing vendor id is
         refused like a bad signature (``WebhookError``): a forger learns nothing."""
         adapter = self._adapters.get(vendor_id or "")
-        if adapter is None and vendor_id and self._fallback is not None:
-            adapter = self.adapter(vendor_id)
         if adapter is None:
             raise WebhookError("vendor callback: unknown vendor")
         return adapter.parse_callback(body, headers)
