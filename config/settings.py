@@ -14,6 +14,9 @@ discriminated union whose members are the registered vendors' settings models::
     GOODFAITH_FHIR__VENDOR=cdex         (default) FhirSettings
     GOODFAITH_AGENCIES[id].transport    "https" (default) AgencySettings;
                                         "sftp" SftpAgencySettings (connectors/delivery/sftp.py)
+    GOODFAITH_RETRIEVAL_VENDORS[id].adapter  "orders-v1" (default) RetrievalVendorSettings
+                                        (connectors/vendor/orders.py): the provider designees'
+                                        retrieval vendors, by vendor id
 
 An unknown name fails at start-up, naming the setting and the registered names.
 """
@@ -166,6 +169,12 @@ class Settings(BaseSettings):
     agencies: dict[str, SerializeAsAny[AgencyTransportSettings]] = Field(default_factory=dict)
     fax: SerializeAsAny[FaxVendorSettings] = Field(default_factory=_default_fax)
     fhir: SerializeAsAny[FhirSettings] = Field(default_factory=FhirSettings)
+    #: record-retrieval vendors (providers' designees) by vendor id, as JSON:
+    #: ``{"ciox": {"name": "Ciox Health", "api_base": "https://...", "api_key": "...",
+    #: "webhook_secret": "..."}}``; a ``vendor`` channel names one of these ids
+    retrieval_vendors: dict[str, Any] = Field(default_factory=dict)
+    #: TOML file of designees by provider NPI (config/providers.py); unset: none
+    provider_directory: str | None = None
     documents: DocumentSettings = Field(default_factory=DocumentSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     log_level: str = "INFO"
@@ -211,6 +220,24 @@ class Settings(BaseSettings):
         return resolve_settings(
             FHIR_VENDORS, v, key="vendor", default="cdex", setting="GOODFAITH_FHIR__VENDOR"
         )
+
+    @field_validator("retrieval_vendors", mode="before")
+    @classmethod
+    def _vendor_adapters(cls, v: Any) -> Any:
+        from connectors.registry import VENDOR_ADAPTERS, resolve_settings
+
+        if not isinstance(v, dict):
+            return v  # pydantic reports the type error
+        return {
+            vendor_id: resolve_settings(
+                VENDOR_ADAPTERS,
+                vendor,
+                key="adapter",
+                default="orders-v1",
+                setting=f"GOODFAITH_RETRIEVAL_VENDORS[{vendor_id!r}].adapter",
+            )
+            for vendor_id, vendor in v.items()
+        }
 
     @field_validator("agencies", mode="before")
     @classmethod

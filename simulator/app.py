@@ -29,6 +29,7 @@ from simulator.providers import ProviderBehaviour, Providers
 from simulator.serving import repeat_in_thread
 from simulator.sinch import SinchFarSide
 from simulator.telnyx import TelnyxFarSide
+from simulator.vendor import VendorFarSide
 from worker.domain.clock import Clock
 
 __all__ = ["FAR_SIDES", "Simulator", "build_app"]
@@ -40,6 +41,7 @@ FAR_SIDES: tuple[type[FarSide], ...] = (
     SinchFarSide,  # /v3/projects/{projectId}/faxes: the other fax carrier (Sinch Fax API v3)
     CDexFarSide,  # /fhir/Task: the providers' FHIR server
     AgencyFarSide,  # /agency/{id}/submissions: external review agencies
+    VendorFarSide,  # /vendor/v1/orders: record-retrieval vendors (providers' designees)
 )
 """Every vendor's far side the simulator serves, one line each."""
 
@@ -69,7 +71,7 @@ class Simulator:
     keys would: a repeated send then shows as a duplicate fax (``bench/chaos.py`` counts them).
     ``duplicate_webhooks`` and ``throttle`` (shares, seeded): callbacks delivered twice (the
     second after later ones; Telnyx's and Sinch's far sides) and API requests refused with 429
-    + ``Retry-After`` (Sinch's).
+    + ``Retry-After`` (Sinch's). ``vendor_webhook_secret`` signs retrieval-vendor callbacks.
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class Simulator:
         throttle: float = 0.0,
         seed: int = 0,
         honour_idempotency_keys: bool = True,
+        vendor_webhook_secret: str | None = None,
     ) -> None:
         if not 0.0 <= drop_webhooks <= 1.0 or not 0.0 <= drop_inbound_webhooks <= 1.0:
             raise ValueError("drop_webhooks is a share between 0 and 1 (e.g. 0.2)")
@@ -119,6 +122,7 @@ class Simulator:
             throttle=throttle,
             seed=seed,
             honour_idempotency_keys=honour_idempotency_keys,
+            vendor_webhook_secret=vendor_webhook_secret,
         )
         self.far_sides: list[FarSide] = [make(self._ctx) for make in far_sides]
         self._fire_lock = threading.Lock()

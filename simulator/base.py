@@ -53,6 +53,9 @@ class Context:
     throttle: float = 0.0  # share of API requests answered 429 with Retry-After (not acted on)
     seed: int = 0  # for the random choices far sides make (which webhooks are lost)
     honour_idempotency_keys: bool = True  # False: every fax request creates a new fax
+    #: the HMAC key retrieval-vendor callbacks are signed with (simulator/vendor.py); None:
+    #: unsigned (our side refuses them)
+    vendor_webhook_secret: str | None = None
     _sent: list[dict[str, Any]] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

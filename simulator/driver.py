@@ -40,7 +40,7 @@ from connectors.registry import webhook_url
 from simulator.app import FAR_SIDES, Simulator
 from simulator.base import FarSide
 from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
-from simulator.scenario import Scenario, far_side_book, route_fhir_to
+from simulator.scenario import Scenario, far_side_book, route_fhir_to, sim_vendors
 from simulator.serving import free_port, run_in_thread
 from simulator.sinch import INCOMING_PASSWORD, INCOMING_USERNAME
 from simulator.telnyx import public_key_of
@@ -182,10 +182,13 @@ def _settings(
     fax: FaxVendorSettings,
     database_url: str | None,
     object_store: str | None,
+    vendors: dict[str, Any] | None = None,
 ) -> Settings:
     """Our settings for a run: state in ``workdir`` unless a database or object store is named,
-    ``fax`` (the vendor's settings, its API at the simulator), our API at ``api_url``."""
+    ``fax`` (the vendor's settings, its API at the simulator), our API at ``api_url``,
+    ``vendors`` the retrieval vendors (at the simulator)."""
     return Settings(
+        retrieval_vendors=vendors or {},
         database_url=database_url or f"sqlite:///{workdir / 'goodfaith.db'}",
         object_store=object_store or f"file://{workdir / 'objects'}",
         eoc_library=f"file://{workdir / 'eoc'}",
@@ -227,8 +230,14 @@ def _start(
     sim_http = make_http_client()
     stops.append(sim_http.close)
     seed = secrets.token_bytes(32)  # the simulator signs its webhooks; we verify them
+    vendor_secret = secrets.token_urlsafe(32)  # and its retrieval vendor's callbacks
     settings = _settings(
-        workdir, api_url, _verifying(fax(sim_url), seed), database_url, object_store
+        workdir,
+        api_url,
+        _verifying(fax(sim_url), seed),
+        database_url,
+        object_store,
+        sim_vendors(sim_url, book.vendor_ids, vendor_secret),
     )
     simulator = Simulator(
         clock=clock,
@@ -242,6 +251,7 @@ def _start(
         far_sides=far_sides,
         drop_webhooks=scenario.drop_webhooks,
         signing_key=seed,
+        vendor_webhook_secret=vendor_secret,
         duplicate_webhooks=scenario.duplicate_webhooks,
         throttle=scenario.throttle,
     )

@@ -45,33 +45,64 @@ class Dispute(_Strict):
     dates_of_service: list[date] = Field(default_factory=list)
 
 
-class ChannelIn(_Strict):
-    """``{"kind": "fax", "number": "+1..."}`` or ``{"kind": "fhir", "base_url": "https://..."}``."""
+_VENDOR_ID = r"^[A-Za-z0-9._-]+$"
 
-    kind: Literal["fax", "fhir"]
+
+class ChannelIn(_Strict):
+    """One way to reach a provider or its designee: ``{"kind": "fax", "number": "+1..."}``,
+    ``{"kind": "fhir", "base_url": "https://..."}`` (a Da Vinci CDex server) or
+    ``{"kind": "vendor", "vendor_id": "..."}`` (an order to a configured retrieval vendor,
+    ``GOODFAITH_RETRIEVAL_VENDORS``)."""
+
+    kind: Literal["fax", "fhir", "vendor"]
     number: str | None = None
     base_url: str | None = None
+    vendor_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=_VENDOR_ID)
 
     @model_validator(mode="after")
     def _destination(self) -> ChannelIn:
+        given = {
+            "number": self.number is not None,
+            "base_url": self.base_url is not None,
+            "vendor_id": self.vendor_id is not None,
+        }
+        wanted = {"fax": "number", "fhir": "base_url", "vendor": "vendor_id"}[self.kind]
+        extra = [k for k, present in given.items() if present and k != wanted]
+        if extra:
+            raise ValueError(f"a {self.kind} channel takes only '{wanted}', not {extra[0]!r}")
         if self.kind == "fax":
             if not self.number or not E164.match(self.number):
                 raise ValueError("a fax channel needs 'number' in E.164 form, e.g. +16175550101")
-        elif not self.base_url or not self.base_url.startswith(("https://", "http://")):
-            raise ValueError("a fhir channel needs 'base_url' (https://...)")
+        elif self.kind == "fhir":
+            if not self.base_url or not self.base_url.startswith(("https://", "http://")):
+                raise ValueError("a fhir channel needs 'base_url' (https://...)")
+        elif not self.vendor_id:
+            raise ValueError("a vendor channel needs 'vendor_id', e.g. \"ciox\"")
         return self
 
     @property
     def destination(self) -> str:
-        return self.number if self.kind == "fax" else self.base_url  # type: ignore[return-value]
+        """The fax number, FHIR base URL or vendor id."""
+        value = {"fax": self.number, "fhir": self.base_url, "vendor": self.vendor_id}[self.kind]
+        assert value is not None
+        return value
 
 
 class Designee(_Strict):
     """The provider's designee, e.g. a record-retrieval vendor."""
 
-    vendor_id: str = Field(min_length=1, max_length=64)
+    vendor_id: str = Field(min_length=1, max_length=64, pattern=_VENDOR_ID)
     name: str = Field(min_length=1, max_length=256)
-    channels: list[ChannelIn] = Field(min_length=1)
+    #: how to reach it; default: an order through the vendor's API (``kind: vendor``)
+    channels: list[ChannelIn] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _vendor_channel(self) -> Designee:
+        if not self.channels:
+            object.__setattr__(
+                self, "channels", [ChannelIn(kind="vendor", vendor_id=self.vendor_id)]
+            )
+        return self
 
 
 def npi_check_digit(first_nine: str) -> int:

@@ -21,8 +21,10 @@ from connectors.base import (
     ConnectorError,
     FaxStatusEvent,
     FindsSent,
+    PatientRef,
     PermanentError,
     PollingRequester,
+    ProviderRef,
     RecordsRequest,
     RecordsRequester,
     SendReceipt,
@@ -307,6 +309,11 @@ def _outgoing(
         member_id=case.insured_member_id,
         requester=carrier_name,
         purpose=f"External review ({case.jurisdiction}): {a.requested}",
+        attempt_number=a.number,
+        respond_by=case.assemble_at,
+        requested=a.requested,
+        patient=PatientRef(case.insured_name, case.insured_birth_date),
+        provider=ProviderRef(r.provider_id, r.provider_name, r.npi),
     )
     return _Outgoing(request, r.id, case.id, look_since)
 
