@@ -76,7 +76,14 @@ class RecordsRequest:
     requester: str  # the carrier's name
     purpose: str  # human-readable reason, e.g. "External review (958 CMR 3.409) ..."
     callback_url: str | None = None  # status webhook URL, where the channel supports one
-    loinc_codes: tuple[str, ...] = ("11506-3",)  # FHIR data-code: what is requested
+    #: FHIR data-code: the one document type requested (LOINC). CDex allows one code input per
+    #: Task (cdex-9), so several document types are several requests.
+    loinc_code: str = "11506-3"
+    #: where the insured's signed authorization for release can be fetched (FHIR basedOn);
+    #: None when the case has none
+    authorization_url: str | None = None
+    claim_id: str | None = None  # the claim / prior authorization under review (payer's id)
+    coverage_id: str | None = None  # the coverage under review (payer's id)
 
 
 @dataclass(frozen=True)

@@ -307,6 +307,10 @@ def _outgoing(
         member_id=case.insured_member_id,
         requester=carrier_name,
         purpose=f"External review ({case.jurisdiction}): {a.requested}",
+        # the letter served at document_url carries the authorization's pages when we hold one
+        authorization_url=media_url(a.id) if case.authorization_object_uri else None,
+        claim_id=(case.dispute or {}).get("claim_id"),
+        coverage_id=((case.notification or {}).get("coverage") or {}).get("coverage_id"),
     )
     return _Outgoing(request, r.id, case.id, look_since)
 
