@@ -199,7 +199,7 @@ class SftpAgencyDeliverer:
     ) -> None:
         self._agencies = dict(agencies)
         self._retrying = retrying
-        self._clock: Clock = clock if clock is not None else SystemClock()
+        self.clock: Clock = clock if clock is not None else SystemClock()
 
     def deliver(self, submission: PacketSubmission) -> DeliveryReceipt:
         agency = self._agencies.get(submission.agency_id)
@@ -251,7 +251,7 @@ class SftpAgencyDeliverer:
             raise
         except Exception as exc:  # paramiko and socket errors: translate at the boundary
             raise translate_sftp_error(exc, what=what) from exc
-        received_at = datetime.fromtimestamp(mtime, UTC) if mtime else self._clock.now()
+        received_at = datetime.fromtimestamp(mtime, UTC) if mtime else self.clock.now()
         return DeliveryReceipt(
             receipt_id=f"sftp://{agency.host}:{agency.port}{_absolute(pdf_path)}"[:256],
             received_at=received_at,

@@ -313,7 +313,7 @@ class CDexTaskRequester:
         self._client = client
         self._identity = identity or CDexIdentity(requester_name, requester_identifier)
         self._retrying = retrying
-        self._clock: Clock = clock if clock is not None else SystemClock()
+        self.clock: Clock = clock if clock is not None else SystemClock()
 
     def send(self, request: RecordsRequest) -> SendReceipt:
         """POST the Task; ``external_id`` is the Task's absolute URL."""
@@ -327,7 +327,7 @@ class CDexTaskRequester:
         task = build_task(
             request,
             self._identity,
-            authored_on=self._clock.now().isoformat().replace("+00:00", "Z"),
+            authored_on=self.clock.now().isoformat().replace("+00:00", "Z"),
         )
         response = call(
             self._client,
@@ -453,7 +453,7 @@ class CDexTaskRequester:
             return False
         task["status"] = "cancelled"
         task["statusReason"] = {"text": reason}
-        task["lastModified"] = self._clock.now().isoformat().replace("+00:00", "Z")
+        task["lastModified"] = self.clock.now().isoformat().replace("+00:00", "Z")
         headers = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
         meta = task.get("meta")
         version = meta.get("versionId") if isinstance(meta, dict) else None
