@@ -123,6 +123,12 @@ class _FetchAuthorization:
 class CDexFarSide(FarSide):
     """The providers' FHIR server (Da Vinci CDex Task)."""
 
+    prefixes = ("/fhir/",)
+
+    def error(self, status: int, title: str) -> Response | None:
+        code = {404: "not-found", 405: "not-supported", 422: "invalid"}.get(status, "exception")
+        return _outcome(status, code, title)
+
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
         # Re-entrant: rendering a completed Task under the lock generates its document.

@@ -408,7 +408,7 @@ def _idle(run: _Run, http: httpx.Client) -> bool:
     run.sim.fire_due()
     upcoming = run.sim.next_event_at()
     if upcoming is not None and upcoming <= now:
-        return False  # a webhook our side did not take yet (retried on the next call)
+        return False  # due now and not taken yet (a refused webhook waits out its backoff)
     try:
         r = _redis(run)
         try:
