@@ -24,8 +24,9 @@ One document type per Task: the profile allows exactly one code input (``cdex-9`
 ``input:code`` max 1), and several codings in one CodeableConcept would read as synonyms of one
 code. A request for several document types is several requests (``RecordsRequest.loinc_code``).
 
-with ``If-None-Exist: identifier=<attempt system>|<key>`` (FHIR conditional create) and an
-``Idempotency-Key`` header, so re-sending the same attempt finds the Task already made.
+The POST carries ``If-None-Exist: identifier=<attempt system>|<key>`` (FHIR conditional
+create) and an ``Idempotency-Key`` header, so re-sending the same attempt finds the Task already
+made.
 
 **external_id is the Task's absolute URL** (``<base>/Task/<id>``, without ``_history``): a poller
 needs the server as well as the id, and an absolute URL is a valid FHIR reference. ``poll``

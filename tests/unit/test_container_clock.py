@@ -217,3 +217,19 @@ def test_every_connector_built_by_the_container_holds_its_clock(tmp_path: Path) 
             assert isinstance(deliverer, SftpAgencyDeliverer) and deliverer.clock is clock
         finally:
             c.close()
+
+
+def test_the_fhir_namespaces_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GOODFAITH_FHIR__*_SYSTEM and __SIGNATURE_REQUIRED are read; a system that is not an
+    absolute URI is refused at start-up with an example of one."""
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("GOODFAITH_FHIR__MEMBER_ID_SYSTEM", "https://acme.example/sid/member")
+    monkeypatch.setenv("GOODFAITH_FHIR__SIGNATURE_REQUIRED", "true")
+    fhir = Settings().fhir
+    assert fhir.member_id_system == "https://acme.example/sid/member"
+    assert fhir.signature_required is True
+    assert fhir.claim_id_system == "urn:goodfaith:claim-id"
+    monkeypatch.setenv("GOODFAITH_FHIR__CLAIM_ID_SYSTEM", "claims")
+    with pytest.raises(ValidationError, match="absolute URI"):
+        Settings()
