@@ -87,12 +87,43 @@ class FaxVendorSettings(BaseModel):
         return []
 
 
+def _absolute_uri(value: str) -> str:
+    if not value.startswith(("urn:", "http://", "https://")) or any(c.isspace() for c in value):
+        raise ValueError(
+            "must be an absolute URI naming the identifier's namespace, e.g. "
+            "https://payer.example/fhir/sid/member-id or urn:oid:2.16.840.1.113883.6.300"
+        )
+    return value
+
+
 class FhirSettings(BaseModel):
-    """The carrier's identity on FHIR requests; ``vendor`` picks the FHIR adapter."""
+    """The carrier's identity on FHIR requests (``GOODFAITH_FHIR__*``); ``vendor`` picks the
+    FHIR adapter.
+
+    Identifiers on a CDex Task are namespaced (``Identifier.system``, an absolute URI the
+    carrier owns or a registered one): the member id in ``member_id_system``, the carrier
+    itself as ``requester_identifier`` in ``requester_identifier_system`` (e.g. the NAIC
+    company code, ``urn:oid:2.16.840.1.113883.6.300``), the claim and coverage under review in
+    ``claim_id_system`` / ``coverage_id_system``. The ``urn:goodfaith:*`` defaults run the demo;
+    set your own in production. ``signature_required`` is sent as the CDex ``signature-flag``
+    input: whether the provider must sign the records it returns.
+    """
 
     vendor: str = "cdex"
     requester_name: str = "goodfaith carrier"
     requester_identifier: str = "carrier-0001"
+    requester_identifier_system: str = "urn:goodfaith:carrier-id"
+    member_id_system: str = "urn:goodfaith:member-id"
+    claim_id_system: str = "urn:goodfaith:claim-id"
+    coverage_id_system: str = "urn:goodfaith:coverage-id"
+    signature_required: bool = False
+
+    @field_validator(
+        "requester_identifier_system", "member_id_system", "claim_id_system", "coverage_id_system"
+    )
+    @classmethod
+    def _system_is_a_uri(cls, v: str) -> str:
+        return _absolute_uri(v)
 
 
 class DocumentSettings(BaseModel):

@@ -94,12 +94,19 @@ class RecordsRequest:
     requester: str  # the carrier's name
     purpose: str  # human-readable reason, e.g. "External review (958 CMR 3.409) ..."
     callback_url: str | None = None  # status webhook URL, where the channel supports one
-    loinc_codes: tuple[str, ...] = ("11506-3",)  # FHIR data-code: what is requested
     attempt_number: int = 1
     respond_by: datetime | None = None  # when we need the answer (the case's assembly cutoff)
     requested: str | None = None  # what is requested, in words (as on the letter)
     patient: PatientRef | None = None  # vendor orders: who the chart belongs to
     provider: ProviderRef | None = None  # vendor orders: whose chart
+    #: FHIR data-code: the one document type requested (LOINC). CDex allows one code input per
+    #: Task (cdex-9), so several document types are several requests.
+    loinc_code: str = "11506-3"
+    #: where the insured's signed authorization for release can be fetched (FHIR basedOn);
+    #: None when the case has none
+    authorization_url: str | None = None
+    claim_id: str | None = None  # the claim / prior authorization under review (payer's id)
+    coverage_id: str | None = None  # the coverage under review (payer's id)
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ from connectors.delivery.https import AgencyCredentials, HttpsAgencyDeliverer
 from connectors.delivery.sftp import SftpAgencyDeliverer, SftpAgencySettings
 from connectors.fax.sinch import SinchFax, SinchSettings
 from connectors.fax.telnyx import TelnyxFax, TelnyxSettings
-from connectors.fhir.cdex import CDexTaskRequester
+from connectors.fhir.cdex import CDexIdentity, CDexTaskRequester
 from connectors.retry import RetryingFactory
 from connectors.vendor.orders import OrdersV1Vendor, RetrievalVendorSettings
 from connectors.vendor.router import RetrievalVendors, VendorAdapter
@@ -178,6 +178,16 @@ def _cdex(s: FhirSettings, ctx: BuildContext) -> CDexTaskRequester:
         requester_name=s.requester_name,
         requester_identifier=s.requester_identifier,
         retrying=ctx.retrying,
+        clock=ctx.clock,
+        identity=CDexIdentity(
+            requester_name=s.requester_name,
+            requester_identifier=s.requester_identifier,
+            requester_identifier_system=s.requester_identifier_system,
+            member_id_system=s.member_id_system,
+            claim_id_system=s.claim_id_system,
+            coverage_id_system=s.coverage_id_system,
+            signature_required=s.signature_required,
+        ),
     )
 
 
@@ -202,7 +212,7 @@ def _https(agencies: Mapping[str, AgencySettings], ctx: BuildContext) -> HttpsAg
 
 
 def _sftp(agencies: Mapping[str, SftpAgencySettings], ctx: BuildContext) -> SftpAgencyDeliverer:
-    return SftpAgencyDeliverer(agencies, retrying=ctx.retrying)
+    return SftpAgencyDeliverer(agencies, retrying=ctx.retrying, clock=ctx.clock)
 
 
 def _credentials(a: AgencySettings) -> AgencyCredentials:

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 from fastapi import APIRouter
+from fastapi.responses import Response
 
 from simulator.events import EventHeap
 from simulator.providers import Providers
@@ -76,8 +77,18 @@ class FarSide(ABC):
     ``simulator.app.FAR_SIDES``; the simulator builds it with the shared :class:`Context` and
     mounts :meth:`router` on its app."""
 
+    #: path prefixes whose errors this far side words (unknown routes, wrong methods, bad
+    #: parameters), e.g. ``("/v2/",)``; see :meth:`error`
+    prefixes: tuple[str, ...] = ()
+
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+
+    def error(self, status: int, title: str) -> Response | None:
+        """An error response in this vendor's own format (HTTP ``status``, ``title`` in words),
+        for paths under :attr:`prefixes`; None leaves it to the simulator's default (Telnyx's
+        format)."""
+        return None
 
     @abstractmethod
     def router(self) -> APIRouter:

@@ -60,7 +60,8 @@ from simulator.app import FAR_SIDES, Simulator
 from simulator.cdex import CDexFarSide
 from simulator.demo import demo_scenario
 from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
-from simulator.scenario import Scenario, far_side_book, route_fhir_to, sim_vendors
+from simulator.driver import sim_vendors
+from simulator.scenario import Scenario, far_side_book, route_fhir_to
 from simulator.serving import free_port, run_in_thread
 from simulator.telnyx import TelnyxFarSide
 from storage.models import Attempt, Case, InboundItem
@@ -409,7 +410,7 @@ def _idle(run: _Run, http: httpx.Client) -> bool:
     run.sim.fire_due()
     upcoming = run.sim.next_event_at()
     if upcoming is not None and upcoming <= now:
-        return False  # a webhook our side did not take yet (retried on the next call)
+        return False  # due now and not taken yet (a refused webhook waits out its backoff)
     try:
         r = _redis(run)
         try:

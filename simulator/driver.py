@@ -30,6 +30,7 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Retries
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from api.app import create_app
@@ -37,10 +38,11 @@ from config.settings import FaxVendorSettings, RateLimitSettings, Settings
 from connectors.fax.sinch import SinchSettings
 from connectors.fax.telnyx import TelnyxSettings
 from connectors.registry import webhook_url
+from connectors.vendor.orders import RetrievalVendorSettings
 from simulator.app import FAR_SIDES, Simulator
 from simulator.base import FarSide
 from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
-from simulator.scenario import Scenario, far_side_book, route_fhir_to, sim_vendors
+from simulator.scenario import Scenario, far_side_book, route_fhir_to
 from simulator.serving import free_port, run_in_thread
 from simulator.sinch import INCOMING_PASSWORD, INCOMING_USERNAME
 from simulator.telnyx import public_key_of
@@ -174,6 +176,20 @@ SIM_FAX_VENDORS: dict[str, Callable[[str], FaxVendorSettings]] = {
     "telnyx": _telnyx,
     "sinch": _sinch,
 }
+
+
+def sim_vendors(simulator_url: str, vendor_ids: set[str], secret: str) -> dict[str, Any]:
+    """``GOODFAITH_RETRIEVAL_VENDORS`` for a run: every vendor id served by the simulator's
+    vendor (``/vendor``), its callbacks signed with ``secret``."""
+    return {
+        vendor_id: RetrievalVendorSettings(
+            name=f"Retrieval vendor {vendor_id}",
+            api_base=f"{simulator_url}/vendor",
+            api_key=SecretStr("sim-vendor-key"),
+            webhook_secret=SecretStr(secret),
+        )
+        for vendor_id in sorted(vendor_ids)
+    }
 
 
 def _settings(

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from config.settings import AgencySettings
 from simulator.providers import ProviderBehaviour
@@ -42,7 +42,6 @@ __all__ = [
     "load_scenario",
     "parse_scenario",
     "route_fhir_to",
-    "sim_vendors",
     "unmatched_provider_keys",
 ]
 
@@ -181,22 +180,6 @@ class FarSideBook:
     names: dict[str, str] = field(default_factory=dict)
     agencies: dict[str, AgencySettings] = field(default_factory=dict)
     vendor_ids: set[str] = field(default_factory=set)
-
-
-def sim_vendors(simulator_url: str, vendor_ids: set[str], secret: str) -> dict[str, Any]:
-    """``GOODFAITH_RETRIEVAL_VENDORS`` for a run: every vendor id served by the simulator's
-    vendor (``/vendor``), its callbacks signed with ``secret``."""
-    from connectors.vendor.orders import RetrievalVendorSettings
-
-    return {
-        vendor_id: RetrievalVendorSettings(
-            name=f"Retrieval vendor {vendor_id}",
-            api_base=f"{simulator_url}/vendor",
-            api_key=SecretStr("sim-vendor-key"),
-            webhook_secret=SecretStr(secret),
-        )
-        for vendor_id in sorted(vendor_ids)
-    }
 
 
 def route_fhir_to(simulator_url: str, notifications: list[dict[str, Any]]) -> list[dict[str, Any]]:

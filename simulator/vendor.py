@@ -18,8 +18,8 @@ provider by our provider id (``provider.id``), which picks the behaviour.
 
 Callbacks are signed (``Goodfaith-Signature: t=<unix>,v1=<hex HMAC-SHA256("<t>." + body)>``)
 with the run's vendor secret, written out here rather than imported from our connector (the
-far side must not share a mistake with the code it checks). A refused callback is retried with
-exponential backoff (30 s doubling, capped at 1 h, at most :data:`MAX_CALLBACK_TRIES` tries);
+far side must not share a mistake with the code it checks). A refused callback is retried on
+the simulator's webhook :class:`~simulator.events.Backoff` (exponential, capped, given up);
 ``drop_webhooks`` loses a share of them outright, ``duplicate_webhooks`` delivers a share twice
 (the second a minute later, after later ones: out of order) and ``throttle`` answers a share of
 API requests 429 with ``Retry-After``. A cancelled order is never worked further.
@@ -47,16 +47,12 @@ from simulator.base import Context, FarSide
 from simulator.documents import generate_no_records_certificate
 from simulator.events import Fired, iso
 
-__all__ = ["MAX_CALLBACK_TRIES", "VendorFarSide"]
+__all__ = ["VendorFarSide"]
 
 log = structlog.get_logger(__name__)
 
 _ACCEPT_AFTER = timedelta(minutes=1)
 _DUPLICATE_AFTER = timedelta(minutes=1)
-_FIRST_RETRY = timedelta(seconds=30)
-_MAX_RETRY = timedelta(hours=1)
-#: A callback our side keeps refusing is given up after this many tries.
-MAX_CALLBACK_TRIES = 8
 _REQUIRED = (
     "client_reference",
     "request_reference",
@@ -121,7 +117,7 @@ class _Callback:
     side: VendorFarSide
     order_id: str
     event_type: str
-    tries: int = 0
+    attempts: int = 0  # tries made (the heap's Backoff reads it)
     duplicate: bool = False
 
     def fire(self, due: datetime, now: datetime) -> Fired:
@@ -399,9 +395,9 @@ class VendorFarSide(FarSide):
             order = self._orders[item.order_id]
             rendered = self._render(order, now)
             url = str(order.body.get("callback_url"))
-        if item.tries == 0 and not item.duplicate and self._lose(item):
+        if item.attempts == 0 and not item.duplicate and self._lose(item):
             return Fired.DONE
-        item.tries += 1
+        item.attempts += 1
         event = {
             "id": f"evt_{uuid.uuid4().hex[:20]}",
             "type": item.event_type,
@@ -420,11 +416,8 @@ class VendorFarSide(FarSide):
         except httpx.HTTPError as exc:
             refused, why = True, type(exc).__name__
         if refused:
-            log.info("sim.webhook_failed", order_id=item.order_id, why=why, tries=item.tries)
-            if item.tries < MAX_CALLBACK_TRIES:
-                delay = min(_FIRST_RETRY * 2 ** (item.tries - 1), _MAX_RETRY)
-                self.ctx.events.push(now + delay, item)
-            return Fired.DONE
+            log.info("sim.webhook_failed", order_id=item.order_id, why=why, tries=item.attempts)
+            return Fired.RETRY
         self.ctx.record_webhook(event)
         if not item.duplicate and self._duplicate():
             again = _Callback(self, item.order_id, item.event_type, duplicate=True)

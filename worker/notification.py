@@ -34,15 +34,28 @@ class Insured(_Strict):
     birth_date: date
 
 
+#: A business identifier as payers write them: visible ASCII, no spaces.
+_BUSINESS_ID = r"^[\x21-\x7e]+$"
+
+
 class Coverage(_Strict):
+    """The insured's coverage. ``coverage_id`` (optional): the payer's identifier of the
+    coverage (policy) under review, sent to FHIR providers as the Task's ``reasonReference``
+    when no ``dispute.claim_id`` is given."""
+
     plan_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
     eoc_uri: str | None = None
+    coverage_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=_BUSINESS_ID)
 
 
 class Dispute(_Strict):
+    """What is disputed. ``claim_id`` (optional): the payer's identifier of the claim or prior
+    authorization whose denial is under review (the FHIR Task's ``reasonReference``)."""
+
     service: str = Field(min_length=1, max_length=512)
     codes: list[str] = Field(default_factory=list)
     dates_of_service: list[date] = Field(default_factory=list)
+    claim_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=_BUSINESS_ID)
 
 
 _VENDOR_ID = r"^[A-Za-z0-9._-]+$"

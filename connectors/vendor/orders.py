@@ -205,7 +205,7 @@ def order_body(request: RecordsRequest, callback_url: str) -> dict[str, Any]:
         "purpose": request.purpose[:512],
         "requested": {
             "description": (request.requested or request.purpose)[:1024],
-            "loinc_codes": list(request.loinc_codes),
+            "loinc_codes": [request.loinc_code],
         },
         "patient": {
             "member_id": request.member_id,

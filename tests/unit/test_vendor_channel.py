@@ -336,7 +336,7 @@ def test_a_callback_makes_us_read_the_order_at_once(env: Env) -> None:
 
 def test_the_simulator_retries_a_refused_callback_with_backoff(tmp_path: Path) -> None:
     """Our API refuses every callback (wrong secret on the vendor's side): the vendor tries
-    again 30 s, 1 min, 2 min... later, then gives up; polls still find the answer."""
+    again with backoff (5 s, 10 s, 20 s...), then gives up; polls still find the answer."""
     for env in _env(tmp_path, ProviderBehaviour(reply_delay_minutes=30)):
         env.sim._ctx.vendor_webhook_secret = "not-the-agreed-secret-00000"
         services.intake(env.c, _vendor_notification())

@@ -122,7 +122,7 @@ def new_case(
         plan_id=n.coverage.plan_id,
         eoc_uri=n.coverage.eoc_uri,
         authorization_uri=n.authorization_uri,
-        dispute=json.loads(n.dispute.model_dump_json()),
+        dispute=json.loads(n.dispute.model_dump_json(exclude_none=True)),
         notification=json.loads(n.model_dump_json()),
         next_action_at=tl.assemble_at,
         created_at=now,

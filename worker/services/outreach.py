@@ -314,6 +314,10 @@ def _outgoing(
         requested=a.requested,
         patient=PatientRef(case.insured_name, case.insured_birth_date),
         provider=ProviderRef(r.provider_id, r.provider_name, r.npi),
+        # the letter served at document_url carries the authorization's pages when we hold one
+        authorization_url=media_url(a.id) if case.authorization_object_uri else None,
+        claim_id=(case.dispute or {}).get("claim_id"),
+        coverage_id=((case.notification or {}).get("coverage") or {}).get("coverage_id"),
     )
     return _Outgoing(request, r.id, case.id, look_since)
 
