@@ -8,6 +8,12 @@ other bytes is refused). Accepted packets are kept in :attr:`AgencyFarSide.submi
 
 Errors are the agency's own plain JSON: ``{"errors": [{"code": "<snake_case>", "title":
 "<sentence>"}]}`` (no JSON:API ``detail`` or ``source`` as Telnyx has). Logs carry ids only.
+
+Agencies that take only fax have no endpoint here: their fax lines (``simulator/agency_lines.py``) sit
+behind the simulated fax vendors (simulator/telnyx.py, simulator/sinch.py), which dial them,
+fetch our document, print it on the agency's machine (``simulator/agency_lines.py``:: the clerk
+reads the cover sheet's page count, hash and reference) and confirm delivery with the vendor's
+own webhook. A line may answer busy for its first calls (``busy_first``).
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ import structlog
 from fastapi import FastAPI
 
 from simulator.agency import AgencyFarSide, AgencySubmission
+from simulator.agency_lines import AgencyFax, AgencyLine, AgencyLines
 from simulator.base import Context, FarSide
 from simulator.cdex import CDexFarSide
 from simulator.events import EventHeap
@@ -69,7 +70,8 @@ class Simulator:
     keys would: a repeated send then shows as a duplicate fax (``bench/chaos.py`` counts them).
     ``duplicate_webhooks`` and ``throttle`` (shares, seeded): callbacks delivered twice (the
     second after later ones; Telnyx's and Sinch's far sides) and API requests refused with 429
-    + ``Retry-After`` (Sinch's).
+    + ``Retry-After`` (Sinch's). ``agency_lines`` (by agency id): the fax lines of agencies
+    that take only fax, reached through whichever fax far side is dialled.
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class Simulator:
         throttle: float = 0.0,
         seed: int = 0,
         honour_idempotency_keys: bool = True,
+        agency_lines: Mapping[str, AgencyLine] | None = None,
     ) -> None:
         if not 0.0 <= drop_webhooks <= 1.0 or not 0.0 <= drop_inbound_webhooks <= 1.0:
             raise ValueError("drop_webhooks is a share between 0 and 1 (e.g. 0.2)")
@@ -119,6 +122,7 @@ class Simulator:
             throttle=throttle,
             seed=seed,
             honour_idempotency_keys=honour_idempotency_keys,
+            agency_lines=AgencyLines(agency_lines),
         )
         self.far_sides: list[FarSide] = [make(self._ctx) for make in far_sides]
         self._fire_lock = threading.Lock()
@@ -138,6 +142,11 @@ class Simulator:
     def submissions(self) -> list[AgencySubmission]:
         """Every packet the simulated agencies accepted, in arrival order (a copy)."""
         return self.far_side(AgencyFarSide).submissions
+
+    @property
+    def agency_faxes(self) -> list[AgencyFax]:
+        """Every fax the agencies that take only fax received, in arrival order (a copy)."""
+        return self._ctx.agency_lines.received
 
     @property
     def sent_webhooks(self) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from fastapi import APIRouter
 
+from simulator.agency_lines import AgencyLines
 from simulator.events import EventHeap
 from simulator.providers import Providers
 from worker.domain.clock import Clock
@@ -36,7 +37,8 @@ class Context:
     status webhooks lost outright, chosen with ``seed``; ``duplicate_webhooks`` the share of
     delivered callbacks delivered again a minute later (after later ones: out of order);
     ``throttle`` the share of API requests refused with 429 and ``Retry-After``. Far sides
-    that support the last two say so.
+    that support the last two say so. ``agency_lines``: the fax lines of agencies that take
+    only fax (simulator/agency_lines.py); a fax far side dialling one of them delivers there.
     """
 
     clock: Clock
@@ -53,6 +55,8 @@ class Context:
     throttle: float = 0.0  # share of API requests answered 429 with Retry-After (not acted on)
     seed: int = 0  # for the random choices far sides make (which webhooks are lost)
     honour_idempotency_keys: bool = True  # False: every fax request creates a new fax
+    #: agencies' fax lines: the fax far sides deliver faxes to these numbers to the agency
+    agency_lines: AgencyLines = field(default_factory=AgencyLines)
     _sent: list[dict[str, Any]] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
