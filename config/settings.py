@@ -13,13 +13,17 @@ discriminated union whose members are the registered vendors' settings models::
                                         vendor's model (connectors/fax/telnyx.py: TelnyxSettings)
     GOODFAITH_FHIR__VENDOR=cdex         (default) FhirSettings
     GOODFAITH_AGENCIES[id].transport    "https" (default) AgencySettings;
-                                        "sftp" SftpAgencySettings (connectors/delivery/sftp.py)
+                                        "sftp" SftpAgencySettings (connectors/delivery/sftp.py);
+                                        "fax" FaxAgencySettings (connectors/delivery/fax.py):
+                                        agencies that take only fax; any transport may name a
+                                        fallback_fax_number for when it fails permanently
 
 An unknown name fails at start-up, naming the setting and the registered names.
 """
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -40,10 +44,24 @@ from worker.domain.similarity import QASettings
 
 class AgencyTransportSettings(BaseModel):
     """What every agency's settings share: its name and the ``transport`` that reaches it
-    (registry: AGENCY_TRANSPORTS). Each transport subclasses it with its own fields."""
+    (registry: AGENCY_TRANSPORTS). Each transport subclasses it with its own fields.
+
+    ``fallback_fax_number`` (E.164, optional): when the agency's own transport fails
+    permanently (refused, our credentials rejected, the endpoint gone), the packet goes by fax
+    to this number instead, through the fax vendor, and the case is flagged so that the
+    transport gets fixed. Transient failures keep retrying the transport itself. Agencies that
+    take only fax use ``transport: "fax"`` instead."""
 
     name: str
     transport: str = "https"
+    fallback_fax_number: str | None = None
+
+    @field_validator("fallback_fax_number")
+    @classmethod
+    def _fallback_e164(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"\+[1-9]\d{1,14}", v.strip()):
+            raise ValueError("fallback_fax_number must be E.164, e.g. +16175550199")
+        return v.strip() if v is not None else None
 
 
 class AgencySettings(AgencyTransportSettings):

@@ -10,7 +10,8 @@ boundary, into one tree:
         ├── InvalidDestination  bad or unreachable number / endpoint (4xx naming the target)
         ├── Rejected            the far side refused the request (other 4xx)
         ├── AuthError           401/403: our credentials or configuration are wrong
-        └── AgencyNotConfigured no delivery route for the agency: fix the agency settings
+        ├── AgencyNotConfigured no delivery route for the agency: fix the agency settings
+        └── HashMismatch        a packet's bytes are not the ones recorded (ours or the agency's)
     WebhookError              an inbound webhook that is malformed or fails its signature
 
 Packet delivery has two shapes: a :class:`PacketDeliverer` hands a packet over and gets the
@@ -58,6 +59,10 @@ class AuthError(PermanentError):
 
 class AgencyNotConfigured(PermanentError):
     """No submission route is configured for the agency. Add it to the agency settings."""
+
+
+class HashMismatch(PermanentError):
+    """The packet's bytes do not match the SHA-256 we recorded, or the agency's hash differs."""
 
 
 class WebhookError(ConnectorError):
@@ -302,4 +307,9 @@ class RoutesAgencies(Protocol):
 
     def transport_for(self, agency_id: str) -> PacketDeliverer | FaxPacketTransport | None:
         """The transport that reaches ``agency_id``; None when none is configured."""
+        ...
+
+    def fallback_for(self, agency_id: str) -> FaxPacketTransport | None:
+        """The fax that carries ``agency_id``'s packets when its own transport fails
+        permanently (its ``fallback_fax_number``); None when it has none."""
         ...

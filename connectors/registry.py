@@ -12,6 +12,7 @@ One table per port, each entry ``name → Vendor(settings model, factory)``::
                                                          "fax"   → FaxAgencySettings,
                                                                    FaxPacketDeliverer (over
                                                                    the FAX_VENDORS adapter)
+    (any agency's ``fallback_fax_number``: a FaxPacketDeliverer too, ``AgencyRouter.fallback_for``)
 
 Adding a vendor: write its adapter (``connectors/fax/<name>.py``, satisfying ``FaxChannel``
 with ``vendor = "<name>"``) and its settings model (a ``FaxVendorSettings`` subclass with
@@ -282,7 +283,13 @@ def build_deliverer(
         assert isinstance(entry, Transport)
         deliverer = entry.build(members, ctx)
         routes.update(dict.fromkeys(members, deliverer))
-    return AgencyRouter(routes)
+    fallbacks = {
+        agency_id: FaxAgencySettings(name=agency.name, fax_number=agency.fallback_fax_number)
+        for agency_id, agency in agencies.items()
+        if agency.fallback_fax_number is not None
+    }
+    by_fax = _fax_agencies(fallbacks, ctx) if fallbacks else None
+    return AgencyRouter(routes, dict.fromkeys(fallbacks, by_fax) if by_fax else None)
 
 
 class AgencyRouter:
@@ -290,11 +297,19 @@ class AgencyRouter:
     (``RoutesAgencies``: the delivery service asks :meth:`transport_for` first, and drives a
     fax transport itself, since its receipt comes later)."""
 
-    def __init__(self, routes: Mapping[str, PacketDeliverer | FaxPacketTransport]) -> None:
+    def __init__(
+        self,
+        routes: Mapping[str, PacketDeliverer | FaxPacketTransport],
+        fallbacks: Mapping[str, FaxPacketTransport] | None = None,
+    ) -> None:
         self.routes = dict(routes)
+        self.fallbacks = dict(fallbacks or {})
 
     def transport_for(self, agency_id: str) -> PacketDeliverer | FaxPacketTransport | None:
         return self.routes.get(agency_id)
+
+    def fallback_for(self, agency_id: str) -> FaxPacketTransport | None:
+        return self.fallbacks.get(agency_id)
 
     def deliver(self, submission: PacketSubmission) -> DeliveryReceipt:
         deliverer = self.routes.get(submission.agency_id)

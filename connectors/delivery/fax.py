@@ -20,7 +20,11 @@ adapters), so :meth:`find_sent` recognises one a crash left behind.
 
 Errors: the fax adapter's, already in the tree of ``connectors/base.py``; an agency without a
 fax number is :class:`~connectors.base.AgencyNotConfigured`; stored packet bytes that do not
-match the recorded SHA-256 are :class:`~connectors.delivery.https.HashMismatch`.
+match the recorded SHA-256 are :class:`~connectors.base.HashMismatch`.
+
+The same transport carries the fallback of any other agency (``fallback_fax_number``): when
+its own transport fails permanently, ``connectors.registry.AgencyRouter.fallback_for`` gives
+the delivery service a :class:`FaxPacketDeliverer` for that number.
 
 Settings: :class:`FaxAgencySettings` (``transport="fax"`` in ``GOODFAITH_AGENCIES``).
 """
@@ -35,7 +39,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import pikepdf
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 from reportlab.lib.pagesizes import LETTER
 from reportlab.pdfgen.canvas import Canvas
 
@@ -44,13 +48,13 @@ from connectors.base import (
     AgencyNotConfigured,
     FaxChannel,
     FaxStatusEvent,
+    HashMismatch,
     PacketFax,
     PacketSubmission,
     RecordsRequest,
     Rejected,
     SendReceipt,
 )
-from connectors.delivery.https import HashMismatch
 from worker.domain.types import Channel, ChannelKind
 
 __all__ = [
@@ -84,6 +88,12 @@ class FaxAgencySettings(AgencyTransportSettings):
         if not _E164.match(v):
             raise ValueError("fax_number must be E.164, e.g. +16175550199")
         return v
+
+    @model_validator(mode="after")
+    def _no_fallback(self) -> FaxAgencySettings:
+        if self.fallback_fax_number is not None:
+            raise ValueError("a fax agency has no fallback_fax_number: fax is its transport")
+        return self
 
 
 def _safe(text: str) -> str:

@@ -401,3 +401,73 @@ def test_https_agencies_are_untouched_by_the_fax_path(tmp_path: Path) -> None:
         assert len(deliverer.submissions) == 1
     finally:
         c.close()
+
+
+# --- fallback: an agency's own transport fails permanently -------------------------------------
+
+
+def test_fallback_fax_numbers_are_checked_and_fax_agencies_take_none() -> None:
+    """Any transport may name an E.164 fallback fax; a fax agency may not (fax is its own)."""
+    ok = Settings(
+        agencies={
+            "a": {"name": "A", "submit_url": "https://a.x", "fallback_fax_number": AGENCY_FAX}
+        }
+    )
+    assert ok.agencies["a"].fallback_fax_number == AGENCY_FAX
+    with pytest.raises(ValidationError, match="fallback_fax_number must be E"):
+        Settings(
+            agencies={"a": {"name": "A", "submit_url": "https://a.x", "fallback_fax_number": "x"}}
+        )
+    with pytest.raises(ValidationError, match="no fallback_fax_number"):
+        FaxAgencySettings(name="F", fax_number=AGENCY_FAX, fallback_fax_number=AGENCY_FAX)
+
+
+@pytest.fixture
+def fallback_env(
+    tmp_path: Path,
+) -> Iterator[tuple[Container, VirtualClock, FakeFax, FakeDeliverer]]:
+    """``agency-a`` takes HTTPS uploads (a fake) and names a fallback fax (its own line)."""
+    c, clock, _fax, uploads = make_container(tmp_path, START)
+    line = FakeFax(vendor="telnyx")
+    fallback = FaxPacketDeliverer(
+        line, {"agency-a": FaxAgencySettings(name="A", fax_number=AGENCY_FAX)}, carrier_name="P"
+    )
+    c.deliverer = AgencyRouter({"agency-a": uploads}, {"agency-a": fallback})
+    yield c, clock, line, uploads
+    c.close()
+
+
+def test_a_permanent_upload_failure_falls_back_to_the_fax_and_stays_there(fallback_env) -> None:  # type: ignore[no-untyped-def]
+    """The agency refuses our credentials: the packet is faxed to the fallback number at once,
+    the case flagged; later tries follow the fax (the upload is not tried again)."""
+    from connectors.base import AuthError
+
+    c, clock, line, uploads = fallback_env
+    uploads.fail_with = AuthError("403 from agency")
+    _to_delivery(c, clock)
+    d, case = _delivery(c)
+    assert len(line.sent) == 1 and line.sent[0].channel.destination == AGENCY_FAX
+    assert (d.status, d.transmissions) == ("pending", 1)
+    assert "packet sent by fallback fax" in (case.attention or "")
+    assert [a["error"] for a in _audits(c, "delivery.fallback")] == ["AuthError"]
+    uploads.fail_with = None  # even if the upload would work now, this delivery stays by fax
+    c.dispatcher.enqueue(services.record_fax_status(c, fax_failed(d.external_id, clock.now())))  # type: ignore[arg-type]
+    run_until(c, clock, clock.now() + timedelta(minutes=2))
+    d, _ = _delivery(c)
+    services.record_fax_status(c, fax_delivered(d.external_id, clock.now()))  # type: ignore[arg-type]
+    d, case = _delivery(c)
+    assert (d.status, d.transmissions, case.status) == ("delivered", 2, "delivered")
+    assert uploads.submissions == []
+
+
+@pytest.mark.parametrize("transient", [True, False])
+def test_transient_failures_and_hash_mismatches_do_not_fall_back(
+    fallback_env, transient: bool
+) -> None:  # type: ignore[no-untyped-def]
+    """A passing outage retries the upload; a hash mismatch fails and flags (a person looks)."""
+    c, clock, line, uploads = fallback_env
+    uploads.fail_with = TransientError("503") if transient else HashMismatch("agency hash differs")
+    _to_delivery(c, clock)
+    d, _case = _delivery(c)
+    assert line.sent == [] and d.document_uri is None
+    assert d.status == ("pending" if transient else "failed")

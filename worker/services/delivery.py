@@ -18,6 +18,10 @@ own timer. One fax delivery, on the ``delivery`` timer (``Delivery.next_action_a
            adopted when found, else sent again with the same key
     RETRY  a new transmission after ``lifecycle.delivery_backoff(tries)``; past ``deliver_by``
            the case is flagged for ops
+
+An agency with a ``fallback_fax_number`` whose own transport fails permanently
+(:func:`falls_back_to_fax`) has its packet faxed there instead, the case flagged; from then on
+(its fax document stored) the delivery stays with the fax.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from connectors.base import (
     DeliveryReceipt,
     FaxPacketTransport,
     FaxStatusEvent,
+    HashMismatch,
     PacketDeliverer,
     PacketFax,
     PacketSubmission,
@@ -87,8 +92,11 @@ def deliver_packet(
         d = s.get(Delivery, cmd.delivery_id)
         if d is None or d.status != DeliveryStatus.PENDING:
             return []
-        agency_id = d.agency_id
+        agency_id, by_fax = d.agency_id, d.document_uri is not None
     transport = _transport(deliverer, agency_id)
+    fallback = deliverer.fallback_for(agency_id) if isinstance(deliverer, RoutesAgencies) else None
+    if by_fax and fallback is not None:  # this delivery has fallen back to fax already
+        transport = fallback
     if isinstance(transport, FaxPacketTransport):
         _fax(cmd.delivery_id, transport, sessions, clock, store, delivery_media_url, status_checks)
         return []
@@ -98,10 +106,36 @@ def deliver_packet(
     try:
         receipt = transport.deliver(submission)
     except ConnectorError as exc:
+        if fallback is not None and falls_back_to_fax(exc):
+            _fall_back(cmd.delivery_id, exc, sessions, clock)
+            _fax(
+                cmd.delivery_id, fallback, sessions, clock, store, delivery_media_url, status_checks
+            )
+            return []
         _record_failure(cmd.delivery_id, exc, sessions, clock)
     else:
         _record_delivered(cmd.delivery_id, receipt, sessions, clock)
     return []
+
+
+def falls_back_to_fax(error: ConnectorError) -> bool:
+    """Whether a failure of the agency's own transport sends the packet to its fallback fax:
+    a permanent one (refused, credentials, endpoint gone), but not a hash mismatch (the
+    packet itself is in doubt: a person must look) and not a transient one (retried)."""
+    return isinstance(error, PermanentError) and not isinstance(error, HashMismatch)
+
+
+def _fall_back(
+    delivery_id: str, error: ConnectorError, sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    """The agency's transport failed permanently: the packet goes by its fallback fax. The
+    case is flagged, so the transport gets fixed."""
+    with _tried(delivery_id, sessions, clock) as (s, d, case, now):
+        d.error = str(error)[:512]
+        reason = type(error).__name__
+        case.attention = f"agency transport failed ({reason}): packet sent by fallback fax"
+        audit(s, now, "delivery.fallback", case.id, delivery_id=d.id, error=reason, to="fax")
+        log.warning("delivery.fallback", case_id=case.id, delivery_id=d.id, error=reason)
 
 
 def _transport(deliverer: PacketDeliverer, agency_id: str) -> PacketDeliverer | FaxPacketTransport:
