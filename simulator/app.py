@@ -13,7 +13,7 @@ their own list as ``far_sides``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -71,7 +71,8 @@ class Simulator:
     ``duplicate_webhooks`` and ``throttle`` (shares, seeded): callbacks delivered twice (the
     second after later ones; Telnyx's and Sinch's far sides) and API requests refused with 429
     + ``Retry-After`` (Sinch's). ``agency_lines`` (by agency id): the fax lines of agencies
-    that take only fax, reached through whichever fax far side is dialled.
+    (or fall back to fax), reached through whichever fax far side is dialled;
+    ``refused_uploads``: agency ids whose upload endpoint answers every packet 403.
     """
 
     def __init__(
@@ -95,6 +96,7 @@ class Simulator:
         seed: int = 0,
         honour_idempotency_keys: bool = True,
         agency_lines: Mapping[str, AgencyLine] | None = None,
+        refused_uploads: Iterable[str] = (),
     ) -> None:
         if not 0.0 <= drop_webhooks <= 1.0 or not 0.0 <= drop_inbound_webhooks <= 1.0:
             raise ValueError("drop_webhooks is a share between 0 and 1 (e.g. 0.2)")
@@ -123,6 +125,7 @@ class Simulator:
             seed=seed,
             honour_idempotency_keys=honour_idempotency_keys,
             agency_lines=AgencyLines(agency_lines),
+            refused_uploads=frozenset(refused_uploads),
         )
         self.far_sides: list[FarSide] = [make(self._ctx) for make in far_sides]
         self._fire_lock = threading.Lock()

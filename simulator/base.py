@@ -57,6 +57,8 @@ class Context:
     honour_idempotency_keys: bool = True  # False: every fax request creates a new fax
     #: agencies' fax lines: the fax far sides deliver faxes to these numbers to the agency
     agency_lines: AgencyLines = field(default_factory=AgencyLines)
+    #: agencies whose upload endpoint answers every packet 403 (credentials not accepted)
+    refused_uploads: frozenset[str] = frozenset()
     _sent: list[dict[str, Any]] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

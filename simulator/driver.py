@@ -245,6 +245,7 @@ def _start(
         duplicate_webhooks=scenario.duplicate_webhooks,
         throttle=scenario.throttle,
         agency_lines=book.agency_lines,
+        refused_uploads=book.refused_uploads,
     )
     _, stop_sim = run_in_thread(simulator.app, port=sim_port)
     stops.append(stop_sim)

@@ -18,9 +18,11 @@ on the far side; without it every agency takes HTTPS uploads::
 
 ``transport`` is ``"https"`` (the default) or ``"fax"``: a fax-only agency, given to our side as
 ``transport: "fax"`` with its ``fax_number`` (E.164, required), reached through whichever fax
-vendor the run uses; ``busy_first`` (fax only, default 0) is how many calls its line answers
-busy before it picks up; ``name`` is optional. An agency id that no notification names is
-warned about, as a provider key is.
+vendor the run uses. An HTTPS agency may have ``"uploads": "refused"`` (every upload answered
+403, as when our credentials are revoked) and a ``fallback_fax_number`` (given to our side as
+the agency's fallback, and a fax line on the far side). ``busy_first`` (default 0; needs a fax
+line) is how many calls the agency's line answers busy before it picks up; ``name`` is
+optional. An agency id that no notification names is warned about, as a provider key is.
 
 ``start`` and ``until`` are ISO-8601 instants with an offset; ``until`` defaults to ``start``
 plus :data:`DEFAULT_HORIZON` (14 calendar days). ``drop_webhooks`` (optional, 0–1) is the share
@@ -93,13 +95,21 @@ class _AgencySpec(BaseModel):
     name: str | None = None
     fax_number: str | None = Field(default=None, pattern=r"^\+[1-9]\d{1,14}$")
     busy_first: int = Field(default=0, ge=0)
+    uploads: Literal["ok", "refused"] = "ok"
+    fallback_fax_number: str | None = Field(default=None, pattern=r"^\+[1-9]\d{1,14}$")
 
     @model_validator(mode="after")
     def _fax_fields(self) -> _AgencySpec:
-        if self.transport == "fax" and self.fax_number is None:
-            raise ValueError("a fax agency needs fax_number (E.164)")
-        if self.transport != "fax" and (self.fax_number is not None or self.busy_first):
-            raise ValueError("fax_number and busy_first apply to transport 'fax' only")
+        if self.transport == "fax":
+            if self.fax_number is None:
+                raise ValueError("a fax agency needs fax_number (E.164)")
+            if self.uploads != "ok" or self.fallback_fax_number is not None:
+                raise ValueError("uploads and fallback_fax_number apply to transport 'https' only")
+            return self
+        if self.fax_number is not None:
+            raise ValueError("fax_number applies to transport 'fax' only")
+        if self.busy_first and self.fallback_fax_number is None:
+            raise ValueError("busy_first needs a fax line: transport 'fax' or fallback_fax_number")
         return self
 
 
@@ -111,6 +121,8 @@ class AgencyBehaviour:
     name: str | None = None
     fax_number: str | None = None
     busy_first: int = 0
+    uploads: Literal["ok", "refused"] = "ok"  # https: "refused" answers every upload 403
+    fallback_fax_number: str | None = None  # https: given to our side; a line on the far side
 
 
 class _ScenarioSpec(BaseModel):
@@ -176,7 +188,9 @@ def parse_scenario(data: Any, base_dir: Path | None = None) -> Scenario:
     if until <= spec.start:
         raise ScenarioError("until: must be after start")
     agencies = {
-        aid: AgencyBehaviour(a.transport, a.name, a.fax_number, a.busy_first)
+        aid: AgencyBehaviour(
+            a.transport, a.name, a.fax_number, a.busy_first, a.uploads, a.fallback_fax_number
+        )
         for aid, a in spec.agencies.items()
     }
     named = {str(n.get("agency_id")) for n in spec.notifications if isinstance(n, dict)}
@@ -239,8 +253,10 @@ class FarSideBook:
     directory: dict[str, str] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
     agencies: dict[str, AgencyTransportSettings] = field(default_factory=dict)
-    #: the fax lines of agencies that take only fax, by agency id
+    #: the fax lines of agencies (fax-only ones, and fallbacks), by agency id
     agency_lines: dict[str, AgencyLine] = field(default_factory=dict)
+    #: agencies whose upload endpoint refuses every packet (403)
+    refused_uploads: set[str] = field(default_factory=set)
 
 
 def route_fhir_to(simulator_url: str, notifications: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -277,8 +293,16 @@ def far_side_book(
                 book.agency_lines[aid] = AgencyLine(aid, behaviour.fax_number, behaviour.busy_first)
             else:
                 book.agencies[aid] = AgencySettings(
-                    name=name, submit_url=f"{simulator_url}/agency/{aid}/submissions"
+                    name=name,
+                    submit_url=f"{simulator_url}/agency/{aid}/submissions",
+                    fallback_fax_number=behaviour.fallback_fax_number,
                 )
+                if behaviour.fallback_fax_number:
+                    book.agency_lines[aid] = AgencyLine(
+                        aid, behaviour.fallback_fax_number, behaviour.busy_first
+                    )
+                if behaviour.uploads == "refused":
+                    book.refused_uploads.add(aid)
         for p in n.get("providers", []) or []:
             pid = p.get("provider_id")
             book.names[pid] = p.get("name", pid)

@@ -51,13 +51,33 @@ def test_the_scenario_takes_a_fax_only_agency_and_gives_our_side_its_number() ->
         ({"transport": "fax", "fax_number": "617-555"}, "agencies.agency-fax.fax_number"),
         ({"transport": "carrier-pigeon"}, "agencies.agency-fax.transport"),
         ({"transport": "fax", "fax_number": FAX, "redial": 3}, "redial: unknown key"),
-        ({"busy_first": 1}, "transport 'fax' only"),
+        ({"busy_first": 1}, "busy_first needs a fax line"),
+        ({"fax_number": FAX}, "transport 'fax' only"),
+        ({"transport": "fax", "fax_number": FAX, "uploads": "refused"}, "'https' only"),
+        ({"uploads": "sometimes"}, "agencies.agency-fax.uploads"),
     ],
 )
 def test_a_bad_agency_entry_is_refused_by_name(agency: dict[str, Any], message: str) -> None:
     """Missing or malformed numbers, unknown transports and unknown keys are refused."""
     with pytest.raises(ScenarioError, match=message):
         parse_scenario(_base(agencies={"agency-fax": agency}))
+
+
+def test_an_https_agency_may_refuse_uploads_and_fall_back_to_a_fax_line() -> None:
+    """Our side gets the HTTPS agency with its fallback number; the far side refuses its
+    uploads and has a line (busy first, if asked) on the fallback number."""
+    scenario = parse_scenario(
+        _base(
+            agencies={
+                "agency-fax": {"uploads": "refused", "fallback_fax_number": FAX, "busy_first": 1}
+            }
+        )
+    )
+    book = far_side_book("http://sim", scenario.notifications, scenario.agencies)
+    agency = book.agencies["agency-fax"]
+    assert isinstance(agency, AgencySettings) and agency.fallback_fax_number == FAX
+    assert book.agency_lines["agency-fax"] == AgencyLine("agency-fax", FAX, 1)
+    assert book.refused_uploads == {"agency-fax"}
 
 
 def test_an_agency_no_notification_names_is_warned_about() -> None:
