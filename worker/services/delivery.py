@@ -427,12 +427,17 @@ def _fax_sent(
 def _fax_send_failed(
     delivery_id: str, error: ConnectorError, sessions: sessionmaker[Session], clock: Clock
 ) -> None:
-    """The vendor refused the transmission: retried on the backoff, or failed for good
-    (a permanent error, e.g. an invalid number or our credentials)."""
+    """The vendor did not take the transmission: failed for good on a permanent error (an
+    invalid number, our credentials); retried on the backoff on a transient one — with the
+    same key, after looking for it at the vendor (a timeout may hide a fax it did create), so
+    its lease is left ended rather than cleared."""
     with transaction(sessions) as s:
         d = s.get(Delivery, delivery_id, with_for_update=True)
         assert d is not None
-        d.sending_until = None
+        now = clock.now()
+        d.sending_until = (
+            min(d.sending_until or now, now) if isinstance(error, TransientError) else None
+        )
         d.external_id = None
     _record_failure(delivery_id, error, sessions, clock)
 
