@@ -156,6 +156,20 @@ def cover_sheet(
     return buffer.getvalue()
 
 
+def _append_pages(target: pikepdf.Pdf, source: pikepdf.Pdf) -> None:
+    """Every page of ``source`` (a packet: a flat page list with nothing inherited, as
+    ``worker/packet`` writes it) copied to the end of ``target``'s flat /Kids with qpdf's
+    foreign-object copy. pikepdf's own page insert refreshes its page cache on every page,
+    which grows with the square of the pages (``bench/fax_document.py`` measures both)."""
+    tree = target.Root.Pages
+    kids = tree.Kids
+    for page in source.pages:
+        copied = target.copy_foreign(page.obj)
+        copied.Parent = tree
+        kids.append(copied)
+    tree.Count = len(kids)
+
+
 class FaxPacketDeliverer:
     """``FaxPacketTransport`` over the container's fax channel, for the agencies in
     ``agencies`` (agency id → :class:`FaxAgencySettings`). ``carrier_name`` is printed on
@@ -204,7 +218,7 @@ class FaxPacketDeliverer:
                 at=at,
             )
             with pikepdf.open(io.BytesIO(cover)) as out:
-                out.pages.extend(packet.pages)
+                _append_pages(out, packet)
                 buffer = io.BytesIO()
                 out.save(buffer, deterministic_id=True)
         return buffer.getvalue()

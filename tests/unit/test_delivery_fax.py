@@ -48,6 +48,7 @@ from tests.fakes import (
     make_container,
     run_until,
 )
+from tests.qpdf import qpdf_problems
 from worker import services
 from worker.commands import DeliverPacket
 from worker.domain.clock import VirtualClock
@@ -106,6 +107,26 @@ def test_fax_document_is_a_cover_sheet_then_the_packet_page_for_page() -> None:
     packet = PdfReader(io.BytesIO(pdf))
     for ours, theirs in zip(reader.pages[1:], packet.pages, strict=True):
         assert ours.extract_text() == theirs.extract_text()
+    assert qpdf_problems(document) is None  # the vendor's converter gets a clean file
+
+
+def test_the_fax_document_of_an_assembled_packet_passes_qpdf(tmp_path: Path) -> None:
+    """A real packet (cover, EOC, records, attestation) under our cover sheet is a clean PDF
+    of one page more, its cover stating the packet's pages and hash."""
+    c, clock, _fax, deliverer = make_container(tmp_path, START)
+    try:
+        _to_delivery(c, clock)
+        pdf = deliverer.submissions[0].packet_pdf
+    finally:
+        c.close()
+    submission = _submission(pdf, agency_id="agency-f")
+    document = _transport(FakeFax()).fax_document(submission, START)
+    assert qpdf_problems(document) is None
+    pages = len(PdfReader(io.BytesIO(pdf)).pages)
+    cover = PdfReader(io.BytesIO(document))
+    assert len(cover.pages) == pages + 1
+    stated = COVER_PAGES_RE.search(cover.pages[0].extract_text())
+    assert stated is not None and stated.groups() == (str(pages + 1), str(pages))
 
 
 def test_fax_document_refuses_bytes_that_are_not_the_recorded_packet() -> None:
