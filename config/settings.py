@@ -233,20 +233,24 @@ class Settings(BaseSettings):
     @field_validator("agencies", mode="before")
     @classmethod
     def _agency_transports(cls, v: Any) -> Any:
-        from connectors.registry import AGENCY_TRANSPORTS, resolve_settings
-
         if not isinstance(v, dict):
             return v  # pydantic reports the type error
-        return {
-            agency_id: resolve_settings(
-                AGENCY_TRANSPORTS,
-                agency,
-                key="transport",
-                default="https",
-                setting=f"GOODFAITH_AGENCIES[{agency_id!r}].transport",
-            )
-            for agency_id, agency in v.items()
-        }
+        return {agency_id: agency_settings(agency_id, agency) for agency_id, agency in v.items()}
+
+
+def agency_settings(agency_id: str, value: Any) -> Any:
+    """One agency's settings (a mapping, as in ``GOODFAITH_AGENCIES``) validated as the model
+    of the transport it names (``transport``, default ``https``); ValueError naming the setting
+    for an unknown transport. Also used by the simulator to describe its agencies."""
+    from connectors.registry import AGENCY_TRANSPORTS, resolve_settings
+
+    return resolve_settings(
+        AGENCY_TRANSPORTS,
+        value,
+        key="transport",
+        default="https",
+        setting=f"GOODFAITH_AGENCIES[{agency_id!r}].transport",
+    )
 
 
 #: The embedded default of ``GOODFAITH_MEDIA_SECRET``: production processes refuse to run on it.

@@ -52,8 +52,7 @@ from pydantic import (
     model_validator,
 )
 
-from config.settings import AgencySettings, AgencyTransportSettings
-from connectors.delivery.fax import FaxAgencySettings
+from config.settings import AgencySettings, AgencyTransportSettings, agency_settings
 from simulator.agency_lines import AgencyLine
 from simulator.providers import ProviderBehaviour
 
@@ -289,7 +288,9 @@ def far_side_book(
             behaviour = (agencies or {}).get(aid, AgencyBehaviour())
             name = behaviour.name or f"External review agency {aid}"
             if behaviour.transport == "fax" and behaviour.fax_number:
-                book.agencies[aid] = FaxAgencySettings(name=name, fax_number=behaviour.fax_number)
+                book.agencies[aid] = agency_settings(
+                    aid, {"transport": "fax", "name": name, "fax_number": behaviour.fax_number}
+                )
                 book.agency_lines[aid] = AgencyLine(aid, behaviour.fax_number, behaviour.busy_first)
             else:
                 book.agencies[aid] = AgencySettings(
