@@ -276,10 +276,19 @@ def test_a_lost_webhook_is_made_good_by_the_status_check(env) -> None:  # type: 
     d, _ = _delivery(c)
     assert d.next_action_at == d.sent_at + c.status_checks.after  # type: ignore[operator]
     line.statuses[d.external_id] = fax_delivered(d.external_id, clock.now())  # type: ignore[index,arg-type]
+    read: list[str] = []
+    get = c.store.get
+
+    def reading(uri: str) -> bytes:
+        read.append(uri)
+        return get(uri)
+
+    c.store.get = reading  # type: ignore[method-assign]
     run_until(c, clock, clock.now() + timedelta(hours=1))
     d, case = _delivery(c)
     assert (d.status, case.status) == ("delivered", "delivered")
     assert line.status_asked == [d.external_id]
+    assert read == []  # a status check reads neither the packet nor the fax document
     assert [a["via"] for a in _audits(c, "packet.delivered")] == ["status check"]
 
 

@@ -261,7 +261,8 @@ class _FaxWork:
     """What one delivery command does with a fax delivery, read under the row lock."""
 
     action: FaxDeliveryAction
-    fax: PacketFax | None = None  # SEND / LOOK: the transmission
+    key: str | None = None  # SEND / LOOK: the transmission's key
+    document_url: str | None = None  # SEND / LOOK: where the vendor fetches the document
     look_since: datetime | None = None  # LOOK: the vendor's faxes since then
     external_id: str | None = None  # CHECK: the transmission to ask about
     sent_at: datetime | None = None  # CHECK: when it was handed over
@@ -276,13 +277,11 @@ def _fax(
     media_url: Callable[[str], str],
     checks: StatusChecks,
 ) -> None:
-    """One delivery command for an agency reached by fax (see the module docstring)."""
-    submission = _submission(delivery_id, sessions, store)
-    if submission is None or not _fax_document(
-        delivery_id, submission, transport, sessions, clock, store
-    ):
+    """One delivery command for an agency reached by fax (see the module docstring). The
+    packet is read from the store only when something is sent (not for a status check)."""
+    if not _fax_document(delivery_id, transport, sessions, clock, store):
         return
-    work = _start_fax(delivery_id, submission, transport, sessions, clock, media_url)
+    work = _start_fax(delivery_id, transport, sessions, clock, media_url)
     if work.action is FaxDeliveryAction.DROP:
         log.info("delivery.send_in_flight", delivery_id=delivery_id)
         return
@@ -290,11 +289,15 @@ def _fax(
         assert work.external_id is not None and work.sent_at is not None
         _check_fax(delivery_id, transport, work.external_id, work.sent_at, sessions, clock, checks)
         return
-    assert work.fax is not None
+    assert work.key is not None and work.document_url is not None
+    submission = _submission(delivery_id, sessions, store)
+    if submission is None:
+        return  # no longer pending (delivered or failed meanwhile)
+    fax = PacketFax(submission=submission, key=work.key, document_url=work.document_url)
     if work.action is FaxDeliveryAction.LOOK:
         assert work.look_since is not None
         try:
-            found = transport.find_sent(work.fax, work.look_since)
+            found = transport.find_sent(fax, work.look_since)
         except TransientError as exc:  # no answer: ask again later; nothing is sent meanwhile
             _look_later(delivery_id, exc, sessions, clock)
             return
@@ -309,7 +312,7 @@ def _fax(
             _fax_sent(delivery_id, found, sessions, clock, checks, adopted=True)
             return
     try:
-        receipt = transport.transmit(work.fax)
+        receipt = transport.transmit(fax)
     except ConnectorError as exc:
         _fax_send_failed(delivery_id, exc, sessions, clock)
     else:
@@ -318,7 +321,6 @@ def _fax(
 
 def _fax_document(
     delivery_id: str,
-    submission: PacketSubmission,
     transport: FaxPacketTransport,
     sessions: sessionmaker[Session],
     clock: Clock,
@@ -332,6 +334,9 @@ def _fax_document(
             return False
         if d.document_uri is not None:
             return True
+    submission = _submission(delivery_id, sessions, store)
+    if submission is None:
+        return False
     try:
         document = transport.fax_document(submission, clock.now())
     except ConnectorError as exc:  # the stored packet is not what was recorded: never send it
@@ -349,7 +354,6 @@ def _fax_document(
 
 def _start_fax(
     delivery_id: str,
-    submission: PacketSubmission,
     transport: FaxPacketTransport,
     sessions: sessionmaker[Session],
     clock: Clock,
@@ -379,12 +383,12 @@ def _start_fax(
                   transmission=d.transmissions)  # fmt: skip
         d.sending_until = now + SEND_LEASE
         d.next_action_at = now + SEND_LEASE  # re-driven (LOOK) if this process dies mid-send
-        fax = PacketFax(
-            submission=submission,
+        return _FaxWork(
+            action,
             key=transmission_key(d.idempotency_key, d.transmissions),
             document_url=media_url(d.id),
+            look_since=look_since,
         )
-        return _FaxWork(action, fax=fax, look_since=look_since)
 
 
 #: A status check holds the delivery's timer this long while it asks the vendor.
