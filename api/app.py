@@ -10,7 +10,9 @@ Who may call what (api/security.py): ``Authorization: Bearer <key>``, one role p
     admin       GET /v1/keys, POST /v1/keys, POST /v1/keys/{id}/revoke
     (signature) POST /v1/webhooks/{vendor}: the fax vendor's own signature, no key;
                 POST /v1/webhooks/vendor?vendor_id=: a retrieval vendor's HMAC signature
-    (token)     GET /v1/media/{attempt_id}?token=: an HMAC token for one letter
+    (token)     GET /v1/media/{attempt_id}?token=: an HMAC token for one letter;
+                GET /v1/media/deliveries/{delivery_id}?token=: one packet fax's document
+                (cover sheet + packet), while its delivery is under way
     (open)      GET /healthz, GET /metrics (aggregate counts, no PHI), GET /dashboard (the
                 page and its script; the data it shows comes from the ops endpoints)
 
@@ -41,8 +43,9 @@ from connectors.registry import WEBHOOK_ROUTE
 from connectors.vendor.router import RetrievalVendors
 from storage.auditchain import chain_head, verify_chain
 from storage.db import transaction
-from storage.models import Attempt, Packet
+from storage.models import Attempt, Delivery, Packet
 from worker import services
+from worker.domain.lifecycle import DeliveryStatus
 from worker.notification import IntakeError
 from worker.readmodels.attestation import attestation_json, attestation_pdf, case_attestation
 from worker.readmodels.dashboard import dashboard, timeline
@@ -144,6 +147,20 @@ def create_app(
         with transaction(c.sessions) as s:
             a = s.get(Attempt, attempt_id)
             uri = a.letter_uri if a else None
+        if uri is None:
+            raise HTTPException(status_code=404)
+        return Response(c.store.get(uri), media_type="application/pdf")
+
+    @app.get("/v1/media/deliveries/{delivery_id}")
+    def delivery_media(delivery_id: str, token: str = Query(...)) -> Response:
+        """The fax document of a packet faxed to an agency (cover sheet + packet), for the fax
+        vendor to fetch: an HMAC token for this delivery, and only while it is under way."""
+        c = container()
+        if not hmac.compare_digest(token, c.delivery_media_token(delivery_id)):
+            raise HTTPException(status_code=404)
+        with transaction(c.sessions) as s:
+            d = s.get(Delivery, delivery_id)
+            uri = d.document_uri if d is not None and d.status == DeliveryStatus.PENDING else None
         if uri is None:
             raise HTTPException(status_code=404)
         return Response(c.store.get(uri), media_type="application/pdf")

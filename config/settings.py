@@ -13,7 +13,10 @@ discriminated union whose members are the registered vendors' settings models::
                                         vendor's model (connectors/fax/telnyx.py: TelnyxSettings)
     GOODFAITH_FHIR__VENDOR=cdex         (default) FhirSettings
     GOODFAITH_AGENCIES[id].transport    "https" (default) AgencySettings;
-                                        "sftp" SftpAgencySettings (connectors/delivery/sftp.py)
+                                        "sftp" SftpAgencySettings (connectors/delivery/sftp.py);
+                                        "fax" FaxAgencySettings (connectors/delivery/fax.py):
+                                        agencies that take only fax; any transport may name a
+                                        fallback_fax_number for when it fails permanently
     GOODFAITH_RETRIEVAL_VENDORS[id].adapter  "orders-v1" (default) RetrievalVendorSettings
                                         (connectors/vendor/orders.py): the provider designees'
                                         retrieval vendors, by vendor id
@@ -23,6 +26,7 @@ An unknown name fails at start-up, naming the setting and the registered names.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -43,10 +47,24 @@ from worker.domain.similarity import QASettings
 
 class AgencyTransportSettings(BaseModel):
     """What every agency's settings share: its name and the ``transport`` that reaches it
-    (registry: AGENCY_TRANSPORTS). Each transport subclasses it with its own fields."""
+    (registry: AGENCY_TRANSPORTS). Each transport subclasses it with its own fields.
+
+    ``fallback_fax_number`` (E.164, optional): when the agency's own transport fails
+    permanently (refused, our credentials rejected, the endpoint gone), the packet goes by fax
+    to this number instead, through the fax vendor, and the case is flagged so that the
+    transport gets fixed. Transient failures keep retrying the transport itself. Agencies that
+    take only fax use ``transport: "fax"`` instead."""
 
     name: str
     transport: str = "https"
+    fallback_fax_number: str | None = None
+
+    @field_validator("fallback_fax_number")
+    @classmethod
+    def _fallback_e164(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"\+[1-9]\d{1,14}", v.strip()):
+            raise ValueError("fallback_fax_number must be E.164, e.g. +16175550199")
+        return v.strip() if v is not None else None
 
 
 class AgencySettings(AgencyTransportSettings):
@@ -273,20 +291,24 @@ class Settings(BaseSettings):
     @field_validator("agencies", mode="before")
     @classmethod
     def _agency_transports(cls, v: Any) -> Any:
-        from connectors.registry import AGENCY_TRANSPORTS, resolve_settings
-
         if not isinstance(v, dict):
             return v  # pydantic reports the type error
-        return {
-            agency_id: resolve_settings(
-                AGENCY_TRANSPORTS,
-                agency,
-                key="transport",
-                default="https",
-                setting=f"GOODFAITH_AGENCIES[{agency_id!r}].transport",
-            )
-            for agency_id, agency in v.items()
-        }
+        return {agency_id: agency_settings(agency_id, agency) for agency_id, agency in v.items()}
+
+
+def agency_settings(agency_id: str, value: Any) -> Any:
+    """One agency's settings (a mapping, as in ``GOODFAITH_AGENCIES``) validated as the model
+    of the transport it names (``transport``, default ``https``); ValueError naming the setting
+    for an unknown transport. Also used by the simulator to describe its agencies."""
+    from connectors.registry import AGENCY_TRANSPORTS, resolve_settings
+
+    return resolve_settings(
+        AGENCY_TRANSPORTS,
+        value,
+        key="transport",
+        default="https",
+        setting=f"GOODFAITH_AGENCIES[{agency_id!r}].transport",
+    )
 
 
 #: The embedded default of ``GOODFAITH_MEDIA_SECRET``: production processes refuse to run on it.

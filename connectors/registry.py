@@ -9,6 +9,10 @@ One table per port, each entry ``name → Vendor(settings model, factory)``::
                                                                    HttpsAgencyDeliverer
                                                          "sftp"  → SftpAgencySettings,
                                                                    SftpAgencyDeliverer
+                                                         "fax"   → FaxAgencySettings,
+                                                                   FaxPacketDeliverer (over
+                                                                   the FAX_VENDORS adapter)
+    (any agency's ``fallback_fax_number``: a FaxPacketDeliverer too, ``AgencyRouter.fallback_for``)
     VENDOR_ADAPTERS    GOODFAITH_RETRIEVAL_VENDORS[id].adapter
                                                   "orders-v1" → RetrievalVendorSettings,
                                                                 OrdersV1Vendor
@@ -47,10 +51,12 @@ from connectors.base import (
     AgencyNotConfigured,
     DeliveryReceipt,
     FaxChannel,
+    FaxPacketTransport,
     PacketDeliverer,
     PacketSubmission,
     RecordsRequester,
 )
+from connectors.delivery.fax import FaxAgencySettings, FaxPacketDeliverer
 from connectors.delivery.https import AgencyCredentials, HttpsAgencyDeliverer
 from connectors.delivery.sftp import SftpAgencyDeliverer, SftpAgencySettings
 from connectors.fax.sinch import SinchFax, SinchSettings
@@ -109,6 +115,10 @@ class BuildContext:
     #: the container's clock (a VirtualClock in simulations): webhook timestamps are checked
     #: against it; None is the system clock
     clock: Clock | None = None
+    #: the fax adapter built from FAX_VENDORS (agency transports that fax go through it)
+    fax: FaxChannel | None = None
+    #: the carrier's name, printed on what transports send (the fax cover sheet)
+    carrier_name: str = "goodfaith carrier"
 
     def webhook_url(self, vendor: str) -> str:
         return webhook_url(self.public_base_url, vendor)
@@ -135,7 +145,7 @@ class Transport(Generic[S]):
     """An agency transport: builds one deliverer for every agency that uses it."""
 
     settings: type[S]
-    build: Callable[[Mapping[str, S], BuildContext], PacketDeliverer]
+    build: Callable[[Mapping[str, S], BuildContext], PacketDeliverer | FaxPacketTransport]
 
 
 # --- factories ---------------------------------------------------------------------------------
@@ -215,6 +225,14 @@ def _sftp(agencies: Mapping[str, SftpAgencySettings], ctx: BuildContext) -> Sftp
     return SftpAgencyDeliverer(agencies, retrying=ctx.retrying, clock=ctx.clock)
 
 
+def _fax_agencies(
+    agencies: Mapping[str, FaxAgencySettings], ctx: BuildContext
+) -> FaxPacketDeliverer:
+    if ctx.fax is None:
+        raise ValueError("fax agency transport: build the fax adapter first (BuildContext.fax)")
+    return FaxPacketDeliverer(ctx.fax, agencies, carrier_name=ctx.carrier_name)
+
+
 def _credentials(a: AgencySettings) -> AgencyCredentials:
     return AgencyCredentials(
         bearer_token=a.bearer_token.get_secret_value() if a.bearer_token else None,
@@ -238,6 +256,7 @@ VENDOR_ADAPTERS: dict[str, Adapter[Any]] = {
 AGENCY_TRANSPORTS: dict[str, Transport[Any]] = {
     "https": Transport(AgencySettings, _https),
     "sftp": Transport(SftpAgencySettings, _sftp),
+    "fax": Transport(FaxAgencySettings, _fax_agencies),
 }
 
 
@@ -323,20 +342,39 @@ def build_deliverer(
     by_transport: dict[str, dict[str, AgencyTransportSettings]] = {}
     for agency_id, agency in agencies.items():
         by_transport.setdefault(agency.transport, {})[agency_id] = agency
-    routes: dict[str, PacketDeliverer] = {}
+    routes: dict[str, PacketDeliverer | FaxPacketTransport] = {}
     for transport, members in by_transport.items():
         entry = _entry(AGENCY_TRANSPORTS, transport, f"agency transport of {sorted(members)}")
         assert isinstance(entry, Transport)
         deliverer = entry.build(members, ctx)
         routes.update(dict.fromkeys(members, deliverer))
-    return AgencyRouter(routes)
+    fallbacks = {
+        agency_id: FaxAgencySettings(name=agency.name, fax_number=agency.fallback_fax_number)
+        for agency_id, agency in agencies.items()
+        if agency.fallback_fax_number is not None
+    }
+    by_fax = _fax_agencies(fallbacks, ctx) if fallbacks else None
+    return AgencyRouter(routes, dict.fromkeys(fallbacks, by_fax) if by_fax else None)
 
 
 class AgencyRouter:
-    """``PacketDeliverer`` that hands each submission to its agency's transport."""
+    """``PacketDeliverer`` that hands each submission to its agency's transport
+    (``RoutesAgencies``: the delivery service asks :meth:`transport_for` first, and drives a
+    fax transport itself, since its receipt comes later)."""
 
-    def __init__(self, routes: Mapping[str, PacketDeliverer]) -> None:
+    def __init__(
+        self,
+        routes: Mapping[str, PacketDeliverer | FaxPacketTransport],
+        fallbacks: Mapping[str, FaxPacketTransport] | None = None,
+    ) -> None:
         self.routes = dict(routes)
+        self.fallbacks = dict(fallbacks or {})
+
+    def transport_for(self, agency_id: str) -> PacketDeliverer | FaxPacketTransport | None:
+        return self.routes.get(agency_id)
+
+    def fallback_for(self, agency_id: str) -> FaxPacketTransport | None:
+        return self.fallbacks.get(agency_id)
 
     def deliver(self, submission: PacketSubmission) -> DeliveryReceipt:
         deliverer = self.routes.get(submission.agency_id)
@@ -344,5 +382,10 @@ class AgencyRouter:
             raise AgencyNotConfigured(
                 f"no submission route for agency {submission.agency_id!r}; "
                 "add it to the agency settings (GOODFAITH_AGENCIES)"
+            )
+        if not isinstance(deliverer, PacketDeliverer):
+            raise AgencyNotConfigured(
+                f"agency {submission.agency_id!r} is reached by fax, which has no immediate "
+                "receipt: deliver through worker/services/delivery.py"
             )
         return deliverer.deliver(submission)

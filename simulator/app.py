@@ -13,7 +13,7 @@ their own list as ``far_sides``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -25,6 +25,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from simulator.agency import AgencyFarSide, AgencySubmission
+from simulator.agency_lines import AgencyFax, AgencyLine, AgencyLines
 from simulator.base import Context, FarSide
 from simulator.cdex import CDexFarSide
 from simulator.events import Backoff, EventHeap
@@ -108,6 +109,9 @@ class Simulator:
     + ``Retry-After`` (Sinch's). ``vendor_webhook_secret`` signs retrieval-vendor callbacks.
     ``webhook_backoff`` spaces the re-attempts of a webhook our
     side refused and says when the vendor gives up (default: :class:`Backoff`'s).
+    ``agency_lines`` (by agency id): the fax lines of agencies
+    (or fall back to fax), reached through whichever fax far side is dialled;
+    ``refused_uploads``: agency ids whose upload endpoint answers every packet 403.
     """
 
     def __init__(
@@ -132,6 +136,8 @@ class Simulator:
         honour_idempotency_keys: bool = True,
         vendor_webhook_secret: str | None = None,
         webhook_backoff: Backoff | None = None,
+        agency_lines: Mapping[str, AgencyLine] | None = None,
+        refused_uploads: Iterable[str] = (),
     ) -> None:
         if not 0.0 <= drop_webhooks <= 1.0 or not 0.0 <= drop_inbound_webhooks <= 1.0:
             raise ValueError("drop_webhooks is a share between 0 and 1 (e.g. 0.2)")
@@ -160,6 +166,8 @@ class Simulator:
             seed=seed,
             honour_idempotency_keys=honour_idempotency_keys,
             vendor_webhook_secret=vendor_webhook_secret,
+            agency_lines=AgencyLines(agency_lines),
+            refused_uploads=frozenset(refused_uploads),
         )
         self.far_sides: list[FarSide] = [make(self._ctx) for make in far_sides]
         self._fire_lock = threading.Lock()
@@ -179,6 +187,11 @@ class Simulator:
     def submissions(self) -> list[AgencySubmission]:
         """Every packet the simulated agencies accepted, in arrival order (a copy)."""
         return self.far_side(AgencyFarSide).submissions
+
+    @property
+    def agency_faxes(self) -> list[AgencyFax]:
+        """Every fax the agencies that take only fax received, in arrival order (a copy)."""
+        return self._ctx.agency_lines.received
 
     @property
     def sent_webhooks(self) -> list[dict[str, Any]]:

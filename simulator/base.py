@@ -18,6 +18,7 @@ import httpx
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from simulator.agency_lines import AgencyLines
 from simulator.events import EventHeap
 from simulator.providers import Providers
 from worker.domain.clock import Clock
@@ -37,7 +38,8 @@ class Context:
     status webhooks lost outright, chosen with ``seed``; ``duplicate_webhooks`` the share of
     delivered callbacks delivered again a minute later (after later ones: out of order);
     ``throttle`` the share of API requests refused with 429 and ``Retry-After``. Far sides
-    that support the last two say so.
+    that support the last two say so. ``agency_lines``: the fax lines of agencies that take
+    only fax (simulator/agency_lines.py); a fax far side dialling one of them delivers there.
     """
 
     clock: Clock
@@ -57,6 +59,10 @@ class Context:
     #: the HMAC key retrieval-vendor callbacks are signed with (simulator/vendor.py); None:
     #: unsigned (our side refuses them)
     vendor_webhook_secret: str | None = None
+    #: agencies' fax lines: the fax far sides deliver faxes to these numbers to the agency
+    agency_lines: AgencyLines = field(default_factory=AgencyLines)
+    #: agencies whose upload endpoint answers every packet 403 (credentials not accepted)
+    refused_uploads: frozenset[str] = frozenset()
     _sent: list[dict[str, Any]] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -80,7 +80,7 @@ class Progress:
 @dataclass
 class SimulationResult:
     """The report (see worker/readmodels/report.py), the run folder, wall seconds, driver steps and how
-    many packets the simulated agencies received."""
+    many packets the simulated agencies received (uploads and faxes)."""
 
     report: dict[str, Any]
     workdir: Path
@@ -242,7 +242,7 @@ def _start(
     sim_port = free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"
     notifications = route_fhir_to(sim_url, scenario.notifications)
-    book = far_side_book(sim_url, notifications)
+    book = far_side_book(sim_url, notifications, scenario.agencies)
     sim_http = make_http_client()
     stops.append(sim_http.close)
     seed = secrets.token_bytes(32)  # the simulator signs its webhooks; we verify them
@@ -270,6 +270,8 @@ def _start(
         vendor_webhook_secret=vendor_secret,
         duplicate_webhooks=scenario.duplicate_webhooks,
         throttle=scenario.throttle,
+        agency_lines=book.agency_lines,
+        refused_uploads=book.refused_uploads,
     )
     _, stop_sim = run_in_thread(simulator.app, port=sim_port)
     stops.append(stop_sim)
@@ -415,12 +417,15 @@ def _collect(run: _Run, workdir: Path) -> SimulationResult:
         report["intake_errors"] = run.intake_errors
     if run.scenario.warnings:
         report["scenario_warnings"] = list(run.scenario.warnings)
+    faxes = run.simulator.agency_faxes
+    if faxes:  # what the fax-only agencies' machines printed, as their clerks read the cover
+        report["agency_faxes"] = [fax.summary() for fax in faxes]
     return SimulationResult(
         report,
         workdir,
         time.monotonic() - run.wall0,
         run.steps,
-        len(run.simulator.submissions),
+        len(run.simulator.submissions) + len(faxes),
     )
 
 

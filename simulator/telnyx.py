@@ -7,10 +7,12 @@ Outbound fax sent at t::
     t        fax.queued
     t+10s    fax.media.processed
     t+30s    fax.sending.started
-    t+1min   fax.failed (user_busy)                  when the provider's line is "busy"
+    t+1min   fax.failed (user_busy)                  when the provider's line is "busy", or an
+                                                     agency's line answers busy (busy_first)
     t+2min   letter fetched from media_url → fax.delivered (or fax.failed file_download_failed)
              the provider's count of delivered requests +1; at respond_after_attempts (once):
     +reply   fax.received, media_url = {public_base_url}/v2/media/{id}
+             (a fax to an agency's line, simulator/agency_lines.py, is printed there instead)
 
 A webhook our side refuses (exception or non-2xx) is re-attempted with ``meta.attempt``
 incremented, at the fax's ``webhook_failover_url`` when it has one (as Telnyx documents), after
@@ -374,10 +376,16 @@ class TelnyxFarSide(FarSide):
             if key:
                 self._fax_keys[key] = fax.id
         _, behaviour = self.ctx.providers.lookup(fax.to_number)
+        lines = self.ctx.agency_lines
+        busy = (
+            not lines.answers(fax.to_number)
+            if lines.owns(fax.to_number)
+            else behaviour.fax == "busy"
+        )
         self._fax_event(fax, "fax.queued", now, "queued")
         self._fax_event(fax, "fax.media.processed", now + _QUEUED_TO_MEDIA, "media.processed")
         self._fax_event(fax, "fax.sending.started", now + _QUEUED_TO_SENDING, "sending")
-        if behaviour.fax == "busy":
+        if busy:
             self._fax_event(
                 fax, "fax.failed", now + _QUEUED_TO_BUSY, "failed", failure_reason="user_busy"
             )
@@ -503,6 +511,9 @@ class TelnyxFarSide(FarSide):
             page_count=page_count(letter) or 1,
             call_duration_secs=60,
         )
+        if self.ctx.agency_lines.owns(fax.to_number):  # a packet, printed at the agency
+            self.ctx.agency_lines.receive(fax.to_number, fax.id, letter, due)
+            return
         provider_id, behaviour = self.ctx.providers.lookup(fax.to_number)
         if self.ctx.providers.count_delivery(provider_id, behaviour, reference or fax.to_number):
             at = due + timedelta(minutes=behaviour.reply_delay_minutes)

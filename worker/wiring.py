@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -140,6 +140,19 @@ class Container:
         base = self.settings.public_base_url.rstrip("/")
         return f"{base}/v1/media/{attempt_id}?token={self.media_token(attempt_id)}"
 
+    def delivery_media_token(self, delivery_id: str) -> str:
+        """HMAC that lets the fax vendor fetch one delivery's fax document (cover sheet and
+        packet). Keyed apart from letters: an attempt's token never opens a delivery."""
+        key = self.settings.media_secret.encode()
+        message = b"delivery:" + delivery_id.encode()
+        return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
+
+    def delivery_media_url(self, delivery_id: str) -> str:
+        """Where the fax vendor fetches a delivery's fax document (ids only, no PHI)."""
+        base = self.settings.public_base_url.rstrip("/")
+        token = self.delivery_media_token(delivery_id)
+        return f"{base}/v1/media/deliveries/{delivery_id}?token={token}"
+
     @property
     def status_checks(self) -> StatusChecks:
         """When the fax vendor is asked about a transmission with no final webhook."""
@@ -235,7 +248,7 @@ def build_container(
     vendors = build_vendors(settings.retrieval_vendors, ctx)
     agencies: dict[str, AgencyTransportSettings] = dict(settings.agencies)
     agencies.update(extra_agencies or {})
-    deliverer = build_deliverer(agencies, ctx)
+    deliverer = build_deliverer(agencies, replace(ctx, fax=fax, carrier_name=settings.carrier_name))
     container = Container(
         settings=settings,
         clock=clock,

@@ -55,11 +55,11 @@ from connectors.base import (
     AgencyNotConfigured,
     AuthError,
     DeliveryReceipt,
+    HashMismatch,
     PacketSubmission,
     Rejected,
     TransientError,
 )
-from connectors.delivery.https import HashMismatch
 from connectors.retry import RetryingFactory, transport_retrying
 from worker.domain.clock import Clock, SystemClock
 

@@ -8,7 +8,8 @@
 - ``inbound``: inbound faxes and polled FHIR Tasks → checked documents → closed requests
 - ``inbox``: documents that matched no request, assigned by ops (audited)
 - ``packet``: close what is open at the cutoff, build the packet, queue its delivery
-- ``delivery``: upload to the agency; transient failures retry on a timer
+- ``delivery``: upload to the agency (or fax it, confirmed later by the fax vendor's webhook
+  or status); transient failures retry on a timer
 - ``cancel``: withdrawal or reversal; open FHIR Tasks withdrawn at the far side
 - ``closing``: closing a request (shared by inbound, packet and cancel)
 - ``watchdog``: overdue cases driven again and flagged (the scheduler runs it every tick)
@@ -98,7 +99,11 @@ def intake(c: Container, data: Any) -> IntakeResult:
 
 
 def record_fax_status(c: Container, event: FaxStatusEvent) -> list[Command]:
-    """A status webhook for an outbound fax; returns the commands to enqueue."""
+    """A status webhook for an outbound fax — a packet faxed to an agency, else a request
+    letter; returns the commands to enqueue."""
+    about_packet = call(delivery.record_fax_status, c, event)
+    if about_packet is not None:
+        return about_packet
     return call(outreach.record_fax_status, c, event)
 
 
