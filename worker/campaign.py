@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
@@ -271,3 +271,27 @@ def _date(text: str, n: int, column: str, errors: list[tuple[int, str, str]]) ->
 def due_instant(due: date, tz: Any) -> datetime:
     """A row's due date as an instant: :data:`DUE_TIME` that day in the campaign's zone."""
     return datetime.combine(due, DUE_TIME, tzinfo=tz)
+
+
+def parse_campaign(
+    data: Any, *, today: Callable[[str], date], progress: Callable[[int], None] | None = None
+) -> CampaignDoc:
+    """A campaign document: ``{"name", "jurisdiction", "policy", "requests": [rows]}`` or
+    ``"csv": "<the file's text>"`` instead of ``requests``. ``today(jurisdiction)`` is the
+    load's date in that jurisdiction's zone. Raises CampaignError naming every bad value."""
+    if not isinstance(data, Mapping):
+        raise CampaignError([(0, "(document)", "must be a JSON object")])
+    rows_in = data.get("requests")
+    text = data.get("csv")
+    if (rows_in is None) == (text is None):
+        raise CampaignError([(0, "requests", "give either 'requests' (a list) or 'csv' (text)")])
+    head = parse_head({k: v for k, v in data.items() if k not in ("requests", "csv")})
+    if text is not None:
+        if not isinstance(text, str):
+            raise CampaignError([(0, "csv", "must be the CSV file's text")])
+        rows: Iterable[Mapping[str, Any]] = csv_rows(text)
+    elif isinstance(rows_in, list):
+        rows = rows_in
+    else:
+        raise CampaignError([(0, "requests", "must be a list of rows")])
+    return CampaignDoc(head, validate_rows(rows, today=today(head.jurisdiction), progress=progress))

@@ -73,10 +73,13 @@ class ExportFilter:
     received_from: datetime | None = None
     received_to: datetime | None = None
     mask_destination: bool = False
+    campaign_id: str | None = None  # a campaign's requests only
 
     def apply(self, q: Any) -> Any:
         if self.case_id:
             q = q.where(Case.id == self.case_id)
+        if self.campaign_id:
+            q = q.where(Case.campaign_id == self.campaign_id)
         if self.provider_id:
             q = q.where(RecordRequest.provider_id == self.provider_id)
         if self.agency_id:

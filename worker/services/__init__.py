@@ -45,6 +45,7 @@ from worker.commands import (
 )
 from worker.notification import IntakeError
 from worker.services import (
+    campaigns,
     cancel,
     deadletters,
     delivery,
@@ -138,6 +139,42 @@ def retry_dead_letter(c: Container, letter_id: str) -> RetryOutcome:
     return outcome
 
 
+# --- campaigns (issue 11): bulk record retrieval ------------------------------------------
+
+
+def load_campaign(
+    c: Container,
+    data: Any,
+    created_by: str,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> campaigns.LoadResult:
+    """Validate a campaign document (every row; CampaignError names each bad value, nothing is
+    stored) and store it in one transaction; its cases are opened by the scheduler, a batch a
+    tick. ``progress(phase, done, total)`` follows a long load."""
+    from config.jurisdictions import UnknownJurisdiction, get_jurisdiction
+    from worker.campaign import CampaignError, parse_campaign
+
+    def today(code: str) -> Any:
+        try:
+            return c.clock.now().astimezone(get_jurisdiction(code).tz).date()
+        except UnknownJurisdiction as exc:
+            raise CampaignError([(0, "jurisdiction", str(exc).strip("'\""))]) from None
+
+    def checked(n: int) -> None:
+        if progress is not None:
+            progress("checked", n, 0)
+
+    doc = parse_campaign(data, today=today, progress=checked)
+    return call(campaigns.load_campaign, c, doc, created_by, progress)
+
+
+def cancel_campaign(c: Container, campaign_id: str, reason: str, by: str) -> int | None:
+    """Cancel a campaign's open requests (audited); None when there is no such campaign."""
+    cancelled, follow = call(campaigns.cancel_campaign, c, campaign_id, reason, by)
+    c.dispatcher.enqueue(follow)
+    return cancelled
+
+
 # --- the ops review queue (issue 10): flagged documents wait for a person ------------------
 
 
@@ -162,8 +199,10 @@ __all__ = [
     "IntakeResult",
     "RetryOutcome",
     "assign_document",
+    "cancel_campaign",
     "cancel_case",
     "intake",
+    "load_campaign",
     "record_dead_letter",
     "record_fax_status",
     "record_inbound_fax",

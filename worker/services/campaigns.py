@@ -59,10 +59,10 @@ def check_head(head: CampaignHead) -> None:
 def load_campaign(
     doc: CampaignDoc,
     created_by: str,
+    progress: Progress | None = None,
     *,
     sessions: sessionmaker[Session],
     clock: Clock,
-    progress: Progress | None = None,
 ) -> LoadResult:
     """Write the campaign and one open case (one request) per row, in one transaction.
     ``doc`` is already validated; ``progress(phase, done, total)`` follows the inserts."""
