@@ -100,6 +100,7 @@ def _templated(path: str) -> str:
         .replace("/packets/1", "/packets/{sequence}")
         .replace("/inbox/nope", "/inbox/{document_id}")
         .replace("/review/nope", "/review/{document_id}")
+        .replace("/campaigns/nope", "/campaigns/{campaign_id}")
     )
 
 
