@@ -116,6 +116,12 @@ def test_the_dashboard_shows_a_simulated_day(
 ) -> None:
     c, url, ops = day
     api = httpx.Client(base_url=url, headers=ops)
+    csv_text = (
+        "member_id,member_name,birth_date,provider_id,provider_name,fax,request,due_date\n"
+        f"M77,Pat Doe,1970-01-01,prov-77,Clinic,+16175550177,Charts,"
+        f"{(c.clock.now() + timedelta(days=30)).date().isoformat()}\n"
+    )
+    services.load_campaign(c, {"name": "RA charts", "csv": csv_text}, "test")
     expected = api.get("/v1/cases", params={"limit": 500}).json()
     assert expected["active"], "the day should leave cases in progress"
     browser = _browser()
@@ -145,6 +151,10 @@ def test_the_dashboard_shows_a_simulated_day(
         )
         assert queue_text[0].split()[1] == "1"
         assert "workers alive" in queue_text[1]
+        campaign = browser.execute_script(
+            "return document.querySelector('#campaign-table tbody tr').innerText"
+        ).split("\t")
+        assert campaign[:4] == ["RA charts", "open", "1", "1"]
         shot = tmp_path / "dashboard.png"
         assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
         artifacts = os.environ.get("GOODFAITH_SCREENSHOTS")
