@@ -42,8 +42,9 @@ def _csv(rows: int, due: str = "2026-05-29") -> str:
 
 
 @pytest.fixture
-def env(tmp_path: Path):  # type: ignore[no-untyped-def]
-    c, clock, fax, deliverer = make_container(tmp_path, START)
+def env(tmp_path: Path, database_url: str):  # type: ignore[no-untyped-def]
+    """On SQLite and PostgreSQL: loading uses multi-row inserts in one transaction."""
+    c, clock, fax, deliverer = make_container(tmp_path, START, database_url)
     yield c, clock, fax, deliverer
     c.close()
 
@@ -111,12 +112,12 @@ def test_the_campaign_policy_sets_the_attempts_and_the_case_completes_without_a_
     due date the request is unresponsive and the case completed: no packet, no delivery."""
     c, clock, fax, _ = env
     loaded = services.load_campaign(
-        c, {"name": "two", "policy": {"attempts": 2}, "csv": _csv(1, due="2026-04-28")}, "test"
+        c, {"name": "two", "policy": {"attempts": 2}, "csv": _csv(1, due="2026-04-23")}, "test"
     )
     run_until(c, clock, at("2026-04-17T09:05:00-04:00"))
     for fax_id in fax.ids.values():  # the fax went through: the next is a follow-up, weeks on
         fax.statuses[fax_id] = fax_delivered(fax_id, clock.now())
-    run_until(c, clock, at("2026-04-29T00:00:00-04:00"))
+    run_until(c, clock, at("2026-04-24T00:00:00-04:00"))
     assert len(fax.sent) == 2
     sent = sorted(r.idempotency_key for r in fax.sent)
     assert len(set(sent)) == 2

@@ -27,8 +27,9 @@ EVENING = at("2026-04-16T20:00:00-04:00")
 
 
 @pytest.fixture
-def env(tmp_path: Path):  # type: ignore[no-untyped-def]
-    c, clock, fax, deliverer = make_container(tmp_path, EVENING)
+def env(tmp_path: Path, database_url: str):  # type: ignore[no-untyped-def]
+    """On SQLite and PostgreSQL: the chase takes row locks (``FOR UPDATE OF``)."""
+    c, clock, fax, deliverer = make_container(tmp_path, EVENING, database_url)
     yield c, clock, fax, deliverer
     c.close()
 
