@@ -11,6 +11,8 @@
 - ``delivery``: upload to the agency; transient failures retry on a timer
 - ``cancel``: withdrawal or reversal; open FHIR Tasks withdrawn at the far side
 - ``closing``: closing a request (shared by inbound, packet and cancel)
+- ``campaigns``: bulk record retrieval loaded at once, chased in the bulk lane, cancelled;
+  ``coalescing``: one outreach per provider for every open request of one member
 - ``watchdog``: overdue cases driven again and flagged (the scheduler runs it every tick)
 - ``deadletters``: messages dramatiq gave up on, recorded, flagged and retried by ops
 - ``quality``: QA flags of a received document (duplicate, cloned, wrong patient, ...);
