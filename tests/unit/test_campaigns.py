@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from pypdf import PdfReader
 from sqlalchemy import func, select
 
 from simulator.documents import generate_records_pdf
 from storage.db import transaction
-from storage.models import AuditEvent, Campaign, Case, Delivery, Packet, RecordRequest
+from storage.models import Attempt, AuditEvent, Campaign, Case, Delivery, Packet, RecordRequest
 from tests.conftest import at
 from tests.fakes import api_client, fax_delivered, fax_received, make_container, run_until
 from worker import services
@@ -75,6 +76,13 @@ def test_a_csv_load_stores_every_row_and_the_scheduler_opens_them_in_the_bulk_la
     assert len(fax.sent) == 3
     assert all(r.purpose.startswith("Records review: ") for r in fax.sent)
     assert all("Office notes 2025" in r.purpose for r in fax.sent)
+    with transaction(c.sessions) as s:
+        letter_uri = s.scalars(select(Attempt.letter_uri)).first()
+    assert letter_uri is not None
+    page = PdfReader(io.BytesIO(c.store.get(letter_uri))).pages[0]
+    text = " ".join(page.extract_text().split())
+    assert "RECORDS REVIEW" in text and 'the records review "UR sample"' in text
+    assert "external review agency" not in text
     detail = campaign_detail(c, loaded.campaign_id)
     assert detail is not None
     assert detail["by_status"] == {"open": 3} and detail["attempts"] == {"sent": 3}
