@@ -19,6 +19,7 @@ from worker import services
 from worker.commands import SendAttempt
 from worker.domain.lanes import Lane
 from worker.readmodels.campaigns import campaign_detail
+from worker.readmodels.export import iter_attempts
 from worker.services.lanes import lanes_of
 
 #: Thursday 16 April 2026, 20:00 in Boston: after hours, so a standard review's first attempt
@@ -84,6 +85,12 @@ def test_two_reviews_for_one_member_share_one_fax_and_both_packets_carry_the_rec
     )
     reqs = _requests(c)
     assert {x.outcome for r in reqs.values() for x in r.attempts} == {"delivered"}
+    # the export shows, on the request the fax also served, which reference it went out under
+    rows = {row["notification_id"]: row for row in iter_attempts(c)}
+    served = "A" if sent.request_id == b.id else "B"
+    assert rows[served]["sent_under"] == (b if served == "A" else a).reference
+    assert rows[served]["external_id"] == fax.ids[fax.sent[0].idempotency_key]
+    assert rows["B" if served == "A" else "A"]["sent_under"] is None
     # the reply quotes one reference; it serves both
     _reply(c, clock, fax, a.reference, "reply")
     run_until(c, clock, at("2026-04-24T00:00:00-04:00"))
