@@ -8,7 +8,8 @@ Who may call what (api/security.py): ``Authorization: Bearer <key>``, one role p
     compliance  GET /v1/exports/attempts, GET /v1/audit/verify,
                 GET /v1/cases/{id}/packets/{sequence}[/manifest]
     admin       GET /v1/keys, POST /v1/keys, POST /v1/keys/{id}/revoke
-    (signature) POST /v1/webhooks/{vendor}: the vendor's own signature, no key
+    (signature) POST /v1/webhooks/{vendor}: the fax vendor's own signature, no key;
+                POST /v1/webhooks/vendor?vendor_id=: a retrieval vendor's HMAC signature
     (token)     GET /v1/media/{attempt_id}?token=: an HMAC token for one letter
     (open)      GET /healthz, GET /metrics (aggregate counts, no PHI), GET /dashboard (the
                 page and its script; the data it shows comes from the ops endpoints)
@@ -37,6 +38,7 @@ from api import problems
 from api.security import Guard
 from connectors.base import FaxReceivedEvent, FaxStatusEvent, WebhookError
 from connectors.registry import WEBHOOK_ROUTE
+from connectors.vendor.router import RetrievalVendors
 from storage.auditchain import chain_head, verify_chain
 from storage.db import transaction
 from storage.models import Attempt, Packet
@@ -98,6 +100,24 @@ def create_app(
         if result.warnings:  # the case is taken in, and flagged: say so to the sender too
             body_out["warnings"] = result.warnings
         return JSONResponse(body_out, status_code=201 if result.created else 200)
+
+    @app.post(WEBHOOK_ROUTE.format(vendor=RetrievalVendors.vendor))
+    async def retrieval_vendor_webhook(
+        request: Request, vendor_id: str | None = Query(None, max_length=64)
+    ) -> dict[str, str]:
+        """A retrieval vendor's order callback (connectors/vendor/orders-v1.openapi.yaml),
+        signed with that vendor's secret; anything else is refused (401)."""
+        guard.limit("webhooks", request.client.host if request.client else "unknown")
+        c = container()
+        body = await request.body()
+        try:
+            event = c.vendors.parse_callback(vendor_id, body, dict(request.headers))
+        except WebhookError as exc:
+            log.warning("webhook.rejected", vendor="vendor", error=str(exc))
+            raise HTTPException(status_code=401, detail="webhook rejected") from None
+        follow = await run_in_threadpool(services.record_vendor_event, c, event)
+        await run_in_threadpool(c.dispatcher.enqueue, follow)
+        return {"status": "ok"}
 
     @app.post(WEBHOOK_ROUTE)
     async def vendor_webhook(vendor: str, request: Request) -> dict[str, str]:

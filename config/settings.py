@@ -14,6 +14,9 @@ discriminated union whose members are the registered vendors' settings models::
     GOODFAITH_FHIR__VENDOR=cdex         (default) FhirSettings
     GOODFAITH_AGENCIES[id].transport    "https" (default) AgencySettings;
                                         "sftp" SftpAgencySettings (connectors/delivery/sftp.py)
+    GOODFAITH_RETRIEVAL_VENDORS[id].adapter  "orders-v1" (default) RetrievalVendorSettings
+                                        (connectors/vendor/orders.py): the provider designees'
+                                        retrieval vendors, by vendor id
 
 An unknown name fails at start-up, naming the setting and the registered names.
 """
@@ -84,12 +87,43 @@ class FaxVendorSettings(BaseModel):
         return []
 
 
+def _absolute_uri(value: str) -> str:
+    if not value.startswith(("urn:", "http://", "https://")) or any(c.isspace() for c in value):
+        raise ValueError(
+            "must be an absolute URI naming the identifier's namespace, e.g. "
+            "https://payer.example/fhir/sid/member-id or urn:oid:2.16.840.1.113883.6.300"
+        )
+    return value
+
+
 class FhirSettings(BaseModel):
-    """The carrier's identity on FHIR requests; ``vendor`` picks the FHIR adapter."""
+    """The carrier's identity on FHIR requests (``GOODFAITH_FHIR__*``); ``vendor`` picks the
+    FHIR adapter.
+
+    Identifiers on a CDex Task are namespaced (``Identifier.system``, an absolute URI the
+    carrier owns or a registered one): the member id in ``member_id_system``, the carrier
+    itself as ``requester_identifier`` in ``requester_identifier_system`` (e.g. the NAIC
+    company code, ``urn:oid:2.16.840.1.113883.6.300``), the claim and coverage under review in
+    ``claim_id_system`` / ``coverage_id_system``. The ``urn:goodfaith:*`` defaults run the demo;
+    set your own in production. ``signature_required`` is sent as the CDex ``signature-flag``
+    input: whether the provider must sign the records it returns.
+    """
 
     vendor: str = "cdex"
     requester_name: str = "goodfaith carrier"
     requester_identifier: str = "carrier-0001"
+    requester_identifier_system: str = "urn:goodfaith:carrier-id"
+    member_id_system: str = "urn:goodfaith:member-id"
+    claim_id_system: str = "urn:goodfaith:claim-id"
+    coverage_id_system: str = "urn:goodfaith:coverage-id"
+    signature_required: bool = False
+
+    @field_validator(
+        "requester_identifier_system", "member_id_system", "claim_id_system", "coverage_id_system"
+    )
+    @classmethod
+    def _system_is_a_uri(cls, v: str) -> str:
+        return _absolute_uri(v)
 
 
 class DocumentSettings(BaseModel):
@@ -166,6 +200,12 @@ class Settings(BaseSettings):
     agencies: dict[str, SerializeAsAny[AgencyTransportSettings]] = Field(default_factory=dict)
     fax: SerializeAsAny[FaxVendorSettings] = Field(default_factory=_default_fax)
     fhir: SerializeAsAny[FhirSettings] = Field(default_factory=FhirSettings)
+    #: record-retrieval vendors (providers' designees) by vendor id, as JSON:
+    #: ``{"ciox": {"name": "Ciox Health", "api_base": "https://...", "api_key": "...",
+    #: "webhook_secret": "..."}}``; a ``vendor`` channel names one of these ids
+    retrieval_vendors: dict[str, Any] = Field(default_factory=dict)
+    #: TOML file of designees by provider NPI (config/providers.py); unset: none
+    provider_directory: str | None = None
     documents: DocumentSettings = Field(default_factory=DocumentSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     log_level: str = "INFO"
@@ -211,6 +251,24 @@ class Settings(BaseSettings):
         return resolve_settings(
             FHIR_VENDORS, v, key="vendor", default="cdex", setting="GOODFAITH_FHIR__VENDOR"
         )
+
+    @field_validator("retrieval_vendors", mode="before")
+    @classmethod
+    def _vendor_adapters(cls, v: Any) -> Any:
+        from connectors.registry import VENDOR_ADAPTERS, resolve_settings
+
+        if not isinstance(v, dict):
+            return v  # pydantic reports the type error
+        return {
+            vendor_id: resolve_settings(
+                VENDOR_ADAPTERS,
+                vendor,
+                key="adapter",
+                default="orders-v1",
+                setting=f"GOODFAITH_RETRIEVAL_VENDORS[{vendor_id!r}].adapter",
+            )
+            for vendor_id, vendor in v.items()
+        }
 
     @field_validator("agencies", mode="before")
     @classmethod

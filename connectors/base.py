@@ -64,6 +64,24 @@ class WebhookError(ConnectorError):
 
 
 @dataclass(frozen=True)
+class PatientRef:
+    """Who the records are about, for channels that search a chart by person (a retrieval
+    vendor); ``birth_date`` is ISO ``YYYY-MM-DD``."""
+
+    name: str
+    birth_date: str
+
+
+@dataclass(frozen=True)
+class ProviderRef:
+    """Whose records are asked for: our provider id, name and NPI (when known)."""
+
+    id: str
+    name: str
+    npi: str | None = None
+
+
+@dataclass(frozen=True)
 class RecordsRequest:
     """What one attempt sends. ``idempotency_key`` is the attempt's key: connectors pass it to
     the far side wherever it supports one, so a redelivered message never sends twice."""
@@ -76,12 +94,24 @@ class RecordsRequest:
     requester: str  # the carrier's name
     purpose: str  # human-readable reason, e.g. "External review (958 CMR 3.409) ..."
     callback_url: str | None = None  # status webhook URL, where the channel supports one
-    loinc_codes: tuple[str, ...] = ("11506-3",)  # FHIR data-code: what is requested
+    attempt_number: int = 1
+    respond_by: datetime | None = None  # when we need the answer (the case's assembly cutoff)
+    requested: str | None = None  # what is requested, in words (as on the letter)
+    patient: PatientRef | None = None  # vendor orders: who the chart belongs to
+    provider: ProviderRef | None = None  # vendor orders: whose chart
+    #: FHIR data-code: the one document type requested (LOINC). CDex allows one code input per
+    #: Task (cdex-9), so several document types are several requests.
+    loinc_code: str = "11506-3"
+    #: where the insured's signed authorization for release can be fetched (FHIR basedOn);
+    #: None when the case has none
+    authorization_url: str | None = None
+    claim_id: str | None = None  # the claim / prior authorization under review (payer's id)
+    coverage_id: str | None = None  # the coverage under review (payer's id)
 
 
 @dataclass(frozen=True)
 class SendReceipt:
-    external_id: str  # the channel's id for this transmission (Telnyx fax id, FHIR Task id)
+    external_id: str  # the channel's id for this transmission (fax id, FHIR Task URL, order)
     outcome: AttemptOutcome = AttemptOutcome.SENT
 
 
@@ -133,6 +163,8 @@ class InboundDocument:
     external_id: str  # unique per inbound document on that channel (dedupes redelivery)
     sender: str | None = None  # fax number or FHIR owner
     partial: bool = False  # fax: the channel says content may be incomplete
+    #: the channel says this is a formal "no records" statement (a vendor's certificate)
+    no_records: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,14 @@ One table per port, each entry ``name → Vendor(settings model, factory)``::
                                                                    HttpsAgencyDeliverer
                                                          "sftp"  → SftpAgencySettings,
                                                                    SftpAgencyDeliverer
+    VENDOR_ADAPTERS    GOODFAITH_RETRIEVAL_VENDORS[id].adapter
+                                                  "orders-v1" → RetrievalVendorSettings,
+                                                                OrdersV1Vendor
+
+A retrieval vendor with its own API is one adapter module in ``connectors/vendor/`` (the
+``VendorAdapter`` protocol of connectors/vendor/router.py) plus one line in VENDOR_ADAPTERS;
+every configured vendor id is served by one :class:`RetrievalVendors`, the ``vendor`` channel,
+whose callbacks come to ``POST /v1/webhooks/vendor?vendor_id=<id>``.
 
 Adding a vendor: write its adapter (``connectors/fax/<name>.py``, satisfying ``FaxChannel``
 with ``vendor = "<name>"``) and its settings model (a ``FaxVendorSettings`` subclass with
@@ -47,15 +55,19 @@ from connectors.delivery.https import AgencyCredentials, HttpsAgencyDeliverer
 from connectors.delivery.sftp import SftpAgencyDeliverer, SftpAgencySettings
 from connectors.fax.sinch import SinchFax, SinchSettings
 from connectors.fax.telnyx import TelnyxFax, TelnyxSettings
-from connectors.fhir.cdex import CDexTaskRequester
+from connectors.fhir.cdex import CDexIdentity, CDexTaskRequester
 from connectors.retry import RetryingFactory
+from connectors.vendor.orders import OrdersV1Vendor, RetrievalVendorSettings
+from connectors.vendor.router import RetrievalVendors, VendorAdapter
 from worker.domain.clock import Clock
 
 __all__ = [
     "AGENCY_TRANSPORTS",
     "FAX_VENDORS",
     "FHIR_VENDORS",
+    "VENDOR_ADAPTERS",
     "WEBHOOK_ROUTE",
+    "Adapter",
     "AgencyRouter",
     "BuildContext",
     "Transport",
@@ -63,7 +75,9 @@ __all__ = [
     "build_deliverer",
     "build_fax",
     "build_fhir",
+    "build_vendors",
     "resolve_settings",
+    "vendor_callback_url",
     "webhook_url",
 ]
 
@@ -77,6 +91,11 @@ T = TypeVar("T")
 def webhook_url(public_base_url: str, vendor: str) -> str:
     """The URL a vendor is given for its webhooks: ours, at ``/v1/webhooks/<vendor>``."""
     return public_base_url.rstrip("/") + WEBHOOK_ROUTE.format(vendor=vendor)
+
+
+def vendor_callback_url(public_base_url: str, vendor_id: str) -> str:
+    """Where a retrieval vendor posts its callbacks: ``/v1/webhooks/vendor?vendor_id=<id>``."""
+    return f"{webhook_url(public_base_url, RetrievalVendors.vendor)}?vendor_id={vendor_id}"
 
 
 @dataclass(frozen=True)
@@ -101,6 +120,14 @@ class Vendor(Generic[S, T]):
 
     settings: type[S]
     build: Callable[[S, BuildContext], T]
+
+
+@dataclass(frozen=True)
+class Adapter(Generic[S]):
+    """A retrieval vendor's adapter: builds one per configured vendor id."""
+
+    settings: type[S]
+    build: Callable[[S, BuildContext, str], VendorAdapter]
 
 
 @dataclass(frozen=True)
@@ -151,6 +178,27 @@ def _cdex(s: FhirSettings, ctx: BuildContext) -> CDexTaskRequester:
         requester_name=s.requester_name,
         requester_identifier=s.requester_identifier,
         retrying=ctx.retrying,
+        clock=ctx.clock,
+        identity=CDexIdentity(
+            requester_name=s.requester_name,
+            requester_identifier=s.requester_identifier,
+            requester_identifier_system=s.requester_identifier_system,
+            member_id_system=s.member_id_system,
+            claim_id_system=s.claim_id_system,
+            coverage_id_system=s.coverage_id_system,
+            signature_required=s.signature_required,
+        ),
+    )
+
+
+def _orders_v1(s: RetrievalVendorSettings, ctx: BuildContext, vendor_id: str) -> OrdersV1Vendor:
+    return OrdersV1Vendor(
+        ctx.http,
+        vendor_id=vendor_id,
+        settings=s,
+        callback_url=vendor_callback_url(ctx.public_base_url, vendor_id),
+        retrying=ctx.retrying,
+        clock=ctx.clock,
     )
 
 
@@ -164,7 +212,7 @@ def _https(agencies: Mapping[str, AgencySettings], ctx: BuildContext) -> HttpsAg
 
 
 def _sftp(agencies: Mapping[str, SftpAgencySettings], ctx: BuildContext) -> SftpAgencyDeliverer:
-    return SftpAgencyDeliverer(agencies, retrying=ctx.retrying)
+    return SftpAgencyDeliverer(agencies, retrying=ctx.retrying, clock=ctx.clock)
 
 
 def _credentials(a: AgencySettings) -> AgencyCredentials:
@@ -184,6 +232,9 @@ FAX_VENDORS: dict[str, Vendor[Any, FaxChannel]] = {
 FHIR_VENDORS: dict[str, Vendor[Any, RecordsRequester]] = {
     "cdex": Vendor(FhirSettings, _cdex),
 }
+VENDOR_ADAPTERS: dict[str, Adapter[Any]] = {
+    "orders-v1": Adapter(RetrievalVendorSettings, _orders_v1),
+}
 AGENCY_TRANSPORTS: dict[str, Transport[Any]] = {
     "https": Transport(AgencySettings, _https),
     "sftp": Transport(SftpAgencySettings, _sftp),
@@ -194,7 +245,7 @@ AGENCY_TRANSPORTS: dict[str, Transport[Any]] = {
 
 
 def resolve_settings(
-    table: Mapping[str, Vendor[Any, Any] | Transport[Any]],
+    table: Mapping[str, Vendor[Any, Any] | Transport[Any] | Adapter[Any]],
     value: Any,
     *,
     key: str,
@@ -220,8 +271,10 @@ def resolve_settings(
 
 
 def _entry(
-    table: Mapping[str, Vendor[Any, Any] | Transport[Any]], name: object, setting: str
-) -> Vendor[Any, Any] | Transport[Any]:
+    table: Mapping[str, Vendor[Any, Any] | Transport[Any] | Adapter[Any]],
+    name: object,
+    setting: str,
+) -> Vendor[Any, Any] | Transport[Any] | Adapter[Any]:
     entry = table.get(name) if isinstance(name, str) else None
     if entry is None:
         known = ", ".join(sorted(table))
@@ -249,6 +302,18 @@ def build_fhir(settings: FhirSettings, ctx: BuildContext) -> RecordsRequester:
     assert isinstance(entry, Vendor)
     requester: RecordsRequester = entry.build(settings, ctx)
     return requester
+
+
+def build_vendors(vendors: Mapping[str, BaseModel], ctx: BuildContext) -> RetrievalVendors:
+    """The ``vendor`` channel: one adapter per configured vendor id (its ``adapter`` names the
+    VENDOR_ADAPTERS entry)."""
+    adapters: dict[str, VendorAdapter] = {}
+    for vendor_id, settings in vendors.items():
+        name = getattr(settings, "adapter", "orders-v1")
+        entry = _entry(VENDOR_ADAPTERS, name, f"GOODFAITH_RETRIEVAL_VENDORS[{vendor_id!r}]")
+        assert isinstance(entry, Adapter)
+        adapters[vendor_id] = entry.build(settings, ctx, vendor_id)
+    return RetrievalVendors(adapters)
 
 
 def build_deliverer(

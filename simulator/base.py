@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 from fastapi import APIRouter
+from fastapi.responses import Response
 
 from simulator.events import EventHeap
 from simulator.providers import Providers
@@ -53,6 +54,9 @@ class Context:
     throttle: float = 0.0  # share of API requests answered 429 with Retry-After (not acted on)
     seed: int = 0  # for the random choices far sides make (which webhooks are lost)
     honour_idempotency_keys: bool = True  # False: every fax request creates a new fax
+    #: the HMAC key retrieval-vendor callbacks are signed with (simulator/vendor.py); None:
+    #: unsigned (our side refuses them)
+    vendor_webhook_secret: str | None = None
     _sent: list[dict[str, Any]] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -73,8 +77,18 @@ class FarSide(ABC):
     ``simulator.app.FAR_SIDES``; the simulator builds it with the shared :class:`Context` and
     mounts :meth:`router` on its app."""
 
+    #: path prefixes whose errors this far side words (unknown routes, wrong methods, bad
+    #: parameters), e.g. ``("/v2/",)``; see :meth:`error`
+    prefixes: tuple[str, ...] = ()
+
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+
+    def error(self, status: int, title: str) -> Response | None:
+        """An error response in this vendor's own format (HTTP ``status``, ``title`` in words),
+        for paths under :attr:`prefixes`; None leaves it to the simulator's default (Telnyx's
+        format)."""
+        return None
 
     @abstractmethod
     def router(self) -> APIRouter:

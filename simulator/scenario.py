@@ -60,6 +60,7 @@ class _ProviderSpec(BaseModel):
     pages: int = Field(default=5, ge=1, le=5000)
     fax: Literal["ok", "busy"] = "ok"
     fhir: Literal["ok", "rejects", "fails", "down"] = "ok"
+    vendor: Literal["ok", "no_records", "down"] = "ok"
     reply: Literal["records", "no_records"] = "records"
     document: str | None = None
 
@@ -117,6 +118,7 @@ def parse_scenario(data: Any, base_dir: Path | None = None) -> Scenario:
             pages=p.pages,
             fax=p.fax,
             fhir=p.fhir,
+            vendor=p.vendor,
             reply=p.reply,
             document=doc,
         )
@@ -171,11 +173,13 @@ def load_scenario(path: Path) -> Scenario:
 @dataclass
 class FarSideBook:
     """Who is who on the far side, read from the notifications: fax numbers and NPIs to provider
-    (or designee vendor) ids, display names, and one agency per agency id."""
+    (or designee vendor) ids, display names, one agency per agency id, and the retrieval
+    vendor ids that ``vendor`` channels name (the simulator serves each of them)."""
 
     directory: dict[str, str] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
     agencies: dict[str, AgencySettings] = field(default_factory=dict)
+    vendor_ids: set[str] = field(default_factory=set)
 
 
 def route_fhir_to(simulator_url: str, notifications: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -212,11 +216,17 @@ def far_side_book(simulator_url: str, notifications: list[dict[str, Any]]) -> Fa
             for ch in p.get("channels", []):
                 if ch.get("kind") == "fax" and ch.get("number"):
                     book.directory[ch["number"]] = pid
+                if ch.get("kind") == "vendor" and ch.get("vendor_id"):
+                    book.vendor_ids.add(str(ch["vendor_id"]))
             designee = p.get("designee") or {}
             vendor = designee.get("vendor_id")
             if vendor:  # the designee is its own party on the far side, keyed by vendor_id
                 book.names[vendor] = designee.get("name", vendor)
+                if not designee.get("channels"):  # reached by an order to the vendor
+                    book.vendor_ids.add(str(vendor))
                 for ch in designee.get("channels", []):
                     if ch.get("kind") == "fax" and ch.get("number"):
                         book.directory[ch["number"]] = vendor
+                    if ch.get("kind") == "vendor" and ch.get("vendor_id"):
+                        book.vendor_ids.add(str(ch["vendor_id"]))
     return book

@@ -14,8 +14,8 @@ Outbound fax sent at t (Sinch has no idempotency key: every request is a new fax
              the provider's count of delivered requests +1; at respond_after_attempts (once):
     +reply   INCOMING_FAX (multipart/form-data: event, eventTime, fax as JSON, file as PDF)
 
-A callback our side refuses (exception or non-2xx) is retried on the next firing, as Sinch
-retries. With ``drop_webhooks`` (a share, seeded) an outbound fax's callback is lost outright;
+A callback our side refuses (exception or non-2xx) is re-attempted after an exponential
+backoff until it gives up (``simulator.events.Backoff``), as Sinch retries callbacks. With ``drop_webhooks`` (a share, seeded) an outbound fax's callback is lost outright;
 with ``duplicate_webhooks`` a delivered callback comes again a minute later (after later ones:
 out of order); with ``throttle`` API requests are refused with 429 and ``Retry-After: 1``
 before anything is done.
@@ -178,6 +178,18 @@ class _Transmit:
 
 class SinchFarSide(FarSide):
     """Sinch's fax API and its callbacks, for every provider's fax number."""
+
+    prefixes = ("/v3/",)
+
+    def error(self, status: int, title: str) -> Response | None:
+        grpc = {
+            400: "INVALID_ARGUMENT",
+            401: "UNAUTHENTICATED",
+            404: "NOT_FOUND",
+            405: "UNIMPLEMENTED",
+            422: "INVALID_ARGUMENT",
+        }
+        return _error(status, grpc.get(status, "INTERNAL"), title)
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)

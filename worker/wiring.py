@@ -21,8 +21,10 @@ import structlog
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from config.providers import ProviderDirectory
 from config.settings import AgencyTransportSettings, Settings
 from connectors.base import FaxChannel, PacketDeliverer, RecordsRequester
+from connectors.vendor.router import RetrievalVendors
 from storage.objects import ObjectNotFound, ObjectStore, UriReader
 from worker.commands import Command
 from worker.documents_check import DocumentChecker
@@ -99,6 +101,10 @@ class Container:
     eoc_library: EocLibrary
     requesters: Mapping[ChannelKind, RecordsRequester]
     fax: FaxChannel
+    #: the ``vendor`` channel: every configured retrieval vendor (also in ``requesters``)
+    vendors: RetrievalVendors
+    #: designees by provider NPI (GOODFAITH_PROVIDER_DIRECTORY)
+    directory: ProviderDirectory
     deliverer: PacketDeliverer
     agencies: Mapping[str, AgencyTransportSettings]
     dispatcher: Dispatcher
@@ -183,7 +189,14 @@ def build_container(
     migrate_schema: bool = True,
 ) -> Container:
     """Build everything a worker, the API or the scheduler needs from ``settings``."""
-    from connectors.registry import BuildContext, build_deliverer, build_fax, build_fhir
+    from config.providers import load_provider_directory
+    from connectors.registry import (
+        BuildContext,
+        build_deliverer,
+        build_fax,
+        build_fhir,
+        build_vendors,
+    )
     from connectors.retry import transport_retrying
     from storage.db import make_engine, make_sessionmaker, migrate
     from storage.objects import make_s3_client, open_store
@@ -219,6 +232,7 @@ def build_container(
     )
     fax = build_fax(settings.fax, ctx)
     fhir = build_fhir(settings.fhir, ctx)
+    vendors = build_vendors(settings.retrieval_vendors, ctx)
     agencies: dict[str, AgencyTransportSettings] = dict(settings.agencies)
     agencies.update(extra_agencies or {})
     deliverer = build_deliverer(agencies, ctx)
@@ -230,8 +244,10 @@ def build_container(
         store=store,
         reader=reader,
         eoc_library=EocLibrary(settings.eoc_library, reader, eoc_fallback),
-        requesters={ChannelKind.FAX: fax, ChannelKind.FHIR: fhir},
+        requesters={ChannelKind.FAX: fax, ChannelKind.FHIR: fhir, ChannelKind.VENDOR: vendors},
         fax=fax,
+        vendors=vendors,
+        directory=load_provider_directory(settings.provider_directory),
         deliverer=deliverer,
         agencies=agencies,
         dispatcher=dispatcher or InlineDispatcher(),

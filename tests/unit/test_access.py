@@ -67,6 +67,7 @@ OPEN = {
     "/healthz",
     "/metrics",
     "/v1/webhooks/{vendor}",
+    "/v1/webhooks/vendor",  # a retrieval vendor's HMAC signature
     "/v1/media/{attempt_id}",
     "/openapi.json",
     "/docs",

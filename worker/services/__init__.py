@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from connectors.base import FaxReceivedEvent, FaxStatusEvent
+from connectors.vendor.orders import OrderEvent
 from worker.commands import (
     AssemblePacket,
     CancelAttempt,
@@ -107,6 +108,11 @@ def record_fax_status(c: Container, event: FaxStatusEvent) -> list[Command]:
 def record_inbound_fax(c: Container, event: FaxReceivedEvent) -> list[Command]:
     """An inbound fax webhook; returns the commands to enqueue."""
     return call(inbound.record_inbound_fax, c, event)
+
+
+def record_vendor_event(c: Container, event: OrderEvent) -> list[Command]:
+    """A retrieval vendor's (verified) callback; returns the commands to enqueue."""
+    return call(inbound.record_vendor_event, c, event)
 
 
 def assign_document(

@@ -12,7 +12,7 @@ at its due date, or when its request closes, it is ``completed``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +22,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.jurisdictions import UnknownJurisdiction, get_jurisdiction
+from connectors.base import RecordsRequester
 from storage.db import transaction
 from storage.models import Attempt, Campaign, Case, RecordRequest, new_id
 from worker.campaign import CampaignDoc, CampaignError, CampaignHead, CampaignRow, due_instant
@@ -31,6 +32,7 @@ from worker.domain.lifecycle import LEASE, CaseStatus, RequestStatus
 from worker.domain.outreach import DEFAULT_SETTINGS, ChannelRecord, OutreachSettings
 from worker.domain.types import ChannelKind
 from worker.services.audit import audit
+from worker.services.cancel import _withdrawable
 from worker.services.closing import stop_request
 from worker.services.mapping import new_reference
 
@@ -186,10 +188,12 @@ def cancel_campaign(
     *,
     sessions: sessionmaker[Session],
     clock: Clock,
+    requesters: Mapping[ChannelKind, RecordsRequester],
 ) -> tuple[int | None, list[Command]]:
     """Cancel every open request of the campaign and stop its redials and polls (audited per
     case and once for the campaign). Returns how many cases were cancelled (None: no such
-    campaign) and the far-side withdrawals (FHIR Tasks) to run. Idempotent."""
+    campaign) and the far-side withdrawals to run (what a requester can withdraw there: a
+    CDex Task, a vendor's order; as ``services/cancel.py`` does for one case). Idempotent."""
     now = clock.now()
     follow: list[Command] = []
     with transaction(sessions) as s:
@@ -211,7 +215,7 @@ def cancel_campaign(
                     continue
                 stop_request(r, RequestStatus.CANCELLED, now)
                 for a in r.attempts:
-                    if _withdrawable(a):
+                    if a.served_by in (None, a.id) and _withdrawable(a, requesters):
                         a.cancel_at = now + LEASE
                         follow.append(CancelAttempt(a.id))
             audit(s, now, "case.cancelled", case.id, reason=reason, campaign_id=campaign_id)
@@ -230,16 +234,6 @@ def cancel_campaign(
         )
     log.info("campaign.cancelled", campaign_id=campaign_id, cases=len(cases))
     return len(cases), follow
-
-
-def _withdrawable(a: Attempt) -> bool:
-    """A FHIR Task we opened and that did not fail may still be worked on at the far side."""
-    return (
-        a.channel == ChannelKind.FHIR
-        and a.external_id is not None
-        and a.outcome != "failed"
-        and a.served_by in (None, a.id)
-    )
 
 
 def complete_case(s: Session, case: Case, now: datetime) -> None:
