@@ -248,6 +248,9 @@ def _take_poll_result(
         follow += accept_document(s, store, now, found, request=r, sender=a.destination)
     if result.no_records and r.status == RequestStatus.OPEN:
         follow += close_request(s, r, RequestStatus.NO_RECORDS, now)
+        for other in coalescing.others(s, r):  # the provider holds none for this member
+            if other.status == RequestStatus.OPEN:
+                follow += close_request(s, other, RequestStatus.NO_RECORDS, now)
     done = (
         r.status != RequestStatus.OPEN
         or a.outcome == AttemptOutcome.FAILED
