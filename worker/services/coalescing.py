@@ -17,6 +17,9 @@ What comes back serves all of them: a document matched to one request of a chase
 to each other one too (``services/inbound.py``), and closes each. When a request closes, the
 chase's other open requests are woken (``wake_chase``), so the next driver takes over.
 Attempts made before a request joined are not copied into its log: they were not made for it.
+Two requests for one member at one provider planned for the first time at the same instant on
+two workers may each find nothing to join and start two chases (both then proceed as before
+coalescing); the row locks make sure a request never joins two.
 """
 
 from __future__ import annotations
