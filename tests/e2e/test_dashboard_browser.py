@@ -77,6 +77,21 @@ def _wait(predicate: Any, timeout: float = 20.0) -> Any:
         time.sleep(0.1)
 
 
+def _click(browser: Any, selector: str) -> None:
+    """Click ``selector``, found afresh: the page re-renders its tables every refresh, so an
+    element found a moment before may be gone (stale) by the click."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def attempt() -> bool:
+        try:
+            browser.find_element("css selector", selector).click()
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    _wait(attempt)
+
+
 @pytest.fixture
 def day(tmp_path: Path, redis_url: str) -> Iterator[tuple[Any, str, dict[str, str]]]:
     """A simulated day (9 cases, stopped 20 hours in), served by the real API with a broker
@@ -312,11 +327,11 @@ def test_the_review_queue_is_on_the_dashboard_and_a_release_is_audited(
         assert "blank_pages" in browser.find_element("css selector", row).text
         browser.save_screenshot(str(tmp_path / "review.png"))
         release = f'{row} button[data-action="release"]'
-        browser.find_element("css selector", release).click()  # no name yet: refused
+        _click(browser, release)  # no name yet: refused
         _wait(lambda: "reviewer" in browser.find_element("id", "review-error").text)
         assert services.review_queue(c)
         browser.find_element("id", "review-by").send_keys("Dana Ops")
-        browser.find_element("css selector", release).click()
+        _click(browser, release)
         _wait(lambda: not browser.find_elements("css selector", row))
     finally:
         browser.quit()
