@@ -45,9 +45,11 @@ from storage.auditchain import chain_head, verify_chain
 from storage.db import transaction
 from storage.models import Attempt, Delivery, Packet
 from worker import services
+from worker.campaign import CampaignError
 from worker.domain.lifecycle import DeliveryStatus
 from worker.notification import IntakeError
 from worker.readmodels.attestation import attestation_json, attestation_pdf, case_attestation
+from worker.readmodels.campaigns import campaign_detail, list_campaigns
 from worker.readmodels.dashboard import dashboard, timeline
 from worker.readmodels.deadletters import dead_letters
 from worker.readmodels.export import (
@@ -59,6 +61,7 @@ from worker.readmodels.export import (
 )
 from worker.readmodels.inbox import unmatched_content, unmatched_document, unmatched_documents
 from worker.readmodels.metrics import render_metrics
+from worker.readmodels.profiles import provider_profiles, render_profiles
 from worker.readmodels.queues import QueueHealth
 from worker.readmodels.report import build_report
 from worker.services.keys import Principal, Role, create_key, list_keys, revoke_key
@@ -236,6 +239,7 @@ def create_app(
         received_from: str | None = None,
         received_to: str | None = None,
         mask_destination: bool = False,
+        campaign_id: str | None = None,
     ) -> Response:
         """The attempt log, streamed: filters on case (id or notification id), provider,
         agency, jurisdiction and the cases' receipt (``[received_from, received_to)``, dates
@@ -256,7 +260,14 @@ def create_app(
                 )
             case_id = found
         flt = ExportFilter(
-            case_id, provider_id, agency_id, jurisdiction, start, end, mask_destination
+            case_id,
+            provider_id,
+            agency_id,
+            jurisdiction,
+            start,
+            end,
+            mask_destination,
+            campaign_id,
         )
         head = chain_head(c.sessions)  # read first: the rows are at least this new
         media = "text/csv" if format == "csv" else "application/json"
@@ -311,6 +322,7 @@ def create_app(
     _review_routes(app, container, ops)
     _dashboard_routes(app)
     _key_routes(app, container, Depends(guard.require(Role.ADMIN)))
+    _campaign_routes(app, container, intake_role, ops)
     return app
 
 
@@ -369,6 +381,83 @@ def _packet(c: Container, case_id: str, sequence: int) -> Packet:
     if found is None:
         raise HTTPException(status_code=404, detail="no such packet")
     return found
+
+
+def _campaign_routes(
+    app: FastAPI, container: Callable[[], Container], intake_role: Any, ops: Any
+) -> None:
+    """Campaigns (bulk record retrieval): loaded and cancelled by the carrier's systems (an
+    intake key, like notifications and case cancels); progress and provider profiles for ops.
+    """
+
+    @app.post("/v1/campaigns", status_code=201)
+    async def load_campaign(request: Request, who: Principal = intake_role) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _invalid_campaign([(0, "(body)", "not JSON")])
+        try:
+            result = await run_in_threadpool(
+                services.load_campaign, container(), body, f"key:{who.key_id}"
+            )
+        except CampaignError as exc:
+            return _invalid_campaign(exc.errors)
+        return JSONResponse(
+            {"campaign_id": result.campaign_id, "requests": result.requests}, status_code=201
+        )
+
+    @app.get("/v1/campaigns", dependencies=[ops])
+    def campaigns_list(
+        limit: int = Query(50, ge=1, le=200), offset: int = Query(0, ge=0)
+    ) -> dict[str, Any]:
+        return list_campaigns(container(), limit=limit, offset=offset)
+
+    @app.get("/v1/campaigns/{campaign_id}", dependencies=[ops])
+    def campaign_one(campaign_id: str) -> dict[str, Any]:
+        found = campaign_detail(container(), campaign_id)
+        if found is None:
+            raise HTTPException(status_code=404, detail="no such campaign")
+        return found
+
+    @app.post("/v1/campaigns/{campaign_id}/cancel")
+    async def campaign_cancel(
+        campaign_id: str, request: Request, who: Principal = intake_role
+    ) -> dict[str, Any]:
+        raw = await request.body()
+        try:
+            payload = json.loads(raw) if raw else {}
+        except ValueError:
+            raise HTTPException(status_code=422, detail="body must be a JSON object") from None
+        if not isinstance(payload, dict):
+            raise HTTPException(status_code=422, detail="body must be a JSON object")
+        reason = str(payload.get("reason", "campaign cancelled"))[:200]
+        cancelled = await run_in_threadpool(
+            services.cancel_campaign, container(), campaign_id, reason, f"key:{who.key_id}"
+        )
+        if cancelled is None:
+            raise HTTPException(status_code=404, detail="no such campaign")
+        return {"campaign_id": campaign_id, "status": "cancelled", "cases_cancelled": cancelled}
+
+    @app.get("/v1/providers/profiles", dependencies=[ops])
+    def profiles(provider_id: str | None = None, format: str = "json") -> Response:
+        """Per provider: retrieval rate, time to reply, channel success (JSON or CSV)."""
+        if format not in ("json", "csv"):
+            raise HTTPException(status_code=422, detail="format must be csv or json")
+        rows = provider_profiles(container(), provider_id)
+        media = "text/csv" if format == "csv" else "application/json"
+        return Response("".join(render_profiles(rows, format)), media_type=media)
+
+
+def _invalid_campaign(errors: list[tuple[int, str, str]]) -> Response:
+    """422 problem naming each bad value of a campaign by row and column."""
+    return problems.problem(
+        422,
+        "the campaign is invalid: see errors (row 1 is the first request row); nothing stored",
+        type_="invalid-campaign",
+        title="Invalid campaign",
+        errors=[{"row": r, "column": col, "message": m} for r, col, m in errors[:1000]],
+        error_count=len(errors),
+    )
 
 
 def _dead_letter_routes(app: FastAPI, container: Callable[[], Container], ops: Any) -> None:

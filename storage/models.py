@@ -18,6 +18,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -60,6 +61,30 @@ class Base(DeclarativeBase):
     }
 
 
+class Campaign(Base):
+    """Bulk record retrieval (retrospective utilization review samples, risk-adjustment charts):
+    many record requests loaded at once, each a one-request case under this campaign, chased
+    with the campaign's own outreach policy in the lowest-priority lane (``bulk``)."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(128))
+    jurisdiction: Mapped[str] = mapped_column(String(16))  # letters' zone and business calendar
+    #: the outreach policy: documented attempts each request gets (worker.domain.outreach)
+    attempts: Mapped[int] = mapped_column(Integer)
+    #: the nominal gap between attempts, as a fraction of the request's window (business time)
+    spacing_fraction: Mapped[float] = mapped_column(Float)
+    #: "listed": the first attempt takes the provider's first channel; "profile": the channel
+    #: that has answered best for this provider (worker/readmodels/profiles.py)
+    first_channel: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | cancelled
+    requests: Mapped[int] = mapped_column(Integer, default=0)  # how many were loaded
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(128))  # the key's name, or "cli"
+    cancelled_at: Mapped[datetime | None]
+
+
 class Case(Base):
     __tablename__ = "cases"
 
@@ -75,7 +100,7 @@ class Case(Base):
     deliver_by: Mapped[datetime]
     # open → assembling → delivering → delivered | late; cancelled at any point before delivery
     status: Mapped[str] = mapped_column(String(16), default="open")
-    insured_member_id: Mapped[str] = mapped_column(String(64))
+    insured_member_id: Mapped[str] = mapped_column(String(64), index=True)
     insured_name: Mapped[str] = mapped_column(String(256))
     insured_birth_date: Mapped[str] = mapped_column(String(10))
     plan_id: Mapped[str] = mapped_column(String(64))
@@ -92,6 +117,8 @@ class Case(Base):
     watchdog_at: Mapped[datetime | None]  # the watchdog leaves the case alone until then
     # opening (EOC, authorization, first outreach) not yet done: re-driven then (a lease)
     open_at: Mapped[datetime | None] = mapped_column(index=True)
+    #: set for a campaign's request (no agency, no packet: ends ``completed``); None: a review
+    campaign_id: Mapped[str | None] = mapped_column(String(32), index=True)
 
     requests: Mapped[list[RecordRequest]] = relationship(
         back_populates="case", order_by="RecordRequest.position"
@@ -109,7 +136,7 @@ class RecordRequest(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
     position: Mapped[int] = mapped_column(Integer)
-    provider_id: Mapped[str] = mapped_column(String(64))
+    provider_id: Mapped[str] = mapped_column(String(64), index=True)
     provider_name: Mapped[str] = mapped_column(String(256))
     npi: Mapped[str | None] = mapped_column(String(10))
     role: Mapped[str] = mapped_column(String(32))
@@ -126,6 +153,9 @@ class RecordRequest(Base):
     status: Mapped[str] = mapped_column(String(16), default="open")
     next_action_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    #: the chase this request belongs to (the id of its first request): every open request
+    #: for the same member and provider shares one outreach (worker/services/coalescing.py)
+    chase_id: Mapped[str | None] = mapped_column(String(32), index=True)
 
     case: Mapped[Case] = relationship(back_populates="requests")
     attempts: Mapped[list[Attempt]] = relationship(
@@ -169,6 +199,10 @@ class Attempt(Base):
     #: the case was cancelled: withdraw this attempt's request at the far side (FHIR Task →
     #: cancelled) when due; cleared once done or impossible
     cancel_at: Mapped[datetime | None] = mapped_column(index=True)
+    #: a coalesced chase: the attempt that went out (on another request of the chase) and that
+    #: this row documents for its own request; such a row is never sent itself, and follows
+    #: that attempt's outcome (``_mirror_served_attempts`` below)
+    served_by: Mapped[str | None] = mapped_column(String(32), index=True)
 
     request: Mapped[RecordRequest] = relationship(back_populates="attempts")
 
@@ -361,6 +395,43 @@ def _audit_is_append_only(session: Session, flush_context: Any, instances: Any) 
     for obj in list(session.dirty) + list(session.deleted):
         if isinstance(obj, AuditEvent):
             raise AppendOnlyError("audit_events is append-only: add a new event instead")
+
+
+#: What a row documenting a chase's attempt (``Attempt.served_by``) copies from the attempt
+#: that went out. Not its external id: webhooks and status checks find the sending attempt.
+MIRRORED = (
+    "sent_at",
+    "completed_at",
+    "outcome",
+    "transmissions",
+    "vendor",
+    "failure_reason",
+    "letter_uri",
+)
+
+
+@event.listens_for(Session, "before_flush")
+def _mirror_served_attempts(session: Session, flush_context: Any, instances: Any) -> None:
+    """A chase's sending attempt (``served_by`` its own id) changed: the rows documenting it
+    for the chase's other requests follow, in the same transaction, whichever code path
+    changed it (send, redial, webhook, status check, poll). Other attempts cost nothing here."""
+    changed = [
+        obj
+        for obj in session.dirty
+        if isinstance(obj, Attempt) and obj.served_by is not None and obj.served_by == obj.id
+    ]
+    if not changed:
+        return
+    from sqlalchemy import select
+
+    with session.no_autoflush:
+        for sending in changed:
+            mirrors = session.scalars(
+                select(Attempt).where(Attempt.served_by == sending.id, Attempt.id != sending.id)
+            )
+            for mirror in mirrors:
+                for name in MIRRORED:
+                    setattr(mirror, name, getattr(sending, name))
 
 
 class Sweep(Base):

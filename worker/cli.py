@@ -411,6 +411,7 @@ def export() -> None:
     "--case", "case_id", default=None, help="only this case: its id or its notification id"
 )
 @click.option("--provider", "provider_id", default=None, help="only this provider_id")
+@click.option("--campaign", "campaign_id", default=None, help="only this campaign's requests")
 @click.option("--agency", "agency_id", default=None, help="only cases for this agency_id")
 @click.option("--jurisdiction", default=None, help="only cases of this jurisdiction (e.g. MA)")
 @click.option(
@@ -425,6 +426,7 @@ def export() -> None:
 def export_attempts_cmd(
     case_id: str | None,
     provider_id: str | None,
+    campaign_id: str | None,
     agency_id: str | None,
     jurisdiction: str | None,
     received_from: str | None,
@@ -466,7 +468,14 @@ def export_attempts_cmd(
                 _fail(f"--case {case_id!r}: no case has that id or notification id", EXIT_FAILED)
             case_id = found
         flt = ExportFilter(
-            case_id, provider_id, agency_id, jurisdiction, start, end, mask_destination
+            case_id,
+            provider_id,
+            agency_id,
+            jurisdiction,
+            start,
+            end,
+            mask_destination,
+            campaign_id,
         )
         head = chain_head(c.sessions)
         click.echo(f"audit chain head: seq {head[0]} sha256 {head[1]}", err=True)
@@ -495,6 +504,29 @@ def export_attempts_cmd(
             raise
     finally:
         c.close()
+
+
+@export.command("profiles")
+@click.option("--provider", "provider_id", default=None, help="only this provider_id")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None)
+def export_profiles_cmd(provider_id: str | None, fmt: str, output: str | None) -> None:
+    """Provider profiles measured from past attempts: requests by outcome, retrieval rate,
+    hours to reply (median, mean) and each channel's success."""
+    from worker.readmodels.profiles import provider_profiles, render_profiles
+
+    c = _container()
+    try:
+        text = "".join(render_profiles(provider_profiles(c, provider_id), fmt))
+    finally:
+        c.close()
+    if output:
+        Path(output).write_text(text)
+        click.echo(f"exported profiles to {output}", err=True)
+    else:
+        click.echo(text, nl=False)
 
 
 @export.command("attestation")
@@ -551,6 +583,130 @@ def deadline(jurisdiction: str, review_type: str, received: str) -> None:
     except DeadlineError as exc:
         option = "--received" if "received_at" in str(exc) else "--review"
         _fail(f"{option}: {exc}")
+
+
+@main.group("campaign")
+def campaign_group() -> None:
+    """Campaigns (bulk record retrieval): load a CSV, follow progress, cancel."""
+
+
+@campaign_group.command("load")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", required=True, help="the campaign's name (e.g. 'RA charts 2026 Q1')")
+@click.option("--jurisdiction", default="MA", show_default=True, help="zone and calendar")
+@click.option("--attempts", default=3, show_default=True, type=click.IntRange(1, 10))
+@click.option(
+    "--spacing",
+    "spacing_fraction",
+    default=0.25,
+    show_default=True,
+    type=click.FloatRange(0.05, 0.9, max_open=True),
+    help="gap between attempts, as a fraction of each request's window (business time)",
+)
+@click.option(
+    "--first-channel",
+    type=click.Choice(["listed", "profile"]),
+    default="listed",
+    show_default=True,
+    help="profile: the provider's best-answering channel so far",
+)
+def campaign_load(
+    file: str,
+    name: str,
+    jurisdiction: str,
+    attempts: int,
+    spacing_fraction: float,
+    first_channel: str,
+) -> None:
+    """Load FILE (CSV, header row; columns in worker/campaign.py). Every row is checked
+    first: bad rows are listed by row and column and nothing is stored. Progress goes to
+    stderr; the campaign's cases are opened by the scheduler, a batch a tick."""
+    from worker.campaign import CampaignError
+    from worker.services import load_campaign
+
+    s = get_settings()
+    configure_logging(s.log_level, s.log_format)
+    try:
+        text = Path(file).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"{file}: cannot read it as UTF-8 text ({exc})")
+    doc = {
+        "name": name,
+        "jurisdiction": jurisdiction,
+        "policy": {
+            "attempts": attempts,
+            "spacing_fraction": spacing_fraction,
+            "first_channel": first_channel,
+        },
+        "csv": text,
+    }
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if phase == "checked":
+            click.echo(f"checked {done} rows", err=True)
+        elif done == total or done % 10_000 == 0:
+            click.echo(f"stored {done}/{total} requests", err=True)
+
+    c = _container()
+    try:
+        result = load_campaign(c, doc, "cli", progress)
+    except CampaignError as exc:
+        for row, column, msg in exc.errors[:200]:
+            where = column if row == 0 else f"row {row}, column {column}"
+            click.echo(f"error: {where}: {msg}", err=True)
+        if len(exc.errors) > 200:
+            click.echo(f"... {len(exc.errors) - 200} more errors", err=True)
+        click.echo(f"nothing stored: {len(exc.errors)} error(s)", err=True)
+        sys.exit(EXIT_INPUT)
+    finally:
+        c.close()
+    click.echo(json.dumps({"campaign_id": result.campaign_id, "requests": result.requests}))
+
+
+@campaign_group.command("list")
+def campaign_list() -> None:
+    """Print the campaigns (newest first) with their requests by status, as JSON."""
+    from worker.readmodels.campaigns import list_campaigns
+
+    c = _container()
+    try:
+        click.echo(json.dumps(list_campaigns(c, limit=200), indent=2))
+    finally:
+        c.close()
+
+
+@campaign_group.command("show")
+@click.argument("campaign_id")
+def campaign_show(campaign_id: str) -> None:
+    """Print one campaign's progress and results as JSON."""
+    from worker.readmodels.campaigns import campaign_detail
+
+    c = _container()
+    try:
+        found = campaign_detail(c, campaign_id)
+    finally:
+        c.close()
+    if found is None:
+        _fail(f"no campaign {campaign_id!r}: see goodfaith campaign list", EXIT_FAILED)
+    click.echo(json.dumps(found, indent=2))
+
+
+@campaign_group.command("cancel")
+@click.argument("campaign_id")
+@click.option("--reason", default="campaign cancelled", show_default=True)
+def campaign_cancel(campaign_id: str, reason: str) -> None:
+    """Cancel CAMPAIGN_ID: its open requests close as cancelled, no further attempt or redial
+    (audited); open FHIR Tasks are withdrawn at the far side by the workers."""
+    from worker.services import cancel_campaign
+
+    c = _container(dispatcher=_broker_dispatcher())
+    try:
+        cancelled = cancel_campaign(c, campaign_id, reason[:200], "cli")
+    finally:
+        c.close()
+    if cancelled is None:
+        _fail(f"no campaign {campaign_id!r}: see goodfaith campaign list", EXIT_FAILED)
+    click.echo(json.dumps({"campaign_id": campaign_id, "cases_cancelled": cancelled}))
 
 
 @main.group("dead-letters")

@@ -54,6 +54,11 @@ class LetterInfo:
     attempt_number: int  # 1-based
     citation: str  # the jurisdiction's rule, e.g. "Tex. Ins. Code 4201.402"
     tz: tzinfo  # the jurisdiction's zone: respond_by is printed in it
+    #: a campaign's request: what the records are for (its name), instead of an external review
+    purpose: str | None = None
+    #: the other requests this one letter serves (a coalesced chase), one line each:
+    #: "GF-XXXXXXXX: what is asked"; a reply quoting any of them serves them all
+    also: Sequence[str] = ()
 
 
 _WIDTH, _HEIGHT = LETTER
@@ -112,7 +117,8 @@ def _letter_page(info: LetterInfo) -> bytes:
 
     c.setFont("Helvetica-Bold", 13)
     attempt = f"{_ordinal(info.attempt_number)} request (attempt {info.attempt_number})"
-    c.drawString(_MARGIN, y, "REQUEST FOR MEDICAL RECORDS - EXTERNAL REVIEW")
+    title = "RECORDS REVIEW" if info.purpose else "EXTERNAL REVIEW"
+    c.drawString(_MARGIN, y, f"REQUEST FOR MEDICAL RECORDS - {title}")
     y -= 16
     c.setFont("Helvetica-Bold", 11)
     c.drawString(_MARGIN, y, attempt)
@@ -137,11 +143,17 @@ def _letter_page(info: LetterInfo) -> bytes:
             y -= 14
 
     paragraph(f"To: {info.provider_name}, Medical Records / Release of Information")
-    paragraph(
-        f"{info.carrier_name} is required to send the patient's medical and treatment records "
-        f"to the independent external review agency under {info.citation}. We do not hold "
-        "the records below and ask you to send them."
-    )
+    if info.purpose:
+        paragraph(
+            f"{info.carrier_name} requests the patient's medical records below for "
+            f"{info.purpose}. We do not hold them and ask you to send them."
+        )
+    else:
+        paragraph(
+            f"{info.carrier_name} is required to send the patient's medical and treatment "
+            f"records to the independent external review agency under {info.citation}. We do "
+            "not hold the records below and ask you to send them."
+        )
     field("Patient:", info.insured_name)
     field("Date of birth:", info.birth_date)
     field("Member ID:", info.member_id)
@@ -149,6 +161,8 @@ def _letter_page(info: LetterInfo) -> bytes:
     field("Codes:", ", ".join(info.codes) or "-")
     field("Dates of service:", ", ".join(info.dates_of_service) or "-")
     field("Please respond by:", format_local(info.respond_by, info.tz))
+    for line in info.also:
+        field("Also requested:", line)
     y -= 8
 
     paragraph("What we request", font="Helvetica-Bold", size=11)

@@ -66,8 +66,8 @@ async function renderList() {
   if ($("#f-status").value) q.set("status", $("#f-status").value);
   if ($("#f-review").value) q.set("review_type", $("#f-review").value);
   if ($("#f-agency").value.trim()) q.set("agency_id", $("#f-agency").value.trim());
-  const [page, queues, review] = await Promise.all([
-    api(`/v1/cases?${q}`), api("/v1/queues"), api("/v1/review"),
+  const [page, queues, review, campaigns] = await Promise.all([
+    api(`/v1/cases?${q}`), api("/v1/queues"), api("/v1/review"), api("/v1/campaigns?limit=50"),
   ]);
   show("#list-view");
   const counts = $("#counts");
@@ -84,6 +84,36 @@ async function renderList() {
     (page.total > page.active.length ? ` (first ${page.active.length})` : "");
   renderQueues(queues);
   renderReview(review);
+  renderCampaigns(campaigns);
+}
+
+// --- campaigns (bulk record retrieval, the bulk lane) ----------------------------------------
+
+function renderCampaigns(page) {
+  const box = $("#campaigns");
+  if (!page.campaigns.length) {
+    box.replaceChildren(el("p", "no campaigns", "note"));
+    return;
+  }
+  const table = el("table");
+  table.id = "campaign-table";
+  const head = el("tr");
+  const columns = ["open", "fulfilled", "no_records", "unresponsive", "cancelled"];
+  for (const h of ["campaign", "status", "requests", ...columns.map((c) => c.replace("_", " ")), "loaded"]) {
+    head.append(el("th", h));
+  }
+  table.append(el("thead"), el("tbody"));
+  table.tHead.append(head);
+  for (const c of page.campaigns) {
+    const tr = el("tr");
+    tr.dataset.campaign = c.id;
+    tr.append(el("td", c.name), el("td", c.status), el("td", c.requests));
+    for (const k of columns) tr.append(el("td", c.by_status[k] || 0));
+    tr.append(el("td", local(c.created_at)));
+    table.tBodies[0].append(tr);
+  }
+  const note = el("p", `${page.campaigns.length} of ${page.total} campaigns, newest first`, "note");
+  box.replaceChildren(table, note);
 }
 
 // --- the review queue -----------------------------------------------------------------------

@@ -77,6 +77,21 @@ def _wait(predicate: Any, timeout: float = 20.0) -> Any:
         time.sleep(0.1)
 
 
+def _click(browser: Any, selector: str) -> None:
+    """Click ``selector``, found afresh: the page re-renders its tables every refresh, so an
+    element found a moment before may be gone (stale) by the click."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def attempt() -> bool:
+        try:
+            browser.find_element("css selector", selector).click()
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    _wait(attempt)
+
+
 @pytest.fixture
 def day(tmp_path: Path, redis_url: str) -> Iterator[tuple[Any, str, dict[str, str]]]:
     """A simulated day (9 cases, stopped 20 hours in), served by the real API with a broker
@@ -116,6 +131,12 @@ def test_the_dashboard_shows_a_simulated_day(
 ) -> None:
     c, url, ops = day
     api = httpx.Client(base_url=url, headers=ops)
+    csv_text = (
+        "member_id,member_name,birth_date,provider_id,provider_name,fax,request,due_date\n"
+        f"M77,Pat Doe,1970-01-01,prov-77,Clinic,+16175550177,Charts,"
+        f"{(c.clock.now() + timedelta(days=30)).date().isoformat()}\n"
+    )
+    services.load_campaign(c, {"name": "RA charts", "csv": csv_text}, "test")
     expected = api.get("/v1/cases", params={"limit": 500}).json()
     assert expected["active"], "the day should leave cases in progress"
     browser = _browser()
@@ -145,6 +166,10 @@ def test_the_dashboard_shows_a_simulated_day(
         )
         assert queue_text[0].split()[1] == "1"
         assert "workers alive" in queue_text[1]
+        campaign = browser.execute_script(
+            "return document.querySelector('#campaign-table tbody tr').innerText"
+        ).split("\t")
+        assert campaign[:4] == ["RA charts", "open", "1", "1"]
         shot = tmp_path / "dashboard.png"
         assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
         artifacts = os.environ.get("GOODFAITH_SCREENSHOTS")
@@ -302,11 +327,11 @@ def test_the_review_queue_is_on_the_dashboard_and_a_release_is_audited(
         assert "blank_pages" in browser.find_element("css selector", row).text
         browser.save_screenshot(str(tmp_path / "review.png"))
         release = f'{row} button[data-action="release"]'
-        browser.find_element("css selector", release).click()  # no name yet: refused
+        _click(browser, release)  # no name yet: refused
         _wait(lambda: "reviewer" in browser.find_element("id", "review-error").text)
         assert services.review_queue(c)
         browser.find_element("id", "review-by").send_keys("Dana Ops")
-        browser.find_element("css selector", release).click()
+        _click(browser, release)
         _wait(lambda: not browser.find_elements("css selector", row))
     finally:
         browser.quit()

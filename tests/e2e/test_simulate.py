@@ -63,6 +63,9 @@ def _scenario(corpus_pdf: Path) -> dict[str, Any]:
                 notification_id="EXP-1",
                 received_at="2026-04-16T10:00:00-04:00",
                 review_type="expedited",
+                # another member: each case's own schedule is checked here (one member's two
+                # cases share one chase: tests/unit/test_coalescing.py)
+                insured={"member_id": "M2002", "name": "John Doe", "birth_date": "1980-05-06"},
                 providers=[
                     _provider("prov-2", "+16175550102"),
                     _provider("prov-1", "+16175550101"),

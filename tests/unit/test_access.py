@@ -34,6 +34,11 @@ CASE = "0" * 32
 PROTECTED = [
     ("POST", "/v1/notifications", "intake"),
     ("POST", f"/v1/cases/{CASE}/cancel", "intake"),
+    ("POST", "/v1/campaigns", "intake"),
+    ("POST", "/v1/campaigns/nope/cancel", "intake"),
+    ("GET", "/v1/campaigns", "ops"),
+    ("GET", "/v1/campaigns/nope", "ops"),
+    ("GET", "/v1/providers/profiles", "ops"),
     ("GET", "/v1/cases", "ops"),
     ("GET", f"/v1/cases/{CASE}", "ops"),
     ("GET", f"/v1/cases/{CASE}/timeline", "ops"),
@@ -98,6 +103,7 @@ def _templated(path: str) -> str:
         .replace("/packets/1", "/packets/{sequence}")
         .replace("/inbox/nope", "/inbox/{document_id}")
         .replace("/review/nope", "/review/{document_id}")
+        .replace("/campaigns/nope", "/campaigns/{campaign_id}")
     )
 
 

@@ -84,9 +84,10 @@ def test_matching_by_reference_and_by_sender_needs_no_one(env: Env) -> None:
 
 
 def test_a_sender_with_two_open_requests_is_not_guessed(env: Env) -> None:
-    """The same provider's number on two open requests: an unreferenced reply from it waits in
-    the inbox rather than being filed with either."""
-    services.intake(env.c, notification(notification_id="N-2"))
+    """The same provider's number on two open requests for two members (two chases): an
+    unreferenced reply from it waits in the inbox rather than being filed with either."""
+    other = {"member_id": "M2002", "name": "John Doe", "birth_date": "1980-05-06"}
+    services.intake(env.c, notification(notification_id="N-2", insured=other))
     with transaction(env.c.sessions) as s:
         numbers = {r.channels[0]["destination"] for r in s.scalars(select(RecordRequest))}
     (number,) = numbers

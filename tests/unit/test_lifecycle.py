@@ -56,8 +56,14 @@ def test_delivery_on_the_due_instant_is_on_time_and_a_second_later_is_late() -> 
 
 @pytest.mark.parametrize("status", list(CaseStatus))
 def test_only_cases_not_yet_delivered_can_be_cancelled(status: CaseStatus) -> None:
-    """Delivered, late and cancelled cases refuse a cancel; every other status takes it."""
-    closed = status in (CaseStatus.DELIVERED, CaseStatus.LATE, CaseStatus.CANCELLED)
+    """Delivered, late, cancelled and completed (campaign) cases refuse a cancel; every other
+    status takes it."""
+    closed = status in (
+        CaseStatus.DELIVERED,
+        CaseStatus.LATE,
+        CaseStatus.CANCELLED,
+        CaseStatus.COMPLETED,
+    )
     assert can_cancel(status) is (not closed)
     assert status.closed is closed
     assert status.in_progress is (not closed)

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import event
@@ -29,7 +30,16 @@ def env(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def _open(c, n: int) -> list[str]:  # type: ignore[no-untyped-def]
-    return [services.intake(c, notification(notification_id=f"n-{i}")).case_id for i in range(n)]
+    """``n`` cases, each at a provider of its own (one chase each: no coalescing)."""
+    return [
+        services.intake(c, notification(notification_id=f"n-{i}", providers=_provider(i))).case_id
+        for i in range(n)
+    ]
+
+
+def _provider(i: int) -> list[dict[str, Any]]:
+    (provider,) = notification()["providers"]
+    return [{**provider, "provider_id": f"prov-{i}"}]
 
 
 def test_dashboard_pages_the_watched_cases_and_counts_all(env) -> None:  # type: ignore[no-untyped-def]
@@ -183,9 +193,10 @@ def test_export_filters_and_progress(env, tmp_path: Path, monkeypatch) -> None: 
 
     c = env[0]
     _open(c, 3)
-    services.intake(c, notification(notification_id="other", agency_id="agency-a"))
+    other = {"member_id": "M2002", "name": "John Doe", "birth_date": "1980-05-06"}
+    services.intake(c, notification(notification_id="other", insured=other))
     assert count_attempts(c) == 4
-    assert count_attempts(c, ExportFilter(provider_id="prov-1")) == 4
+    assert count_attempts(c, ExportFilter(provider_id="prov-1")) == 2
     assert count_attempts(c, ExportFilter(provider_id="prov-9")) == 0
     assert count_attempts(c, ExportFilter(jurisdiction="ma")) == 4
     assert count_attempts(c, ExportFilter(agency_id="agency-zz")) == 0

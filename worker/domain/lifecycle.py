@@ -6,7 +6,8 @@ delivery from one status to the next. Pure: no I/O, no ORM; the use cases in
 
     case:     open ──► assembling ──► delivering ──► delivered | late
                 │                                        │
-                └──► cancelled                           └──► (late records: supplemental packets)
+                ├──► cancelled                           └──► (late records: supplemental packets)
+                └──► completed (a campaign's case: every request closed; no packet, no agency)
 
     request:  open ──► fulfilled | no_records | unresponsive (at the cutoff) | cancelled
 
@@ -60,6 +61,7 @@ class CaseStatus(StrEnum):
     DELIVERED = "delivered"  # the agency has the packet, on time
     LATE = "late"  # the agency has the packet, after ``due_at``
     CANCELLED = "cancelled"  # withdrawn or reversed before delivery
+    COMPLETED = "completed"  # a campaign's case: its requests closed (campaigns have no packet)
 
     @property
     def delivered(self) -> bool:
@@ -68,8 +70,8 @@ class CaseStatus(StrEnum):
 
     @property
     def closed(self) -> bool:
-        """Nothing more is sent for the case: delivered, late or cancelled."""
-        return self.delivered or self is CaseStatus.CANCELLED
+        """Nothing more is sent for the case: delivered, late, cancelled or completed."""
+        return self.delivered or self in (CaseStatus.CANCELLED, CaseStatus.COMPLETED)
 
     @property
     def in_progress(self) -> bool:

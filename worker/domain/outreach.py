@@ -63,7 +63,7 @@ no longer offered). No channels: ``None``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
@@ -81,6 +81,7 @@ from worker.domain.types import (
     AttemptOutcome,
     AttemptReason,
     Channel,
+    ChannelKind,
     PlannedAttempt,
     ReviewType,
 )
@@ -146,20 +147,65 @@ def _ordered(channels: Sequence[Channel]) -> list[Channel]:
     return [c for c in channels if not c.designee] + [c for c in channels if c.designee]
 
 
+#: A provider's measured success on a channel counts for the first attempt only from this many
+#: completed attempts on it: fewer say nothing.
+MIN_PROFILE_ATTEMPTS = 5
+#: The score of a channel without enough history: neither good nor bad.
+UNKNOWN_RATE = 0.5
+
+
+@dataclass(frozen=True)
+class ChannelRecord:
+    """What past attempts to one provider over one channel kind did: ``completed`` attempts
+    (delivered or failed), of which ``succeeded`` were delivered."""
+
+    completed: int
+    succeeded: int
+
+    @property
+    def rate(self) -> float:
+        """The share delivered, in [0, 1] (0 with nothing completed)."""
+        return self.succeeded / self.completed if self.completed else 0.0
+
+
 def choose_channel(
-    channels: Sequence[Channel], previous: AttemptFact | None
+    channels: Sequence[Channel],
+    previous: AttemptFact | None,
+    profile: Mapping[ChannelKind, ChannelRecord] | None = None,
 ) -> tuple[Channel, AttemptReason] | None:
-    """The channel and reason for the attempt after ``previous`` (see the module docstring)."""
+    """The channel and reason for the attempt after ``previous`` (see the module docstring).
+
+    ``profile``: the provider's measured channel success (optional). With it, the first
+    attempt goes over the provider's own channel with the best delivered rate (a channel with
+    fewer than :data:`MIN_PROFILE_ATTEMPTS` completed attempts scores :data:`UNKNOWN_RATE`;
+    ties keep the listed order); later attempts are unchanged."""
     order = _ordered(channels)
     if not order:
         return None
     if previous is None:
-        return order[0], AttemptReason.INITIAL
+        return _first_channel(order, profile), AttemptReason.INITIAL
     if previous.outcome is AttemptOutcome.FAILED:
         index = order.index(previous.channel) if previous.channel in order else -1
         return order[(index + 1) % len(order)], AttemptReason.ESCALATION
     same = previous.channel if previous.channel in order else order[0]
     return same, AttemptReason.FOLLOW_UP
+
+
+def _first_channel(
+    order: Sequence[Channel], profile: Mapping[ChannelKind, ChannelRecord] | None
+) -> Channel:
+    """The provider's own channel with the best score: its measured rate, or
+    :data:`UNKNOWN_RATE` without enough history; ties keep the listed order."""
+    if not profile:
+        return order[0]
+    own = [c for c in order if not c.designee] or list(order)
+
+    def score(c: Channel) -> tuple[float, int]:
+        rec = profile.get(c.kind)
+        known = rec is not None and rec.completed >= MIN_PROFILE_ATTEMPTS
+        return (rec.rate if known and rec is not None else UNKNOWN_RATE, -own.index(c))
+
+    return max(own, key=score)
 
 
 @dataclass(frozen=True)
@@ -355,11 +401,13 @@ def next_attempt(
     jurisdiction: Jurisdiction,
     settings: OutreachSettings = DEFAULT_SETTINGS,
     hours: tuple[time, time] | None = None,
+    profile: Mapping[ChannelKind, ChannelRecord] | None = None,
 ) -> PlannedAttempt | None:
     """The next records request to make, or ``None`` when no (further) attempt is due.
 
     ``hours``: the provider's own local business hours, when known (default: the
-    jurisdiction's). ``None`` when ``min_attempts`` attempts have been made, when there is no
+    jurisdiction's). ``profile``: the provider's measured channel success, which may choose
+    the first attempt's channel (see :func:`choose_channel`). ``None`` when ``min_attempts`` attempts have been made, when there is no
     channel, or when the next attempt could not be made before ``cutoff``. All instants must
     be aware.
     """
@@ -370,7 +418,7 @@ def next_attempt(
         return None
     history = sorted(attempts, key=lambda a: a.number)
     previous = history[-1] if history else None
-    choice = choose_channel(channels, previous)
+    choice = choose_channel(channels, previous, profile)
     if choice is None:
         return None
     channel, reason = choice

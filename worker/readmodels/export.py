@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from storage.models import Attempt, Case, RecordRequest
 from worker.domain.lifecycle import RequestStatus
@@ -56,6 +56,8 @@ EXPORT_FIELDS = [
     "external_id",
     "attempts_by_cutoff",
     "standard_met",
+    "campaign_id",
+    "sent_under",
 ]
 
 
@@ -73,10 +75,13 @@ class ExportFilter:
     received_from: datetime | None = None
     received_to: datetime | None = None
     mask_destination: bool = False
+    campaign_id: str | None = None  # a campaign's requests only
 
     def apply(self, q: Any) -> Any:
         if self.case_id:
             q = q.where(Case.id == self.case_id)
+        if self.campaign_id:
+            q = q.where(Case.campaign_id == self.campaign_id)
         if self.provider_id:
             q = q.where(RecordRequest.provider_id == self.provider_id)
         if self.agency_id:
@@ -170,17 +175,28 @@ def iter_attempts(
         .group_by(Attempt.request_id)
         .subquery()
     )
+    # a coalesced attempt documented for this request: the one that went out, and its request
+    sender, under = aliased(Attempt), aliased(RecordRequest)
     q = (
-        select(Attempt, RecordRequest, Case, func.coalesce(sent_by_cutoff.c.n, 0))
+        select(
+            Attempt,
+            RecordRequest,
+            Case,
+            func.coalesce(sent_by_cutoff.c.n, 0),
+            sender.external_id,
+            under.reference,
+        )
         .join(RecordRequest, Attempt.request_id == RecordRequest.id)
         .join(Case, Attempt.case_id == Case.id)
         .outerjoin(sent_by_cutoff, sent_by_cutoff.c.request_id == RecordRequest.id)
+        .outerjoin(sender, (sender.id == Attempt.served_by) & (sender.id != Attempt.id))
+        .outerjoin(under, under.id == sender.request_id)
         .order_by(Case.received_at, Case.notification_id, RecordRequest.position, Attempt.number)
         .execution_options(yield_per=PAGE)
     )
     now = c.clock.now()
     with c.sessions() as s:
-        for a, r, case, by_cutoff in s.execute(flt.apply(q)):
+        for a, r, case, by_cutoff, sender_external_id, sent_under in s.execute(flt.apply(q)):
             yield {
                 "case_id": case.id,
                 "notification_id": case.notification_id,
@@ -202,9 +218,12 @@ def iter_attempts(
                 "outcome": a.outcome,
                 "failure_reason": a.failure_reason,
                 "transmissions": a.transmissions,
-                "external_id": a.external_id,
+                "external_id": a.external_id or sender_external_id,
                 "attempts_by_cutoff": int(by_cutoff),
                 "standard_met": standard_met(r.status, int(by_cutoff), case.assemble_at, now),
+                "campaign_id": case.campaign_id,
+                # one outreach served this request and others: it went out under this reference
+                "sent_under": sent_under,
             }
 
 

@@ -12,6 +12,8 @@
   or status); transient failures retry on a timer
 - ``cancel``: withdrawal or reversal; open FHIR Tasks withdrawn at the far side
 - ``closing``: closing a request (shared by inbound, packet and cancel)
+- ``campaigns``: bulk record retrieval loaded at once, chased in the bulk lane, cancelled;
+  ``coalescing``: one outreach per provider for every open request of one member
 - ``watchdog``: overdue cases driven again and flagged (the scheduler runs it every tick)
 - ``deadletters``: messages dramatiq gave up on, recorded, flagged and retried by ops
 - ``quality``: QA flags of a received document (duplicate, cloned, wrong patient, ...);
@@ -47,6 +49,7 @@ from worker.commands import (
 )
 from worker.notification import IntakeError
 from worker.services import (
+    campaigns,
     cancel,
     deadletters,
     delivery,
@@ -149,6 +152,42 @@ def retry_dead_letter(c: Container, letter_id: str) -> RetryOutcome:
     return outcome
 
 
+# --- campaigns (issue 11): bulk record retrieval ------------------------------------------
+
+
+def load_campaign(
+    c: Container,
+    data: Any,
+    created_by: str,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> campaigns.LoadResult:
+    """Validate a campaign document (every row; CampaignError names each bad value, nothing is
+    stored) and store it in one transaction; its cases are opened by the scheduler, a batch a
+    tick. ``progress(phase, done, total)`` follows a long load."""
+    from config.jurisdictions import UnknownJurisdiction, get_jurisdiction
+    from worker.campaign import CampaignError, parse_campaign
+
+    def today(code: str) -> Any:
+        try:
+            return c.clock.now().astimezone(get_jurisdiction(code).tz).date()
+        except UnknownJurisdiction as exc:
+            raise CampaignError([(0, "jurisdiction", str(exc).strip("'\""))]) from None
+
+    def checked(n: int) -> None:
+        if progress is not None:
+            progress("checked", n, 0)
+
+    doc = parse_campaign(data, today=today, progress=checked)
+    return call(campaigns.load_campaign, c, doc, created_by, progress)
+
+
+def cancel_campaign(c: Container, campaign_id: str, reason: str, by: str) -> int | None:
+    """Cancel a campaign's open requests (audited); None when there is no such campaign."""
+    cancelled, follow = call(campaigns.cancel_campaign, c, campaign_id, reason, by)
+    c.dispatcher.enqueue(follow)
+    return cancelled
+
+
 # --- the ops review queue (issue 10): flagged documents wait for a person ------------------
 
 
@@ -173,8 +212,10 @@ __all__ = [
     "IntakeResult",
     "RetryOutcome",
     "assign_document",
+    "cancel_campaign",
     "cancel_case",
     "intake",
+    "load_campaign",
     "record_dead_letter",
     "record_fax_status",
     "record_inbound_fax",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from storage.models import RecordRequest
 from worker.commands import AssemblePacket, Command
@@ -23,6 +23,12 @@ def stop_request(r: RecordRequest, status: RequestStatus, now: datetime) -> None
     for a in r.attempts:
         a.redial_at = None
         a.poll_at = None
+    if r.chase_id is not None:  # the chase goes on for its other requests
+        from worker.services.coalescing import wake_chase
+
+        session = object_session(r)
+        if session is not None:
+            wake_chase(session, r, now)
 
 
 def close_request(

@@ -46,6 +46,7 @@ from worker.domain.notices import quarantined_reply
 from worker.domain.similarity import PageSignature, QASettings
 from worker.domain.types import AttemptOutcome, ChannelKind
 from worker.domain.watchdog import flag
+from worker.services import coalescing
 from worker.services.audit import audit
 from worker.services.closing import close_request
 from worker.services.mapping import case_status
@@ -247,6 +248,9 @@ def _take_poll_result(
         follow += accept_document(s, store, now, found, request=r, sender=a.destination)
     if result.no_records and r.status == RequestStatus.OPEN:
         follow += close_request(s, r, RequestStatus.NO_RECORDS, now)
+        for other in coalescing.others(s, r):  # the provider holds none for this member
+            if other.status == RequestStatus.OPEN:
+                follow += close_request(s, other, RequestStatus.NO_RECORDS, now)
     done = (
         r.status != RequestStatus.OPEN
         or a.outcome == AttemptOutcome.FAILED
@@ -271,8 +275,9 @@ def _match(
             )
             if any(ch["destination"] == sender for ch in r.channels)
         ]
-        if len(candidates) == 1:
-            request = candidates[0]
+        chases = {r.chase_id for r in candidates}
+        if len(candidates) == 1 or (len(chases) == 1 and None not in chases):
+            request = candidates[0]  # one request, or one chase: the reply serves it whole
     return request
 
 
@@ -371,6 +376,67 @@ def accept_document(
         log.warning("reply.quarantined", case_id=case.id, document_id=d.id, reason=reason)
     if request is None or status is not DocumentStatus.ACCEPTED:
         return []
+    follow = []
+    for other in coalescing.others(s, request):  # one outreach served them: so does its answer
+        follow += _serve(s, now, d, found, other, no_records=no_records)
+    return answer_request(s, request, now, no_records=no_records) + follow
+
+
+def _serve(
+    s: Session,
+    now: datetime,
+    d: Document,
+    found: Inspected,
+    request: RecordRequest,
+    *,
+    no_records: bool,
+) -> list[Command]:
+    """Attach document ``d`` (the answer to a chase) to ``request``, another request of the
+    chase: a row of its own on ``request``'s case (same stored bytes, its own QA against that
+    case's documents), audited there, and answering it."""
+    quality = assess(
+        s,
+        request.case,
+        found.check,
+        found.texts,
+        found.signatures,
+        found.qa,
+        no_records=no_records,
+        blank_pages=found.blank_pages,
+    )
+    copy = Document(
+        case_id=request.case_id,
+        request_id=request.id,
+        source=d.source,
+        external_id=f"{d.external_id}#{request.id}"[:512],
+        sender=d.sender,
+        sha256=d.sha256,
+        size=d.size,
+        uri=d.uri,
+        usable_uri=d.usable_uri,
+        pages=d.pages,
+        status=d.status,
+        reason=d.reason,
+        kind=d.kind,
+        received_at=now,
+        flags=quality.flags,
+        qa=quality.qa,
+        review_status=review_for(quality.flags),
+    )
+    s.add(copy)
+    s.flush()
+    audit(
+        s,
+        now,
+        "document.received",
+        request.case_id,
+        document_id=copy.id,
+        status=copy.status,
+        pages=copy.pages,
+        sha256=copy.sha256,
+        flags=copy.flags,
+        served_by=d.id,
+    )
     return answer_request(s, request, now, no_records=no_records)
 
 

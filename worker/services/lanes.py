@@ -1,4 +1,5 @@
-"""The lane of each command, from its case's review type (the rule: ``worker/domain/lanes.py``).
+"""The lane of each command, from its case's review type and whether the case is a campaign's
+(the rule: ``worker/domain/lanes.py``): a campaign's work goes in the bulk lane.
 
 Commands carry one id, of a case, request, attempt, delivery or inbound item. Lanes are looked
 up when enqueuing, in one query per kind of id in the batch; messages stay id-only. A case's
@@ -47,15 +48,21 @@ def lanes_of(commands: Sequence[Command], *, sessions: sessionmaker[Session]) ->
         key = _KEYS.get(type(cmd))
         if key is not None:
             ids[key].add(_entity_id(cmd))
-    review: dict[str, str] = {}
+    review: dict[str, tuple[str, bool]] = {}
     if ids:
         with sessions() as s:
             for (id_col, case_col), wanted in ids.items():
-                stmt = select(id_col, Case.review_type).where(id_col.in_(wanted))
+                stmt = select(id_col, Case.review_type, Case.campaign_id).where(id_col.in_(wanted))
                 if case_col is not None:
                     stmt = stmt.join(Case, Case.id == case_col)
-                review.update((row_id, rt) for row_id, rt in s.execute(stmt))
-    return [lane_for(review.get(_entity_id(cmd))) for cmd in commands]
+                review.update(
+                    (row_id, (rt, campaign is not None)) for row_id, rt, campaign in s.execute(stmt)
+                )
+    lanes = []
+    for cmd in commands:
+        rt, bulk = review.get(_entity_id(cmd), (None, False))
+        lanes.append(lane_for(rt, bulk=bulk))
+    return lanes
 
 
 def _entity_id(cmd: Command) -> str:

@@ -43,8 +43,11 @@ def open_case(
         if case.status != CaseStatus.OPEN:
             case.open_at = None
             return []
-        need_eoc = case.eoc_object_uri is None
-        need_auth = case.authorization_object_uri is None
+        campaign = case.campaign_id is not None  # no packet: no EOC; HIPAA payment/operations
+        need_eoc = case.eoc_object_uri is None and not campaign
+        need_auth = case.authorization_object_uri is None and not (
+            campaign and case.authorization_uri is None and authorization_fallback is None
+        )
         eoc_uri, auth_uri, plan_id = case.eoc_uri, case.authorization_uri, case.plan_id
         member_id, name = case.insured_member_id, case.insured_name
     attention = []

@@ -46,17 +46,20 @@ from worker.domain.lifecycle import (
     send_action,
     transmission_key,
 )
-from worker.domain.outreach import next_attempt
-from worker.domain.types import AttemptOutcome, Channel, ChannelKind, ReviewType
+from worker.domain.types import AttemptOutcome, Channel, ChannelKind
 from worker.services.audit import audit
+from worker.services.coalescing import (
+    campaign_purpose,
+    join_chase,
+    plan_chase,
+    plan_next,
+    served_lines,
+    write_attempt,
+)
 from worker.services.mapping import (
     attempt_outcome,
     case_status,
-    channels,
-    facts,
-    provider_hours,
     request_status,
-    requested_text,
 )
 from worker.services.reconcile import apply_fax_status
 
@@ -76,50 +79,20 @@ def plan_outreach(
         if not outreach_allowed(request_status(r), case_status(case)):
             r.next_action_at = None
             return []
+        if r.chase_id is None and not r.attempts:
+            join_chase(s, r, now)
+        if r.chase_id is not None:  # one outreach for every open request of this member here
+            return plan_chase(s, r, now)
         pending = [a for a in r.attempts if a.outcome == AttemptOutcome.PENDING]
         if pending:  # a send message was lost or is under way: (re)send it, same key
             r.next_action_at = now + LEASE
             return [SendAttempt(pending[0].id)]
-        planned = next_attempt(
-            opened_at=case.opened_at,
-            cutoff=case.assemble_at,
-            review_type=ReviewType(case.review_type),
-            channels=channels(r),
-            attempts=facts(r),
-            now=now,
-            jurisdiction=get_jurisdiction(case.jurisdiction),
-            hours=provider_hours(r),
-        )
+        planned = plan_next(s, r, now)
         if planned is None or planned.at > now:
             r.next_action_at = planned.at if planned else None
             return []
-        attempt = Attempt(
-            request_id=r.id,
-            case_id=case.id,
-            number=planned.number,
-            reason=planned.reason.value,
-            planned_at=planned.at,
-            channel=planned.channel.kind.value,
-            destination=planned.channel.destination,
-            designee=planned.channel.designee,
-            requested=requested_text(case),
-            idempotency_key=f"att-{r.id}-{planned.number}",
-            outcome=AttemptOutcome.PENDING.value,
-        )
-        s.add(attempt)
-        s.flush()
+        attempt = write_attempt(s, r, planned, now)
         r.next_action_at = now + LEASE
-        audit(
-            s,
-            now,
-            "attempt.planned",
-            case.id,
-            request_id=r.id,
-            attempt_id=attempt.id,
-            number=planned.number,
-            channel=attempt.channel,
-            reason=attempt.reason,
-        )
         return [SendAttempt(attempt.id)]
 
 
@@ -156,6 +129,8 @@ def _build_letter(
             attempt_number=a.number,
             citation=jurisdiction.citation,
             tz=jurisdiction.tz,
+            purpose=campaign_purpose(s, case),
+            also=served_lines(s, a),
         )
         auth_uri, case_id = case.authorization_object_uri, case.id
     auth = store.get(auth_uri) if auth_uri else None
@@ -308,7 +283,11 @@ def _outgoing(
         document_url=media_url(a.id),
         member_id=case.insured_member_id,
         requester=carrier_name,
-        purpose=f"External review ({case.jurisdiction}): {a.requested}",
+        purpose=(
+            f"External review ({case.jurisdiction}): {a.requested}"
+            if case.campaign_id is None
+            else f"Records review: {a.requested}"
+        ),
         attempt_number=a.number,
         respond_by=case.assemble_at,
         requested=a.requested,

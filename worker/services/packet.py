@@ -42,6 +42,7 @@ from worker.localtime import format_local
 from worker.packet import CoverInfo, PacketPart, ProviderAttestation, build_packet
 from worker.services.attestation import attestation_cover, provider_attestations
 from worker.services.audit import audit
+from worker.services.campaigns import complete_case
 from worker.services.closing import stop_request
 from worker.services.mapping import case_status
 from worker.services.quality import DUPLICATE, PENDING, flags_of
@@ -140,6 +141,12 @@ def _plan(
         kind = packet_to_assemble(case_status(case))
         if kind is None:
             return None  # cancelled, or already delivering
+        if case.campaign_id is not None:  # a campaign delivers no packet: the case is done
+            if kind is PacketKind.INITIAL:
+                complete_case(s, case, now)
+            else:
+                case.next_action_at = None
+            return None
         supplemental = kind is PacketKind.SUPPLEMENTAL
         if case.eoc_object_uri is None:
             case.attention = case.attention or "evidence of coverage missing: packet held"

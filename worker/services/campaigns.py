@@ -1,0 +1,298 @@
+"""Campaigns: bulk record retrieval loaded at once, chased in the bulk lane, cancelled at once.
+
+A campaign row becomes a one-request case with ``cases.campaign_id`` set (why a case and not
+a model of its own: docs/architecture.md, "Campaigns"). Loading validates every row first
+(``worker/campaign.py``) and then writes the campaign, its cases and their requests in one
+transaction with multi-row inserts: a bad row stores nothing. The cases are opened by the
+scheduler's ``opening`` timer (``cases.open_at`` = the load time), 500 a tick and after any
+review due sooner, so a load of 100,000 rows never floods the queues; their messages travel
+in the ``bulk`` lane (``services/lanes.py``). A campaign's case has no agency and no packet:
+at its due date, or when its request closes, it is ``completed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.jurisdictions import UnknownJurisdiction, get_jurisdiction
+from connectors.base import RecordsRequester
+from storage.db import transaction
+from storage.models import Attempt, Campaign, Case, RecordRequest, new_id
+from worker.campaign import CampaignDoc, CampaignError, CampaignHead, CampaignRow, due_instant
+from worker.commands import CancelAttempt, Command
+from worker.domain.clock import Clock
+from worker.domain.lifecycle import LEASE, CaseStatus, RequestStatus
+from worker.domain.outreach import DEFAULT_SETTINGS, ChannelRecord, OutreachSettings
+from worker.domain.types import ChannelKind
+from worker.services.audit import audit
+from worker.services.cancel import _withdrawable
+from worker.services.closing import stop_request
+from worker.services.mapping import new_reference
+
+log = structlog.get_logger("goodfaith.services")
+
+#: Rows per multi-row INSERT statement while loading.
+CHUNK = 1_000
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    campaign_id: str
+    requests: int
+
+
+def check_head(head: CampaignHead) -> None:
+    """Refuse an unknown jurisdiction (row 0), before any row is read."""
+    try:
+        get_jurisdiction(head.jurisdiction)
+    except UnknownJurisdiction as exc:
+        raise CampaignError([(0, "jurisdiction", str(exc).strip("'\""))]) from None
+
+
+def load_campaign(
+    doc: CampaignDoc,
+    created_by: str,
+    progress: Progress | None = None,
+    *,
+    sessions: sessionmaker[Session],
+    clock: Clock,
+) -> LoadResult:
+    """Write the campaign and one open case (one request) per row, in one transaction.
+    ``doc`` is already validated; ``progress(phase, done, total)`` follows the inserts."""
+    check_head(doc.head)
+    jurisdiction = get_jurisdiction(doc.head.jurisdiction)
+    now = clock.now()
+    campaign_id = new_id()
+    total = len(doc.rows)
+    policy = doc.head.policy
+    with transaction(sessions) as s:
+        s.add(
+            Campaign(
+                id=campaign_id,
+                name=doc.head.name,
+                jurisdiction=doc.head.jurisdiction,
+                attempts=policy.attempts,
+                spacing_fraction=policy.spacing_fraction,
+                first_channel=policy.first_channel,
+                status="open",
+                requests=total,
+                created_at=now,
+                created_by=created_by,
+            )
+        )
+        s.flush()
+        references: set[str] = set()
+        for start in range(0, total, CHUNK):
+            chunk = doc.rows[start : start + CHUNK]
+            cases, requests = [], []
+            for row in chunk:
+                case, request = _rows_for(
+                    campaign_id, doc.head.jurisdiction, row, now, jurisdiction.tz, references
+                )
+                cases.append(case)
+                requests.append(request)
+            s.execute(insert(Case), cases)
+            s.execute(insert(RecordRequest), requests)
+            if progress is not None:
+                progress("stored", start + len(chunk), total)
+        audit(
+            s,
+            now,
+            "campaign.loaded",
+            None,
+            campaign_id=campaign_id,
+            requests=total,
+            attempts=policy.attempts,
+            created_by=created_by,
+        )
+    log.info("campaign.loaded", campaign_id=campaign_id, requests=total)
+    return LoadResult(campaign_id, total)
+
+
+def _rows_for(
+    campaign_id: str,
+    jurisdiction: str,
+    row: CampaignRow,
+    now: datetime,
+    tz: Any,
+    references: set[str],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    case_id = new_id()
+    due = max(due_instant(row.due_date, tz), now)
+    dispute = {
+        "service": row.request,
+        "codes": [],
+        "dates_of_service": [d.isoformat() for d in row.dates_of_service],
+    }
+    case = {
+        "id": case_id,
+        "notification_id": f"campaign:{campaign_id}:{row.row}",
+        "jurisdiction": jurisdiction,
+        "review_type": "standard",
+        "agency_id": "",  # a campaign delivers no packet to an agency
+        "received_at": now,
+        "opened_at": now,
+        "due_at": due,
+        "assemble_at": due,
+        "deliver_by": due,
+        "status": CaseStatus.OPEN.value,
+        "insured_member_id": row.member_id,
+        "insured_name": row.member_name,
+        "insured_birth_date": row.birth_date.isoformat(),
+        "plan_id": "",
+        "dispute": dispute,
+        "notification": {"campaign_id": campaign_id, "row": row.row},
+        "next_action_at": due,  # completed then (``complete_case``) if still open
+        "created_at": now,
+        "open_at": now,  # opened by the scheduler's ``opening`` timer, a batch a tick
+        "campaign_id": campaign_id,
+    }
+    reference = new_reference()
+    while reference in references:
+        reference = new_reference()
+    references.add(reference)
+    channels = [
+        {"kind": kind, "destination": dest, "designee": False, "owner_id": row.npi}
+        for kind, dest in row.channels
+    ]
+    request = {
+        "id": new_id(),
+        "case_id": case_id,
+        "position": 0,
+        "provider_id": row.provider_id,
+        "provider_name": row.provider_name,
+        "npi": row.npi,
+        "role": "treating",
+        "network": "in",
+        "channels": channels,
+        "business_hours": list(row.business_hours) if row.business_hours else None,
+        "reference": reference,
+        "status": RequestStatus.OPEN.value,
+    }
+    return case, request
+
+
+def cancel_campaign(
+    campaign_id: str,
+    reason: str,
+    by: str,
+    *,
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    requesters: Mapping[ChannelKind, RecordsRequester],
+) -> tuple[int | None, list[Command]]:
+    """Cancel every open request of the campaign and stop its redials and polls (audited per
+    case and once for the campaign). Returns how many cases were cancelled (None: no such
+    campaign) and the far-side withdrawals to run (what a requester can withdraw there: a
+    CDex Task, a vendor's order; as ``services/cancel.py`` does for one case). Idempotent."""
+    now = clock.now()
+    follow: list[Command] = []
+    with transaction(sessions) as s:
+        campaign = s.get(Campaign, campaign_id, with_for_update=True)
+        if campaign is None:
+            return None, []
+        cases = list(
+            s.scalars(
+                select(Case)
+                .where(Case.campaign_id == campaign_id, Case.status == CaseStatus.OPEN.value)
+                .with_for_update()
+            )
+        )
+        for case in cases:
+            case.status = CaseStatus.CANCELLED.value
+            case.next_action_at = case.open_at = None
+            for r in case.requests:
+                if r.status != RequestStatus.OPEN:
+                    continue
+                stop_request(r, RequestStatus.CANCELLED, now)
+                for a in r.attempts:
+                    if a.served_by in (None, a.id) and _withdrawable(a, requesters):
+                        a.cancel_at = now + LEASE
+                        follow.append(CancelAttempt(a.id))
+            audit(s, now, "case.cancelled", case.id, reason=reason, campaign_id=campaign_id)
+        if campaign.status != "cancelled":
+            campaign.status = "cancelled"
+            campaign.cancelled_at = now
+        audit(
+            s,
+            now,
+            "campaign.cancelled",
+            None,
+            campaign_id=campaign_id,
+            cases=len(cases),
+            reason=reason,
+            by=by,
+        )
+    log.info("campaign.cancelled", campaign_id=campaign_id, cases=len(cases))
+    return len(cases), follow
+
+
+def complete_case(s: Session, case: Case, now: datetime) -> None:
+    """A campaign's case at its due date or with its request closed: what is still open is
+    unresponsive, and the case is ``completed`` (no packet: the records stay with it)."""
+    for r in case.requests:
+        if r.status == RequestStatus.OPEN:
+            stop_request(r, RequestStatus.UNRESPONSIVE, now)
+            audit(
+                s,
+                now,
+                "request.unresponsive",
+                case.id,
+                request_id=r.id,
+                attempts=len(r.attempts),
+            )
+    case.status = CaseStatus.COMPLETED.value
+    case.next_action_at = None
+    audit(s, now, "case.completed", case.id, campaign_id=case.campaign_id)
+
+
+def outreach_settings(s: Session, case: Case) -> tuple[OutreachSettings, bool]:
+    """The outreach policy of ``case``'s requests, and whether the first channel follows the
+    provider's profile: the campaign's own policy, or the default for a review."""
+    if case.campaign_id is None:
+        return DEFAULT_SETTINGS, False
+    campaign = s.get(Campaign, case.campaign_id)
+    if campaign is None:
+        return DEFAULT_SETTINGS, False
+    settings = OutreachSettings(
+        min_attempts=campaign.attempts, spacing_fraction=campaign.spacing_fraction
+    )
+    return settings, campaign.first_channel == "profile"
+
+
+def channel_profile(s: Session, provider_id: str) -> dict[ChannelKind, ChannelRecord]:
+    """The provider's completed attempts per channel kind (sending attempts only, one
+    aggregate query): what ``first_channel = profile`` chooses by."""
+    from sqlalchemy import case as when
+    from sqlalchemy import func
+
+    rows = s.execute(
+        select(
+            Attempt.channel,
+            func.count(),
+            func.sum(when((Attempt.outcome == "delivered", 1), else_=0)),
+        )
+        .join(RecordRequest, RecordRequest.id == Attempt.request_id)
+        .where(
+            RecordRequest.provider_id == provider_id,
+            Attempt.outcome.in_(["delivered", "failed"]),
+            (Attempt.served_by.is_(None)) | (Attempt.served_by == Attempt.id),
+        )
+        .group_by(Attempt.channel)
+    )
+    out: dict[ChannelKind, ChannelRecord] = {}
+    for channel, completed, delivered in rows:
+        try:
+            out[ChannelKind(channel)] = ChannelRecord(int(completed), int(delivered or 0))
+        except ValueError:
+            continue  # a channel kind this build does not know
+    return out
