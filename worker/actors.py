@@ -11,6 +11,7 @@ sends the message to that lane's queue, so a worker started for one lane
 
 from __future__ import annotations
 
+import contextvars
 import re
 import threading
 from collections import defaultdict
@@ -26,7 +27,7 @@ from worker.commands import Command
 from worker.domain.lanes import LANES, Lane
 from worker.services import HANDLERS, record_dead_letter, run_command
 from worker.services.deps import call
-from worker.services.lanes import lanes_of
+from worker.services.lanes import CASE_BOUND, lanes_of
 
 #: Messages enqueued before lanes existed wait here; standard-lane workers drain it.
 LEGACY_QUEUE = "goodfaith"
@@ -77,12 +78,48 @@ class DramatiqDispatcher:
         if not cmds:
             return
         by_lane: dict[Lane, list[Command]] = defaultdict(list)
-        for cmd, lane in zip(cmds, call(lanes_of, self._container(), cmds), strict=True):
+        inherited = _CASE_LANE.get()
+        if inherited is not None:  # follow-ups of one case's message: its lane, no query
+            lanes = [inherited if type(cmd) in CASE_BOUND else Lane.STANDARD for cmd in cmds]
+        else:
+            lanes = call(lanes_of, self._container(), cmds)
+        for cmd, lane in zip(cmds, lanes, strict=True):
             by_lane[lane].append(cmd)
         for lane in LANES:  # the most urgent first
             for cmd in by_lane.get(lane, ()):
                 message = self.actors[type(cmd)].message(*vars(cmd).values())
                 self.broker.enqueue(message.copy(queue_name=queue_name(lane)))
+
+
+#: The lane of the case whose message this worker thread is running (None: no such message).
+#: Its follow-up commands are work of the same case, so they take that lane without asking
+#: the database (``CaseLane`` sets it).
+_CASE_LANE: contextvars.ContextVar[Lane | None] = contextvars.ContextVar(
+    "goodfaith_case_lane", default=None
+)
+_LANE_OF_QUEUE = {queue_name(lane): lane for lane in LANES}
+_CASE_BOUND_ACTORS = frozenset(actor_name(t) for t in CASE_BOUND)
+
+
+class CaseLane(Middleware):
+    """While a message of a case-bound command runs (``services/lanes.py``), remembers its
+    lane (from its queue) for the follow-ups it enqueues."""
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        lane = _LANE_OF_QUEUE.get(message.queue_name)
+        _CASE_LANE.set(lane if message.actor_name in _CASE_BOUND_ACTORS else None)
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: Any,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        _CASE_LANE.set(None)
+
+    after_skip_message = after_process_message
 
 
 def _make_fn(
@@ -104,6 +141,8 @@ def register_actors(
     that sends to them."""
     for queue in lane_queues(LANES):
         broker.declare_queue(queue)
+    if not any(isinstance(m, CaseLane) for m in broker.middleware):
+        broker.add_middleware(CaseLane())
     actors: dict[type, dramatiq.Actor[Any, Any]] = {}
     for command_type in HANDLERS:
         name = actor_name(command_type)

@@ -271,7 +271,7 @@ def scheduler(once: bool) -> None:
     s = get_settings()
     _require_secrets(s, "scheduler")
     configure_logging(s.log_level, s.log_format)
-    c = _container(dispatcher=_broker_dispatcher())
+    c = _container(dispatcher=_broker_dispatcher(), background_audit=True)
     beats = redis.Redis.from_url(s.redis_url) if s.redis_url else None
 
     def beat(instant: datetime) -> None:
@@ -299,7 +299,7 @@ def api(host: str, port: int) -> None:
     s = get_settings()
     _require_secrets(s, "api")
     configure_logging(s.log_level, s.log_format)
-    c = _container(dispatcher=_broker_dispatcher())
+    c = _container(dispatcher=_broker_dispatcher(), background_audit=True)
     uvicorn.run(create_app(lambda: c, _queue_reader(s)), host=host, port=port, log_level="warning")
 
 

@@ -27,4 +27,6 @@ dramatiq.set_broker(broker)
 dispatcher = register_actors(broker, wiring.current)
 
 
-wiring.set_factory(lambda: wiring.build_container(_settings, dispatcher=dispatcher))
+wiring.set_factory(
+    lambda: wiring.build_container(_settings, dispatcher=dispatcher, background_audit=True)
+)

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, literal, select, true, union_all
 from sqlalchemy.orm import InstrumentedAttribute
 
+from storage.auditchain import chain_pending
 from storage.db import transaction
 from storage.models import (
     Attempt,
@@ -128,7 +129,9 @@ TIMERS: tuple[Timer, ...] = (
 def tick(c: Container) -> list[Command]:
     """Enqueue every due command, earliest case deadline first across all timers (then the
     earliest timer); returns them in that order. Each timer takes at most :data:`BATCH` rows
-    a tick, the most urgent ones. The watchdog runs first: it leases the timers it drives, so they are not enqueued twice."""
+    a tick, the most urgent ones. The watchdog runs first: it leases the timers it drives, so they are not enqueued twice.
+    Audit events a race left pending are chained first (storage/auditchain.py)."""
+    chain_pending(c.engine, wait=False)
     driven = watchdog(c)
     now = c.clock.now()
     due = next_due(c)
