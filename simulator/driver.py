@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Retries
 from sqlalchemy import func, select
 
@@ -47,8 +46,10 @@ from simulator.telnyx import public_key_of
 from storage.db import transaction
 from storage.models import Attempt, Case, Document
 from worker import services
-from worker.actors import DeadLetters, InFlight, LogContext, register_actors
+from worker.actors import DeadLetters, InFlight, LogContext, lane_queues, register_actors
+from worker.brokers import BrokerKind, delete_queues, make_broker
 from worker.domain.clock import VirtualClock
+from worker.domain.lanes import LANES
 from worker.domain.lifecycle import CaseStatus
 from worker.readmodels.report import build_report
 from worker.redis_server import ensure_redis
@@ -210,13 +211,21 @@ def _start(
     wall0: float,
     fax: Callable[[str], FaxVendorSettings],
     far_sides: tuple[type[FarSide], ...],
+    broker_kind: BrokerKind = "redis",
+    rabbitmq_url: str | None = None,
 ) -> _Run:
     """Start Redis, our API, the simulator (serving ``far_sides``), the broker and the workers;
     each stop goes on ``stops`` as soon as its service runs, so a failure half-way still stops
     the rest. ``fax(sim_url)`` is the fax vendor's settings."""
     clock = VirtualClock(scenario.start)
-    redis = ensure_redis(redis_url)
-    stops.append(redis.stop)
+    # the run's own queues (and, on Redis, keys): it may share a server with other runs
+    namespace = f"goodfaith-sim-{uuid.uuid4().hex[:8]}"
+    if broker_kind == "redis":
+        redis = ensure_redis(redis_url)
+        stops.append(redis.stop)
+        broker = make_broker("redis", redis_url=redis.url, namespace=namespace)
+    else:
+        broker = make_broker(broker_kind, rabbitmq_url=rabbitmq_url)
     holder: dict[str, Container] = {}
     api_url, stop_api = run_in_thread(create_app(lambda: holder["c"]))
     stops.append(stop_api)
@@ -248,13 +257,14 @@ def _start(
     _, stop_sim = run_in_thread(simulator.app, port=sim_port)
     stops.append(stop_sim)
 
-    broker = RedisBroker(url=redis.url, namespace=f"goodfaith-sim-{uuid.uuid4().hex[:8]}")  # type: ignore[no-untyped-call]
     inflight = InFlight()
     broker.add_middleware(inflight, before=Retries)  # see InFlight
     broker.add_middleware(DeadLetters(lambda: holder["c"]), before=Retries)  # runs after Retries
     broker.add_middleware(LogContext())
     stops.append(broker.close)
-    dispatcher = register_actors(broker, lambda: holder["c"])
+    stops.append(lambda: delete_queues(broker))  # RabbitMQ: the run's queues go with it
+    prefix = namespace if broker_kind == "rabbitmq" else "goodfaith"
+    dispatcher = register_actors(broker, lambda: holder["c"], prefix)
     c = build_container(
         settings,
         clock=clock,
@@ -268,7 +278,9 @@ def _start(
     )
     holder["c"] = c
     stops.append(c.close)
-    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=10)
+    worker = dramatiq.Worker(
+        broker, queues=set(lane_queues(LANES, prefix)), worker_threads=threads, worker_timeout=10
+    )
     worker.start()
     stops.append(worker.stop)
     ids = frozenset(
@@ -413,6 +425,8 @@ def run_simulation(
     resolution_s: float = 60.0,
     fax: Callable[[str], FaxVendorSettings] | None = None,
     far_sides: tuple[type[FarSide], ...] = FAR_SIDES,
+    broker: BrokerKind = "redis",
+    rabbitmq_url: str | None = None,
 ) -> SimulationResult:
     """Run ``scenario`` through the real pipeline; returns the report (see worker/readmodels/report.py).
 
@@ -422,6 +436,8 @@ def run_simulation(
     far below any deadline's granularity and keeps 1,000-case runs fast.
     ``progress_interval_s`` is in wall seconds. ``fax`` maps the simulator's base URL to the fax
     vendor's settings (default: Telnyx); ``far_sides`` are the far-side classes served.
+    ``broker``: the run's messages go through Redis (``redis_url``, or a private Redis) or
+    RabbitMQ (``rabbitmq_url``), on queues of the run's own (worker/brokers.py).
     """
     wall0 = time.monotonic()
     workdir = workdir or Path(tempfile.mkdtemp(prefix="goodfaith-sim-"))
@@ -440,6 +456,8 @@ def run_simulation(
             wall0=wall0,
             fax=fax or _telnyx,
             far_sides=far_sides,
+            broker_kind=broker,
+            rabbitmq_url=rabbitmq_url,
         )
         last_progress = 0.0
         while True:

@@ -6,6 +6,9 @@ new timer is one row there. A tick finds every row whose timer has passed, pushe
 ahead by a lease (so the next tick does not enqueue it again) and enqueues the command; the
 handler then sets the real next time. A lost message is re-enqueued when its lease runs out,
 so losing Redis loses no work. Restarts, Redis loss and virtual time are all the same path.
+More than one scheduler may run at once (no single point of failure): a tick claims the due
+rows it leases with ``SELECT ... FOR UPDATE SKIP LOCKED``, so two ticks never enqueue the
+same timer (:func:`_due_rows`; the watchdog claims its cases the same way).
 Due work goes out earliest deadline first: ordered by its case's ``deliver_by``, then by the
 timer (work of no case, e.g. an inbound fax not yet matched, after work with a deadline).
 """
@@ -165,18 +168,23 @@ _NO_DEADLINE = datetime.max.replace(tzinfo=UTC)
 
 
 def _due_rows(timer: Timer, now: datetime) -> Any:
-    """Due rows of ``timer`` with their case's ``deliver_by``, most urgent first."""
+    """Due rows of ``timer`` with their case's ``deliver_by``, most urgent first, claimed:
+    ``FOR UPDATE SKIP LOCKED`` of the timer's own rows, so a second scheduler (or the same
+    one's next tick) passes over rows another tick is leasing, and re-reads any it waited for
+    (PostgreSQL; SQLite runs one write transaction at a time and ignores the clause)."""
+    claim = {"skip_locked": True, "of": timer.model}
     if timer.case_id is None:
         return (
             select(timer.model, literal(None, UTCDateTime()))
             .where(timer.active, timer.column <= now)
             .order_by(timer.column)
             .limit(BATCH)
+            .with_for_update(**claim)
         )
     stmt = select(timer.model, Case.deliver_by).where(timer.active, timer.column <= now)
     if timer.model is not Case:
         stmt = stmt.join(Case, Case.id == timer.case_id)
-    return stmt.order_by(Case.deliver_by, timer.column).limit(BATCH)
+    return stmt.order_by(Case.deliver_by, timer.column).limit(BATCH).with_for_update(**claim)
 
 
 def _next_due_statement() -> Any:
