@@ -198,7 +198,7 @@ def _broker_dispatcher() -> Any:
     from worker.actors import register_actors
     from worker.entrypoint import broker
 
-    return register_actors(broker)
+    return register_actors(broker, prefix=get_settings().queue_prefix)
 
 
 @main.command()
@@ -281,7 +281,7 @@ def worker(
         "--threads",
         str(threads or s.worker_threads),
         "--queues",
-        *lane_queues(chosen),
+        *lane_queues(chosen, s.queue_prefix),
     ]
     sys.exit(dramatiq_main())  # type: ignore[no-untyped-call]
 
@@ -341,7 +341,7 @@ def _queue_reader(s: Settings) -> Any:
     from worker.readmodels.queues import QueueHealth, queue_health
 
     client = redis.Redis.from_url(s.redis_url, socket_timeout=2)
-    queues = lane_queues(list(Lane))
+    queues = lane_queues(list(Lane), s.queue_prefix)
 
     def read() -> QueueHealth:
         return queue_health(client, "dramatiq", queues, int(time.time() * 1000))

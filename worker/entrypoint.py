@@ -27,7 +27,7 @@ except BrokerUnavailable as exc:
 broker.add_middleware(LogContext())
 broker.add_middleware(DeadLetters(wiring.current), before=Retries)  # runs after it: see class
 dramatiq.set_broker(broker)
-dispatcher = register_actors(broker, wiring.current)
+dispatcher = register_actors(broker, wiring.current, _settings.queue_prefix)
 
 
 wiring.set_factory(

@@ -172,19 +172,22 @@ def _due_rows(timer: Timer, now: datetime) -> Any:
     ``FOR UPDATE SKIP LOCKED`` of the timer's own rows, so a second scheduler (or the same
     one's next tick) passes over rows another tick is leasing, and re-reads any it waited for
     (PostgreSQL; SQLite runs one write transaction at a time and ignores the clause)."""
-    claim = {"skip_locked": True, "of": timer.model}
     if timer.case_id is None:
         return (
             select(timer.model, literal(None, UTCDateTime()))
             .where(timer.active, timer.column <= now)
             .order_by(timer.column)
             .limit(BATCH)
-            .with_for_update(**claim)
+            .with_for_update(skip_locked=True, of=timer.model)
         )
     stmt = select(timer.model, Case.deliver_by).where(timer.active, timer.column <= now)
     if timer.model is not Case:
         stmt = stmt.join(Case, Case.id == timer.case_id)
-    return stmt.order_by(Case.deliver_by, timer.column).limit(BATCH).with_for_update(**claim)
+    return (
+        stmt.order_by(Case.deliver_by, timer.column)
+        .limit(BATCH)
+        .with_for_update(skip_locked=True, of=timer.model)
+    )
 
 
 def _next_due_statement() -> Any:
