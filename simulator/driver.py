@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import dramatiq
 from dramatiq.middleware import Retries
@@ -39,6 +39,7 @@ from connectors.registry import webhook_url
 from simulator.app import FAR_SIDES, Simulator
 from simulator.base import FarSide
 from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
+from simulator.inprocess import PoolDispatcher
 from simulator.scenario import Scenario, far_side_book, route_fhir_to
 from simulator.serving import free_port, run_in_thread
 from simulator.sinch import INCOMING_PASSWORD, INCOMING_USERNAME
@@ -54,7 +55,7 @@ from worker.domain.lifecycle import CaseStatus
 from worker.readmodels.report import build_report
 from worker.redis_server import ensure_redis
 from worker.scheduler import next_due, tick
-from worker.wiring import Container, build_container, make_http_client, no_sleep
+from worker.wiring import Container, Dispatcher, build_container, make_http_client, no_sleep
 
 __all__ = ["Progress", "SimulationResult", "run_simulation"]
 
@@ -88,6 +89,15 @@ class SimulationResult:
     submissions: int
 
 
+#: How a run's commands are executed: dramatiq workers on a broker (the production path), or
+#: a pool of threads in this process with no broker (simulator/inprocess.py: nothing polls)
+Executor = Literal["dramatiq", "inprocess"]
+
+
+class _Idle(Protocol):
+    def wait_idle(self, timeout: float | None = None) -> bool: ...
+
+
 @dataclass
 class _Run:
     """One running simulation: what the steps read and advance."""
@@ -96,7 +106,7 @@ class _Run:
     clock: VirtualClock
     container: Container
     simulator: Simulator
-    inflight: InFlight
+    inflight: _Idle
     arrivals: list[tuple[datetime, dict[str, Any]]]  # notifications not yet taken in, by time
     wall0: float  # time.monotonic() at the start
     steps: int = 0
@@ -213,6 +223,7 @@ def _start(
     far_sides: tuple[type[FarSide], ...],
     broker_kind: BrokerKind = "redis",
     rabbitmq_url: str | None = None,
+    executor: Executor = "dramatiq",
 ) -> _Run:
     """Start Redis, our API, the simulator (serving ``far_sides``), the broker and the workers;
     each stop goes on ``stops`` as soon as its service runs, so a failure half-way still stops
@@ -220,7 +231,10 @@ def _start(
     clock = VirtualClock(scenario.start)
     # the run's own queues (and, on Redis, keys): it may share a server with other runs
     namespace = f"goodfaith-sim-{uuid.uuid4().hex[:8]}"
-    if broker_kind == "redis":
+    broker: dramatiq.Broker | None = None
+    if executor == "inprocess":
+        pass  # no broker: PoolDispatcher below
+    elif broker_kind == "redis":
         redis = ensure_redis(redis_url)
         stops.append(redis.stop)
         broker = make_broker("redis", redis_url=redis.url, namespace=namespace)
@@ -257,14 +271,22 @@ def _start(
     _, stop_sim = run_in_thread(simulator.app, port=sim_port)
     stops.append(stop_sim)
 
-    inflight = InFlight()
-    broker.add_middleware(inflight, before=Retries)  # see InFlight
-    broker.add_middleware(DeadLetters(lambda: holder["c"]), before=Retries)  # runs after Retries
-    broker.add_middleware(LogContext())
-    stops.append(broker.close)
-    stops.append(lambda: delete_queues(broker))  # RabbitMQ: the run's queues go with it
+    inflight: _Idle
+    dispatcher: Dispatcher
     prefix = namespace if broker_kind == "rabbitmq" else "goodfaith"
-    dispatcher = register_actors(broker, lambda: holder["c"], prefix)
+    if broker is None:
+        pool = PoolDispatcher(threads)
+        inflight = dispatcher = pool
+    else:
+        counter = InFlight()
+        inflight = counter
+        broker.add_middleware(counter, before=Retries)  # see InFlight
+        broker.add_middleware(DeadLetters(lambda: holder["c"]), before=Retries)  # after Retries
+        broker.add_middleware(LogContext())
+        stops.append(broker.close)
+        on_broker = broker
+        stops.append(lambda: delete_queues(on_broker))  # RabbitMQ: the run's queues go with it
+        dispatcher = register_actors(broker, lambda: holder["c"], prefix)
     c = build_container(
         settings,
         clock=clock,
@@ -278,11 +300,17 @@ def _start(
     )
     holder["c"] = c
     stops.append(c.close)
-    worker = dramatiq.Worker(
-        broker, queues=set(lane_queues(LANES, prefix)), worker_threads=threads, worker_timeout=10
-    )
-    worker.start()
-    stops.append(worker.stop)
+    if broker is None:
+        stops.append(pool.close)
+    else:
+        worker = dramatiq.Worker(
+            broker,
+            queues=set(lane_queues(LANES, prefix)),
+            worker_threads=threads,
+            worker_timeout=10,
+        )
+        worker.start()
+        stops.append(worker.stop)
     ids = frozenset(
         str(n["notification_id"])
         for n in notifications
@@ -427,6 +455,7 @@ def run_simulation(
     far_sides: tuple[type[FarSide], ...] = FAR_SIDES,
     broker: BrokerKind = "redis",
     rabbitmq_url: str | None = None,
+    executor: Executor = "dramatiq",
 ) -> SimulationResult:
     """Run ``scenario`` through the real pipeline; returns the report (see worker/readmodels/report.py).
 
@@ -437,7 +466,10 @@ def run_simulation(
     ``progress_interval_s`` is in wall seconds. ``fax`` maps the simulator's base URL to the fax
     vendor's settings (default: Telnyx); ``far_sides`` are the far-side classes served.
     ``broker``: the run's messages go through Redis (``redis_url``, or a private Redis) or
-    RabbitMQ (``rabbitmq_url``), on queues of the run's own (worker/brokers.py).
+    RabbitMQ (``rabbitmq_url``), on queues of the run's own (worker/brokers.py), unless
+    ``executor`` is ``inprocess``: then ``threads`` threads of this process run the same
+    handlers with no broker at all (simulator/inprocess.py), the fast way to rehearse many
+    cases.
     """
     wall0 = time.monotonic()
     workdir = workdir or Path(tempfile.mkdtemp(prefix="goodfaith-sim-"))
@@ -458,6 +490,7 @@ def run_simulation(
             far_sides=far_sides,
             broker_kind=broker,
             rabbitmq_url=rabbitmq_url,
+            executor=executor,
         )
         last_progress = 0.0
         while True:
