@@ -123,8 +123,9 @@ def parse_pool(spec: str) -> list[str]:
 class Processes:
     """The processes started, each in its own session; peak summed RSS of their trees."""
 
-    def __init__(self, env: dict[str, str], code: Path, logs: Path) -> None:
+    def __init__(self, env: dict[str, str], code: Path, logs: Path, database: str = "") -> None:
         self.env, self.code, self.logs = env, code, logs
+        self.database = database  # its backends' CPU is counted as "postgres"
         self.procs: list[subprocess.Popen[bytes]] = []
         self.names: dict[int, str] = {}
         self.peak_rss_kb = 0
@@ -154,9 +155,15 @@ class Processes:
                     stat = Path(entry.path, "stat").read_text()
                     fields = stat.rsplit(")", 1)[1].split()
                     session = int(fields[3])
-                    if session not in sessions:
-                        continue
                     ticks = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                    if session not in sessions:
+                        # PostgreSQL backends serving this run's database (their title names
+                        # it): CPU only, the server's memory is shared with other databases
+                        if self.database and stat.split(" ", 2)[1] == "(postgres)":
+                            title = Path(entry.path, "cmdline").read_bytes()
+                            if f" {self.database} ".encode() in title:
+                                self.cpu_s[int(entry.name)] = ("postgres", ticks)
+                        continue
                     self.cpu_s[int(entry.name)] = (self.names.get(session, "?"), ticks)
                     for line in Path(entry.path, "status").read_text().splitlines():
                         if line.startswith("VmRSS:"):
@@ -241,7 +248,7 @@ def stack(
             "GOODFAITH_RATE_LIMITS__INTAKE_PER_S": "0",  # the burst is the point
         }
     )
-    procs = Processes(env, args.code, tmp)
+    procs = Processes(env, args.code, tmp, urlsplit(args.database_url).path.lstrip("/"))
     try:
         subprocess.run(
             [sys.executable, "-m", "worker.cli", "db", "upgrade"],

@@ -117,6 +117,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def pg_url() -> str:
+    """A fresh PostgreSQL database, for behaviour SQLite cannot show (row locks)."""
+    url = postgres_url()
+    if url is None:
+        if IN_CI:
+            pytest.fail("CI needs GOODFAITH_DATABASE_URL naming a PostgreSQL database")
+        pytest.skip("GOODFAITH_DATABASE_URL does not name a PostgreSQL database")
+    return _fresh_postgres(url)
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'goodfaith.db'}"
 

@@ -14,7 +14,7 @@ from sqlalchemy import update
 
 from storage.db import transaction
 from storage.models import Case
-from tests.conftest import IN_CI, at, notification, postgres_url
+from tests.conftest import at, notification
 from tests.fakes import make_container
 from worker import services
 from worker.commands import Command, OpenCase
@@ -38,23 +38,11 @@ class Recording:
 
 
 @pytest.fixture
-def pg(tmp_path: Path) -> str:
-    url = postgres_url()
-    if url is None:
-        if IN_CI:
-            pytest.fail("CI needs GOODFAITH_DATABASE_URL naming a PostgreSQL database")
-        pytest.skip("GOODFAITH_DATABASE_URL does not name a PostgreSQL database")
-    from tests.conftest import _fresh_postgres
-
-    return _fresh_postgres(url)
-
-
-@pytest.fixture
-def schedulers(tmp_path: Path, pg: str) -> Iterator[tuple[Container, Container]]:
+def schedulers(tmp_path: Path, pg_url: str) -> Iterator[tuple[Container, Container]]:
     """Two schedulers (own engines, own dispatchers) on one database holding CASES cases
     whose opening timer is due."""
-    a, clock, _f, _d = make_container(tmp_path / "a", START, pg)
-    b, _c, _f2, _d2 = make_container(tmp_path / "b", START, pg)
+    a, clock, _f, _d = make_container(tmp_path / "a", START, pg_url)
+    b, _c, _f2, _d2 = make_container(tmp_path / "b", START, pg_url)
     b.clock = a.clock = clock
     a.dispatcher = Recording()  # intake's OpenCase messages are "lost": the timers must drive
     for i in range(CASES):
