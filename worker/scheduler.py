@@ -134,7 +134,14 @@ def tick(c: Container) -> list[Command]:
     earliest timer); returns them in that order. Each timer takes at most :data:`BATCH` rows
     a tick, the most urgent ones. The watchdog runs first: it leases the timers it drives, so they are not enqueued twice.
     Audit events a race left pending are chained first (storage/auditchain.py)."""
-    chain_pending(c.engine, wait=False)
+    try:
+        chain_pending(c.engine, wait=False)
+    except Exception as exc:  # the audit trail waits; due work must not
+        import structlog
+
+        structlog.get_logger("goodfaith.scheduler").warning(
+            "audit.chain_deferred", error=type(exc).__name__
+        )
     driven = watchdog(c)
     now = c.clock.now()
     due = next_due(c)
