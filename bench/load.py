@@ -123,21 +123,26 @@ def parse_pool(spec: str) -> list[str]:
 class Processes:
     """The processes started, each in its own session; peak summed RSS of their trees."""
 
-    def __init__(self, env: dict[str, str], code: Path, logs: Path) -> None:
+    def __init__(self, env: dict[str, str], code: Path, logs: Path, database: str = "") -> None:
         self.env, self.code, self.logs = env, code, logs
+        self.database = database  # its backends' CPU is counted as "postgres"
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.names: dict[int, str] = {}
         self.peak_rss_kb = 0
+        #: CPU seconds (user + system) each process used, by pid, as last sampled: on a
+        #: shared machine the rate depends on the load, CPU per first attempt much less
+        self.cpu_s: dict[int, tuple[str, float]] = {}
         self._stop = threading.Event()
         threading.Thread(target=self._sample, daemon=True).start()
 
     def start(self, name: str, args: list[str]) -> None:
         log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 (closed with the process)
         cmd = [sys.executable, "-m", "worker.cli", *args]
-        self.procs.append(
-            subprocess.Popen(
-                cmd, cwd=self.code, env=self.env, stdout=log, stderr=log, start_new_session=True
-            )
+        proc = subprocess.Popen(
+            cmd, cwd=self.code, env=self.env, stdout=log, stderr=log, start_new_session=True
         )
+        self.procs.append(proc)
+        self.names[proc.pid] = name
 
     def _sample(self) -> None:
         while not self._stop.wait(0.5):
@@ -148,14 +153,31 @@ class Processes:
                     continue
                 try:
                     stat = Path(entry.path, "stat").read_text()
-                    if int(stat.rsplit(")", 1)[1].split()[3]) not in sessions:
+                    fields = stat.rsplit(")", 1)[1].split()
+                    session = int(fields[3])
+                    ticks = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                    if session not in sessions:
+                        # PostgreSQL backends serving this run's database (their title names
+                        # it): CPU only, the server's memory is shared with other databases
+                        if self.database and stat.split(" ", 2)[1] == "(postgres)":
+                            title = Path(entry.path, "cmdline").read_bytes()
+                            if f" {self.database} ".encode() in title:
+                                self.cpu_s[int(entry.name)] = ("postgres", ticks)
                         continue
+                    self.cpu_s[int(entry.name)] = (self.names.get(session, "?"), ticks)
                     for line in Path(entry.path, "status").read_text().splitlines():
                         if line.startswith("VmRSS:"):
                             total += int(line.split()[1])
                 except (OSError, ValueError, IndexError):
                     continue
             self.peak_rss_kb = max(self.peak_rss_kb, total)
+
+    def cpu_by_name(self) -> dict[str, float]:
+        """CPU seconds used so far by each process started (its forked children included)."""
+        out: dict[str, float] = {}
+        for name, seconds in list(self.cpu_s.values()):
+            out[name] = out.get(name, 0.0) + seconds
+        return out
 
     def stop(self) -> None:
         self._stop.set()
@@ -226,7 +248,7 @@ def stack(
             "GOODFAITH_RATE_LIMITS__INTAKE_PER_S": "0",  # the burst is the point
         }
     )
-    procs = Processes(env, args.code, tmp)
+    procs = Processes(env, args.code, tmp, urlsplit(args.database_url).path.lstrip("/"))
     try:
         subprocess.run(
             [sys.executable, "-m", "worker.cli", "db", "upgrade"],
@@ -328,6 +350,12 @@ def run(args: argparse.Namespace) -> str:
                 time.sleep(1)
             engine.dispose()
             peak = procs.peak_rss_kb
+            cpu = procs.cpu_by_name()
+            per = {k: round(v / max(count, 1) * 1000, 2) for k, v in sorted(cpu.items())}
+            _log(
+                f"CPU ms per first attempt (warm-up included), by process: {per}; "
+                f"total {sum(cpu.values()) / max(count, 1) * 1000:.1f} ms; load {os.getloadavg()}"
+            )
     waits = sorted(
         (done[c] - t).total_seconds() if c in done else math.inf for c, t in intake.items()
     )

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -205,6 +205,11 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///./var/goodfaith.db"
     redis_url: str | None = None  # unset: `goodfaith demo` starts a private Redis itself
+    #: the message broker of the worker, API and scheduler processes (worker/brokers.py)
+    broker: Literal["redis", "rabbitmq"] = "redis"
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"  # used when broker = rabbitmq
+    #: queues are ``<queue_prefix>.<lane>``: environments sharing one broker keep apart
+    queue_prefix: str = Field(default="goodfaith", pattern=r"^[A-Za-z0-9_-]+$")
     object_store: str = "file://./var/objects"  # or s3://bucket/prefix
     s3_endpoint_url: str | None = None  # MinIO or moto; unset for AWS
     s3_region: str = "us-east-1"

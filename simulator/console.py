@@ -42,11 +42,13 @@ def run_and_show(
     database_url: str | None = None,
     object_store: str | None = None,
     fax_vendor: str = "telnyx",
+    broker: str = "redis",
 ) -> int:
     """Run ``scenario`` with a live progress view (rich on a terminal, plain lines otherwise),
     print the table of cases, write the JSON report; 0 when every case was on time. State goes
     to ``database_url`` / ``object_store`` when given, else into ``workdir``. ``fax_vendor``
-    names the fax vendor of the run (simulator.driver.SIM_FAX_VENDORS)."""
+    names the fax vendor of the run (simulator.driver.SIM_FAX_VENDORS); ``broker`` its message
+    broker (``redis`` or ``rabbitmq``, at GOODFAITH_RABBITMQ_URL)."""
     from rich.console import Console
     from rich.live import Live
     from rich.table import Table
@@ -97,6 +99,8 @@ def run_and_show(
             scenario,
             workdir=workdir,
             redis_url=get_settings().redis_url,
+            broker="rabbitmq" if broker == "rabbitmq" else "redis",
+            rabbitmq_url=get_settings().rabbitmq_url,
             database_url=database_url,
             object_store=object_store,
             progress=progress,

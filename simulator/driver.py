@@ -25,10 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Retries
 from pydantic import SecretStr
 from sqlalchemy import func, select
@@ -42,6 +41,7 @@ from connectors.vendor.orders import RetrievalVendorSettings
 from simulator.app import FAR_SIDES, Simulator
 from simulator.base import FarSide
 from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
+from simulator.inprocess import PoolDispatcher
 from simulator.scenario import Scenario, far_side_book, route_fhir_to
 from simulator.serving import free_port, run_in_thread
 from simulator.sinch import INCOMING_PASSWORD, INCOMING_USERNAME
@@ -49,13 +49,15 @@ from simulator.telnyx import public_key_of
 from storage.db import transaction
 from storage.models import Attempt, Case, Document
 from worker import services
-from worker.actors import DeadLetters, InFlight, LogContext, register_actors
+from worker.actors import DeadLetters, InFlight, LogContext, lane_queues, register_actors
+from worker.brokers import BrokerKind, delete_queues, make_broker
 from worker.domain.clock import VirtualClock
+from worker.domain.lanes import LANES
 from worker.domain.lifecycle import CaseStatus
 from worker.readmodels.report import build_report
 from worker.redis_server import ensure_redis
 from worker.scheduler import next_due, tick
-from worker.wiring import Container, build_container, make_http_client, no_sleep
+from worker.wiring import Container, Dispatcher, build_container, make_http_client, no_sleep
 
 __all__ = ["Progress", "SimulationResult", "run_simulation"]
 
@@ -89,6 +91,15 @@ class SimulationResult:
     submissions: int
 
 
+#: How a run's commands are executed: dramatiq workers on a broker (the production path), or
+#: a pool of threads in this process with no broker (simulator/inprocess.py: nothing polls)
+Executor = Literal["dramatiq", "inprocess"]
+
+
+class _Idle(Protocol):
+    def wait_idle(self, timeout: float | None = None) -> bool: ...
+
+
 @dataclass
 class _Run:
     """One running simulation: what the steps read and advance."""
@@ -97,7 +108,7 @@ class _Run:
     clock: VirtualClock
     container: Container
     simulator: Simulator
-    inflight: InFlight
+    inflight: _Idle
     arrivals: list[tuple[datetime, dict[str, Any]]]  # notifications not yet taken in, by time
     wall0: float  # time.monotonic() at the start
     steps: int = 0
@@ -229,13 +240,25 @@ def _start(
     wall0: float,
     fax: Callable[[str], FaxVendorSettings],
     far_sides: tuple[type[FarSide], ...],
+    broker_kind: BrokerKind = "redis",
+    rabbitmq_url: str | None = None,
+    executor: Executor = "dramatiq",
 ) -> _Run:
     """Start Redis, our API, the simulator (serving ``far_sides``), the broker and the workers;
     each stop goes on ``stops`` as soon as its service runs, so a failure half-way still stops
     the rest. ``fax(sim_url)`` is the fax vendor's settings."""
     clock = VirtualClock(scenario.start)
-    redis = ensure_redis(redis_url)
-    stops.append(redis.stop)
+    # the run's own queues (and, on Redis, keys): it may share a server with other runs
+    namespace = f"goodfaith-sim-{uuid.uuid4().hex[:8]}"
+    broker: dramatiq.Broker | None = None
+    if executor == "inprocess":
+        pass  # no broker: PoolDispatcher below
+    elif broker_kind == "redis":
+        redis = ensure_redis(redis_url)
+        stops.append(redis.stop)
+        broker = make_broker("redis", redis_url=redis.url, namespace=namespace)
+    else:
+        broker = make_broker(broker_kind, rabbitmq_url=rabbitmq_url)
     holder: dict[str, Container] = {}
     api_url, stop_api = run_in_thread(create_app(lambda: holder["c"]))
     stops.append(stop_api)
@@ -276,13 +299,22 @@ def _start(
     _, stop_sim = run_in_thread(simulator.app, port=sim_port)
     stops.append(stop_sim)
 
-    broker = RedisBroker(url=redis.url, namespace=f"goodfaith-sim-{uuid.uuid4().hex[:8]}")  # type: ignore[no-untyped-call]
-    inflight = InFlight()
-    broker.add_middleware(inflight, before=Retries)  # see InFlight
-    broker.add_middleware(DeadLetters(lambda: holder["c"]), before=Retries)  # runs after Retries
-    broker.add_middleware(LogContext())
-    stops.append(broker.close)
-    dispatcher = register_actors(broker, lambda: holder["c"])
+    inflight: _Idle
+    dispatcher: Dispatcher
+    prefix = namespace if broker_kind == "rabbitmq" else "goodfaith"
+    if broker is None:
+        pool = PoolDispatcher(threads)
+        inflight = dispatcher = pool
+    else:
+        counter = InFlight()
+        inflight = counter
+        broker.add_middleware(counter, before=Retries)  # see InFlight
+        broker.add_middleware(DeadLetters(lambda: holder["c"]), before=Retries)  # after Retries
+        broker.add_middleware(LogContext())
+        stops.append(broker.close)
+        on_broker = broker
+        stops.append(lambda: delete_queues(on_broker))  # RabbitMQ: the run's queues go with it
+        dispatcher = register_actors(broker, lambda: holder["c"], prefix)
     c = build_container(
         settings,
         clock=clock,
@@ -296,9 +328,17 @@ def _start(
     )
     holder["c"] = c
     stops.append(c.close)
-    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=10)
-    worker.start()
-    stops.append(worker.stop)
+    if broker is None:
+        stops.append(pool.close)
+    else:
+        worker = dramatiq.Worker(
+            broker,
+            queues=set(lane_queues(LANES, prefix)),
+            worker_threads=threads,
+            worker_timeout=10,
+        )
+        worker.start()
+        stops.append(worker.stop)
     ids = frozenset(
         str(n["notification_id"])
         for n in notifications
@@ -444,6 +484,9 @@ def run_simulation(
     resolution_s: float = 60.0,
     fax: Callable[[str], FaxVendorSettings] | None = None,
     far_sides: tuple[type[FarSide], ...] = FAR_SIDES,
+    broker: BrokerKind = "redis",
+    rabbitmq_url: str | None = None,
+    executor: Executor = "dramatiq",
 ) -> SimulationResult:
     """Run ``scenario`` through the real pipeline; returns the report (see worker/readmodels/report.py).
 
@@ -453,6 +496,11 @@ def run_simulation(
     far below any deadline's granularity and keeps 1,000-case runs fast.
     ``progress_interval_s`` is in wall seconds. ``fax`` maps the simulator's base URL to the fax
     vendor's settings (default: Telnyx); ``far_sides`` are the far-side classes served.
+    ``broker``: the run's messages go through Redis (``redis_url``, or a private Redis) or
+    RabbitMQ (``rabbitmq_url``), on queues of the run's own (worker/brokers.py), unless
+    ``executor`` is ``inprocess``: then ``threads`` threads of this process run the same
+    handlers with no broker at all (simulator/inprocess.py), the fast way to rehearse many
+    cases.
     """
     wall0 = time.monotonic()
     workdir = workdir or Path(tempfile.mkdtemp(prefix="goodfaith-sim-"))
@@ -471,6 +519,9 @@ def run_simulation(
             wall0=wall0,
             fax=fax or _telnyx,
             far_sides=far_sides,
+            broker_kind=broker,
+            rabbitmq_url=rabbitmq_url,
+            executor=executor,
         )
         last_progress = 0.0
         while True:

@@ -362,7 +362,7 @@ class AuditEvent(Base):
 
 class AuditChain(Base):
     """The head of the audit chain: one row (id 1), the last event's ``seq`` and ``hash``.
-    Appending locks it (``FOR UPDATE``), so concurrent writers make one chain."""
+    The chainer locks it (``FOR UPDATE``), so there is one chain and one chainer at a time."""
 
     __tablename__ = "audit_chain"
 
@@ -371,23 +371,29 @@ class AuditChain(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+class AuditPending(Base):
+    """An audit event committed but not yet in the chain: written by the transaction that
+    records it, without any lock, and moved into ``audit_events`` (with its ``seq`` and
+    hashes) by the one chainer holding the head row (``storage/auditchain.py``)."""
+
+    __tablename__ = "audit_pending"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str | None] = mapped_column(String(32))
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]]
+
+
 class AppendOnlyError(RuntimeError):
     pass
 
 
-@event.listens_for(Session, "before_commit")
-def _seal_audit_events(session: Session) -> None:
-    from storage.auditchain import seal
+@event.listens_for(Session, "after_commit")
+def _chain_audit_events(session: Session) -> None:
+    from storage.auditchain import committed
 
-    seal(session)
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _drop_audit_events(session: Session, transaction: Any) -> None:
-    if transaction.parent is None:  # the outermost transaction ended (sealed ones are gone)
-        from storage.auditchain import discard
-
-        discard(session)
+    committed(session)
 
 
 @event.listens_for(Session, "before_flush")

@@ -71,6 +71,24 @@ def redis_url() -> Iterator[str]:
         yield server.url
 
 
+RABBITMQ_URL = os.environ.get("GOODFAITH_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    """A reachable RabbitMQ (GOODFAITH_TEST_RABBITMQ_URL, default the local guest account);
+    under CI its absence is a failure (.ci/run starts rabbitmq-server), else a skip."""
+    import pika
+
+    try:
+        pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL)).close()
+    except Exception as exc:
+        if IN_CI:
+            pytest.fail(f"CI needs RabbitMQ at {RABBITMQ_URL} ({type(exc).__name__})")
+        pytest.skip(f"RabbitMQ is not reachable at {RABBITMQ_URL}: start rabbitmq-server")
+    return RABBITMQ_URL
+
+
 def _fresh_postgres(url: str) -> str:
     """A private schema-less database reset: drop and recreate the public schema."""
     from sqlalchemy import text
@@ -90,6 +108,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Each database test runs on SQLite and on PostgreSQL."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'goodfaith.db'}"
+    url = postgres_url()
+    if url is None:
+        if IN_CI:
+            pytest.fail("CI needs GOODFAITH_DATABASE_URL naming a PostgreSQL database")
+        pytest.skip("GOODFAITH_DATABASE_URL does not name a PostgreSQL database")
+    return _fresh_postgres(url)
+
+
+@pytest.fixture
+def pg_url() -> str:
+    """A fresh PostgreSQL database, for behaviour SQLite cannot show (row locks)."""
     url = postgres_url()
     if url is None:
         if IN_CI:

@@ -11,6 +11,7 @@ sends the message to that lane's queue, so a worker started for one lane
 
 from __future__ import annotations
 
+import contextvars
 import re
 import threading
 from collections import defaultdict
@@ -26,21 +27,31 @@ from worker.commands import Command
 from worker.domain.lanes import LANES, Lane
 from worker.services import HANDLERS, record_dead_letter, run_command
 from worker.services.deps import call
-from worker.services.lanes import lanes_of
+from worker.services.lanes import CASE_BOUND, lanes_of
 
 #: Messages enqueued before lanes existed wait here; standard-lane workers drain it.
 LEGACY_QUEUE = "goodfaith"
 
 
-def queue_name(lane: Lane) -> str:
-    """The dramatiq queue of ``lane``, e.g. ``goodfaith.expedited``."""
-    return f"goodfaith.{lane.value}"
+def queue_name(lane: Lane, prefix: str = LEGACY_QUEUE) -> str:
+    """The dramatiq queue of ``lane``, e.g. ``goodfaith.expedited`` (``prefix``: a simulation
+    run's own queues on a shared broker, worker/brokers.py)."""
+    return f"{prefix}.{lane.value}"
 
 
-def lane_queues(lanes: Sequence[Lane]) -> list[str]:
+def lane_queues(lanes: Sequence[Lane], prefix: str = LEGACY_QUEUE) -> list[str]:
     """The queues a worker for ``lanes`` consumes (the standard lane also drains the legacy one)."""
-    queues = [queue_name(lane) for lane in lanes]
-    return [*queues, LEGACY_QUEUE] if Lane.STANDARD in lanes else queues
+    queues = [queue_name(lane, prefix) for lane in lanes]
+    return [*queues, prefix] if Lane.STANDARD in lanes else queues
+
+
+def _lane_of_queue(name: str) -> Lane | None:
+    """``goodfaith.expedited`` (any prefix) → the expedited lane; None for another queue."""
+    suffix = name.rpartition(".")[2]
+    return Lane(suffix) if suffix in _LANE_NAMES else None
+
+
+_LANE_NAMES = frozenset(lane.value for lane in LANES)
 
 
 ACTOR_OPTIONS: dict[str, Any] = {
@@ -63,10 +74,12 @@ class DramatiqDispatcher:
         broker: dramatiq.Broker,
         actors: dict[type, dramatiq.Actor[Any, Any]],
         container: Callable[[], wiring.Container],
+        prefix: str = LEGACY_QUEUE,
     ) -> None:
         self.broker = broker
         self.actors = actors
         self._container = container
+        self.prefix = prefix
 
     def bind(self, container: wiring.Container) -> None:
         """Look lanes up in ``container``'s database (``build_container`` calls this)."""
@@ -77,12 +90,47 @@ class DramatiqDispatcher:
         if not cmds:
             return
         by_lane: dict[Lane, list[Command]] = defaultdict(list)
-        for cmd, lane in zip(cmds, call(lanes_of, self._container(), cmds), strict=True):
+        inherited = _CASE_LANE.get()
+        if inherited is not None:  # follow-ups of one case's message: its lane, no query
+            lanes = [inherited if type(cmd) in CASE_BOUND else Lane.STANDARD for cmd in cmds]
+        else:
+            lanes = call(lanes_of, self._container(), cmds)
+        for cmd, lane in zip(cmds, lanes, strict=True):
             by_lane[lane].append(cmd)
         for lane in LANES:  # the most urgent first
             for cmd in by_lane.get(lane, ()):
                 message = self.actors[type(cmd)].message(*vars(cmd).values())
-                self.broker.enqueue(message.copy(queue_name=queue_name(lane)))
+                self.broker.enqueue(message.copy(queue_name=queue_name(lane, self.prefix)))
+
+
+#: The lane of the case whose message this worker thread is running (None: no such message).
+#: Its follow-up commands are work of the same case, so they take that lane without asking
+#: the database (``CaseLane`` sets it).
+_CASE_LANE: contextvars.ContextVar[Lane | None] = contextvars.ContextVar(
+    "goodfaith_case_lane", default=None
+)
+_CASE_BOUND_ACTORS = frozenset(actor_name(t) for t in CASE_BOUND)
+
+
+class CaseLane(Middleware):
+    """While a message of a case-bound command runs (``services/lanes.py``), remembers its
+    lane (from its queue) for the follow-ups it enqueues."""
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        lane = _lane_of_queue(message.queue_name)
+        _CASE_LANE.set(lane if message.actor_name in _CASE_BOUND_ACTORS else None)
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: Any,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        _CASE_LANE.set(None)
+
+    after_skip_message = after_process_message
 
 
 def _make_fn(
@@ -98,12 +146,16 @@ def _make_fn(
 
 
 def register_actors(
-    broker: dramatiq.Broker, container: Callable[[], wiring.Container] = wiring.current
+    broker: dramatiq.Broker,
+    container: Callable[[], wiring.Container] = wiring.current,
+    prefix: str = LEGACY_QUEUE,
 ) -> DramatiqDispatcher:
-    """Declare the lane queues and one actor per command on ``broker``; returns the dispatcher
-    that sends to them."""
-    for queue in lane_queues(LANES):
+    """Declare the lane queues (``<prefix>.<lane>``) and one actor per command on ``broker``;
+    returns the dispatcher that sends to them."""
+    for queue in lane_queues(LANES, prefix):
         broker.declare_queue(queue)
+    if not any(isinstance(m, CaseLane) for m in broker.middleware):
+        broker.add_middleware(CaseLane())
     actors: dict[type, dramatiq.Actor[Any, Any]] = {}
     for command_type in HANDLERS:
         name = actor_name(command_type)
@@ -114,11 +166,11 @@ def register_actors(
             _make_fn(command_type, container),
             broker=broker,
             actor_name=name,
-            queue_name=queue_name(Lane.STANDARD),
+            queue_name=queue_name(Lane.STANDARD, prefix),
             priority=0,
             options=dict(ACTOR_OPTIONS),
         )
-    return DramatiqDispatcher(broker, actors, container)
+    return DramatiqDispatcher(broker, actors, container, prefix)
 
 
 class LogContext(Middleware):

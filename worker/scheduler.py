@@ -6,6 +6,9 @@ new timer is one row there. A tick finds every row whose timer has passed, pushe
 ahead by a lease (so the next tick does not enqueue it again) and enqueues the command; the
 handler then sets the real next time. A lost message is re-enqueued when its lease runs out,
 so losing Redis loses no work. Restarts, Redis loss and virtual time are all the same path.
+More than one scheduler may run at once (no single point of failure): a tick claims the due
+rows it leases with ``SELECT ... FOR UPDATE SKIP LOCKED``, so two ticks never enqueue the
+same timer (:func:`_due_rows`; the watchdog claims its cases the same way).
 Due work goes out earliest deadline first: ordered by its case's ``deliver_by``, then by the
 timer (work of no case, e.g. an inbound fax not yet matched, after work with a deadline).
 """
@@ -20,6 +23,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, literal, select, true, union_all
 from sqlalchemy.orm import InstrumentedAttribute
 
+from storage.auditchain import chain_pending
 from storage.db import transaction
 from storage.models import (
     Attempt,
@@ -128,7 +132,16 @@ TIMERS: tuple[Timer, ...] = (
 def tick(c: Container) -> list[Command]:
     """Enqueue every due command, earliest case deadline first across all timers (then the
     earliest timer); returns them in that order. Each timer takes at most :data:`BATCH` rows
-    a tick, the most urgent ones. The watchdog runs first: it leases the timers it drives, so they are not enqueued twice."""
+    a tick, the most urgent ones. The watchdog runs first: it leases the timers it drives, so they are not enqueued twice.
+    Audit events a race left pending are chained first (storage/auditchain.py)."""
+    try:
+        chain_pending(c.engine, wait=False)
+    except Exception as exc:  # the audit trail waits; due work must not
+        import structlog
+
+        structlog.get_logger("goodfaith.scheduler").warning(
+            "audit.chain_deferred", error=type(exc).__name__
+        )
     driven = watchdog(c)
     now = c.clock.now()
     due = next_due(c)
@@ -162,18 +175,26 @@ _NO_DEADLINE = datetime.max.replace(tzinfo=UTC)
 
 
 def _due_rows(timer: Timer, now: datetime) -> Any:
-    """Due rows of ``timer`` with their case's ``deliver_by``, most urgent first."""
+    """Due rows of ``timer`` with their case's ``deliver_by``, most urgent first, claimed:
+    ``FOR UPDATE SKIP LOCKED`` of the timer's own rows, so a second scheduler (or the same
+    one's next tick) passes over rows another tick is leasing, and re-reads any it waited for
+    (PostgreSQL; SQLite runs one write transaction at a time and ignores the clause)."""
     if timer.case_id is None:
         return (
             select(timer.model, literal(None, UTCDateTime()))
             .where(timer.active, timer.column <= now)
             .order_by(timer.column)
             .limit(BATCH)
+            .with_for_update(skip_locked=True, of=timer.model)
         )
     stmt = select(timer.model, Case.deliver_by).where(timer.active, timer.column <= now)
     if timer.model is not Case:
         stmt = stmt.join(Case, Case.id == timer.case_id)
-    return stmt.order_by(Case.deliver_by, timer.column).limit(BATCH)
+    return (
+        stmt.order_by(Case.deliver_by, timer.column)
+        .limit(BATCH)
+        .with_for_update(skip_locked=True, of=timer.model)
+    )
 
 
 def _next_due_statement() -> Any:

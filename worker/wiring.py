@@ -200,8 +200,13 @@ def build_container(
     extra_agencies: Mapping[str, AgencyTransportSettings] | None = None,
     retry_sleep: Callable[[float], None] = time.sleep,
     migrate_schema: bool = True,
+    background_audit: bool = False,
 ) -> Container:
-    """Build everything a worker, the API or the scheduler needs from ``settings``."""
+    """Build everything a worker, the API or the scheduler needs from ``settings``.
+
+    ``background_audit``: chain audit events in one background thread of this process
+    (long-running processes with many threads) rather than after each commit
+    (storage/auditchain.py)."""
     from config.providers import load_provider_directory
     from connectors.registry import (
         BuildContext,
@@ -232,6 +237,10 @@ def build_container(
     closers.append(engine.dispose)
     if migrate_schema:
         migrate(engine)
+    if background_audit:
+        from storage.auditchain import chain_in_background
+
+        chain_in_background(engine)
     reader = UriReader(s3_client)
     store = open_store(settings.object_store, s3_client=s3_client, sse=settings.s3_sse)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -184,3 +185,58 @@ def test_exports_carry_the_chain_head(c: Container) -> None:
     verified = client.get("/v1/audit/verify").json()
     assert verified["ok"] is True and verified["head_hash"] == head.head_hash
     client.close()
+
+
+def test_a_commit_never_waits_for_the_chain_head(tmp_path: Path, pg_url: str) -> None:
+    """While another transaction holds the chain head's lock (PostgreSQL), an audited commit
+    goes through at once, its event pending; once the lock is released the next chaining
+    seals it."""
+    from storage.auditchain import chain_pending
+    from storage.models import AuditPending
+
+    c, _clock, _fax, _d = make_container(tmp_path, START, pg_url)
+    _write(c, 2)
+    holder = c.engine.connect()
+    held = holder.begin()
+    holder.execute(text("SELECT seq FROM audit_chain WHERE id = 1 FOR UPDATE"))
+    try:
+        done = threading.Event()
+
+        def commit() -> None:
+            _write(c, 1, kind="while.locked")
+            done.set()
+
+        t = threading.Thread(target=commit)
+        t.start()
+        assert done.wait(10), "an audited commit waited for the chain head"
+        t.join()
+        with transaction(c.sessions) as s:
+            assert s.scalars(select(AuditPending.kind)).all() == ["while.locked"]
+    finally:
+        held.rollback()
+        holder.close()
+    assert chain_pending(c.engine) == 1
+    check = verify_chain(c.sessions)
+    c.close()
+    assert check.ok and check.events == 3, check.describe()
+
+
+def test_a_background_chainer_seals_what_workers_commit(c: Container) -> None:
+    """chain_in_background: commits only wake the chainer thread; their events are sealed
+    within moments, in one chain."""
+    from storage.auditchain import chain_head, chain_in_background
+    from storage.models import AuditPending
+
+    chain_in_background(c.engine, gather_s=0.01)
+    for _ in range(5):
+        _write(c, 3)
+    deadline = time.monotonic() + 10
+    while True:
+        with transaction(c.sessions) as s:
+            pending = s.scalars(select(AuditPending.id)).all()
+        if not pending:
+            break
+        assert time.monotonic() < deadline, f"{len(pending)} events still pending"
+        time.sleep(0.05)
+    assert chain_head(c.sessions)[0] == 15
+    assert verify_chain(c.sessions).ok

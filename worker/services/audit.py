@@ -8,11 +8,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from storage.auditchain import append
-from storage.models import AuditEvent
 
 
 def audit(s: Session, at: datetime, kind: str, case_id: str | None, **detail: Any) -> None:
     """Record ``kind`` (e.g. ``attempt.sent``) for ``case_id`` at ``at``; ``detail`` holds ids,
-    counts and reasons, never PHI. The event joins the hash chain when ``s`` commits
+    counts and reasons, never PHI. The event joins the hash chain after ``s`` commits
     (storage/auditchain.py)."""
-    append(s, AuditEvent(case_id=case_id, at=at, kind=kind, detail=detail))
+    append(s, case_id, at, kind, detail)

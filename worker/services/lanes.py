@@ -40,6 +40,10 @@ _KEYS: dict[type, tuple[Any, Any]] = {
 }
 
 
+#: Commands whose id names a row of one case: the lane of their case.
+CASE_BOUND: frozenset[type] = frozenset(_KEYS)
+
+
 def lanes_of(commands: Sequence[Command], *, sessions: sessionmaker[Session]) -> list[Lane]:
     """The lane of each command, in order. Commands of no case (``IngestInbound``) and rows
     not found (a stale command) are standard."""

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
 
 from config.jurisdictions import get_jurisdiction
 from connectors.base import (
@@ -65,6 +65,18 @@ from worker.services.reconcile import apply_fax_status
 
 log = structlog.get_logger("goodfaith.services")
 
+#: an attempt with its request and case in one query (they are read on every send)
+_WITH_CASE = (
+    joinedload(Attempt.request, innerjoin=True).joinedload(RecordRequest.case, innerjoin=True),
+)
+#: a request with its case (one query) and its attempts (one more), as the policy reads them
+_REQUEST_STATE = (
+    joinedload(RecordRequest.case, innerjoin=True),
+    selectinload(RecordRequest.attempts),
+)
+#: lock only the row named (the case and its other rows stay free for their own work)
+_LOCK_ATTEMPT = {"of": Attempt}
+
 
 def plan_outreach(
     cmd: PlanOutreach, *, sessions: sessionmaker[Session], clock: Clock
@@ -72,7 +84,12 @@ def plan_outreach(
     """Ask the outreach policy for the next attempt; write it (pending) or set the timer."""
     now = clock.now()
     with transaction(sessions) as s:
-        r = s.get(RecordRequest, cmd.request_id, with_for_update=True)
+        r = s.get(
+            RecordRequest,
+            cmd.request_id,
+            options=_REQUEST_STATE,
+            with_for_update={"of": RecordRequest},
+        )
         if r is None:
             return []
         case = r.case
@@ -109,7 +126,7 @@ def _build_letter(
     from worker.letters import LetterInfo, build_request_letter
 
     with transaction(sessions) as s:
-        a = s.get(Attempt, attempt_id)
+        a = s.get(Attempt, attempt_id, options=_WITH_CASE)
         if a is None or a.letter_uri is not None or a.outcome != AttemptOutcome.PENDING:
             return None
         r, case = a.request, a.request.case
@@ -220,7 +237,7 @@ def _start_transmission(
     nothing to send)."""
     now = clock.now()
     with transaction(sessions) as s:
-        a = s.get(Attempt, attempt_id, with_for_update=True)
+        a = s.get(Attempt, attempt_id, options=_WITH_CASE, with_for_update=_LOCK_ATTEMPT)
         if a is None:
             return None
         r, case = a.request, a.request.case

@@ -66,6 +66,7 @@ def watch(*, sessions: sessionmaker[Session], clock: Clock, settings: Settings) 
             )
             .order_by(Case.deliver_by, Case.id)
             .limit(BATCH)
+            .with_for_update(skip_locked=True, of=Case)  # another scheduler's pass: skip
         ).all()
         latest = _latest_deliveries(s, [c.id for c in cases])
         for case in cases:
@@ -133,6 +134,7 @@ def _stalled_supplemental(s: Session, now: datetime) -> list[Command]:
             Case.status.in_([st.value for st in CaseStatus if st.delivered]),
         )
         .limit(BATCH)
+        .with_for_update(skip_locked=True, of=Delivery)
     ).all()
     for d in rows:
         d.next_action_at = now + LEASE

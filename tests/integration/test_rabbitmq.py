@@ -1,0 +1,250 @@
+"""RabbitMQ as the broker (GOODFAITH_BROKER=rabbitmq): the production processes scaled out —
+two worker pools and two schedulers at once on one PostgreSQL — do every piece of work once
+(no duplicate sends), and a simulation gives the same results on RabbitMQ as on Redis."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pika
+import pytest
+from sqlalchemy import create_engine, text
+
+from connectors.registry import webhook_url
+from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
+from simulator.telnyx import public_key_of
+from tests.conftest import IN_CI, _fresh_postgres, notification, postgres_url
+from tests.integration.test_processes import BIN, SEED, _key, _port
+from worker.brokers import BrokerUnavailable, make_broker
+
+CASES = 12  # notifications of 3 providers each
+
+
+def _queue_exists(url: str, name: str) -> bool:
+    with pika.BlockingConnection(pika.URLParameters(url)) as conn:
+        try:
+            conn.channel().queue_declare(name, passive=True)
+        except pika.exceptions.ChannelClosedByBroker:
+            return False
+        return True
+
+
+def test_an_unreachable_rabbitmq_is_named_with_the_fix() -> None:
+    """GOODFAITH_BROKER=rabbitmq with nothing listening: an error naming the server and the
+    setting, before any message is sent; the Redis broker without a URL names its setting."""
+    with pytest.raises(BrokerUnavailable, match="GOODFAITH_RABBITMQ_URL"):
+        make_broker("rabbitmq", rabbitmq_url="amqp://guest:guest@127.0.0.1:1/")
+    with pytest.raises(BrokerUnavailable, match="GOODFAITH_REDIS_URL"):
+        make_broker("redis", redis_url=None)
+
+
+@pytest.fixture
+def scaled_out(tmp_path: Path, rabbitmq_url: str) -> Iterator[tuple[dict[str, str], str, str]]:
+    """simulator + api + two worker pools + two schedulers on RabbitMQ and PostgreSQL."""
+    url = postgres_url()
+    if url is None:
+        if IN_CI:
+            pytest.fail("CI needs GOODFAITH_DATABASE_URL naming a PostgreSQL database")
+        pytest.skip("GOODFAITH_DATABASE_URL does not name a PostgreSQL database")
+    db = _fresh_postgres(url)
+    prefix = f"gf-test-{uuid.uuid4().hex[:8]}"
+    api_port, sim_port = _port(), _port()
+    (tmp_path / "eoc").mkdir()
+    (tmp_path / "eoc" / "PPO-2026.pdf").write_bytes(generate_eoc_pdf("PPO-2026"))
+    (tmp_path / "auth.pdf").write_bytes(generate_authorization_pdf("M1001", "Jane Roe"))
+    sim, api = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{api_port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOODFAITH_")}
+    env.update(
+        {
+            "GOODFAITH_BROKER": "rabbitmq",
+            "GOODFAITH_RABBITMQ_URL": rabbitmq_url,
+            "GOODFAITH_QUEUE_PREFIX": prefix,
+            "GOODFAITH_DATABASE_URL": db,
+            "GOODFAITH_OBJECT_STORE": f"file://{tmp_path / 'objects'}",
+            "GOODFAITH_EOC_LIBRARY": f"file://{tmp_path / 'eoc'}",
+            "GOODFAITH_PUBLIC_BASE_URL": api,
+            "GOODFAITH_FAX__API_BASE": sim,
+            "GOODFAITH_FAX__API_KEY": "key",
+            "GOODFAITH_FAX__CONNECTION_ID": "conn",
+            "GOODFAITH_AGENCIES": json.dumps(
+                {"agency-a": {"name": "A", "submit_url": f"{sim}/agency/agency-a/submissions"}}
+            ),
+            "GOODFAITH_SCHEDULER_INTERVAL_S": "0.2",
+            # status checks 1 s after each fax: timers both schedulers reach for at once
+            "GOODFAITH_FAX_STATUS_CHECK_AFTER_S": "1",
+            "GOODFAITH_MEDIA_SECRET": "rabbitmq-test-media-secret",
+            "GOODFAITH_FAX__WEBHOOK_PUBLIC_KEY": public_key_of(SEED),
+            "GOODFAITH_SIMULATOR_SIGNING_KEY": base64.b64encode(SEED).decode(),
+            "GOODFAITH_RATE_LIMITS__INTAKE_PER_S": "0",
+        }
+    )
+    subprocess.run([BIN / "goodfaith", "db", "upgrade"], env=env, check=True, capture_output=True)
+    commands = {
+        "simulator": [
+            "simulator",
+            "--port",
+            str(sim_port),
+            "--webhook-url",
+            webhook_url(api, "telnyx"),
+        ],
+        "api": ["api", "--port", str(api_port)],
+        "worker-a": ["worker", "--processes", "1", "--threads", "4"],
+        "worker-b": ["worker", "--processes", "1", "--threads", "4"],
+        "scheduler-a": ["scheduler"],
+        "scheduler-b": ["scheduler"],
+    }
+    logs = {name: open(tmp_path / f"{name}.log", "wb") for name in commands}  # noqa: SIM115
+    procs = [
+        subprocess.Popen(
+            [BIN / "goodfaith", *cmd],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=logs[name],
+            start_new_session=True,
+        )
+        for name, cmd in commands.items()
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{api}/healthz", timeout=1).is_success:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the API did not come up"
+            time.sleep(0.2)
+        yield env, api, sim
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=20)
+        for log in logs.values():
+            log.close()
+        with pika.BlockingConnection(pika.URLParameters(rabbitmq_url)) as conn:
+            channel = conn.channel()
+            for lane in ("expedited", "standard", "bulk"):
+                for suffix in ("", ".DQ", ".XQ"):
+                    channel.queue_delete(f"{prefix}.{lane}{suffix}")
+            for suffix in ("", ".DQ", ".XQ"):
+                channel.queue_delete(f"{prefix}{suffix}")
+        assert not _queue_exists(rabbitmq_url, f"{prefix}.standard")
+
+
+def test_two_schedulers_and_two_worker_pools_on_rabbitmq_do_no_work_twice(
+    scaled_out: tuple[dict[str, str], str, str], tmp_path: Path
+) -> None:
+    """CASES notifications (3 providers each) through RabbitMQ while both schedulers tick
+    every 0.2 s: every provider gets exactly one fax, every attempt is planned, transmitted
+    and sent once, and the audit trail the six processes wrote is one intact chain."""
+    env, api, sim = scaled_out
+    intake = _key(env, "intake")
+    numbers = set()
+    with httpx.Client(timeout=30, headers=intake) as http:
+        for i in range(CASES):
+            doc = notification(
+                notification_id=f"RMQ-{i}",
+                authorization_uri=f"file://{tmp_path / 'auth.pdf'}",
+                received_at=datetime.now(UTC).isoformat(),
+                review_type="expedited" if i % 3 == 0 else "standard",
+            )
+            doc["providers"] = [
+                {
+                    **doc["providers"][0],
+                    "provider_id": f"p{i}-{k}",
+                    "business_hours": ["00:00", "23:59"],
+                    "channels": [{"kind": "fax", "number": f"+1617555{i:02d}{k:02d}"}],
+                }
+                for k in range(3)
+            ]
+            numbers |= {p["channels"][0]["number"] for p in doc["providers"]}
+            assert http.post(f"{api}/v1/notifications", json=doc).status_code == 201
+    engine = create_engine(
+        env["GOODFAITH_DATABASE_URL"].replace("postgresql:", "postgresql+psycopg:")
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            with engine.connect() as conn:
+                sent = conn.execute(
+                    text("SELECT count(*) FROM attempts WHERE sent_at IS NOT NULL")
+                ).scalar()
+            if sent == 3 * CASES:
+                break
+            assert time.monotonic() < deadline, f"{sent}/{3 * CASES} first attempts sent"
+            time.sleep(0.5)
+        time.sleep(4)  # the status checks (1 s after each fax) run meanwhile
+        with engine.connect() as conn:
+            attempts = conn.execute(
+                text("SELECT request_id, number, transmissions FROM attempts")
+            ).all()
+            kinds = Counter(
+                (kind, detail_attempt)
+                for kind, detail_attempt in conn.execute(
+                    text(
+                        "SELECT kind, detail->>'attempt_id' FROM audit_events "
+                        "UNION ALL SELECT kind, detail->>'attempt_id' FROM audit_pending"
+                    )
+                )
+            )
+    finally:
+        engine.dispose()
+    assert len(attempts) == 3 * CASES
+    assert {(n, t) for _r, n, t in attempts} == {(1, 1)}
+    assert len({r for r, _n, _t in attempts}) == 3 * CASES
+    for kind in ("attempt.planned", "attempt.sent"):
+        per_attempt = [n for (k, _a), n in kinds.items() if k == kind]
+        assert len(per_attempt) == 3 * CASES and set(per_attempt) == {1}, kind
+    faxes = httpx.get(
+        f"{sim}/v2/faxes", params={"page[size]": "250"}, headers={"Authorization": "Bearer key"}
+    ).json()["data"]
+    assert Counter(f["to"] for f in faxes if f["direction"] == "outbound") == Counter(
+        {n: 1 for n in numbers}
+    )
+    out = subprocess.run(
+        [BIN / "goodfaith", "audit", "verify"], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_simulation_on_rabbitmq_ends_as_on_redis(
+    tmp_path: Path, rabbitmq_url: str, redis_url: str
+) -> None:
+    """The same scenario through the real pipeline on each broker: the same cases on time,
+    the same attempts per request."""
+    from simulator.demo import demo_scenario
+    from simulator.driver import run_simulation
+
+    def outcome(broker: str) -> tuple[dict[str, int], list[int]]:
+        result = run_simulation(
+            demo_scenario(4, seed=5, run=broker),
+            workdir=tmp_path / broker,
+            redis_url=redis_url,
+            rabbitmq_url=rabbitmq_url,
+            broker=broker,  # type: ignore[arg-type]
+        )
+        summary = result.report["summary"]
+        per_request = sorted(
+            len(r["attempts"]) for c in result.report["cases"] for r in c["requests"]
+        )
+        return {k: summary[k] for k in ("cases", "on_time", "late", "attempts")}, per_request
+
+    on_redis, on_rabbitmq = outcome("redis"), outcome("rabbitmq")
+    assert on_rabbitmq == on_redis
+    assert on_rabbitmq[0]["cases"] == 4 and on_rabbitmq[0]["on_time"] == 4
