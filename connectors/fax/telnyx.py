@@ -29,7 +29,6 @@ Settings: :class:`TelnyxSettings` (``GOODFAITH_FAX__VENDOR=telnyx``, the default
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -38,6 +37,7 @@ import httpx
 from pydantic import Field
 
 from config.settings import FaxVendorSettings
+from connectors import jsonbody
 from connectors.base import (
     AuthError,
     ConnectorError,
@@ -313,9 +313,9 @@ class TelnyxFax:
             self._public_key, body, headers, now=self._clock.now(), tolerance=self._tolerance
         )
         try:
-            envelope = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise WebhookError("Telnyx webhook: body is not JSON") from exc
+            envelope = jsonbody.loads(body)
+        except ValueError as exc:  # not UTF-8, not JSON, or nested too deep
+            raise WebhookError("Telnyx webhook: body is not JSON (UTF-8, nesting limited)") from exc
         return decode_event(envelope)
 
     # --- inbound media ---------------------------------------------------------------------

@@ -1,0 +1,116 @@
+"""Body limits at the edge: every request body is read here, whole and bounded, before any
+route sees it.
+
+- More bytes than allowed (``Content-Length`` or counted as they arrive) → 413 problem
+  (``/problems/body-too-large``); vendor webhooks (``/v1/webhooks/...``) have their own,
+  larger limit (a Sinch inbound-fax callback may carry the fax's PDF).
+- A body nested deeper than ``max_json_depth`` levels of ``[``/``{`` → 422 problem
+  (``/problems/too-deeply-nested``), whatever its content type says (routes read JSON from
+  the raw body); multipart forms are left to their parser. Python's JSON parser recurses once
+  per level, so 100,000 ``[`` would otherwise end in ``RecursionError`` inside a route.
+
+Settings: ``GOODFAITH_BODY_LIMITS__*`` (:class:`config.settings.BodyLimitSettings`), read on
+the first request with a body (the container may not exist when the app is built).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.datastructures import Headers
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import problems
+from config.settings import BodyLimitSettings
+from connectors.jsonbody import nesting_depth
+
+__all__ = ["WEBHOOK_PREFIX", "BodyLimits"]
+
+WEBHOOK_PREFIX = "/v1/webhooks/"
+
+
+class BodyLimits:
+    """ASGI middleware: reads the body (at most the limit), refuses it or replays it to
+    ``app``. ``limits`` is called once, on the first request that carries a body."""
+
+    def __init__(self, app: ASGIApp, limits: Callable[[], BodyLimitSettings]) -> None:
+        self.app = app
+        self._limits_source = limits
+        self._limits: BodyLimitSettings | None = None
+
+    def limits(self) -> BodyLimitSettings:
+        if self._limits is None:
+            self._limits = self._limits_source()
+        return self._limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        first = await receive()
+        declared = headers.get("content-length", "").strip()
+        if first["type"] != "http.request" or (
+            not first.get("body") and not first.get("more_body") and declared in ("", "0")
+        ):  # no body (a GET, an empty POST) or the client left: nothing to check
+            await self.app(scope, _replay([first], receive), send)
+            return
+        limits = self.limits()
+        path: str = scope.get("path", "")
+        webhook = path.startswith(WEBHOOK_PREFIX)
+        max_bytes = limits.webhook_max_bytes if webhook else limits.max_bytes
+        setting = "WEBHOOK_MAX_BYTES" if webhook else "MAX_BYTES"
+        if declared.isdigit() and int(declared) > max_bytes:
+            await _too_large(path, max_bytes, setting)(scope, receive, send)
+            return
+        chunks = [first.get("body", b"")]
+        size = len(chunks[0])
+        message = first
+        while message.get("more_body") and size <= max_bytes:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away mid-body
+                await self.app(scope, _replay([message], receive), send)
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+        if size > max_bytes:
+            await _too_large(path, max_bytes, setting)(scope, receive, send)
+            return
+        body = b"".join(chunks)
+        kind = headers.get("content-type", "").split(";")[0].strip().lower()
+        if not kind.startswith("multipart/") and nesting_depth(body) > limits.max_json_depth:
+            refusal = problems.problem(
+                422,
+                f"the body nests deeper than {limits.max_json_depth} levels of JSON arrays or "
+                "objects (GOODFAITH_BODY_LIMITS__MAX_JSON_DEPTH)",
+                type_="too-deeply-nested",
+                title="Body nested too deeply",
+                instance=path,
+            )
+            await refusal(scope, receive, send)
+            return
+        whole: Message = {"type": "http.request", "body": body, "more_body": False}
+        await self.app(scope, _replay([whole], receive), send)
+
+
+def _too_large(path: str, max_bytes: int, setting: str) -> Response:
+    return problems.problem(
+        413,
+        f"the body is over {max_bytes} bytes (GOODFAITH_BODY_LIMITS__{setting})",
+        type_="body-too-large",
+        title="Body too large",
+        instance=path,
+    )
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A ``receive`` that answers ``messages`` first, then the client's own (disconnects)."""
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replayed
