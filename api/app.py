@@ -25,10 +25,10 @@ import hmac
 from collections.abc import Callable
 from dataclasses import asdict
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import structlog
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -46,7 +46,7 @@ from api.limits import BodyLimits
 from api.security import Guard
 from connectors import jsonbody
 from connectors.base import FaxReceivedEvent, FaxStatusEvent, WebhookError
-from connectors.registry import WEBHOOK_ROUTE
+from connectors.registry import FAX_VENDORS, WEBHOOK_ROUTE
 from storage.auditchain import chain_head, verify_chain
 from storage.db import transaction
 from storage.models import Attempt, Packet
@@ -71,6 +71,11 @@ from worker.services.review import Decision, ReviewOutcome
 from worker.wiring import Container
 
 log = structlog.get_logger("goodfaith.api")
+
+#: Paging stops here: an offset past any real table, and inside a 64-bit SQL integer.
+MAX_OFFSET = 1_000_000_000
+#: A packet's sequence number (1: the packet, 2...: supplements), bounded for SQL.
+SEQUENCE = Path(ge=1, le=1_000_000, description="1 for the packet, 2... for supplements")
 
 _DESCRIPTION = """goodfaith's HTTP surface: intake of external-review notifications, vendors'
 webhooks, request-letter media, ops and compliance views.
@@ -150,7 +155,13 @@ def create_app(
             }
         },
     )
-    async def vendor_webhook(vendor: str, request: Request) -> dict[str, str]:
+    async def vendor_webhook(
+        request: Request,
+        vendor: str = Path(
+            description="the fax vendor's registry name; only the configured one answers",
+            json_schema_extra={"enum": sorted(FAX_VENDORS)},
+        ),
+    ) -> dict[str, str]:
         """A fax vendor's status or inbound-fax callback (``{vendor}``: the configured one)."""
         guard.limit("webhooks", request.client.host if request.client else "unknown")
         c = container()
@@ -200,7 +211,7 @@ def create_app(
     )
     def cases(
         limit: int = Query(100, ge=0, le=500),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=MAX_OFFSET),
         status: str | None = None,
         review_type: str | None = None,
         agency_id: str | None = None,
@@ -307,7 +318,7 @@ def create_app(
     )
     def attempts_export(
         case_id: str | None = None,
-        format: str = "json",
+        format: Literal["json", "csv"] = "json",
         provider_id: str | None = None,
         agency_id: str | None = None,
         jurisdiction: str | None = None,
@@ -318,8 +329,6 @@ def create_app(
         """The attempt log, streamed: filters on case (id or notification id), provider,
         agency, jurisdiction and the cases' receipt (``[received_from, received_to)``, dates
         or instants); ``mask_destination`` hides fax numbers but their last 4 digits."""
-        if format not in ("json", "csv"):
-            raise HTTPException(status_code=422, detail="format must be csv or json")
         try:
             start = parse_bound(received_from, "received_from") if received_from else None
             end = parse_bound(received_to, "received_to") if received_to else None
@@ -364,7 +373,7 @@ def create_app(
             **errors(401, 403, 404, 422),
         },
     )
-    def packet(case_id: str, sequence: int) -> Response:
+    def packet(case_id: str, sequence: int = SEQUENCE) -> Response:
         """The packet as delivered (PDF), byte for byte."""
         c = container()
         return Response(
@@ -383,7 +392,7 @@ def create_app(
             **errors(401, 403, 404, 422),
         },
     )
-    def packet_manifest(case_id: str, sequence: int) -> Response:
+    def packet_manifest(case_id: str, sequence: int = SEQUENCE) -> Response:
         """The packet's manifest (JSON: the SHA-256 of the packet and of every part)."""
         c = container()
         uri = _packet(c, case_id, sequence).manifest_uri
@@ -404,10 +413,8 @@ def create_app(
             **errors(401, 403, 404, 422),
         },
     )
-    def attestation(case_id: str, format: str = "pdf") -> Response:
+    def attestation(case_id: str, format: Literal["pdf", "json"] = "pdf") -> Response:
         """The case's good-faith attestation, standalone (PDF, or JSON with ``format=json``)."""
-        if format not in ("pdf", "json"):
-            raise HTTPException(status_code=422, detail="format must be pdf or json")
         found = case_attestation(container(), case_id)
         if found is None:
             raise HTTPException(status_code=404)
@@ -560,7 +567,7 @@ def _dead_letter_routes(app: FastAPI, container: Callable[[], Container], ops: A
     def list_dead_letters(
         include_retried: bool = Query(False, alias="all"),
         limit: int = Query(100, ge=0, le=500),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=MAX_OFFSET),
     ) -> dict[str, Any]:
         page = dead_letters(
             container(), include_retried=include_retried, limit=limit, offset=offset
@@ -637,7 +644,7 @@ def _inbox_routes(app: FastAPI, container: Callable[[], Container], ops: Any) ->
         responses=errors(401, 403, 422),
     )
     def inbox(
-        limit: int = Query(100, ge=0, le=500), offset: int = Query(0, ge=0)
+        limit: int = Query(100, ge=0, le=500), offset: int = Query(0, ge=0, le=MAX_OFFSET)
     ) -> dict[str, Any]:
         return unmatched_documents(container(), limit=limit, offset=offset)
 

@@ -44,39 +44,48 @@ class BodyLimits:
             self._limits = self._limits_source()
         return self._limits
 
+    def _max_bytes(self, webhook: bool) -> int:
+        limits = self.limits()
+        return limits.webhook_max_bytes if webhook else limits.max_bytes
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        first = await receive()
-        declared = headers.get("content-length", "").strip()
-        if first["type"] != "http.request" or (
-            not first.get("body") and not first.get("more_body") and declared in ("", "0")
-        ):  # no body (a GET, an empty POST) or the client left: nothing to check
-            await self.app(scope, _replay([first], receive), send)
-            return
-        limits = self.limits()
         path: str = scope.get("path", "")
         webhook = path.startswith(WEBHOOK_PREFIX)
-        max_bytes = limits.webhook_max_bytes if webhook else limits.max_bytes
         setting = "WEBHOOK_MAX_BYTES" if webhook else "MAX_BYTES"
-        if declared.isdigit() and int(declared) > max_bytes:
-            await _too_large(path, max_bytes, setting)(scope, receive, send)
-            return
-        chunks = [first.get("body", b"")]
-        size = len(chunks[0])
-        message = first
-        while message.get("more_body") and size <= max_bytes:
+        declared = headers.get("content-length", "").strip()
+        max_bytes: int | None = None  # known once the request shows it has a body
+        if declared.isascii() and declared.isdigit() and declared.strip("0"):
+            max_bytes = self._max_bytes(webhook)
+            if len(declared) > 18 or int(declared) > max_bytes:
+                await _too_large(path, max_bytes, setting)(scope, receive, send)
+                return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
             if message["type"] != "http.request":  # the client went away mid-body
                 await self.app(scope, _replay([message], receive), send)
                 return
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-        if size > max_bytes:
-            await _too_large(path, max_bytes, setting)(scope, receive, send)
+            chunk = message.get("body", b"")
+            if chunk:
+                chunks.append(chunk)
+                size += len(chunk)
+                if max_bytes is None:
+                    max_bytes = self._max_bytes(webhook)
+                if size > max_bytes:
+                    await _too_large(path, max_bytes, setting)(scope, receive, send)
+                    return
+            if not message.get("more_body"):
+                break
+        if not size:  # no body (a GET, an empty POST): nothing to check
+            empty: Message = {"type": "http.request", "body": b"", "more_body": False}
+            await self.app(scope, _replay([empty], receive), send)
             return
+        limits = self.limits()
         body = b"".join(chunks)
         kind = headers.get("content-type", "").split(";")[0].strip().lower()
         if not kind.startswith("multipart/") and nesting_depth(body) > limits.max_json_depth:

@@ -1,0 +1,116 @@
+"""The API against its own OpenAPI document, fuzzed with schemathesis: every operation, keys of
+every role (its own most often, others and none too), a bounded number of examples. Checks:
+no server error, responses that match their declared schema, status code and content type.
+
+The document fuzzed is the one served at /openapi.json; tests/unit/test_openapi.py pins it to
+docs/openapi.json, so this is the published contract. The fax vendor is the real Telnyx
+connector (webhooks verified with an Ed25519 key); everything else is the in-memory fakes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from api.app import create_app
+from connectors.fax.telnyx import TelnyxFax
+from connectors.fax.telnyx_events import public_key_b64
+from tests.conftest import at, notification
+from tests.fakes import api_client, bearer, make_container
+from worker.services.keys import Role
+from worker.wiring import Container
+
+START = at("2026-04-17T09:00:00-04:00")
+ROLES = [r.value for r in Role]
+#: examples per operation; GOODFAITH_FUZZ_EXAMPLES raises it for a longer local run
+EXAMPLES = int(os.environ.get("GOODFAITH_FUZZ_EXAMPLES", "40"))
+CHECKS = [
+    not_a_server_error,
+    response_schema_conformance,
+    content_type_conformance,
+    status_code_conformance,
+]
+
+
+class World:
+    """The container the app serves, and a key of each role."""
+
+    c: Container
+    keys: dict[str, dict[str, str]]
+
+
+WORLD = World()
+#: Built at import so schemathesis can read its document; it reaches the container only
+#: when a request comes, after the fixture below has made it.
+APP = create_app(lambda: WORLD.c)
+schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """One container for the module: a case opened (so some ids exist), Telnyx as the fax."""
+    tmp: Path = tmp_path_factory.mktemp("fuzz")
+    c, _clock, _fax, _d = make_container(tmp, START)
+    client = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(404)))
+    c.closers.append(client.close)
+    c.fax = TelnyxFax(
+        client,
+        api_key="KEY-test",
+        connection_id="conn-1",
+        from_number="+16175550000",
+        webhook_url=None,
+        public_key=public_key_b64(Ed25519PrivateKey.generate()),
+        media_hosts=["media.telnyx.invalid"],
+    )
+    WORLD.c = c
+    WORLD.keys = {role: bearer(c, role, name=f"fuzz-{role}") for role in ROLES}
+    with api_client(c, "intake") as intake:
+        assert intake.post("/v1/notifications", json=notification()).status_code == 201
+    yield WORLD
+    c.close()
+
+
+def _required_role(case: Any) -> str | None:
+    """The role the operation's ``security`` names (None: an open operation)."""
+    security = case.operation.definition.raw.get("security") or []
+    roles = [role for requirement in security for role in requirement.get("apiKey", [])]
+    return roles[0] if roles else None
+
+
+#: whose key a request carries: the operation's own role most often, then each other role
+#: and no key at all (401/403 answers are part of the contract too)
+WHO = st.sampled_from(["own", "own", "own", "own", *ROLES, "none"])
+
+
+@schema.parametrize()
+@schema.given(who=WHO)
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    database=None,
+)
+def test_api_honours_its_openapi_contract(case: Any, who: str) -> None:
+    """Any request the document allows (and many it does not) gets an answer the document
+    declares: its status, its content type, a body of its schema, and never a 5xx."""
+    role = _required_role(case)
+    chosen = role if who == "own" else who
+    headers = dict(WORLD.keys[chosen]) if chosen in WORLD.keys else {}
+    if role is None and who == "own":
+        headers = {}
+    case.call_and_validate(headers=headers, checks=CHECKS)
