@@ -42,7 +42,7 @@ from api.contract import (
     binary,
     errors,
 )
-from api.limits import BodyLimits
+from api.limits import EdgeLimits
 from api.security import Guard
 from connectors import jsonbody
 from connectors.base import FaxReceivedEvent, FaxStatusEvent, WebhookError
@@ -97,7 +97,7 @@ def create_app(
     problems.install(app)
     app.add_exception_handler(InvalidBody, _invalid_body)
     contract.install(app)
-    app.add_middleware(BodyLimits, limits=lambda: container().settings.body_limits)
+    app.add_middleware(EdgeLimits, limits=lambda: container().settings.body_limits)
     guard = Guard(container)
     intake_role = Depends(guard.require(Role.INTAKE))
     ops = Depends(guard.require(Role.OPS))

@@ -1,6 +1,8 @@
-"""Body limits at the edge: every request body is read here, whole and bounded, before any
-route sees it.
+"""Limits at the edge: every request body is read here, whole and bounded, before any route
+sees it; and no NUL character gets into a path or query (PostgreSQL's text cannot hold one:
+a lookup by such an id failed with DataError, a 500).
 
+- A NUL (``%00``) in the path or query → 422 problem (``/problems/nul-character``).
 - More bytes than allowed (``Content-Length`` or counted as they arrive) → 413 problem
   (``/problems/body-too-large``); vendor webhooks (``/v1/webhooks/...``) have their own,
   larger limit (a Sinch inbound-fax callback may carry the fax's PDF).
@@ -25,12 +27,12 @@ from api import problems
 from config.settings import BodyLimitSettings
 from connectors.jsonbody import nesting_depth
 
-__all__ = ["WEBHOOK_PREFIX", "BodyLimits"]
+__all__ = ["WEBHOOK_PREFIX", "EdgeLimits"]
 
 WEBHOOK_PREFIX = "/v1/webhooks/"
 
 
-class BodyLimits:
+class EdgeLimits:
     """ASGI middleware: reads the body (at most the limit), refuses it or replays it to
     ``app``. ``limits`` is called once, on the first request that carries a body."""
 
@@ -54,6 +56,18 @@ class BodyLimits:
             return
         headers = Headers(scope=scope)
         path: str = scope.get("path", "")
+        query: bytes = scope.get("query_string", b"")
+        if "\x00" in path or b"%00" in query or b"\x00" in query:
+            refusal = problems.problem(
+                422,
+                "the path or query holds a NUL character (%00), which no identifier or "
+                "filter here can contain",
+                type_="nul-character",
+                title="NUL character in the request",
+                instance=path.replace("\x00", "%00"),
+            )
+            await refusal(scope, receive, send)
+            return
         webhook = path.startswith(WEBHOOK_PREFIX)
         setting = "WEBHOOK_MAX_BYTES" if webhook else "MAX_BYTES"
         declared = headers.get("content-length", "").strip()

@@ -13,7 +13,7 @@ import re
 from itertools import accumulate
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "TooDeep", "loads", "nesting_depth"]
+__all__ = ["MAX_DEPTH", "TooDeep", "loads", "nesting_depth", "unstorable"]
 
 #: Levels of ``[``/``{`` a document may nest. Our own documents nest at most 5 levels (a
 #: notification: providers[].designee.channels[]); vendors' webhooks fewer than 8.
@@ -61,3 +61,22 @@ def loads(data: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
         return json.loads(text)
     except RecursionError:  # cannot happen below the limit; refused all the same if it does
         raise TooDeep(max_depth) from None
+
+
+def unstorable(value: object) -> bool:
+    """Whether ``value`` (text, or lists, tuples and dicts of it) holds text a database cannot
+    store: a NUL character (PostgreSQL's text refuses it; psycopg raises DataError) or a lone
+    surrogate (no UTF-8 encodes it). Decoded JSON may carry either as a ``\\u`` escape."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return True
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, list | tuple):
+        return any(unstorable(v) for v in value)
+    if isinstance(value, dict):
+        return any(unstorable(k) or unstorable(v) for k, v in value.items())
+    return False

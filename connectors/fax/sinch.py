@@ -47,6 +47,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Mapping
+from dataclasses import astuple
 from datetime import UTC, datetime
 from email.errors import MessageError
 from email.parser import BytesParser
@@ -404,12 +405,15 @@ class SinchFax:
         given_bytes = given.encode("latin-1", "replace")
         if not hmac.compare_digest(hashlib.sha256(given_bytes).digest(), self._expected):
             raise WebhookError("Sinch callback: wrong credentials")
-        return decode_callback(
+        event = decode_callback(
             body,
             lowered.get("content-type", "application/json"),
             now=self._clock.now(),
             api_file_url=f"{self._project}/faxes/{{id}}/file.pdf",
         )
+        if event is not None and jsonbody.unstorable(astuple(event)):
+            raise WebhookError("Sinch callback: a field holds a NUL character or a lone surrogate")
+        return event
 
     # --- inbound media ---------------------------------------------------------------------
 

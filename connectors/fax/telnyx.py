@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import astuple
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -316,7 +317,10 @@ class TelnyxFax:
             envelope = jsonbody.loads(body)
         except ValueError as exc:  # not UTF-8, not JSON, or nested too deep
             raise WebhookError("Telnyx webhook: body is not JSON (UTF-8, nesting limited)") from exc
-        return decode_event(envelope)
+        event = decode_event(envelope)
+        if event is not None and jsonbody.unstorable(astuple(event)):
+            raise WebhookError("Telnyx webhook: a field holds a NUL character or a lone surrogate")
+        return event
 
     # --- inbound media ---------------------------------------------------------------------
 

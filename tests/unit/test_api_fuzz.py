@@ -30,7 +30,7 @@ from schemathesis.specs.openapi.checks import (
 from api.app import create_app
 from connectors.fax.telnyx import TelnyxFax
 from connectors.fax.telnyx_events import public_key_b64
-from tests.conftest import at, notification
+from tests.conftest import IN_CI, _fresh_postgres, at, notification, postgres_url
 from tests.fakes import api_client, bearer, make_container
 from worker.services.keys import Role
 from worker.wiring import Container
@@ -38,7 +38,7 @@ from worker.wiring import Container
 START = at("2026-04-17T09:00:00-04:00")
 ROLES = [r.value for r in Role]
 #: examples per operation; GOODFAITH_FUZZ_EXAMPLES raises it for a longer local run
-EXAMPLES = int(os.environ.get("GOODFAITH_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("GOODFAITH_FUZZ_EXAMPLES", "30"))
 CHECKS = [
     not_a_server_error,
     response_schema_conformance,
@@ -61,11 +61,22 @@ APP = create_app(lambda: WORLD.c)
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    """One container for the module: a case opened (so some ids exist), Telnyx as the fax."""
+@pytest.fixture(scope="module", autouse=True, params=["sqlite", "postgresql"])
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """One container per database: a case opened (so some ids exist), Telnyx as the fax.
+    PostgreSQL refuses what SQLite stores (a NUL in text), so the contract is fuzzed on both."""
     tmp: Path = tmp_path_factory.mktemp("fuzz")
-    c, _clock, _fax, _d = make_container(tmp, START)
+    url = None
+    if request.param == "postgresql":
+        found = postgres_url()
+        if found is None:
+            if IN_CI:
+                pytest.fail("CI needs GOODFAITH_DATABASE_URL naming a PostgreSQL database")
+            pytest.skip("GOODFAITH_DATABASE_URL does not name a PostgreSQL database")
+        url = _fresh_postgres(found)
+    c, _clock, _fax, _d = make_container(tmp, START, database_url=url)
     client = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(404)))
     c.closers.append(client.close)
     c.fax = TelnyxFax(

@@ -180,3 +180,54 @@ def test_loads_refuses_deep_and_non_utf8_documents() -> None:
     for bad in ('{"a": 1}'.encode("utf-16"), b"\xff\xfe", b"{"):
         with pytest.raises(ValueError):
             loads(bad)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "role"),
+    [
+        ("GET", "/v1/cases/a%00b", "ops"),
+        ("GET", "/v1/cases?status=open%00", "ops"),
+        ("GET", "/v1/exports/attempts?case_id=%00", "compliance"),
+        ("POST", "/v1/cases/x%00/cancel", "intake"),
+        ("GET", "/v1/media/a%00?token=x", None),
+    ],
+)
+def test_a_nul_in_the_path_or_query_is_422(
+    c: Container, http: httpx.Client, method: str, path: str, role: str | None
+) -> None:
+    """PostgreSQL text cannot hold NUL (a lookup raised DataError, a 500): refused at the
+    edge with a 422 problem, before any key check or query."""
+    answer = http.request(method, path, headers=bearer(c, role) if role else {})
+    _is_problem(answer, 422, "nul-character")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"notification_id": "N\u0000"}, "notification_id"),
+        ({"jurisdiction": "MA\u0000"}, "jurisdiction"),
+        ({"dispute": {"service": "MRI", "codes": ["721\u000048"]}}, "dispute.codes"),
+    ],
+)
+def test_a_nul_in_a_notification_is_422_naming_the_field(
+    c: Container, http: httpx.Client, body: dict[str, object], field: str
+) -> None:
+    """A NUL (\\u0000 in JSON) in any text of a notification: 422 naming that field."""
+    answer = http.post("/v1/notifications", json=notification(**body), headers=bearer(c, "intake"))
+    _is_problem(answer, 422, "invalid-notification")
+    assert field in [e["field"] for e in answer.json()["errors"]]
+
+
+@pytest.mark.parametrize("bound", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59"])
+def test_an_export_bound_without_a_utc_form_is_422(
+    c: Container, http: httpx.Client, bound: str
+) -> None:
+    """An instant at the calendar's edge (it has no UTC form; PostgreSQL overflowed on it):
+    422 naming the parameter."""
+    answer = http.get(
+        "/v1/exports/attempts",
+        params={"received_from": bound},
+        headers=bearer(c, "compliance"),
+    )
+    assert answer.status_code == 422
+    assert "received_from" in answer.json()["detail"]
