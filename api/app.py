@@ -119,7 +119,11 @@ def create_app(
             },
             **errors(401, 403, 413, 422, 429),
         },
-        openapi_extra=contract.body(Notification, description="the external-review notification"),
+        openapi_extra=contract.body(
+            Notification,
+            description="the external-review notification",
+            example=contract.NOTIFICATION_EXAMPLE,
+        ),
     )
     async def notifications(request: Request, who: Principal = intake_role) -> Response:
         """Open a case: 201 with its id; 200 with the same id when the notification id was

@@ -101,13 +101,19 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return out
 
 
-def body(model: type[BaseModel], *, required: bool = True, description: str = "") -> dict[str, Any]:
+def body(
+    model: type[BaseModel],
+    *,
+    required: bool = True,
+    description: str = "",
+    example: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """``openapi_extra=`` declaring a JSON request body of ``model`` (routes that read the raw
-    body themselves, so FastAPI cannot see it)."""
-    declared: dict[str, Any] = {
-        "required": required,
-        "content": {"application/json": {"schema": {"$ref": COMPONENTS + model.__name__}}},
-    }
+    body themselves, so FastAPI cannot see it), with an ``example`` when given."""
+    media: dict[str, Any] = {"schema": {"$ref": COMPONENTS + model.__name__}}
+    if example is not None:
+        media["example"] = example
+    declared: dict[str, Any] = {"required": required, "content": {"application/json": media}}
     if description:
         declared["description"] = description
     return {"requestBody": declared}
@@ -124,6 +130,46 @@ def binary(*media_types: str, description: str) -> dict[int | str, dict[str, Any
 
 
 # --- request bodies ---------------------------------------------------------------------------
+
+#: The notification the README shows (examples/notification.json; a test keeps them equal).
+NOTIFICATION_EXAMPLE: dict[str, Any] = {
+    "notification_id": "OPP-2026-000123",
+    "received_at": "2026-04-17T09:00:00-04:00",
+    "jurisdiction": "MA",
+    "review_type": "standard",
+    "agency_id": "agency-a",
+    "insured": {"member_id": "M1001", "name": "Jane Roe", "birth_date": "1971-02-03"},
+    "coverage": {"plan_id": "PPO-2026"},
+    "authorization_uri": "file://./var/authorizations/M1001.pdf",
+    "dispute": {
+        "service": "Lumbar spine MRI",
+        "codes": ["72148"],
+        "dates_of_service": ["2026-03-02"],
+    },
+    "providers": [
+        {
+            "provider_id": "prov-1",
+            "name": "Example Orthopedics",
+            "npi": "1234567893",
+            "role": "treating",
+            "network": "in",
+            "channels": [{"kind": "fax", "number": "+16175550101"}],
+            "designee": {
+                "vendor_id": "vendor-9",
+                "name": "Records Retrieval Co.",
+                "channels": [{"kind": "fax", "number": "+16175550199"}],
+            },
+        },
+        {
+            "provider_id": "prov-2",
+            "name": "Harbor Imaging",
+            "npi": "9876543213",
+            "role": "consulting",
+            "network": "out",
+            "channels": [{"kind": "fhir", "base_url": "https://fhir.harbor-imaging.example/r4"}],
+        },
+    ],
+}
 
 
 class _Body(BaseModel):

@@ -138,3 +138,11 @@ def test_limits_and_rate_limits_are_declared(served: dict[str, Any]) -> None:
             assert {"413", "422"} <= set(operation["responses"]), (method, path)
     for path in ("/v1/notifications", "/v1/webhooks/{vendor}"):
         assert "429" in served["paths"][path]["post"]["responses"]
+
+
+def test_the_notification_example_is_the_readme_one_and_valid(served: dict[str, Any]) -> None:
+    """The request body's example is examples/notification.json, and intake's model takes it."""
+    media = served["paths"]["/v1/notifications"]["post"]["requestBody"]["content"]
+    example = media["application/json"]["example"]
+    assert example == json.loads((REPO / "examples" / "notification.json").read_text())
+    Notification.model_validate(example)
