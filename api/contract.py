@@ -28,12 +28,15 @@ from worker.notification import Notification
 from worker.services.keys import Role
 
 __all__ = [
+    "NOTIFICATION_EXAMPLE",
     "PROBLEM_SCHEMA",
     "AssignBody",
     "CancelBody",
     "KeyBody",
     "ReviewBody",
+    "binary",
     "body",
+    "build",
     "errors",
     "install",
     "render",
