@@ -8,8 +8,11 @@ Who may call what (api/security.py): ``Authorization: Bearer <key>``, one role p
     compliance  GET /v1/exports/attempts, GET /v1/audit/verify,
                 GET /v1/cases/{id}/packets/{sequence}[/manifest]
     admin       GET /v1/keys, POST /v1/keys, POST /v1/keys/{id}/revoke
-    (signature) POST /v1/webhooks/{vendor}: the vendor's own signature, no key
-    (token)     GET /v1/media/{attempt_id}?token=: an HMAC token for one letter
+    (signature) POST /v1/webhooks/{vendor}: the fax vendor's own signature, no key;
+                POST /v1/webhooks/vendor?vendor_id=: a retrieval vendor's HMAC signature
+    (token)     GET /v1/media/{attempt_id}?token=: an HMAC token for one letter;
+                GET /v1/media/deliveries/{delivery_id}?token=: one packet fax's document
+                (cover sheet + packet), while its delivery is under way
     (open)      GET /healthz, GET /metrics (aggregate counts, no PHI), GET /dashboard (the
                 page and its script; the data it shows comes from the ops endpoints)
 
@@ -47,10 +50,12 @@ from api.security import Guard
 from connectors import jsonbody
 from connectors.base import FaxReceivedEvent, FaxStatusEvent, WebhookError
 from connectors.registry import FAX_VENDORS, WEBHOOK_ROUTE
+from connectors.vendor.router import RetrievalVendors
 from storage.auditchain import chain_head, verify_chain
 from storage.db import transaction
-from storage.models import Attempt, Packet
+from storage.models import Attempt, Delivery, Packet
 from worker import services
+from worker.domain.lifecycle import DeliveryStatus
 from worker.notification import IntakeError, Notification
 from worker.readmodels.attestation import attestation_json, attestation_pdf, case_attestation
 from worker.readmodels.dashboard import dashboard, timeline
@@ -147,6 +152,37 @@ def create_app(
         return JSONResponse(body_out, status_code=201 if result.created else 200)
 
     @app.post(
+        WEBHOOK_ROUTE.format(vendor=RetrievalVendors.vendor),
+        response_model=contract.WebhookAccepted,
+        responses=errors(401, 413, 422, 429),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "description": "a retrieval vendor's order callback "
+                "(connectors/vendor/orders-v1.openapi.yaml), HMAC-signed "
+                "(Goodfaith-Signature)",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        },
+    )
+    async def retrieval_vendor_webhook(
+        request: Request, vendor_id: str | None = Query(None, max_length=64)
+    ) -> dict[str, str]:
+        """A retrieval vendor's order callback (connectors/vendor/orders-v1.openapi.yaml),
+        signed with that vendor's secret; anything else is refused (401)."""
+        guard.limit("webhooks", request.client.host if request.client else "unknown")
+        c = container()
+        body = await request.body()
+        try:
+            event = c.vendors.parse_callback(vendor_id, body, dict(request.headers))
+        except WebhookError as exc:
+            log.warning("webhook.rejected", vendor="vendor", error=str(exc))
+            raise HTTPException(status_code=401, detail="webhook rejected") from None
+        follow = await run_in_threadpool(services.record_vendor_event, c, event)
+        await run_in_threadpool(c.dispatcher.enqueue, follow)
+        return {"status": "ok"}
+
+    @app.post(
         WEBHOOK_ROUTE,
         response_model=contract.WebhookAccepted,
         responses=errors(401, 404, 413, 422, 429),
@@ -206,6 +242,29 @@ def create_app(
         with transaction(c.sessions) as s:
             a = s.get(Attempt, attempt_id)
             uri = a.letter_uri if a else None
+        if uri is None:
+            raise HTTPException(status_code=404)
+        return Response(c.store.get(uri), media_type="application/pdf")
+
+    @app.get(
+        "/v1/media/deliveries/{delivery_id}",
+        response_class=Response,
+        responses={
+            **binary("application/pdf", description="the packet fax's document"),
+            **errors(404, 422),
+        },
+    )
+    def delivery_media(delivery_id: str, token: str = Query(...)) -> Response:
+        """The fax document of a packet faxed to an agency (cover sheet + packet), for the fax
+        vendor to fetch: an HMAC token for this delivery, and only while it is under way."""
+        c = container()
+        # bytes: compare_digest refuses str with non-ASCII characters (TypeError)
+        given = token.encode("utf-8", "replace")
+        if not hmac.compare_digest(given, c.delivery_media_token(delivery_id).encode("ascii")):
+            raise HTTPException(status_code=404)
+        with transaction(c.sessions) as s:
+            d = s.get(Delivery, delivery_id)
+            uri = d.document_uri if d is not None and d.status == DeliveryStatus.PENDING else None
         if uri is None:
             raise HTTPException(status_code=404)
         return Response(c.store.get(uri), media_type="application/pdf")

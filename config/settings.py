@@ -13,13 +13,20 @@ discriminated union whose members are the registered vendors' settings models::
                                         vendor's model (connectors/fax/telnyx.py: TelnyxSettings)
     GOODFAITH_FHIR__VENDOR=cdex         (default) FhirSettings
     GOODFAITH_AGENCIES[id].transport    "https" (default) AgencySettings;
-                                        "sftp" SftpAgencySettings (connectors/delivery/sftp.py)
+                                        "sftp" SftpAgencySettings (connectors/delivery/sftp.py);
+                                        "fax" FaxAgencySettings (connectors/delivery/fax.py):
+                                        agencies that take only fax; any transport may name a
+                                        fallback_fax_number for when it fails permanently
+    GOODFAITH_RETRIEVAL_VENDORS[id].adapter  "orders-v1" (default) RetrievalVendorSettings
+                                        (connectors/vendor/orders.py): the provider designees'
+                                        retrieval vendors, by vendor id
 
 An unknown name fails at start-up, naming the setting and the registered names.
 """
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -40,10 +47,24 @@ from worker.domain.similarity import QASettings
 
 class AgencyTransportSettings(BaseModel):
     """What every agency's settings share: its name and the ``transport`` that reaches it
-    (registry: AGENCY_TRANSPORTS). Each transport subclasses it with its own fields."""
+    (registry: AGENCY_TRANSPORTS). Each transport subclasses it with its own fields.
+
+    ``fallback_fax_number`` (E.164, optional): when the agency's own transport fails
+    permanently (refused, our credentials rejected, the endpoint gone), the packet goes by fax
+    to this number instead, through the fax vendor, and the case is flagged so that the
+    transport gets fixed. Transient failures keep retrying the transport itself. Agencies that
+    take only fax use ``transport: "fax"`` instead."""
 
     name: str
     transport: str = "https"
+    fallback_fax_number: str | None = None
+
+    @field_validator("fallback_fax_number")
+    @classmethod
+    def _fallback_e164(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"\+[1-9]\d{1,14}", v.strip()):
+            raise ValueError("fallback_fax_number must be E.164, e.g. +16175550199")
+        return v.strip() if v is not None else None
 
 
 class AgencySettings(AgencyTransportSettings):
@@ -84,12 +105,43 @@ class FaxVendorSettings(BaseModel):
         return []
 
 
+def _absolute_uri(value: str) -> str:
+    if not value.startswith(("urn:", "http://", "https://")) or any(c.isspace() for c in value):
+        raise ValueError(
+            "must be an absolute URI naming the identifier's namespace, e.g. "
+            "https://payer.example/fhir/sid/member-id or urn:oid:2.16.840.1.113883.6.300"
+        )
+    return value
+
+
 class FhirSettings(BaseModel):
-    """The carrier's identity on FHIR requests; ``vendor`` picks the FHIR adapter."""
+    """The carrier's identity on FHIR requests (``GOODFAITH_FHIR__*``); ``vendor`` picks the
+    FHIR adapter.
+
+    Identifiers on a CDex Task are namespaced (``Identifier.system``, an absolute URI the
+    carrier owns or a registered one): the member id in ``member_id_system``, the carrier
+    itself as ``requester_identifier`` in ``requester_identifier_system`` (e.g. the NAIC
+    company code, ``urn:oid:2.16.840.1.113883.6.300``), the claim and coverage under review in
+    ``claim_id_system`` / ``coverage_id_system``. The ``urn:goodfaith:*`` defaults run the demo;
+    set your own in production. ``signature_required`` is sent as the CDex ``signature-flag``
+    input: whether the provider must sign the records it returns.
+    """
 
     vendor: str = "cdex"
     requester_name: str = "goodfaith carrier"
     requester_identifier: str = "carrier-0001"
+    requester_identifier_system: str = "urn:goodfaith:carrier-id"
+    member_id_system: str = "urn:goodfaith:member-id"
+    claim_id_system: str = "urn:goodfaith:claim-id"
+    coverage_id_system: str = "urn:goodfaith:coverage-id"
+    signature_required: bool = False
+
+    @field_validator(
+        "requester_identifier_system", "member_id_system", "claim_id_system", "coverage_id_system"
+    )
+    @classmethod
+    def _system_is_a_uri(cls, v: str) -> str:
+        return _absolute_uri(v)
 
 
 class DocumentSettings(BaseModel):
@@ -178,6 +230,12 @@ class Settings(BaseSettings):
     agencies: dict[str, SerializeAsAny[AgencyTransportSettings]] = Field(default_factory=dict)
     fax: SerializeAsAny[FaxVendorSettings] = Field(default_factory=_default_fax)
     fhir: SerializeAsAny[FhirSettings] = Field(default_factory=FhirSettings)
+    #: record-retrieval vendors (providers' designees) by vendor id, as JSON:
+    #: ``{"ciox": {"name": "Ciox Health", "api_base": "https://...", "api_key": "...",
+    #: "webhook_secret": "..."}}``; a ``vendor`` channel names one of these ids
+    retrieval_vendors: dict[str, Any] = Field(default_factory=dict)
+    #: TOML file of designees by provider NPI (config/providers.py); unset: none
+    provider_directory: str | None = None
     documents: DocumentSettings = Field(default_factory=DocumentSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     body_limits: BodyLimitSettings = Field(default_factory=BodyLimitSettings)
@@ -225,23 +283,45 @@ class Settings(BaseSettings):
             FHIR_VENDORS, v, key="vendor", default="cdex", setting="GOODFAITH_FHIR__VENDOR"
         )
 
-    @field_validator("agencies", mode="before")
+    @field_validator("retrieval_vendors", mode="before")
     @classmethod
-    def _agency_transports(cls, v: Any) -> Any:
-        from connectors.registry import AGENCY_TRANSPORTS, resolve_settings
+    def _vendor_adapters(cls, v: Any) -> Any:
+        from connectors.registry import VENDOR_ADAPTERS, resolve_settings
 
         if not isinstance(v, dict):
             return v  # pydantic reports the type error
         return {
-            agency_id: resolve_settings(
-                AGENCY_TRANSPORTS,
-                agency,
-                key="transport",
-                default="https",
-                setting=f"GOODFAITH_AGENCIES[{agency_id!r}].transport",
+            vendor_id: resolve_settings(
+                VENDOR_ADAPTERS,
+                vendor,
+                key="adapter",
+                default="orders-v1",
+                setting=f"GOODFAITH_RETRIEVAL_VENDORS[{vendor_id!r}].adapter",
             )
-            for agency_id, agency in v.items()
+            for vendor_id, vendor in v.items()
         }
+
+    @field_validator("agencies", mode="before")
+    @classmethod
+    def _agency_transports(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v  # pydantic reports the type error
+        return {agency_id: agency_settings(agency_id, agency) for agency_id, agency in v.items()}
+
+
+def agency_settings(agency_id: str, value: Any) -> Any:
+    """One agency's settings (a mapping, as in ``GOODFAITH_AGENCIES``) validated as the model
+    of the transport it names (``transport``, default ``https``); ValueError naming the setting
+    for an unknown transport. Also used by the simulator to describe its agencies."""
+    from connectors.registry import AGENCY_TRANSPORTS, resolve_settings
+
+    return resolve_settings(
+        AGENCY_TRANSPORTS,
+        value,
+        key="transport",
+        default="https",
+        setting=f"GOODFAITH_AGENCIES[{agency_id!r}].transport",
+    )
 
 
 #: The embedded default of ``GOODFAITH_MEDIA_SECRET``: production processes refuse to run on it.

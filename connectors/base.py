@@ -10,8 +10,13 @@ boundary, into one tree:
         ├── InvalidDestination  bad or unreachable number / endpoint (4xx naming the target)
         ├── Rejected            the far side refused the request (other 4xx)
         ├── AuthError           401/403: our credentials or configuration are wrong
-        └── AgencyNotConfigured no delivery route for the agency: fix the agency settings
+        ├── AgencyNotConfigured no delivery route for the agency: fix the agency settings
+        └── HashMismatch        a packet's bytes are not the ones recorded (ours or the agency's)
     WebhookError              an inbound webhook that is malformed or fails its signature
+
+Packet delivery has two shapes: a :class:`PacketDeliverer` hands a packet over and gets the
+agency's receipt at once (HTTPS, SFTP); a :class:`FaxPacketTransport` faxes it, and the fax
+vendor confirms delivery later (webhook or status check).
 
 Actors never import a concrete connector: ``worker/wiring.py`` builds implementations through
 ``connectors/registry.py`` (one folder per port: ``fax/``, ``fhir/``, ``delivery/``; one module
@@ -56,11 +61,33 @@ class AgencyNotConfigured(PermanentError):
     """No submission route is configured for the agency. Add it to the agency settings."""
 
 
+class HashMismatch(PermanentError):
+    """The packet's bytes do not match the SHA-256 we recorded, or the agency's hash differs."""
+
+
 class WebhookError(ConnectorError):
     """An inbound webhook is malformed or its signature does not verify."""
 
 
 # --- outbound records requests ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PatientRef:
+    """Who the records are about, for channels that search a chart by person (a retrieval
+    vendor); ``birth_date`` is ISO ``YYYY-MM-DD``."""
+
+    name: str
+    birth_date: str
+
+
+@dataclass(frozen=True)
+class ProviderRef:
+    """Whose records are asked for: our provider id, name and NPI (when known)."""
+
+    id: str
+    name: str
+    npi: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,12 +103,24 @@ class RecordsRequest:
     requester: str  # the carrier's name
     purpose: str  # human-readable reason, e.g. "External review (958 CMR 3.409) ..."
     callback_url: str | None = None  # status webhook URL, where the channel supports one
-    loinc_codes: tuple[str, ...] = ("11506-3",)  # FHIR data-code: what is requested
+    attempt_number: int = 1
+    respond_by: datetime | None = None  # when we need the answer (the case's assembly cutoff)
+    requested: str | None = None  # what is requested, in words (as on the letter)
+    patient: PatientRef | None = None  # vendor orders: who the chart belongs to
+    provider: ProviderRef | None = None  # vendor orders: whose chart
+    #: FHIR data-code: the one document type requested (LOINC). CDex allows one code input per
+    #: Task (cdex-9), so several document types are several requests.
+    loinc_code: str = "11506-3"
+    #: where the insured's signed authorization for release can be fetched (FHIR basedOn);
+    #: None when the case has none
+    authorization_url: str | None = None
+    claim_id: str | None = None  # the claim / prior authorization under review (payer's id)
+    coverage_id: str | None = None  # the coverage under review (payer's id)
 
 
 @dataclass(frozen=True)
 class SendReceipt:
-    external_id: str  # the channel's id for this transmission (Telnyx fax id, FHIR Task id)
+    external_id: str  # the channel's id for this transmission (fax id, FHIR Task URL, order)
     outcome: AttemptOutcome = AttemptOutcome.SENT
 
 
@@ -133,6 +172,8 @@ class InboundDocument:
     external_id: str  # unique per inbound document on that channel (dedupes redelivery)
     sender: str | None = None  # fax number or FHIR owner
     partial: bool = False  # fax: the channel says content may be incomplete
+    #: the channel says this is a formal "no records" statement (a vendor's certificate)
+    no_records: bool = False
 
 
 @dataclass(frozen=True)
@@ -248,3 +289,59 @@ class PacketDeliverer(Protocol):
     """Hands a packet to an external review agency."""
 
     def deliver(self, submission: PacketSubmission) -> DeliveryReceipt: ...
+
+
+@dataclass(frozen=True)
+class PacketFax:
+    """One fax transmission of a packet to an agency. The fax vendor fetches the document
+    (cover sheet + packet) from ``document_url``: ours, signed for this delivery, with no PHI
+    in it. ``key`` is the transmission's key (the delivery's key for the first transmission,
+    suffixed for each later one): the vendor dedupes on it where it can, and
+    :meth:`FaxPacketTransport.find_sent` looks for it after a crash."""
+
+    submission: PacketSubmission
+    key: str
+    document_url: str
+
+
+@runtime_checkable
+class FaxPacketTransport(Protocol):
+    """An agency transport without a synchronous receipt: the packet goes by fax, and it is
+    delivered only when the fax vendor confirms it (its status webhook, or :meth:`status` when
+    the webhook is lost). ``worker/services/delivery.py`` drives it: the document is built and
+    stored once, each transmission is counted before :meth:`transmit`, a transmission left by
+    a crash is looked for with :meth:`find_sent` before anything is sent again."""
+
+    vendor: str  # the fax vendor's registry name (its webhooks arrive at /v1/webhooks/<vendor>)
+
+    def fax_document(self, submission: PacketSubmission, at: datetime) -> bytes:
+        """What is faxed: a cover sheet (case and notification reference, page count, the
+        packet's SHA-256; ``at`` is the instant printed on it) followed by the packet."""
+        ...
+
+    def transmit(self, fax: PacketFax) -> SendReceipt:
+        """Hand one transmission to the fax vendor; the receipt's ``external_id`` is the
+        vendor's fax id (outcome SENT: not yet delivered)."""
+        ...
+
+    def find_sent(self, fax: PacketFax, since: datetime) -> SendReceipt | None:
+        """The vendor's fax carrying ``fax.key`` made at or after ``since``, or None."""
+        ...
+
+    def status(self, external_id: str) -> FaxStatusEvent | None:
+        """Where one transmission stands at the vendor (None: the vendor does not know it)."""
+        ...
+
+
+@runtime_checkable
+class RoutesAgencies(Protocol):
+    """A deliverer that knows each agency's transport (``connectors.registry.AgencyRouter``)."""
+
+    def transport_for(self, agency_id: str) -> PacketDeliverer | FaxPacketTransport | None:
+        """The transport that reaches ``agency_id``; None when none is configured."""
+        ...
+
+    def fallback_for(self, agency_id: str) -> FaxPacketTransport | None:
+        """The fax that carries ``agency_id``'s packets when its own transport fails
+        permanently (its ``fallback_fax_number``); None when it has none."""
+        ...

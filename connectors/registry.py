@@ -9,6 +9,18 @@ One table per port, each entry ``name → Vendor(settings model, factory)``::
                                                                    HttpsAgencyDeliverer
                                                          "sftp"  → SftpAgencySettings,
                                                                    SftpAgencyDeliverer
+                                                         "fax"   → FaxAgencySettings,
+                                                                   FaxPacketDeliverer (over
+                                                                   the FAX_VENDORS adapter)
+    (any agency's ``fallback_fax_number``: a FaxPacketDeliverer too, ``AgencyRouter.fallback_for``)
+    VENDOR_ADAPTERS    GOODFAITH_RETRIEVAL_VENDORS[id].adapter
+                                                  "orders-v1" → RetrievalVendorSettings,
+                                                                OrdersV1Vendor
+
+A retrieval vendor with its own API is one adapter module in ``connectors/vendor/`` (the
+``VendorAdapter`` protocol of connectors/vendor/router.py) plus one line in VENDOR_ADAPTERS;
+every configured vendor id is served by one :class:`RetrievalVendors`, the ``vendor`` channel,
+whose callbacks come to ``POST /v1/webhooks/vendor?vendor_id=<id>``.
 
 Adding a vendor: write its adapter (``connectors/fax/<name>.py``, satisfying ``FaxChannel``
 with ``vendor = "<name>"``) and its settings model (a ``FaxVendorSettings`` subclass with
@@ -39,23 +51,29 @@ from connectors.base import (
     AgencyNotConfigured,
     DeliveryReceipt,
     FaxChannel,
+    FaxPacketTransport,
     PacketDeliverer,
     PacketSubmission,
     RecordsRequester,
 )
+from connectors.delivery.fax import FaxAgencySettings, FaxPacketDeliverer
 from connectors.delivery.https import AgencyCredentials, HttpsAgencyDeliverer
 from connectors.delivery.sftp import SftpAgencyDeliverer, SftpAgencySettings
 from connectors.fax.sinch import SinchFax, SinchSettings
 from connectors.fax.telnyx import TelnyxFax, TelnyxSettings
-from connectors.fhir.cdex import CDexTaskRequester
+from connectors.fhir.cdex import CDexIdentity, CDexTaskRequester
 from connectors.retry import RetryingFactory
+from connectors.vendor.orders import OrdersV1Vendor, RetrievalVendorSettings
+from connectors.vendor.router import RetrievalVendors, VendorAdapter
 from worker.domain.clock import Clock
 
 __all__ = [
     "AGENCY_TRANSPORTS",
     "FAX_VENDORS",
     "FHIR_VENDORS",
+    "VENDOR_ADAPTERS",
     "WEBHOOK_ROUTE",
+    "Adapter",
     "AgencyRouter",
     "BuildContext",
     "Transport",
@@ -63,7 +81,9 @@ __all__ = [
     "build_deliverer",
     "build_fax",
     "build_fhir",
+    "build_vendors",
     "resolve_settings",
+    "vendor_callback_url",
     "webhook_url",
 ]
 
@@ -79,6 +99,11 @@ def webhook_url(public_base_url: str, vendor: str) -> str:
     return public_base_url.rstrip("/") + WEBHOOK_ROUTE.format(vendor=vendor)
 
 
+def vendor_callback_url(public_base_url: str, vendor_id: str) -> str:
+    """Where a retrieval vendor posts its callbacks: ``/v1/webhooks/vendor?vendor_id=<id>``."""
+    return f"{webhook_url(public_base_url, RetrievalVendors.vendor)}?vendor_id={vendor_id}"
+
+
 @dataclass(frozen=True)
 class BuildContext:
     """What factories share: one HTTP client, transport retries, where we are reachable, and
@@ -90,6 +115,10 @@ class BuildContext:
     #: the container's clock (a VirtualClock in simulations): webhook timestamps are checked
     #: against it; None is the system clock
     clock: Clock | None = None
+    #: the fax adapter built from FAX_VENDORS (agency transports that fax go through it)
+    fax: FaxChannel | None = None
+    #: the carrier's name, printed on what transports send (the fax cover sheet)
+    carrier_name: str = "goodfaith carrier"
 
     def webhook_url(self, vendor: str) -> str:
         return webhook_url(self.public_base_url, vendor)
@@ -104,11 +133,19 @@ class Vendor(Generic[S, T]):
 
 
 @dataclass(frozen=True)
+class Adapter(Generic[S]):
+    """A retrieval vendor's adapter: builds one per configured vendor id."""
+
+    settings: type[S]
+    build: Callable[[S, BuildContext, str], VendorAdapter]
+
+
+@dataclass(frozen=True)
 class Transport(Generic[S]):
     """An agency transport: builds one deliverer for every agency that uses it."""
 
     settings: type[S]
-    build: Callable[[Mapping[str, S], BuildContext], PacketDeliverer]
+    build: Callable[[Mapping[str, S], BuildContext], PacketDeliverer | FaxPacketTransport]
 
 
 # --- factories ---------------------------------------------------------------------------------
@@ -151,6 +188,27 @@ def _cdex(s: FhirSettings, ctx: BuildContext) -> CDexTaskRequester:
         requester_name=s.requester_name,
         requester_identifier=s.requester_identifier,
         retrying=ctx.retrying,
+        clock=ctx.clock,
+        identity=CDexIdentity(
+            requester_name=s.requester_name,
+            requester_identifier=s.requester_identifier,
+            requester_identifier_system=s.requester_identifier_system,
+            member_id_system=s.member_id_system,
+            claim_id_system=s.claim_id_system,
+            coverage_id_system=s.coverage_id_system,
+            signature_required=s.signature_required,
+        ),
+    )
+
+
+def _orders_v1(s: RetrievalVendorSettings, ctx: BuildContext, vendor_id: str) -> OrdersV1Vendor:
+    return OrdersV1Vendor(
+        ctx.http,
+        vendor_id=vendor_id,
+        settings=s,
+        callback_url=vendor_callback_url(ctx.public_base_url, vendor_id),
+        retrying=ctx.retrying,
+        clock=ctx.clock,
     )
 
 
@@ -164,7 +222,15 @@ def _https(agencies: Mapping[str, AgencySettings], ctx: BuildContext) -> HttpsAg
 
 
 def _sftp(agencies: Mapping[str, SftpAgencySettings], ctx: BuildContext) -> SftpAgencyDeliverer:
-    return SftpAgencyDeliverer(agencies, retrying=ctx.retrying)
+    return SftpAgencyDeliverer(agencies, retrying=ctx.retrying, clock=ctx.clock)
+
+
+def _fax_agencies(
+    agencies: Mapping[str, FaxAgencySettings], ctx: BuildContext
+) -> FaxPacketDeliverer:
+    if ctx.fax is None:
+        raise ValueError("fax agency transport: build the fax adapter first (BuildContext.fax)")
+    return FaxPacketDeliverer(ctx.fax, agencies, carrier_name=ctx.carrier_name)
 
 
 def _credentials(a: AgencySettings) -> AgencyCredentials:
@@ -184,9 +250,13 @@ FAX_VENDORS: dict[str, Vendor[Any, FaxChannel]] = {
 FHIR_VENDORS: dict[str, Vendor[Any, RecordsRequester]] = {
     "cdex": Vendor(FhirSettings, _cdex),
 }
+VENDOR_ADAPTERS: dict[str, Adapter[Any]] = {
+    "orders-v1": Adapter(RetrievalVendorSettings, _orders_v1),
+}
 AGENCY_TRANSPORTS: dict[str, Transport[Any]] = {
     "https": Transport(AgencySettings, _https),
     "sftp": Transport(SftpAgencySettings, _sftp),
+    "fax": Transport(FaxAgencySettings, _fax_agencies),
 }
 
 
@@ -194,7 +264,7 @@ AGENCY_TRANSPORTS: dict[str, Transport[Any]] = {
 
 
 def resolve_settings(
-    table: Mapping[str, Vendor[Any, Any] | Transport[Any]],
+    table: Mapping[str, Vendor[Any, Any] | Transport[Any] | Adapter[Any]],
     value: Any,
     *,
     key: str,
@@ -220,8 +290,10 @@ def resolve_settings(
 
 
 def _entry(
-    table: Mapping[str, Vendor[Any, Any] | Transport[Any]], name: object, setting: str
-) -> Vendor[Any, Any] | Transport[Any]:
+    table: Mapping[str, Vendor[Any, Any] | Transport[Any] | Adapter[Any]],
+    name: object,
+    setting: str,
+) -> Vendor[Any, Any] | Transport[Any] | Adapter[Any]:
     entry = table.get(name) if isinstance(name, str) else None
     if entry is None:
         known = ", ".join(sorted(table))
@@ -251,6 +323,18 @@ def build_fhir(settings: FhirSettings, ctx: BuildContext) -> RecordsRequester:
     return requester
 
 
+def build_vendors(vendors: Mapping[str, BaseModel], ctx: BuildContext) -> RetrievalVendors:
+    """The ``vendor`` channel: one adapter per configured vendor id (its ``adapter`` names the
+    VENDOR_ADAPTERS entry)."""
+    adapters: dict[str, VendorAdapter] = {}
+    for vendor_id, settings in vendors.items():
+        name = getattr(settings, "adapter", "orders-v1")
+        entry = _entry(VENDOR_ADAPTERS, name, f"GOODFAITH_RETRIEVAL_VENDORS[{vendor_id!r}]")
+        assert isinstance(entry, Adapter)
+        adapters[vendor_id] = entry.build(settings, ctx, vendor_id)
+    return RetrievalVendors(adapters)
+
+
 def build_deliverer(
     agencies: Mapping[str, AgencyTransportSettings], ctx: BuildContext
 ) -> AgencyRouter:
@@ -258,20 +342,39 @@ def build_deliverer(
     by_transport: dict[str, dict[str, AgencyTransportSettings]] = {}
     for agency_id, agency in agencies.items():
         by_transport.setdefault(agency.transport, {})[agency_id] = agency
-    routes: dict[str, PacketDeliverer] = {}
+    routes: dict[str, PacketDeliverer | FaxPacketTransport] = {}
     for transport, members in by_transport.items():
         entry = _entry(AGENCY_TRANSPORTS, transport, f"agency transport of {sorted(members)}")
         assert isinstance(entry, Transport)
         deliverer = entry.build(members, ctx)
         routes.update(dict.fromkeys(members, deliverer))
-    return AgencyRouter(routes)
+    fallbacks = {
+        agency_id: FaxAgencySettings(name=agency.name, fax_number=agency.fallback_fax_number)
+        for agency_id, agency in agencies.items()
+        if agency.fallback_fax_number is not None
+    }
+    by_fax = _fax_agencies(fallbacks, ctx) if fallbacks else None
+    return AgencyRouter(routes, dict.fromkeys(fallbacks, by_fax) if by_fax else None)
 
 
 class AgencyRouter:
-    """``PacketDeliverer`` that hands each submission to its agency's transport."""
+    """``PacketDeliverer`` that hands each submission to its agency's transport
+    (``RoutesAgencies``: the delivery service asks :meth:`transport_for` first, and drives a
+    fax transport itself, since its receipt comes later)."""
 
-    def __init__(self, routes: Mapping[str, PacketDeliverer]) -> None:
+    def __init__(
+        self,
+        routes: Mapping[str, PacketDeliverer | FaxPacketTransport],
+        fallbacks: Mapping[str, FaxPacketTransport] | None = None,
+    ) -> None:
         self.routes = dict(routes)
+        self.fallbacks = dict(fallbacks or {})
+
+    def transport_for(self, agency_id: str) -> PacketDeliverer | FaxPacketTransport | None:
+        return self.routes.get(agency_id)
+
+    def fallback_for(self, agency_id: str) -> FaxPacketTransport | None:
+        return self.fallbacks.get(agency_id)
 
     def deliver(self, submission: PacketSubmission) -> DeliveryReceipt:
         deliverer = self.routes.get(submission.agency_id)
@@ -279,5 +382,10 @@ class AgencyRouter:
             raise AgencyNotConfigured(
                 f"no submission route for agency {submission.agency_id!r}; "
                 "add it to the agency settings (GOODFAITH_AGENCIES)"
+            )
+        if not isinstance(deliverer, PacketDeliverer):
+            raise AgencyNotConfigured(
+                f"agency {submission.agency_id!r} is reached by fax, which has no immediate "
+                "receipt: deliver through worker/services/delivery.py"
             )
         return deliverer.deliver(submission)

@@ -8,6 +8,13 @@ other bytes is refused). Accepted packets are kept in :attr:`AgencyFarSide.submi
 
 Errors are the agency's own plain JSON: ``{"errors": [{"code": "<snake_case>", "title":
 "<sentence>"}]}`` (no JSON:API ``detail`` or ``source`` as Telnyx has). Logs carry ids only.
+
+An agency listed in ``Context.refused_uploads`` answers every upload 403 (our credentials
+revoked), to exercise a fallback to fax. Agencies that take only fax have no endpoint here: their fax lines (``simulator/agency_lines.py``) sit
+behind the simulated fax vendors (simulator/telnyx.py, simulator/sinch.py), which dial them,
+fetch our document, print it on the agency's machine (``simulator/agency_lines.py``:: the clerk
+reads the cover sheet's page count, hash and reference) and confirm delivery with the vendor's
+own webhook. A line may answer busy for its first calls (``busy_first``).
 """
 
 from __future__ import annotations
@@ -94,6 +101,8 @@ class AgencyFarSide(FarSide):
         return router
 
     async def _submit(self, agency_id: str, request: Request) -> Response:
+        if agency_id in self.ctx.refused_uploads:
+            return _error(403, "forbidden", "credentials not accepted for this agency")
         form = await request.form()
         metadata_raw, packet_part, manifest_part = (
             form.get("metadata"),

@@ -13,22 +13,27 @@ their own list as ``far_sides``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
 import structlog
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from simulator.agency import AgencyFarSide, AgencySubmission
+from simulator.agency_lines import AgencyFax, AgencyLine, AgencyLines
 from simulator.base import Context, FarSide
 from simulator.cdex import CDexFarSide
-from simulator.events import EventHeap
+from simulator.events import Backoff, EventHeap
 from simulator.providers import ProviderBehaviour, Providers
 from simulator.serving import repeat_in_thread
 from simulator.sinch import SinchFarSide
-from simulator.telnyx import TelnyxFarSide
+from simulator.telnyx import TelnyxFarSide, telnyx_error
+from simulator.vendor import VendorFarSide
 from worker.domain.clock import Clock
 
 __all__ = ["FAR_SIDES", "Simulator", "build_app"]
@@ -40,6 +45,7 @@ FAR_SIDES: tuple[type[FarSide], ...] = (
     SinchFarSide,  # /v3/projects/{projectId}/faxes: the other fax carrier (Sinch Fax API v3)
     CDexFarSide,  # /fhir/Task: the providers' FHIR server
     AgencyFarSide,  # /agency/{id}/submissions: external review agencies
+    VendorFarSide,  # /vendor/v1/orders: record-retrieval vendors (providers' designees)
 )
 """Every vendor's far side the simulator serves, one line each."""
 
@@ -47,10 +53,41 @@ _F = TypeVar("_F", bound=FarSide)
 
 
 def build_app(far_sides: Sequence[FarSide]) -> FastAPI:
-    """One FastAPI app mounting each far side's router."""
+    """One FastAPI app mounting each far side's router.
+
+    Errors the routes do not answer themselves (an unknown route, a method the route does not
+    take, a malformed parameter, an exception) are worded by the far side whose
+    :attr:`~simulator.base.FarSide.prefixes` match the path, in its vendor's format; anything
+    else in Telnyx's (``{"errors": [{"code", "title", "detail"}]}``), never FastAPI's own."""
     app = FastAPI(title="goodfaith simulator", openapi_url=None, docs_url=None, redoc_url=None)
     for side in far_sides:
         app.include_router(side.router())
+
+    def worded(request: Request, status: int, title: str) -> Response:
+        for side in far_sides:
+            if request.url.path.startswith(side.prefixes):
+                response = side.error(status, title)
+                if response is not None:
+                    return response
+        return telnyx_error(status, title)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        titles = {404: "Resource not found", 405: "Method not allowed"}
+        response = worded(request, exc.status_code, titles.get(exc.status_code, str(exc.detail)))
+        for name, value in (exc.headers or {}).items():  # e.g. Allow on a 405
+            response.headers[name] = value
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        return worded(request, 422, "Invalid parameter")
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> Response:
+        log.warning("sim.route_failed", path=request.url.path, error=type(exc).__name__)
+        return worded(request, 500, "Unexpected error")
+
     return app
 
 
@@ -69,7 +106,12 @@ class Simulator:
     keys would: a repeated send then shows as a duplicate fax (``bench/chaos.py`` counts them).
     ``duplicate_webhooks`` and ``throttle`` (shares, seeded): callbacks delivered twice (the
     second after later ones; Telnyx's and Sinch's far sides) and API requests refused with 429
-    + ``Retry-After`` (Sinch's).
+    + ``Retry-After`` (Sinch's). ``vendor_webhook_secret`` signs retrieval-vendor callbacks.
+    ``webhook_backoff`` spaces the re-attempts of a webhook our
+    side refused and says when the vendor gives up (default: :class:`Backoff`'s).
+    ``agency_lines`` (by agency id): the fax lines of agencies
+    (or fall back to fax), reached through whichever fax far side is dialled;
+    ``refused_uploads``: agency ids whose upload endpoint answers every packet 403.
     """
 
     def __init__(
@@ -92,12 +134,16 @@ class Simulator:
         throttle: float = 0.0,
         seed: int = 0,
         honour_idempotency_keys: bool = True,
+        vendor_webhook_secret: str | None = None,
+        webhook_backoff: Backoff | None = None,
+        agency_lines: Mapping[str, AgencyLine] | None = None,
+        refused_uploads: Iterable[str] = (),
     ) -> None:
         if not 0.0 <= drop_webhooks <= 1.0 or not 0.0 <= drop_inbound_webhooks <= 1.0:
             raise ValueError("drop_webhooks is a share between 0 and 1 (e.g. 0.2)")
         if not (0.0 <= duplicate_webhooks <= 1.0 and 0.0 <= throttle <= 1.0):
             raise ValueError("duplicate_webhooks and throttle are shares between 0 and 1")
-        self._events = EventHeap()
+        self._events = EventHeap(webhook_backoff)
         self._providers = Providers(
             behaviours=behaviours,
             directory=directory,
@@ -119,6 +165,9 @@ class Simulator:
             throttle=throttle,
             seed=seed,
             honour_idempotency_keys=honour_idempotency_keys,
+            vendor_webhook_secret=vendor_webhook_secret,
+            agency_lines=AgencyLines(agency_lines),
+            refused_uploads=frozenset(refused_uploads),
         )
         self.far_sides: list[FarSide] = [make(self._ctx) for make in far_sides]
         self._fire_lock = threading.Lock()
@@ -140,9 +189,19 @@ class Simulator:
         return self.far_side(AgencyFarSide).submissions
 
     @property
+    def agency_faxes(self) -> list[AgencyFax]:
+        """Every fax the agencies that take only fax received, in arrival order (a copy)."""
+        return self._ctx.agency_lines.received
+
+    @property
     def sent_webhooks(self) -> list[dict[str, Any]]:
         """Every webhook envelope delivered (2xx) to our side, in order (a copy)."""
         return self._ctx.sent_webhooks
+
+    @property
+    def abandoned_webhooks(self) -> int:
+        """How many webhooks the far sides gave up on (our side refused every try)."""
+        return len(self._events.abandoned)
 
     def delivered_count(self, provider_id: str) -> int:
         """How many of our requests have reached ``provider_id`` so far."""
@@ -158,8 +217,8 @@ class Simulator:
         """Run everything due at ``clock.now()`` in time order; return webhooks delivered.
 
         Far sides first bring lazily evaluated state up to now (FHIR Tasks accepted, counting
-        deliveries). A webhook whose POST fails (exception or non-2xx) stays queued and is
-        retried on the next call, with ``meta.attempt`` incremented, as Telnyx retries.
+        deliveries). A webhook whose POST fails (exception or non-2xx) is re-attempted after
+        the backoff delay, with ``meta.attempt`` incremented, until the backoff gives up.
         """
         with self._fire_lock:
             now = self._ctx.clock.now()

@@ -16,7 +16,9 @@ from typing import Any
 
 import httpx
 from fastapi import APIRouter
+from fastapi.responses import Response
 
+from simulator.agency_lines import AgencyLines
 from simulator.events import EventHeap
 from simulator.providers import Providers
 from worker.domain.clock import Clock
@@ -36,7 +38,8 @@ class Context:
     status webhooks lost outright, chosen with ``seed``; ``duplicate_webhooks`` the share of
     delivered callbacks delivered again a minute later (after later ones: out of order);
     ``throttle`` the share of API requests refused with 429 and ``Retry-After``. Far sides
-    that support the last two say so.
+    that support the last two say so. ``agency_lines``: the fax lines of agencies that take
+    only fax (simulator/agency_lines.py); a fax far side dialling one of them delivers there.
     """
 
     clock: Clock
@@ -53,6 +56,13 @@ class Context:
     throttle: float = 0.0  # share of API requests answered 429 with Retry-After (not acted on)
     seed: int = 0  # for the random choices far sides make (which webhooks are lost)
     honour_idempotency_keys: bool = True  # False: every fax request creates a new fax
+    #: the HMAC key retrieval-vendor callbacks are signed with (simulator/vendor.py); None:
+    #: unsigned (our side refuses them)
+    vendor_webhook_secret: str | None = None
+    #: agencies' fax lines: the fax far sides deliver faxes to these numbers to the agency
+    agency_lines: AgencyLines = field(default_factory=AgencyLines)
+    #: agencies whose upload endpoint answers every packet 403 (credentials not accepted)
+    refused_uploads: frozenset[str] = frozenset()
     _sent: list[dict[str, Any]] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -73,8 +83,18 @@ class FarSide(ABC):
     ``simulator.app.FAR_SIDES``; the simulator builds it with the shared :class:`Context` and
     mounts :meth:`router` on its app."""
 
+    #: path prefixes whose errors this far side words (unknown routes, wrong methods, bad
+    #: parameters), e.g. ``("/v2/",)``; see :meth:`error`
+    prefixes: tuple[str, ...] = ()
+
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+
+    def error(self, status: int, title: str) -> Response | None:
+        """An error response in this vendor's own format (HTTP ``status``, ``title`` in words),
+        for paths under :attr:`prefixes`; None leaves it to the simulator's default (Telnyx's
+        format)."""
+        return None
 
     @abstractmethod
     def router(self) -> APIRouter:

@@ -14,6 +14,14 @@ when it would accept them (not counted, never answered); ``down`` answers 503 to
 A Task the requester cancels (status ``cancelled``, while unfinished) is never answered: the
 provider does not count it, and a reply it had scheduled does not come.
 
+A Task is refused (422, OperationOutcome naming the element) unless it carries exactly one
+``data-code`` input with exactly one coding (CDex ``cdex-9``: one document type per Task), and,
+when it has ``basedOn``, unless each ``#id`` there names a contained resource. The records the
+provider returns are of the document type asked for (the DocumentReference's ``type``). When the
+Task's ``basedOn`` names a contained DocumentReference with an attachment ``url`` (the insured's
+authorization), the provider fetches it when it takes the Task up (+1 min, an event on the
+heap): :meth:`CDexFarSide.authorizations` says what it got.
+
 Create is idempotent on ``If-None-Exist: identifier=system|value`` and on Idempotency-Key.
 Logs carry ids only.
 """
@@ -28,12 +36,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+import httpx
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from simulator.base import Context, FarSide
-from simulator.events import iso
+from simulator.events import Fired, iso
 
 __all__ = ["CDexFarSide"]
 
@@ -80,10 +89,45 @@ class _Task:
     version: int = 1
     cancelled: str | None = None  # the requester's statusReason text, once it cancelled
     refused: Literal["rejected", "failed"] | None = None  # the provider's "fhir" behaviour
+    data_code: dict[str, Any] | None = None  # the one coding of the data-code input
+    authorization_url: str | None = None  # basedOn → contained DocumentReference attachment
+    authorization: bytes | None = None  # what the provider fetched from authorization_url
+    authorization_status: int | None = None  # HTTP status of that fetch (0: no answer)
+
+
+@dataclass
+class _FetchAuthorization:
+    """The provider takes the Task up and fetches the insured's authorization it points at."""
+
+    side: CDexFarSide
+    task: _Task
+
+    def fire(self, due: datetime, now: datetime) -> Fired:
+        url = self.task.authorization_url
+        assert url is not None
+        try:
+            response = self.side.ctx.http.get(url)
+        except httpx.HTTPError as exc:
+            log.info(
+                "sim.authorization_unreachable", task_id=self.task.id, error=type(exc).__name__
+            )
+            self.task.authorization_status = 0
+            return Fired.DONE
+        self.task.authorization_status = response.status_code
+        if response.is_success:
+            self.task.authorization = response.content
+        log.info("sim.authorization_fetched", task_id=self.task.id, status=response.status_code)
+        return Fired.DONE
 
 
 class CDexFarSide(FarSide):
     """The providers' FHIR server (Da Vinci CDex Task)."""
+
+    prefixes = ("/fhir/",)
+
+    def error(self, status: int, title: str) -> Response | None:
+        code = {404: "not-found", 405: "not-supported", 422: "invalid"}.get(status, "exception")
+        return _outcome(status, code, title)
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
@@ -91,6 +135,21 @@ class CDexFarSide(FarSide):
         self._lock = threading.RLock()
         self._tasks: dict[str, _Task] = {}
         self._task_keys: dict[str, str] = {}
+
+    def authorizations(self) -> dict[str, tuple[int | None, bytes | None]]:
+        """For every Task whose ``basedOn`` pointed at an authorization: its id → (HTTP status
+        of the provider's fetch, None before it; the bytes fetched, or None)."""
+        with self._lock:
+            return {
+                t.id: (t.authorization_status, t.authorization)
+                for t in self._tasks.values()
+                if t.authorization_url is not None
+            }
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """Every Task as posted (plus its id), in creation order."""
+        with self._lock:
+            return [dict(t.resource) for t in self._tasks.values()]
 
     def task_identifiers(self) -> list[tuple[str, ...]]:
         """The identifiers (``system|value``) of every Task created so far, one entry per Task
@@ -174,6 +233,12 @@ class CDexFarSide(FarSide):
         member_id = _identifier_value(body.get("for"))
         if not isinstance(member_id, str) or not member_id:
             return _outcome(422, "required", "for.identifier is required", "Task.for")
+        data_code, problem = _one_data_code(body)
+        if data_code is None:
+            return _outcome(422, "invariant", problem, "Task.input")
+        authorization_url, problem = _authorization_url(body)
+        if problem:
+            return _outcome(422, "invalid", problem, "Task.basedOn")
         identifiers = [i for i in body.get("identifier") or [] if isinstance(i, dict)]
         reference = next(
             (str(i.get("value")) for i in identifiers if i.get("system") == REFERENCE_SYSTEM),
@@ -205,8 +270,12 @@ class CDexFarSide(FarSide):
                 reference=reference,
                 member_id=member_id,
                 created_at=now,
+                data_code=data_code,
+                authorization_url=authorization_url,
             )
             self._tasks[task_id] = task
+            if authorization_url is not None:
+                self.ctx.events.push(now + _TASK_ACCEPT_AFTER, _FetchAuthorization(self, task))
             for lookup in lookups:
                 self._task_keys[lookup] = task_id
             if key:
@@ -254,7 +323,10 @@ class CDexFarSide(FarSide):
                     task.provider_id, behaviour, task.reference, task.member_id
                 )
             resource["status"] = "completed"
-            resource["contained"] = [_document_reference(task.document)]
+            resource["contained"] = [
+                *(r for r in resource.get("contained") or [] if isinstance(r, dict)),
+                _document_reference(task.document, task.data_code),
+            ]
             resource["output"] = [
                 {
                     "type": {"coding": [{"system": HREX_TEMP, "code": "data-value"}]},
@@ -330,13 +402,15 @@ class CDexFarSide(FarSide):
         return JSONResponse(rendered, media_type=_FHIR_JSON)
 
 
-def _document_reference(document: bytes) -> dict[str, Any]:
-    """The contained DocumentReference carrying the records PDF (LOINC 11506-3, progress note)."""
+def _document_reference(document: bytes, data_code: dict[str, Any] | None) -> dict[str, Any]:
+    """The contained DocumentReference carrying the records PDF, of the document type asked for
+    (LOINC 11506-3, progress note, when the Task named none)."""
+    coding = data_code or {"system": "http://loinc.org", "code": "11506-3"}
     return {
         "resourceType": "DocumentReference",
         "id": "records",
         "status": "current",
-        "type": {"coding": [{"system": "http://loinc.org", "code": "11506-3"}]},
+        "type": {"coding": [coding]},
         "content": [
             {
                 "attachment": {
@@ -347,3 +421,46 @@ def _document_reference(document: bytes) -> dict[str, Any]:
             }
         ],
     }
+
+
+def _codes(concept: Any) -> list[Any]:
+    coding = concept.get("coding") if isinstance(concept, dict) else None
+    return [c.get("code") for c in coding or [] if isinstance(c, dict)]
+
+
+def _one_data_code(task: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """The one coding of the Task's one ``data-code`` input, or (None, why not)."""
+    inputs = [
+        i
+        for i in task.get("input") or []
+        if isinstance(i, dict) and "data-code" in _codes(i.get("type"))
+    ]
+    if len(inputs) != 1:
+        return None, "exactly one data-code input is required (cdex-9: one document type)"
+    concept = inputs[0].get("valueCodeableConcept")
+    codings = concept.get("coding") if isinstance(concept, dict) else None
+    if not isinstance(codings, list) or len(codings) != 1 or not isinstance(codings[0], dict):
+        return None, "the data-code input names one document type: exactly one coding"
+    return {k: v for k, v in codings[0].items() if k in ("system", "code", "display")}, ""
+
+
+def _authorization_url(task: dict[str, Any]) -> tuple[str | None, str]:
+    """The attachment URL of the contained DocumentReference ``basedOn`` points at (None when
+    there is none), or an error when a ``#id`` in basedOn names nothing contained."""
+    contained = {
+        r.get("id"): r for r in task.get("contained") or [] if isinstance(r, dict) and r.get("id")
+    }
+    url: str | None = None
+    for ref in task.get("basedOn") or []:
+        target = ref.get("reference") if isinstance(ref, dict) else None
+        if not isinstance(target, str) or not target.startswith("#"):
+            continue  # a reference to a server we do not fetch from
+        resource = contained.get(target[1:])
+        if resource is None:
+            return None, f"basedOn {target[:40]!r} names no contained resource"
+        for content in resource.get("content") or []:
+            attachment = content.get("attachment") if isinstance(content, dict) else None
+            found = attachment.get("url") if isinstance(attachment, dict) else None
+            if isinstance(found, str) and found.startswith(("http://", "https://")):
+                url = url or found
+    return url, ""

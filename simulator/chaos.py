@@ -35,6 +35,7 @@ import json
 import math
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -59,6 +60,7 @@ from simulator.app import FAR_SIDES, Simulator
 from simulator.cdex import CDexFarSide
 from simulator.demo import demo_scenario
 from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
+from simulator.driver import sim_vendors
 from simulator.scenario import Scenario, far_side_book, route_fhir_to
 from simulator.serving import free_port, run_in_thread
 from simulator.telnyx import TelnyxFarSide
@@ -408,7 +410,7 @@ def _idle(run: _Run, http: httpx.Client) -> bool:
     run.sim.fire_due()
     upcoming = run.sim.next_event_at()
     if upcoming is not None and upcoming <= now:
-        return False  # a webhook our side did not take yet (retried on the next call)
+        return False  # due now and not taken yet (a refused webhook waits out its backoff)
     try:
         r = _redis(run)
         try:
@@ -758,6 +760,16 @@ def _start(
         f"file://{folder / 'auth.pdf'}",
     )
     book = far_side_book(sim_url, notifications)
+    vendor_secret = secrets.token_urlsafe(32)
+    vendors = {
+        vendor_id: {
+            "name": v.name,
+            "api_base": v.api_base,
+            "api_key": v.api_key.get_secret_value(),
+            "webhook_secret": v.webhook_secret.get_secret_value(),
+        }
+        for vendor_id, v in sim_vendors(sim_url, book.vendor_ids, vendor_secret).items()
+    }
     sim_http = httpx.Client(timeout=30)
     stack.callback(sim_http.close)
     sim = Simulator(
@@ -774,6 +786,7 @@ def _start(
         drop_inbound_webhooks=faults.drop_inbound_webhooks,
         seed=rnd.randrange(1 << 30),
         honour_idempotency_keys=False,
+        vendor_webhook_secret=vendor_secret,
     )
     _, stop_sim = run_in_thread(sim.app, port=sim_port)
     stack.callback(stop_sim)
@@ -800,6 +813,7 @@ def _start(
             "GOODFAITH_AGENCIES": json.dumps(
                 {k: v.model_dump(mode="json") for k, v in book.agencies.items()}
             ),
+            "GOODFAITH_RETRIEVAL_VENDORS": json.dumps(vendors),
             "GOODFAITH_SCHEDULER_INTERVAL_S": "0.05",
             # faults are rehearsed here, not rate limits: a clock jump releases bursts
             "GOODFAITH_RATE_LIMITS__INTAKE_PER_S": "0",

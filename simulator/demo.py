@@ -33,7 +33,8 @@ def demo_scenario(
 ) -> Scenario:
     """A realistic mix: standard and expedited cases, 2–3 providers each; most providers answer
     the first request, some only the second, a few never; one fax line is always busy (its
-    records come through the provider's retrieval vendor); one answers "no records"; some
+    records come through the provider's retrieval vendor, ordered through the vendor's API or
+    by fax); one answers "no records"; some
     are reached over FHIR (Da Vinci CDex). ``run`` names the run in the notification ids
     (``DEMO-<run>-0001``), so runs sharing a database never collide; without it the ids are
     ``OPP-2026-000001``..."""
@@ -66,7 +67,10 @@ def demo_scenario(
                 prov["designee"] = {
                     "vendor_id": "vendor-1",
                     "name": "Records Retrieval Co.",
-                    "channels": [{"kind": "fax", "number": _demo_number(781, i * 10 + j)}],
+                    # reached by an order through the vendor's API, or (every other one) by fax
+                    "channels": [{"kind": "vendor", "vendor_id": "vendor-1"}]
+                    if i % 2 == 0
+                    else [{"kind": "fax", "number": _demo_number(781, i * 10 + j)}],
                 }
             elif kind == 5:
                 providers[pid] = ProviderBehaviour(respond_after_attempts=None)

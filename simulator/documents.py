@@ -21,6 +21,7 @@ from reportlab.pdfgen.canvas import Canvas
 __all__ = [
     "generate_authorization_pdf",
     "generate_eoc_pdf",
+    "generate_no_records_certificate",
     "generate_no_records_letter",
     "generate_records_pdf",
 ]
@@ -168,6 +169,38 @@ def generate_records_pdf(
         c.addLiteral(_note_body(offset, y, seed + index))
         c.showPage()
 
+    c.save()
+    return buffer.getvalue()
+
+
+def generate_no_records_certificate(
+    reference: str, vendor_name: str, provider_name: str, issued_at: str
+) -> bytes:
+    """One page: a retrieval vendor's formal certificate that ``provider_name`` holds no
+    records for the patient of request ``reference`` (``issued_at`` as printed)."""
+    buffer = io.BytesIO()
+    c = _canvas(buffer, f"Certificate of no records {reference}")
+    c.setFont("Helvetica-Bold", 14)
+    c.drawString(_MARGIN, _HEIGHT - 90, "Certificate of No Records")
+    _lines(
+        c,
+        [
+            f"Issued by {vendor_name}, designee of {provider_name}",
+            "",
+            f"Re: {reference}",
+            "",
+            "No records.",
+            "",
+            "A diligent search of the provider's record systems found no medical records",
+            "for this patient in the scope of the request quoted above.",
+            "",
+            f"Issued: {issued_at}",
+            "Release of Information Services",
+        ],
+        _HEIGHT - 120,
+        size=12,
+    )
+    c.showPage()
     c.save()
     return buffer.getvalue()
 

@@ -30,6 +30,7 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Retries
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from api.app import create_app
@@ -37,6 +38,7 @@ from config.settings import FaxVendorSettings, RateLimitSettings, Settings
 from connectors.fax.sinch import SinchSettings
 from connectors.fax.telnyx import TelnyxSettings
 from connectors.registry import webhook_url
+from connectors.vendor.orders import RetrievalVendorSettings
 from simulator.app import FAR_SIDES, Simulator
 from simulator.base import FarSide
 from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
@@ -78,7 +80,7 @@ class Progress:
 @dataclass
 class SimulationResult:
     """The report (see worker/readmodels/report.py), the run folder, wall seconds, driver steps and how
-    many packets the simulated agencies received."""
+    many packets the simulated agencies received (uploads and faxes)."""
 
     report: dict[str, Any]
     workdir: Path
@@ -176,16 +178,33 @@ SIM_FAX_VENDORS: dict[str, Callable[[str], FaxVendorSettings]] = {
 }
 
 
+def sim_vendors(simulator_url: str, vendor_ids: set[str], secret: str) -> dict[str, Any]:
+    """``GOODFAITH_RETRIEVAL_VENDORS`` for a run: every vendor id served by the simulator's
+    vendor (``/vendor``), its callbacks signed with ``secret``."""
+    return {
+        vendor_id: RetrievalVendorSettings(
+            name=f"Retrieval vendor {vendor_id}",
+            api_base=f"{simulator_url}/vendor",
+            api_key=SecretStr("sim-vendor-key"),
+            webhook_secret=SecretStr(secret),
+        )
+        for vendor_id in sorted(vendor_ids)
+    }
+
+
 def _settings(
     workdir: Path,
     api_url: str,
     fax: FaxVendorSettings,
     database_url: str | None,
     object_store: str | None,
+    vendors: dict[str, Any] | None = None,
 ) -> Settings:
     """Our settings for a run: state in ``workdir`` unless a database or object store is named,
-    ``fax`` (the vendor's settings, its API at the simulator), our API at ``api_url``."""
+    ``fax`` (the vendor's settings, its API at the simulator), our API at ``api_url``,
+    ``vendors`` the retrieval vendors (at the simulator)."""
     return Settings(
+        retrieval_vendors=vendors or {},
         database_url=database_url or f"sqlite:///{workdir / 'goodfaith.db'}",
         object_store=object_store or f"file://{workdir / 'objects'}",
         eoc_library=f"file://{workdir / 'eoc'}",
@@ -223,12 +242,18 @@ def _start(
     sim_port = free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"
     notifications = route_fhir_to(sim_url, scenario.notifications)
-    book = far_side_book(sim_url, notifications)
+    book = far_side_book(sim_url, notifications, scenario.agencies)
     sim_http = make_http_client()
     stops.append(sim_http.close)
     seed = secrets.token_bytes(32)  # the simulator signs its webhooks; we verify them
+    vendor_secret = secrets.token_urlsafe(32)  # and its retrieval vendor's callbacks
     settings = _settings(
-        workdir, api_url, _verifying(fax(sim_url), seed), database_url, object_store
+        workdir,
+        api_url,
+        _verifying(fax(sim_url), seed),
+        database_url,
+        object_store,
+        sim_vendors(sim_url, book.vendor_ids, vendor_secret),
     )
     simulator = Simulator(
         clock=clock,
@@ -242,8 +267,11 @@ def _start(
         far_sides=far_sides,
         drop_webhooks=scenario.drop_webhooks,
         signing_key=seed,
+        vendor_webhook_secret=vendor_secret,
         duplicate_webhooks=scenario.duplicate_webhooks,
         throttle=scenario.throttle,
+        agency_lines=book.agency_lines,
+        refused_uploads=book.refused_uploads,
     )
     _, stop_sim = run_in_thread(simulator.app, port=sim_port)
     stops.append(stop_sim)
@@ -389,12 +417,15 @@ def _collect(run: _Run, workdir: Path) -> SimulationResult:
         report["intake_errors"] = run.intake_errors
     if run.scenario.warnings:
         report["scenario_warnings"] = list(run.scenario.warnings)
+    faxes = run.simulator.agency_faxes
+    if faxes:  # what the fax-only agencies' machines printed, as their clerks read the cover
+        report["agency_faxes"] = [fax.summary() for fax in faxes]
     return SimulationResult(
         report,
         workdir,
         time.monotonic() - run.wall0,
         run.steps,
-        len(run.simulator.submissions),
+        len(run.simulator.submissions) + len(faxes),
     )
 
 

@@ -30,6 +30,9 @@ class ProviderBehaviour:
       above), ``"rejects"`` (the Task is ``rejected`` when the provider looks at it),
       ``"fails"`` (the Task ``failed``), ``"down"`` (the server answers 503 to every new Task).
       A rejected or failed Task did not reach the provider's records office: not counted.
+    - ``vendor``: how its retrieval vendor (designee) takes an order: ``"ok"`` (worked, then
+      answered as above), ``"no_records"`` (a certificate of no records once the order reached
+      the provider, whatever the count), ``"down"`` (the vendor answers 503 to every new order).
     - ``reply``: ``"records"`` or a written ``"no_records"`` answer.
     - ``document``: a file sent as-is instead of a generated records PDF (e.g. a broken PDF).
     """
@@ -39,6 +42,7 @@ class ProviderBehaviour:
     pages: int = 5
     fax: Literal["ok", "busy"] = "ok"
     fhir: Literal["ok", "rejects", "fails", "down"] = "ok"
+    vendor: Literal["ok", "no_records", "down"] = "ok"
     reply: Literal["records", "no_records"] = "records"
     document: Path | None = None
 

@@ -10,6 +10,20 @@ Scenario file (JSON)::
      "until": "2026-04-24T18:00:00-04:00",
      "drop_webhooks": 0.2, "duplicate_webhooks": 0.2, "throttle": 0.1}
 
+An optional ``agencies`` map says how an agency (a notification's ``agency_id``) takes packets
+on the far side; without it every agency takes HTTPS uploads::
+
+     "agencies": {"agency-fax": {"transport": "fax", "fax_number": "+16175550199",
+                                 "busy_first": 2, "name": "Fax-only Review Co"}}
+
+``transport`` is ``"https"`` (the default) or ``"fax"``: a fax-only agency, given to our side as
+``transport: "fax"`` with its ``fax_number`` (E.164, required), reached through whichever fax
+vendor the run uses. An HTTPS agency may have ``"uploads": "refused"`` (every upload answered
+403, as when our credentials are revoked) and a ``fallback_fax_number`` (given to our side as
+the agency's fallback, and a fax line on the far side). ``busy_first`` (default 0; needs a fax
+line) is how many calls the agency's line answers busy before it picks up; ``name`` is
+optional. An agency id that no notification names is warned about, as a provider key is.
+
 ``start`` and ``until`` are ISO-8601 instants with an offset; ``until`` defaults to ``start``
 plus :data:`DEFAULT_HORIZON` (14 calendar days). ``drop_webhooks`` (optional, 0–1) is the share
 of outbound fax status webhooks the simulated carrier loses (seeded), to exercise our status
@@ -23,18 +37,28 @@ the scenario file's folder. Unknown keys are refused by name.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
-from config.settings import AgencySettings
+from config.settings import AgencySettings, AgencyTransportSettings, agency_settings
+from simulator.agency_lines import AgencyLine
 from simulator.providers import ProviderBehaviour
 
 __all__ = [
     "DEFAULT_HORIZON",
+    "AgencyBehaviour",
     "FarSideBook",
     "Scenario",
     "ScenarioError",
@@ -60,8 +84,45 @@ class _ProviderSpec(BaseModel):
     pages: int = Field(default=5, ge=1, le=5000)
     fax: Literal["ok", "busy"] = "ok"
     fhir: Literal["ok", "rejects", "fails", "down"] = "ok"
+    vendor: Literal["ok", "no_records", "down"] = "ok"
     reply: Literal["records", "no_records"] = "records"
     document: str | None = None
+
+
+class _AgencySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    transport: Literal["https", "fax"] = "https"
+    name: str | None = None
+    fax_number: str | None = Field(default=None, pattern=r"^\+[1-9]\d{1,14}$")
+    busy_first: int = Field(default=0, ge=0)
+    uploads: Literal["ok", "refused"] = "ok"
+    fallback_fax_number: str | None = Field(default=None, pattern=r"^\+[1-9]\d{1,14}$")
+
+    @model_validator(mode="after")
+    def _fax_fields(self) -> _AgencySpec:
+        if self.transport == "fax":
+            if self.fax_number is None:
+                raise ValueError("a fax agency needs fax_number (E.164)")
+            if self.uploads != "ok" or self.fallback_fax_number is not None:
+                raise ValueError("uploads and fallback_fax_number apply to transport 'https' only")
+            return self
+        if self.fax_number is not None:
+            raise ValueError("fax_number applies to transport 'fax' only")
+        if self.busy_first and self.fallback_fax_number is None:
+            raise ValueError("busy_first needs a fax line: transport 'fax' or fallback_fax_number")
+        return self
+
+
+@dataclass(frozen=True)
+class AgencyBehaviour:
+    """How one agency takes packets on the far side (see the module docstring)."""
+
+    transport: Literal["https", "fax"] = "https"
+    name: str | None = None
+    fax_number: str | None = None
+    busy_first: int = 0
+    uploads: Literal["ok", "refused"] = "ok"  # https: "refused" answers every upload 403
+    fallback_fax_number: str | None = None  # https: given to our side; a line on the far side
 
 
 class _ScenarioSpec(BaseModel):
@@ -69,6 +130,7 @@ class _ScenarioSpec(BaseModel):
     start: AwareDatetime
     notifications: list[dict[str, Any]] = Field(min_length=1)
     providers: dict[str, _ProviderSpec] = Field(default_factory=dict)
+    agencies: dict[str, _AgencySpec] = Field(default_factory=dict)
     until: AwareDatetime | None = None
     drop_webhooks: float = Field(default=0.0, ge=0, le=1)
     duplicate_webhooks: float = Field(default=0.0, ge=0, le=1)
@@ -89,6 +151,8 @@ class Scenario:
     warnings: list[str] = field(default_factory=list)
     duplicate_webhooks: float = 0.0  # share of callbacks delivered twice (Telnyx, Sinch)
     throttle: float = 0.0  # share of fax API requests answered 429 (Sinch far side)
+    #: how agencies take packets, by agency id (absent: HTTPS uploads)
+    agencies: dict[str, AgencyBehaviour] = field(default_factory=dict)
 
 
 def parse_scenario(data: Any, base_dir: Path | None = None) -> Scenario:
@@ -117,21 +181,35 @@ def parse_scenario(data: Any, base_dir: Path | None = None) -> Scenario:
             pages=p.pages,
             fax=p.fax,
             fhir=p.fhir,
+            vendor=p.vendor,
             reply=p.reply,
             document=doc,
         )
     until = spec.until or spec.start + DEFAULT_HORIZON
     if until <= spec.start:
         raise ScenarioError("until: must be after start")
+    agencies = {
+        aid: AgencyBehaviour(
+            a.transport, a.name, a.fax_number, a.busy_first, a.uploads, a.fallback_fax_number
+        )
+        for aid, a in spec.agencies.items()
+    }
+    named = {str(n.get("agency_id")) for n in spec.notifications if isinstance(n, dict)}
+    warnings = unmatched_provider_keys(providers, spec.notifications) + [
+        f"agencies.{aid}: no notification names this agency_id; its behaviour never applies"
+        for aid in agencies
+        if aid not in named
+    ]
     return Scenario(
         spec.start,
         spec.notifications,
         providers,
         until,
         spec.drop_webhooks,
-        warnings=unmatched_provider_keys(providers, spec.notifications),
+        warnings=warnings,
         duplicate_webhooks=spec.duplicate_webhooks,
         throttle=spec.throttle,
+        agencies=agencies,
     )
 
 
@@ -171,11 +249,17 @@ def load_scenario(path: Path) -> Scenario:
 @dataclass
 class FarSideBook:
     """Who is who on the far side, read from the notifications: fax numbers and NPIs to provider
-    (or designee vendor) ids, display names, and one agency per agency id."""
+    (or designee vendor) ids, display names, one agency per agency id, and the retrieval
+    vendor ids that ``vendor`` channels name (the simulator serves each of them)."""
 
     directory: dict[str, str] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
-    agencies: dict[str, AgencySettings] = field(default_factory=dict)
+    vendor_ids: set[str] = field(default_factory=set)
+    agencies: dict[str, AgencyTransportSettings] = field(default_factory=dict)
+    #: the fax lines of agencies (fax-only ones, and fallbacks), by agency id
+    agency_lines: dict[str, AgencyLine] = field(default_factory=dict)
+    #: agencies whose upload endpoint refuses every packet (403)
+    refused_uploads: set[str] = field(default_factory=set)
 
 
 def route_fhir_to(simulator_url: str, notifications: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -192,18 +276,38 @@ def route_fhir_to(simulator_url: str, notifications: list[dict[str, Any]]) -> li
     return out
 
 
-def far_side_book(simulator_url: str, notifications: list[dict[str, Any]]) -> FarSideBook:
-    """Who is who on the far side of ``notifications``, agencies submitting to ``simulator_url``."""
+def far_side_book(
+    simulator_url: str,
+    notifications: list[dict[str, Any]],
+    agencies: Mapping[str, AgencyBehaviour] | None = None,
+) -> FarSideBook:
+    """Who is who on the far side of ``notifications``: agencies submitting to
+    ``simulator_url``, or, when ``agencies`` says so, taking packets by fax on their line."""
     book = FarSideBook()
     for n in notifications:
         if not isinstance(n, dict):
             continue
         aid = str(n.get("agency_id", ""))
         if aid:
-            book.agencies[aid] = AgencySettings(
-                name=f"External review agency {aid}",
-                submit_url=f"{simulator_url}/agency/{aid}/submissions",
-            )
+            behaviour = (agencies or {}).get(aid, AgencyBehaviour())
+            name = behaviour.name or f"External review agency {aid}"
+            if behaviour.transport == "fax" and behaviour.fax_number:
+                book.agencies[aid] = agency_settings(
+                    aid, {"transport": "fax", "name": name, "fax_number": behaviour.fax_number}
+                )
+                book.agency_lines[aid] = AgencyLine(aid, behaviour.fax_number, behaviour.busy_first)
+            else:
+                book.agencies[aid] = AgencySettings(
+                    name=name,
+                    submit_url=f"{simulator_url}/agency/{aid}/submissions",
+                    fallback_fax_number=behaviour.fallback_fax_number,
+                )
+                if behaviour.fallback_fax_number:
+                    book.agency_lines[aid] = AgencyLine(
+                        aid, behaviour.fallback_fax_number, behaviour.busy_first
+                    )
+                if behaviour.uploads == "refused":
+                    book.refused_uploads.add(aid)
         for p in n.get("providers", []) or []:
             pid = p.get("provider_id")
             book.names[pid] = p.get("name", pid)
@@ -212,11 +316,17 @@ def far_side_book(simulator_url: str, notifications: list[dict[str, Any]]) -> Fa
             for ch in p.get("channels", []):
                 if ch.get("kind") == "fax" and ch.get("number"):
                     book.directory[ch["number"]] = pid
+                if ch.get("kind") == "vendor" and ch.get("vendor_id"):
+                    book.vendor_ids.add(str(ch["vendor_id"]))
             designee = p.get("designee") or {}
             vendor = designee.get("vendor_id")
             if vendor:  # the designee is its own party on the far side, keyed by vendor_id
                 book.names[vendor] = designee.get("name", vendor)
+                if not designee.get("channels"):  # reached by an order to the vendor
+                    book.vendor_ids.add(str(vendor))
                 for ch in designee.get("channels", []):
                     if ch.get("kind") == "fax" and ch.get("number"):
                         book.directory[ch["number"]] = vendor
+                    if ch.get("kind") == "vendor" and ch.get("vendor_id"):
+                        book.vendor_ids.add(str(ch["vendor_id"]))
     return book

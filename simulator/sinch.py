@@ -9,13 +9,15 @@ Outbound fax sent at t (Sinch has no idempotency key: every request is a new fax
     t        QUEUED
     t+30s    IN_PROGRESS
     t+1min   FAILURE (CALL_ERROR 17, Busy) → FAX_COMPLETED     when the provider's line is busy
+                                                               (or an agency's, busy_first)
     t+2min   contentUrl fetched → COMPLETED → FAX_COMPLETED
              (or FAILURE DOCUMENT_CONVERSION_ERROR when the fetch fails)
              the provider's count of delivered requests +1; at respond_after_attempts (once):
     +reply   INCOMING_FAX (multipart/form-data: event, eventTime, fax as JSON, file as PDF)
+             (a fax to an agency's line, simulator/agency_lines.py, is printed there instead)
 
-A callback our side refuses (exception or non-2xx) is retried on the next firing, as Sinch
-retries. With ``drop_webhooks`` (a share, seeded) an outbound fax's callback is lost outright;
+A callback our side refuses (exception or non-2xx) is re-attempted after an exponential
+backoff until it gives up (``simulator.events.Backoff``), as Sinch retries callbacks. With ``drop_webhooks`` (a share, seeded) an outbound fax's callback is lost outright;
 with ``duplicate_webhooks`` a delivered callback comes again a minute later (after later ones:
 out of order); with ``throttle`` API requests are refused with 429 and ``Retry-After: 1``
 before anything is done.
@@ -179,6 +181,18 @@ class _Transmit:
 class SinchFarSide(FarSide):
     """Sinch's fax API and its callbacks, for every provider's fax number."""
 
+    prefixes = ("/v3/",)
+
+    def error(self, status: int, title: str) -> Response | None:
+        grpc = {
+            400: "INVALID_ARGUMENT",
+            401: "UNAUTHENTICATED",
+            404: "NOT_FOUND",
+            405: "UNIMPLEMENTED",
+            422: "INVALID_ARGUMENT",
+        }
+        return _error(status, grpc.get(status, "INTERNAL"), title)
+
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
         self._lock = threading.Lock()
@@ -273,7 +287,9 @@ class SinchFarSide(FarSide):
             self._faxes[fax.id] = fax
             self.requests += 1
         _, behaviour = self.ctx.providers.lookup(to)
-        if behaviour.fax == "busy":
+        lines = self.ctx.agency_lines
+        busy = not lines.answers(to) if lines.owns(to) else behaviour.fax == "busy"
+        if busy:
             self._finish(fax, now + _TO_BUSY, "FAILURE", errorType="CALL_ERROR", errorCode=17,
                          errorMessage="Busy")  # fmt: skip
         else:
@@ -362,6 +378,9 @@ class SinchFarSide(FarSide):
             return
         fax.pages = page_count(letter) or 1
         self._finish(fax, due, "COMPLETED")
+        if self.ctx.agency_lines.owns(fax.to_number):  # a packet, printed at the agency
+            self.ctx.agency_lines.receive(fax.to_number, fax.id, letter, due)
+            return
         reference = read_reference(letter)
         provider_id, behaviour = self.ctx.providers.lookup(fax.to_number)
         if self.ctx.providers.count_delivery(provider_id, behaviour, reference or fax.to_number):

@@ -29,6 +29,8 @@ class Fax:
     direction: str = "outbound"  # or "inbound": a provider's answer, "received" from created_at
     page_count: int | None = None
     timeline: list[tuple[datetime, str]] = field(default_factory=list)  # (at, status)
+    media_name: str | None = None  # stored media (``POST /v2/media``) sent instead of a URL
+    webhook_failover_url: str | None = None  # where refused webhooks are re-attempted
 
     def status_at(self, now: datetime) -> str:
         """The fax's status as of ``now`` (its events are scheduled ahead of time)."""
@@ -58,6 +60,10 @@ def fax_resource(fax: Fax, now: datetime) -> dict[str, Any]:
     }
     if fax.client_state:
         resource["client_state"] = fax.client_state
+    if fax.media_name:
+        resource["media_name"] = fax.media_name
+    if fax.webhook_failover_url:
+        resource["webhook_failover_url"] = fax.webhook_failover_url
     if fax.page_count is not None:
         resource["page_count"] = fax.page_count
     return resource

@@ -260,6 +260,17 @@ class Delivery(Base):
     delivered_at: Mapped[datetime | None]
     receipt_id: Mapped[str | None] = mapped_column(String(256))
     error: Mapped[str | None] = mapped_column(String(512))
+    # --- fax transports only (confirmed later by the vendor; lifecycle.fax_delivery_action) ---
+    #: what is faxed (cover sheet + packet), written once before the first transmission
+    document_uri: Mapped[str | None] = mapped_column(String(1024))
+    transmissions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: the fax vendor's id of the current transmission; cleared when that transmission failed
+    external_id: Mapped[str | None] = mapped_column(String(512), index=True)
+    vendor: Mapped[str | None] = mapped_column(String(32))  # the fax vendor's registry name
+    #: a transmission is being handed to the vendor until then (SEND_LEASE); still set after
+    #: it ended means a crash mid-send: the vendor is asked before anything is sent again
+    sending_until: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]  # when the current transmission was handed over
 
     packet: Mapped[Packet] = relationship(back_populates="deliveries")
 

@@ -384,6 +384,14 @@ def _queue_reader(s: Settings) -> Any:
     help="Ed25519 private key (32-byte seed, base64) its webhooks are signed with; "
     "generated when unset. The public key is served at GET /_sim/telnyx-public-key.",
 )
+@click.option(
+    "--vendor-secret",
+    envvar="GOODFAITH_SIMULATOR_VENDOR_SECRET",
+    default=None,
+    help="HMAC key its retrieval vendor (/vendor/v1/orders) signs callbacks with: the "
+    "webhook_secret of the vendors in our GOODFAITH_RETRIEVAL_VENDORS; unset, callbacks "
+    "go unsigned (and are refused)",
+)
 def simulator(
     host: str,
     port: int,
@@ -391,6 +399,7 @@ def simulator(
     public_url: str | None,
     drop_webhooks: float,
     signing_key: str | None,
+    vendor_secret: str | None,
 ) -> None:
     """Serve the simulated far side (fax carrier, FHIR servers, agencies) in real time.
 
@@ -427,6 +436,7 @@ def simulator(
         carrier_fax_number=s.fax.from_number,
         drop_webhooks=drop_webhooks,
         signing_key=seed,
+        vendor_webhook_secret=vendor_secret,
     )
     click.echo(f"simulator: telnyx webhook public key {public_key_of(seed)}", err=True)
     sim.start_background(1.0)

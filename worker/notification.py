@@ -52,44 +52,88 @@ class Insured(_Strict):
     birth_date: date
 
 
+#: A business identifier as payers write them: visible ASCII, no spaces.
+_BUSINESS_ID = r"^[\x21-\x7e]+$"
+
+
 class Coverage(_Strict):
+    """The insured's coverage. ``coverage_id`` (optional): the payer's identifier of the
+    coverage (policy) under review, sent to FHIR providers as the Task's ``reasonReference``
+    when no ``dispute.claim_id`` is given."""
+
     plan_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
     eoc_uri: str | None = None
+    coverage_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=_BUSINESS_ID)
 
 
 class Dispute(_Strict):
+    """What is disputed. ``claim_id`` (optional): the payer's identifier of the claim or prior
+    authorization whose denial is under review (the FHIR Task's ``reasonReference``)."""
+
     service: str = Field(min_length=1, max_length=512)
     codes: list[str] = Field(default_factory=list)
     dates_of_service: list[date] = Field(default_factory=list)
+    claim_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=_BUSINESS_ID)
+
+
+_VENDOR_ID = r"^[A-Za-z0-9._-]+$"
 
 
 class ChannelIn(_Strict):
-    """``{"kind": "fax", "number": "+1..."}`` or ``{"kind": "fhir", "base_url": "https://..."}``."""
+    """One way to reach a provider or its designee: ``{"kind": "fax", "number": "+1..."}``,
+    ``{"kind": "fhir", "base_url": "https://..."}`` (a Da Vinci CDex server) or
+    ``{"kind": "vendor", "vendor_id": "..."}`` (an order to a configured retrieval vendor,
+    ``GOODFAITH_RETRIEVAL_VENDORS``)."""
 
-    kind: Literal["fax", "fhir"]
+    kind: Literal["fax", "fhir", "vendor"]
     number: str | None = None
     base_url: str | None = None
+    vendor_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=_VENDOR_ID)
 
     @model_validator(mode="after")
     def _destination(self) -> ChannelIn:
+        given = {
+            "number": self.number is not None,
+            "base_url": self.base_url is not None,
+            "vendor_id": self.vendor_id is not None,
+        }
+        wanted = {"fax": "number", "fhir": "base_url", "vendor": "vendor_id"}[self.kind]
+        extra = [k for k, present in given.items() if present and k != wanted]
+        if extra:
+            raise ValueError(f"a {self.kind} channel takes only '{wanted}', not {extra[0]!r}")
         if self.kind == "fax":
             if not self.number or not E164.match(self.number):
                 raise ValueError("a fax channel needs 'number' in E.164 form, e.g. +16175550101")
-        elif not self.base_url or not self.base_url.startswith(("https://", "http://")):
-            raise ValueError("a fhir channel needs 'base_url' (https://...)")
+        elif self.kind == "fhir":
+            if not self.base_url or not self.base_url.startswith(("https://", "http://")):
+                raise ValueError("a fhir channel needs 'base_url' (https://...)")
+        elif not self.vendor_id:
+            raise ValueError("a vendor channel needs 'vendor_id', e.g. \"ciox\"")
         return self
 
     @property
     def destination(self) -> str:
-        return self.number if self.kind == "fax" else self.base_url  # type: ignore[return-value]
+        """The fax number, FHIR base URL or vendor id."""
+        value = {"fax": self.number, "fhir": self.base_url, "vendor": self.vendor_id}[self.kind]
+        assert value is not None
+        return value
 
 
 class Designee(_Strict):
     """The provider's designee, e.g. a record-retrieval vendor."""
 
-    vendor_id: str = Field(min_length=1, max_length=64)
+    vendor_id: str = Field(min_length=1, max_length=64, pattern=_VENDOR_ID)
     name: str = Field(min_length=1, max_length=256)
-    channels: list[ChannelIn] = Field(min_length=1)
+    #: how to reach it; default: an order through the vendor's API (``kind: vendor``)
+    channels: list[ChannelIn] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _vendor_channel(self) -> Designee:
+        if not self.channels:
+            object.__setattr__(
+                self, "channels", [ChannelIn(kind="vendor", vendor_id=self.vendor_id)]
+            )
+        return self
 
 
 def npi_check_digit(first_nine: str) -> int:

@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -21,8 +21,10 @@ import structlog
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from config.providers import ProviderDirectory
 from config.settings import AgencyTransportSettings, Settings
 from connectors.base import FaxChannel, PacketDeliverer, RecordsRequester
+from connectors.vendor.router import RetrievalVendors
 from storage.objects import ObjectNotFound, ObjectStore, UriReader
 from worker.commands import Command
 from worker.documents_check import DocumentChecker
@@ -99,6 +101,10 @@ class Container:
     eoc_library: EocLibrary
     requesters: Mapping[ChannelKind, RecordsRequester]
     fax: FaxChannel
+    #: the ``vendor`` channel: every configured retrieval vendor (also in ``requesters``)
+    vendors: RetrievalVendors
+    #: designees by provider NPI (GOODFAITH_PROVIDER_DIRECTORY)
+    directory: ProviderDirectory
     deliverer: PacketDeliverer
     agencies: Mapping[str, AgencyTransportSettings]
     dispatcher: Dispatcher
@@ -133,6 +139,19 @@ class Container:
     def media_url(self, attempt_id: str) -> str:
         base = self.settings.public_base_url.rstrip("/")
         return f"{base}/v1/media/{attempt_id}?token={self.media_token(attempt_id)}"
+
+    def delivery_media_token(self, delivery_id: str) -> str:
+        """HMAC that lets the fax vendor fetch one delivery's fax document (cover sheet and
+        packet). Keyed apart from letters: an attempt's token never opens a delivery."""
+        key = self.settings.media_secret.encode()
+        message = b"delivery:" + delivery_id.encode()
+        return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
+
+    def delivery_media_url(self, delivery_id: str) -> str:
+        """Where the fax vendor fetches a delivery's fax document (ids only, no PHI)."""
+        base = self.settings.public_base_url.rstrip("/")
+        token = self.delivery_media_token(delivery_id)
+        return f"{base}/v1/media/deliveries/{delivery_id}?token={token}"
 
     @property
     def status_checks(self) -> StatusChecks:
@@ -183,7 +202,14 @@ def build_container(
     migrate_schema: bool = True,
 ) -> Container:
     """Build everything a worker, the API or the scheduler needs from ``settings``."""
-    from connectors.registry import BuildContext, build_deliverer, build_fax, build_fhir
+    from config.providers import load_provider_directory
+    from connectors.registry import (
+        BuildContext,
+        build_deliverer,
+        build_fax,
+        build_fhir,
+        build_vendors,
+    )
     from connectors.retry import transport_retrying
     from storage.db import make_engine, make_sessionmaker, migrate
     from storage.objects import make_s3_client, open_store
@@ -219,9 +245,10 @@ def build_container(
     )
     fax = build_fax(settings.fax, ctx)
     fhir = build_fhir(settings.fhir, ctx)
+    vendors = build_vendors(settings.retrieval_vendors, ctx)
     agencies: dict[str, AgencyTransportSettings] = dict(settings.agencies)
     agencies.update(extra_agencies or {})
-    deliverer = build_deliverer(agencies, ctx)
+    deliverer = build_deliverer(agencies, replace(ctx, fax=fax, carrier_name=settings.carrier_name))
     container = Container(
         settings=settings,
         clock=clock,
@@ -230,8 +257,10 @@ def build_container(
         store=store,
         reader=reader,
         eoc_library=EocLibrary(settings.eoc_library, reader, eoc_fallback),
-        requesters={ChannelKind.FAX: fax, ChannelKind.FHIR: fhir},
+        requesters={ChannelKind.FAX: fax, ChannelKind.FHIR: fhir, ChannelKind.VENDOR: vendors},
         fax=fax,
+        vendors=vendors,
+        directory=load_provider_directory(settings.provider_directory),
         deliverer=deliverer,
         agencies=agencies,
         dispatcher=dispatcher or InlineDispatcher(),

@@ -35,8 +35,8 @@ import httpx
 from connectors.base import (
     AgencyNotConfigured,
     DeliveryReceipt,
+    HashMismatch,
     PacketSubmission,
-    PermanentError,
     Rejected,
 )
 from connectors.http_errors import call, json_object
@@ -64,10 +64,6 @@ class AgencyCredentials:
             pair = f"{self.basic_username}:{self.basic_password}".encode()
             return "Basic " + base64.b64encode(pair).decode("ascii")
         return None
-
-
-class HashMismatch(PermanentError):
-    """The packet's bytes do not match the SHA-256 we recorded, or the agency's hash differs."""
 
 
 class HttpsAgencyDeliverer:

@@ -55,12 +55,13 @@ from connectors.base import (
     AgencyNotConfigured,
     AuthError,
     DeliveryReceipt,
+    HashMismatch,
     PacketSubmission,
     Rejected,
     TransientError,
 )
-from connectors.delivery.https import HashMismatch
 from connectors.retry import RetryingFactory, transport_retrying
+from worker.domain.clock import Clock, SystemClock
 
 __all__ = [
     "HostKeyMismatch",
@@ -181,7 +182,11 @@ def stem(submission: PacketSubmission) -> str:
 
 
 class SftpAgencyDeliverer:
-    """``PacketDeliverer`` writing packets into each agency's SFTP directory."""
+    """``PacketDeliverer`` writing packets into each agency's SFTP directory.
+
+    The receipt's ``received_at`` is the uploaded file's modification time on the server; a
+    server that reports none gets ``clock``'s now (the container's clock; the system clock by
+    default)."""
 
     transport = TRANSPORT
 
@@ -190,9 +195,11 @@ class SftpAgencyDeliverer:
         agencies: Mapping[str, SftpAgencySettings],
         *,
         retrying: RetryingFactory = transport_retrying,
+        clock: Clock | None = None,
     ) -> None:
         self._agencies = dict(agencies)
         self._retrying = retrying
+        self.clock: Clock = clock if clock is not None else SystemClock()
 
     def deliver(self, submission: PacketSubmission) -> DeliveryReceipt:
         agency = self._agencies.get(submission.agency_id)
@@ -244,7 +251,7 @@ class SftpAgencyDeliverer:
             raise
         except Exception as exc:  # paramiko and socket errors: translate at the boundary
             raise translate_sftp_error(exc, what=what) from exc
-        received_at = datetime.fromtimestamp(mtime, UTC) if mtime else datetime.now(UTC)
+        received_at = datetime.fromtimestamp(mtime, UTC) if mtime else self.clock.now()
         return DeliveryReceipt(
             receipt_id=f"sftp://{agency.host}:{agency.port}{_absolute(pdf_path)}"[:256],
             received_at=received_at,

@@ -299,7 +299,7 @@ class SinchFax:
         expected = f"{webhook_username}:{webhook_password}".encode()
         self._expected = hashlib.sha256(b"Basic " + base64.b64encode(expected)).digest()
         self._retrying = retrying
-        self._clock: Clock = clock if clock is not None else SystemClock()
+        self.clock: Clock = clock if clock is not None else SystemClock()
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": self._auth, "Accept": "application/json"}
@@ -354,7 +354,7 @@ class SinchFax:
             return None
         try:
             return fax_status(
-                json_object(response, what="Sinch get fax"), event="poll", now=self._clock.now()
+                json_object(response, what="Sinch get fax"), event="poll", now=self.clock.now()
             )
         except WebhookError as exc:
             raise Rejected(f"Sinch get fax: {exc}") from exc
@@ -408,7 +408,7 @@ class SinchFax:
         event = decode_callback(
             body,
             lowered.get("content-type", "application/json"),
-            now=self._clock.now(),
+            now=self.clock.now(),
             api_file_url=f"{self._project}/faxes/{{id}}/file.pdf",
         )
         if event is not None and jsonbody.unstorable(astuple(event)):

@@ -175,7 +175,7 @@ class TelnyxFax:
         self._public_key = load_public_key(public_key) if public_key is not None else None
         self._tolerance = timestamp_tolerance
         self._retrying = retrying
-        self._clock: Clock = clock if clock is not None else SystemClock()
+        self.clock: Clock = clock if clock is not None else SystemClock()
         own = httpx.URL(self._base).host
         self._media_hosts = frozenset(h.lower() for h in (*media_hosts, own) if h)
 
@@ -235,7 +235,7 @@ class TelnyxFax:
             return None
         data = json_object(response, what="Telnyx view fax").get("data")
         try:
-            return fax_status(data, now=self._clock.now())
+            return fax_status(data, now=self.clock.now())
         except WebhookError as exc:
             raise Rejected(f"Telnyx view fax: {exc}") from exc
 
@@ -311,7 +311,7 @@ class TelnyxFax:
                 "refusing an unverifiable webhook"
             )
         verify_signature(
-            self._public_key, body, headers, now=self._clock.now(), tolerance=self._tolerance
+            self._public_key, body, headers, now=self.clock.now(), tolerance=self._tolerance
         )
         try:
             envelope = jsonbody.loads(body)

@@ -6,14 +6,27 @@
           code      cdex-temp#data-request-code
           identifier[0] our request reference (type cdex-temp#tracking-id)
           identifier[1] the attempt's idempotency key
-          for.identifier        member id (type v2-0203#MB)
+          for.identifier        member id (type v2-0203#MB, system: the payer's member-id namespace)
           owner.identifier      provider NPI (http://hl7.org/fhir/sid/us-npi)
-          requester             carrier (identifier + display)
-          authoredOn, reasonCode.text = purpose
-          input  data-code (hrex-temp) = LOINC codes; purpose-of-use (cdex-temp) = COVERAGE
+          requester             carrier (identifier system + value, display)
+          authoredOn (the injected clock), reasonCode.text = purpose
+          reasonReference       the claim under review (type Claim) or else the coverage (type
+                                Coverage; its payer id, or the member id when none was given),
+                                by business identifier (type v2-0203#FILL: payer-assigned)
+          basedOn               #authorization: a contained DocumentReference (LOINC 64292-6,
+                                release-of-information consent) whose attachment URL is our
+                                token-protected media route (the request letter with the
+                                insured's signed authorization attached); only when we hold one
+          input  data-code (hrex-temp) = ONE LOINC code; purpose-of-use (cdex-temp) = COVERAGE;
+                 signature-flag (cdex-temp) = whether the records must come signed
 
-with ``If-None-Exist: identifier=<attempt system>|<key>`` (FHIR conditional create) and an
-``Idempotency-Key`` header, so re-sending the same attempt finds the Task already made.
+One document type per Task: the profile allows exactly one code input (``cdex-9``, slice
+``input:code`` max 1), and several codings in one CodeableConcept would read as synonyms of one
+code. A request for several document types is several requests (``RecordsRequest.loinc_code``).
+
+The POST carries ``If-None-Exist: identifier=<attempt system>|<key>`` (FHIR conditional
+create) and an ``Idempotency-Key`` header, so re-sending the same attempt finds the Task already
+made.
 
 **external_id is the Task's absolute URL** (``<base>/Task/<id>``, without ``_history``): a poller
 needs the server as well as the id, and an absolute URL is a valid FHIR reference. ``poll``
@@ -47,6 +60,7 @@ import base64
 import binascii
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -78,8 +92,10 @@ __all__ = [
     "ATTEMPT_SYSTEM",
     "CDEX_TEMP",
     "HREX_TEMP",
+    "LOINC",
     "NPI_SYSTEM",
     "REFERENCE_SYSTEM",
+    "CDexIdentity",
     "CDexTaskRequester",
     "build_task",
     "next_poll_delay",
@@ -97,6 +113,25 @@ TASK_PROFILE = "http://hl7.org/fhir/us/davinci-cdex/StructureDefinition/cdex-tas
 REFERENCE_SYSTEM = "urn:goodfaith:request-reference"
 ATTEMPT_SYSTEM = "urn:goodfaith:attempt-key"
 FHIR_JSON = "application/fhir+json"
+#: LOINC "Release of information consent Document": the insured's authorization for release
+RELEASE_CONSENT_LOINC = "64292-6"
+AUTHORIZATION_ID = "authorization"  # the contained DocumentReference's id (basedOn "#...")
+
+
+@dataclass(frozen=True)
+class CDexIdentity:
+    """Who asks, and the namespaces (``Identifier.system``, absolute URIs) of the identifiers
+    a Task carries; from ``config.settings.FhirSettings``. ``signature_required``: the
+    ``signature-flag`` input (the provider must sign what it returns)."""
+
+    requester_name: str
+    requester_identifier: str
+    requester_identifier_system: str = "urn:goodfaith:carrier-id"
+    member_id_system: str = "urn:goodfaith:member-id"
+    claim_id_system: str = "urn:goodfaith:claim-id"
+    coverage_id_system: str = "urn:goodfaith:coverage-id"
+    signature_required: bool = False
+
 
 _SENT = frozenset({"requested", "draft", "received", "ready"})
 _DELIVERED = frozenset({"accepted", "in-progress", "on-hold"})
@@ -129,7 +164,7 @@ def split_task_url(external_id: str) -> tuple[str, str]:
 
 
 def build_task(
-    request: RecordsRequest, *, requester_name: str, requester_identifier: str, authored_on: str
+    request: RecordsRequest, identity: CDexIdentity, *, authored_on: str
 ) -> dict[str, Any]:
     """The CDex Task Data Request for ``request`` (pure; ``authored_on`` is ISO-8601)."""
     owner_npi = request.channel.owner_id
@@ -137,7 +172,12 @@ def build_task(
         raise InvalidDestination(
             "CDex Task needs the provider's NPI as channel.owner_id; fix the provider directory"
         )
-    return {
+    member = {
+        "type": {"coding": [{"system": V2_0203, "code": "MB"}], "text": "Member Number"},
+        "system": identity.member_id_system,
+        "value": request.member_id,
+    }
+    task: dict[str, Any] = {
         "resourceType": "Task",
         "meta": {"profile": [TASK_PROFILE]},
         "identifier": [
@@ -151,30 +191,101 @@ def build_task(
         "status": "requested",
         "intent": "order",
         "code": {"coding": [{"system": CDEX_TEMP, "code": "data-request-code"}]},
-        "for": {
-            "identifier": {
-                "type": {"coding": [{"system": V2_0203, "code": "MB"}], "text": "Member Number"},
-                "value": request.member_id,
-            }
-        },
+        "for": {"identifier": member},
         "authoredOn": authored_on,
         "requester": {
-            "identifier": {"value": requester_identifier},
-            "display": request.requester or requester_name,
+            "identifier": {
+                "system": identity.requester_identifier_system,
+                "value": identity.requester_identifier,
+            },
+            "display": request.requester or identity.requester_name,
         },
         "owner": {"identifier": {"system": NPI_SYSTEM, "value": owner_npi}},
         "reasonCode": {"text": request.purpose},
+        "reasonReference": _reason(request, identity, member),
         "input": [
             {
                 "type": {"coding": [{"system": HREX_TEMP, "code": "data-code"}]},
-                "valueCodeableConcept": {
-                    "coding": [{"system": LOINC, "code": code} for code in request.loinc_codes]
-                },
+                "valueCodeableConcept": {"coding": [{"system": LOINC, "code": request.loinc_code}]},
             },
             {
                 "type": {"coding": [{"system": CDEX_TEMP, "code": "purpose-of-use"}]},
                 "valueCodeableConcept": {"coding": [{"system": ACT_REASON, "code": "COVERAGE"}]},
             },
+            {
+                "type": {"coding": [{"system": CDEX_TEMP, "code": "signature-flag"}]},
+                "valueBoolean": identity.signature_required,
+            },
+        ],
+    }
+    if request.authorization_url:
+        task["contained"] = [_authorization(request.authorization_url, member)]
+        task["basedOn"] = [
+            {
+                "reference": f"#{AUTHORIZATION_ID}",
+                "type": "DocumentReference",
+                "display": "Insured's authorization for release of medical records",
+            }
+        ]
+    return task
+
+
+def _reason(
+    request: RecordsRequest, identity: CDexIdentity, member: dict[str, Any]
+) -> dict[str, Any]:
+    """``Task.reasonReference``: the claim under review by its payer-assigned identifier, else
+    the coverage (its payer id, else the member id that identifies it in US Core)."""
+    payer_assigned = {"coding": [{"system": V2_0203, "code": "FILL"}]}
+    if request.claim_id:
+        return {
+            "type": "Claim",
+            "identifier": {
+                "type": payer_assigned,
+                "system": identity.claim_id_system,
+                "value": request.claim_id,
+            },
+        }
+    if request.coverage_id:
+        return {
+            "type": "Coverage",
+            "identifier": {
+                "type": payer_assigned,
+                "system": identity.coverage_id_system,
+                "value": request.coverage_id,
+            },
+        }
+    return {"type": "Coverage", "identifier": member}
+
+
+def _authorization(url: str, member: dict[str, Any]) -> dict[str, Any]:
+    """The contained DocumentReference the Task's ``basedOn`` points at: where the provider
+    fetches the insured's signed authorization (a PDF; the URL carries its own access token)."""
+    return {
+        "resourceType": "DocumentReference",
+        "id": AUTHORIZATION_ID,
+        "status": "current",
+        "type": {
+            "coding": [
+                {
+                    "system": LOINC,
+                    "code": RELEASE_CONSENT_LOINC,
+                    "display": "Release of information consent Document",
+                }
+            ]
+        },
+        "subject": {"identifier": member},
+        "description": (
+            "The insured's signed authorization for release of medical records, attached to "
+            "the carrier's request letter"
+        ),
+        "content": [
+            {
+                "attachment": {
+                    "contentType": "application/pdf",
+                    "url": url,
+                    "title": "request-letter-with-authorization.pdf",
+                }
+            }
         ],
     }
 
@@ -182,7 +293,10 @@ def build_task(
 class CDexTaskRequester:
     """``PollingRequester`` over Da Vinci CDex Task Data Request.
 
-    ``clock`` (optional; the system clock by default) stamps ``authoredOn``.
+    ``clock`` (optional; the system clock by default) stamps ``authoredOn``; the container
+    passes its own (connectors/registry.py). ``identity`` (optional) names the identifier
+    namespaces and the signature flag; without it, ``requester_name`` and
+    ``requester_identifier`` with the default namespaces.
     """
 
     kind = ChannelKind.FHIR
@@ -196,12 +310,12 @@ class CDexTaskRequester:
         requester_identifier: str,
         retrying: RetryingFactory = transport_retrying,
         clock: Clock | None = None,
+        identity: CDexIdentity | None = None,
     ) -> None:
         self._client = client
-        self._requester_name = requester_name
-        self._requester_identifier = requester_identifier
+        self._identity = identity or CDexIdentity(requester_name, requester_identifier)
         self._retrying = retrying
-        self._clock: Clock = clock if clock is not None else SystemClock()
+        self.clock: Clock = clock if clock is not None else SystemClock()
 
     def send(self, request: RecordsRequest) -> SendReceipt:
         """POST the Task; ``external_id`` is the Task's absolute URL."""
@@ -214,9 +328,8 @@ class CDexTaskRequester:
             raise InvalidDestination("CDex: channel.destination must be the FHIR base URL")
         task = build_task(
             request,
-            requester_name=self._requester_name,
-            requester_identifier=self._requester_identifier,
-            authored_on=self._clock.now().isoformat().replace("+00:00", "Z"),
+            self._identity,
+            authored_on=self.clock.now().isoformat().replace("+00:00", "Z"),
         )
         response = call(
             self._client,
@@ -342,7 +455,7 @@ class CDexTaskRequester:
             return False
         task["status"] = "cancelled"
         task["statusReason"] = {"text": reason}
-        task["lastModified"] = self._clock.now().isoformat().replace("+00:00", "Z")
+        task["lastModified"] = self.clock.now().isoformat().replace("+00:00", "Z")
         headers = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
         meta = task.get("meta")
         version = meta.get("versionId") if isinstance(meta, dict) else None

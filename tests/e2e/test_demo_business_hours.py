@@ -32,7 +32,7 @@ def test_demo_standard_attempts_fall_in_business_hours(redis_url: str, tmp_path:
                 continue
             for a in r["attempts"]:
                 sent = datetime.fromisoformat(a["sent_at"])
-                assert sent.utcoffset() is not None and a["channel"] in ("fax", "fhir")
+                assert sent.utcoffset() is not None and a["channel"] in ("fax", "fhir", "vendor")
                 checked += 1
                 if not ma.calendar.within_business_hours(sent):
                     outside.append((case["notification_id"], r["provider_id"], a["number"], sent))

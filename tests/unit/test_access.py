@@ -57,12 +57,15 @@ PROTECTED = [
     ("POST", "/v1/keys/nope/revoke", "admin"),
 ]
 #: Routes open without a key, and why: health, aggregate metrics (no PHI), vendor webhooks
-#: (their own signature), letter media (an HMAC token), the API's own documentation.
+#: (their own signature), letter and packet-fax media (an HMAC token each), the API's own
+#: documentation.
 OPEN = {
     "/healthz",
     "/metrics",
     "/v1/webhooks/{vendor}",
+    "/v1/webhooks/vendor",  # a retrieval vendor's HMAC signature
     "/v1/media/{attempt_id}",
+    "/v1/media/deliveries/{delivery_id}",
     "/openapi.json",
     "/docs",
     "/docs/oauth2-redirect",

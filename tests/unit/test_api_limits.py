@@ -32,6 +32,7 @@ JSON_ROUTES = [
     ("/v1/review/nope/reject", "ops"),
     ("/v1/keys", "admin"),
     ("/v1/webhooks/fake", None),
+    ("/v1/webhooks/vendor?vendor_id=v1", None),
 ]
 
 
@@ -107,9 +108,11 @@ def test_an_empty_body_is_no_body(c: Container, http: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("token", ["é", "токен", "\u2603" * 40, "a" * 1000])
-def test_a_non_ascii_media_token_is_404(http: httpx.Client, token: str) -> None:
-    """Any token that is not the letter's HMAC is 404 (a non-ASCII one raised TypeError)."""
-    answer = http.get("/v1/media/some-attempt", params={"token": token})
+@pytest.mark.parametrize("path", ["/v1/media/some-attempt", "/v1/media/deliveries/some-delivery"])
+def test_a_non_ascii_media_token_is_404(http: httpx.Client, token: str, path: str) -> None:
+    """Any token that is not the letter's (or packet fax's) HMAC is 404 (a non-ASCII one
+    raised TypeError)."""
+    answer = http.get(path, params={"token": token})
     assert answer.status_code == 404
     assert answer.headers["content-type"] == "application/problem+json"
 

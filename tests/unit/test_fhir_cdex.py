@@ -49,7 +49,7 @@ def task_request(owner: str | None = "1234567893") -> RecordsRequest:
         member_id="M-1",
         requester="Acme Health",
         purpose="External review (958 CMR 3.409)",
-        loinc_codes=("11506-3", "18842-5"),
+        loinc_code="18842-5",
     )
 
 
@@ -85,13 +85,14 @@ def test_send_posts_a_cdex_data_request_task() -> None:
     assert {"system": REFERENCE_SYSTEM, "value": "GF-ABCD1234"}.items() <= task["identifier"][
         0
     ].items()
-    data_code, purpose = task["input"]
+    data_code, purpose, signature = task["input"]
     assert data_code["type"]["coding"][0] == {"system": HREX_TEMP, "code": "data-code"}
-    assert [c["code"] for c in data_code["valueCodeableConcept"]["coding"]] == [
-        "11506-3",
-        "18842-5",
-    ]
+    assert [c["code"] for c in data_code["valueCodeableConcept"]["coding"]] == ["18842-5"]
     assert purpose["type"]["coding"][0] == {"system": CDEX_TEMP, "code": "purpose-of-use"}
+    assert signature == {
+        "type": {"coding": [{"system": CDEX_TEMP, "code": "signature-flag"}]},
+        "valueBoolean": False,
+    }
 
 
 def test_send_takes_the_id_from_location_when_the_body_is_empty() -> None:

@@ -116,7 +116,7 @@ def test_unknown_fhir_vendor_and_agency_transport_are_clear_errors(
     with pytest.raises(ValidationError) as info:
         Settings()
     assert "GOODFAITH_AGENCIES['agency-a'].transport='as2'" in str(info.value)
-    assert "known: https, sftp" in str(info.value)
+    assert "known: fax, https, sftp" in str(info.value)
 
 
 def test_agency_settings_default_to_https_with_credentials_as_secrets(

@@ -19,6 +19,11 @@ delivery from one status to the next. Pure: no I/O, no ORM; the use cases in
                        asked first, what it has is adopted, and only if nothing: sent)
 
     delivery: pending ──► delivered | failed (permanent error; transient errors retry)
+              fax transports (no synchronous receipt, :func:`fax_delivery_action`):
+              pending ──► (transmission handed to the vendor, awaiting its confirmation)
+                 ──► delivered (fax.delivered / COMPLETED, by webhook or status check)
+                 ──► (busy, other transient failure, no final status in time: a new
+                      transmission on the delivery backoff) | failed (permanent failure)
 """
 
 from __future__ import annotations
@@ -288,3 +293,54 @@ def delivery_backoff(tries: int) -> timedelta:
 def delivery_target_missed(now: datetime, deliver_by: datetime, delivered: bool) -> bool:
     """Past the internal delivery target and still undelivered: a person must look."""
     return not delivered and now >= deliver_by
+
+
+# --- fax delivery (a transport the vendor confirms later) -----------------------------------
+
+
+class FaxDeliveryAction(StrEnum):
+    """What a delivery command does with a packet sent by fax (:func:`fax_delivery_action`)."""
+
+    SEND = "send"  # start a new transmission (the first, or after a failed one)
+    LOOK = "look"  # left mid-send by a crash: ask the vendor for it first, adopt or re-send
+    CHECK = "check"  # handed to the vendor: ask where it stands (the webhook may be lost)
+    DROP = "drop"  # another command is handing it to the vendor right now
+
+
+def fax_delivery_action(
+    sending_until: datetime | None, has_external_id: bool, now: datetime
+) -> FaxDeliveryAction:
+    """What a pending fax delivery needs. ``sending_until`` is the lease a transmission holds
+    while it is handed to the vendor (cleared once the vendor answered or refused); still set
+    after it ended, the process stopped mid-send and the fax may exist at the vendor."""
+    if sending_until is not None:
+        return FaxDeliveryAction.DROP if sending_until > now else FaxDeliveryAction.LOOK
+    if has_external_id:
+        return FaxDeliveryAction.CHECK
+    return FaxDeliveryAction.SEND
+
+
+class FaxDeliveryStep(StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"  # a new transmission on the delivery backoff (late beats never)
+    FAILED = "failed"  # the packet cannot go by fax to this number: flag the case
+
+
+#: A packet fax failing for a reason the vendor does not call retryable (not a busy line or a
+#: dropped call) is still tried this many transmissions in all before the delivery fails: the
+#: reason may be ours and passing (the vendor could not fetch the document from our API).
+FAX_DELIVERY_TRANSMISSIONS_ON_HARD_FAILURE = 3
+
+
+def fax_delivery_step(delivered: bool, retryable: bool, transmissions: int) -> FaxDeliveryStep:
+    """What a final fax status means for a packet delivery. Unlike a request letter (whose
+    failure only moves the outreach policy on), an undelivered packet must still reach the
+    agency: a busy line or another retryable failure is tried again on the delivery backoff
+    without end (late beats never); any other failure is tried again too, until
+    :data:`FAX_DELIVERY_TRANSMISSIONS_ON_HARD_FAILURE` transmissions have been made, and then
+    the delivery fails and the case is flagged (a wrong number does not fix itself)."""
+    if delivered:
+        return FaxDeliveryStep.DELIVERED
+    if retryable or transmissions < FAX_DELIVERY_TRANSMISSIONS_ON_HARD_FAILURE:
+        return FaxDeliveryStep.RETRY
+    return FaxDeliveryStep.FAILED

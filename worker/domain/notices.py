@@ -18,6 +18,9 @@ short window (standard)    a request's window allowed fewer business  ``window a
 quarantined reply          a reply matched to a request could not be  ``reply from <provider id>
                            used                                       quarantined: see
                                                                       documents``
+unknown retrieval vendor   a vendor channel names a vendor id that    ``retrieval vendor
+                           GOODFAITH_RETRIEVAL_VENDORS lacks          <id> is not configured:
+                                                                      that channel will fail``
 ========================== ========================================= =========================
 """
 
@@ -25,7 +28,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-__all__ = ["quarantined_reply", "received_late", "short_window", "windows_note"]
+__all__ = [
+    "quarantined_reply",
+    "received_late",
+    "short_window",
+    "unknown_vendor",
+    "windows_note",
+]
 
 
 def received_late(opened_at: datetime, assemble_at: datetime, due_at: datetime) -> str | None:
@@ -53,3 +62,8 @@ def short_window(provider_id: str, windows: int, required: int) -> str | None:
 def quarantined_reply(provider_id: str) -> str:
     """The notice for a reply from ``provider_id`` that was quarantined (unusable)."""
     return f"reply from {provider_id} quarantined: see documents"
+
+
+def unknown_vendor(vendor_id: str) -> str:
+    """The notice for a vendor channel whose vendor id is not configured."""
+    return f"retrieval vendor {vendor_id[:64]} is not configured: that channel will fail"

@@ -18,6 +18,7 @@ class ReviewType(StrEnum):
 class ChannelKind(StrEnum):
     FAX = "fax"
     FHIR = "fhir"  # Da Vinci CDex Task data request
+    VENDOR = "vendor"  # an order to a record-retrieval vendor (connectors/vendor/)
 
 
 class AttemptReason(StrEnum):
@@ -46,7 +47,7 @@ class Channel:
     """One way of reaching a provider or its designee (a record-retrieval vendor)."""
 
     kind: ChannelKind
-    destination: str  # E.164 fax number, or a FHIR base URL
+    destination: str  # E.164 fax number, a FHIR base URL, or a retrieval vendor's id
     designee: bool = False  # True when this reaches the provider's designee, not the provider
     owner_id: str | None = None  # FHIR: the owner identifier (provider NPI) for the Task
 

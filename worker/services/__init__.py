@@ -8,7 +8,8 @@
 - ``inbound``: inbound faxes and polled FHIR Tasks → checked documents → closed requests
 - ``inbox``: documents that matched no request, assigned by ops (audited)
 - ``packet``: close what is open at the cutoff, build the packet, queue its delivery
-- ``delivery``: upload to the agency; transient failures retry on a timer
+- ``delivery``: upload to the agency (or fax it, confirmed later by the fax vendor's webhook
+  or status); transient failures retry on a timer
 - ``cancel``: withdrawal or reversal; open FHIR Tasks withdrawn at the far side
 - ``closing``: closing a request (shared by inbound, packet and cancel)
 - ``watchdog``: overdue cases driven again and flagged (the scheduler runs it every tick)
@@ -30,6 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from connectors.base import FaxReceivedEvent, FaxStatusEvent
+from connectors.vendor.orders import OrderEvent
 from worker.commands import (
     AssemblePacket,
     CancelAttempt,
@@ -97,13 +99,22 @@ def intake(c: Container, data: Any) -> IntakeResult:
 
 
 def record_fax_status(c: Container, event: FaxStatusEvent) -> list[Command]:
-    """A status webhook for an outbound fax; returns the commands to enqueue."""
+    """A status webhook for an outbound fax — a packet faxed to an agency, else a request
+    letter; returns the commands to enqueue."""
+    about_packet = call(delivery.record_fax_status, c, event)
+    if about_packet is not None:
+        return about_packet
     return call(outreach.record_fax_status, c, event)
 
 
 def record_inbound_fax(c: Container, event: FaxReceivedEvent) -> list[Command]:
     """An inbound fax webhook; returns the commands to enqueue."""
     return call(inbound.record_inbound_fax, c, event)
+
+
+def record_vendor_event(c: Container, event: OrderEvent) -> list[Command]:
+    """A retrieval vendor's (verified) callback; returns the commands to enqueue."""
+    return call(inbound.record_vendor_event, c, event)
 
 
 def assign_document(

@@ -5,7 +5,7 @@ Stopping is immediate and local: the case and its open requests are cancelled an
 of their attempts cleared (no further attempt, redial or poll). Withdrawing at the far side is
 a timer of its own (``attempts.cancel_at``, the scheduler's ``cancel`` timer): each attempt
 whose request may still be worked on there — one sent over a requester that can withdraw it
-(a CDex Task) and not failed — is withdrawn by :func:`cancel_attempt`, retried on transient
+(a CDex Task, a retrieval vendor's order) and not failed — is withdrawn by :func:`cancel_attempt`, retried on transient
 errors until it is done or impossible. A fax already dialled cannot be called back.
 """
 
@@ -35,6 +35,10 @@ CANCEL_RETRY = timedelta(minutes=5)
 
 #: The ``statusReason`` the far side is given (no PHI: the case's own reason stays with us).
 FAR_SIDE_REASON = "external review withdrawn or decided: records no longer needed"
+
+
+#: What a withdrawn request is called at the far side, per channel (in the ops flag).
+_WHAT = {ChannelKind.FHIR.value: "FHIR Task", ChannelKind.VENDOR.value: "retrieval-vendor order"}
 
 
 def cancel_case(
@@ -122,7 +126,8 @@ def _done(
         audit(s, now, kind, a.case_id, attempt_id=a.id, **detail)
         if kind == "attempt.withdraw_failed":
             a.request.case.attention = (
-                "a cancelled case's FHIR Task could not be withdrawn: tell the provider"
+                f"a cancelled case's {_WHAT.get(a.channel, 'request')} could not be withdrawn: "
+                "tell the provider"
             )
     log.info(kind, attempt_id=attempt_id, case_id=a.case_id, **detail)
     return []

@@ -26,6 +26,7 @@ from connectors.base import (
     RecordsRequester,
     TransientError,
 )
+from connectors.vendor.orders import OrderEvent
 from storage.db import transaction
 from storage.models import Attempt, Document, InboundItem, RecordRequest
 from storage.objects import ObjectStore, content_key
@@ -82,7 +83,7 @@ def inspect(doc: InboundDocument, documents: DocumentChecker) -> Inspected:
         doc,
         found.check,
         found.reference,
-        found.no_records,
+        found.no_records or doc.no_records,  # a vendor's certificate says so itself
         found.texts,
         found.signatures,
         found.qa,
@@ -201,6 +202,27 @@ def poll_task(
         a = s.get(Attempt, cmd.attempt_id, with_for_update=True)
         assert a is not None
         return _take_poll_result(s, store, now, a, result, inspected, requester)
+
+
+def record_vendor_event(
+    event: OrderEvent, *, sessions: sessionmaker[Session], clock: Clock
+) -> list[Command]:
+    """A verified retrieval-vendor callback: read its order now (the callback only says that
+    something changed; the order says what). Duplicates and out-of-order callbacks only cause
+    another read; a callback for an order we do not follow (finished, or not recorded yet: its
+    first poll is set when the send is written) is ignored."""
+    with transaction(sessions) as s:
+        a = s.scalar(
+            select(Attempt)
+            .where(Attempt.external_id == event.external_id)
+            .where(Attempt.channel == ChannelKind.VENDOR.value)
+            .with_for_update()
+        )
+        if a is None or a.poll_at is None:
+            log.info("vendor.callback_ignored", event_type=event.event_type)
+            return []
+        a.poll_at = clock.now() + LEASE  # leased: the command reads it; the timer if it is lost
+        return [PollTask(a.id)]
 
 
 def _take_poll_result(

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from datetime import datetime, time
 
 from storage.models import Attempt, Case, RecordRequest
 from worker.domain.deadlines import Timeline
 from worker.domain.lifecycle import CaseStatus, RequestStatus
 from worker.domain.types import AttemptFact, AttemptOutcome, Channel, ChannelKind
-from worker.notification import Notification
+from worker.notification import Designee, Notification
 
 REF_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read off faxes by people
 
@@ -94,8 +95,16 @@ def requested_text(case: Case) -> str:
     return f"Medical records and treatment notes for {what}, dates of service {dates}"
 
 
-def new_case(n: Notification, tl: Timeline, now: datetime) -> Case:
-    """The case row, with one open request per provider, for a validated notification."""
+def new_case(
+    n: Notification,
+    tl: Timeline,
+    now: datetime,
+    directory: Callable[[str | None], Designee | None] | None = None,
+) -> Case:
+    """The case row, with one open request per provider, for a validated notification.
+
+    ``directory`` (an NPI → designee look-up, config/providers.py) supplies the designee of a
+    provider the notification names none for."""
     case = Case(
         notification_id=n.notification_id,
         jurisdiction=n.jurisdiction,
@@ -113,7 +122,7 @@ def new_case(n: Notification, tl: Timeline, now: datetime) -> Case:
         plan_id=n.coverage.plan_id,
         eoc_uri=n.coverage.eoc_uri,
         authorization_uri=n.authorization_uri,
-        dispute=json.loads(n.dispute.model_dump_json()),
+        dispute=json.loads(n.dispute.model_dump_json(exclude_none=True)),
         notification=json.loads(n.model_dump_json()),
         next_action_at=tl.assemble_at,
         created_at=now,
@@ -123,17 +132,18 @@ def new_case(n: Notification, tl: Timeline, now: datetime) -> Case:
             {"kind": ch.kind, "destination": ch.destination, "designee": False, "owner_id": p.npi}
             for ch in p.channels
         ]
-        if p.designee:
+        designee = p.designee or (directory(p.npi) if directory else None)
+        if designee:
             chans += [
                 {
                     "kind": ch.kind,
                     "destination": ch.destination,
                     "designee": True,
                     "owner_id": p.npi,
-                    "designee_id": p.designee.vendor_id,
-                    "designee_name": p.designee.name,
+                    "designee_id": designee.vendor_id,
+                    "designee_name": designee.name,
                 }
-                for ch in p.designee.channels
+                for ch in designee.channels
             ]
         case.requests.append(
             RecordRequest(

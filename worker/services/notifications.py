@@ -12,6 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.jurisdictions import UnknownJurisdiction, get_jurisdiction
+from config.providers import ProviderDirectory
+from connectors.vendor.router import RetrievalVendors
 from storage.db import transaction
 from storage.models import Case
 from worker.commands import Command, OpenCase
@@ -19,9 +21,9 @@ from worker.domain.clock import Clock
 from worker.domain.deadlines import DeadlineError, timeline
 from worker.domain.jurisdiction import Jurisdiction
 from worker.domain.lifecycle import LEASE
-from worker.domain.notices import received_late, short_window
+from worker.domain.notices import received_late, short_window, unknown_vendor
 from worker.domain.outreach import DEFAULT_SETTINGS, business_windows
-from worker.domain.types import ReviewType
+from worker.domain.types import ChannelKind, ReviewType
 from worker.domain.watchdog import flag
 from worker.notification import IntakeError, parse_notification
 from worker.services.audit import audit
@@ -46,10 +48,14 @@ def intake(
     clock: Clock,
     agencies: Mapping[str, object],
     open_agencies: bool,
+    directory: ProviderDirectory | None = None,
+    vendors: RetrievalVendors | None = None,
 ) -> IntakeResult:
     """Open a case from a notification document. Idempotent on ``notification_id``.
 
     Raises IntakeError (naming every bad field) and stores nothing when the document is invalid.
+    A provider the notification names no designee for gets the one ``directory`` knows by its
+    NPI; a retrieval vendor ``vendors`` cannot reach is flagged (that channel will fail).
     """
     n = parse_notification(data)
     errors: list[tuple[str, str]] = []
@@ -73,7 +79,7 @@ def intake(
         if existing:
             return IntakeResult(existing, created=False)
         now = clock.now()
-        case = new_case(n, tl, now)
+        case = new_case(n, tl, now, directory.designee if directory else None)
         case.open_at = now + LEASE  # re-driven by the ``opening`` timer if OpenCase is lost
         s.add(case)
         try:
@@ -83,7 +89,7 @@ def intake(
             found = s.scalar(select(Case.id).where(Case.notification_id == n.notification_id))
             assert found is not None
             return IntakeResult(found, created=False)
-        warnings = _plan_windows(case, jurisdiction)
+        warnings = _plan_windows(case, jurisdiction) + _unreachable_vendors(case, vendors)
         if warnings:
             for text in warnings:
                 case.attention = flag(case.attention, text) or case.attention
@@ -94,6 +100,21 @@ def intake(
     if warnings:
         log.warning("case.intake_warning", case_id=case_id, reasons=warnings)
     return IntakeResult(case_id, created=True, follow=[OpenCase(case_id)], warnings=warnings)
+
+
+def _unreachable_vendors(case: Case, vendors: RetrievalVendors | None) -> list[str]:
+    """A notice per vendor channel whose vendor id is not configured (ids only, no PHI)."""
+    if vendors is None:
+        return []
+    missing = sorted(
+        {
+            str(ch["destination"])
+            for r in case.requests
+            for ch in r.channels
+            if ch["kind"] == ChannelKind.VENDOR and not vendors.configured(str(ch["destination"]))
+        }
+    )
+    return [unknown_vendor(vendor_id) for vendor_id in missing]
 
 
 def _plan_windows(case: Case, jurisdiction: Jurisdiction) -> list[str]:

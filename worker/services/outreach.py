@@ -21,8 +21,10 @@ from connectors.base import (
     ConnectorError,
     FaxStatusEvent,
     FindsSent,
+    PatientRef,
     PermanentError,
     PollingRequester,
+    ProviderRef,
     RecordsRequest,
     RecordsRequester,
     SendReceipt,
@@ -307,6 +309,15 @@ def _outgoing(
         member_id=case.insured_member_id,
         requester=carrier_name,
         purpose=f"External review ({case.jurisdiction}): {a.requested}",
+        attempt_number=a.number,
+        respond_by=case.assemble_at,
+        requested=a.requested,
+        patient=PatientRef(case.insured_name, case.insured_birth_date),
+        provider=ProviderRef(r.provider_id, r.provider_name, r.npi),
+        # the letter served at document_url carries the authorization's pages when we hold one
+        authorization_url=media_url(a.id) if case.authorization_object_uri else None,
+        claim_id=(case.dispute or {}).get("claim_id"),
+        coverage_id=((case.notification or {}).get("coverage") or {}).get("coverage_id"),
     )
     return _Outgoing(request, r.id, case.id, look_since)
 

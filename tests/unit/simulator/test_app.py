@@ -18,6 +18,7 @@ from simulator.events import Fired
 from simulator.serving import asgi_client, run_in_thread
 from simulator.sinch import SinchFarSide
 from simulator.telnyx import TelnyxFarSide
+from simulator.vendor import VendorFarSide
 from tests.unit.simulator.world import OK_FAX, START, WEBHOOK, World
 from worker.domain.clock import VirtualClock
 
@@ -127,7 +128,7 @@ def test_a_far_side_listed_in_the_registry_is_served_by_the_app() -> None:
 def test_the_default_registry_serves_every_built_in_vendor() -> None:
     """FAR_SIDES holds the Telnyx, Sinch, CDex and agency far sides, and the app routes to
     each."""
-    assert (TelnyxFarSide, SinchFarSide, CDexFarSide, AgencyFarSide) == FAR_SIDES
+    assert (TelnyxFarSide, SinchFarSide, CDexFarSide, AgencyFarSide, VendorFarSide) == FAR_SIDES
     sim = _simulator(FAR_SIDES)
     with asgi_client(sim.app) as client:
         assert client.post("/v2/faxes", json={}).json()["errors"][0]["code"] == "10009"

@@ -3,21 +3,44 @@
 from __future__ import annotations
 
 import base64
+from datetime import timedelta
 from typing import Any
 
-from tests.unit.simulator.world import NPI_NONE, NPI_OK, World
+from simulator.cdex import CDexFarSide
+from tests.unit.simulator.world import CARRIER, NPI_NONE, NPI_OK, START, World, letter
 from worker.documents import extract_reference
 
+HREX_TEMP = "http://hl7.org/fhir/us/davinci-hrex/CodeSystem/hrex-temp"
 
-def task_body(npi: str, reference: str) -> dict[str, Any]:
+
+def task_body(npi: str, reference: str, loinc: str = "11506-3") -> dict[str, Any]:
     return {
         "resourceType": "Task",
         "status": "requested",
         "intent": "order",
         "identifier": [{"system": "urn:goodfaith:request-reference", "value": reference}],
-        "for": {"identifier": {"value": "M-1"}},
+        "for": {"identifier": {"system": "urn:goodfaith:member-id", "value": "M-1"}},
         "owner": {"identifier": {"system": "http://hl7.org/fhir/sid/us-npi", "value": npi}},
+        "input": [
+            {
+                "type": {"coding": [{"system": HREX_TEMP, "code": "data-code"}]},
+                "valueCodeableConcept": {"coding": [{"system": "http://loinc.org", "code": loinc}]},
+            }
+        ],
     }
+
+
+def with_authorization(body: dict[str, Any], url: str) -> dict[str, Any]:
+    body["contained"] = [
+        {
+            "resourceType": "DocumentReference",
+            "id": "authorization",
+            "status": "current",
+            "content": [{"attachment": {"contentType": "application/pdf", "url": url}}],
+        }
+    ]
+    body["basedOn"] = [{"reference": "#authorization"}]
+    return body
 
 
 def test_task_lifecycle_requested_in_progress_completed(world: World) -> None:
@@ -70,3 +93,61 @@ def test_task_without_owner_is_422_operation_outcome(world: World) -> None:
     assert response.status_code == 422
     assert response.json()["issue"][0]["expression"] == ["Task.owner"]
     assert world.client.get("/fhir/Task/nope").status_code == 404
+
+
+def test_the_records_are_of_the_document_type_asked_for(world: World) -> None:
+    """The contained DocumentReference of the reply carries the Task's one data-code coding."""
+    body = task_body(NPI_OK, "GF-NNNN0001", loinc="18842-5")
+    task_id = world.client.post("/fhir/Task", json=body).json()["id"]
+    world.clock.advance(61 * 60)
+    done = world.client.get(f"/fhir/Task/{task_id}").json()
+    assert done["status"] == "completed"
+    assert done["contained"][-1]["type"]["coding"] == [
+        {"system": "http://loinc.org", "code": "18842-5"}
+    ]
+
+
+def test_a_task_with_no_or_several_document_types_is_refused(world: World) -> None:
+    """cdex-9: no data-code input, two of them, or two codings in one → 422 on Task.input."""
+    none = task_body(NPI_OK, "GF-PPPP0001")
+    none["input"] = []
+    two_inputs = task_body(NPI_OK, "GF-PPPP0002")
+    two_inputs["input"] = two_inputs["input"] * 2
+    two_codings = task_body(NPI_OK, "GF-PPPP0003")
+    two_codings["input"][0]["valueCodeableConcept"]["coding"].append(
+        {"system": "http://loinc.org", "code": "18842-5"}
+    )
+    for body in (none, two_inputs, two_codings):
+        response = world.client.post("/fhir/Task", json=body)
+        assert response.status_code == 422
+        assert response.json()["issue"][0]["expression"] == ["Task.input"]
+    assert world.sim.far_side(CDexFarSide).tasks() == []
+
+
+def test_a_based_on_naming_nothing_contained_is_refused(world: World) -> None:
+    """basedOn '#x' with no contained resource x → 422 on Task.basedOn."""
+    body = task_body(NPI_OK, "GF-QQQQ0001")
+    body["basedOn"] = [{"reference": "#authorization"}]
+    response = world.client.post("/fhir/Task", json=body)
+    assert response.status_code == 422
+    assert response.json()["issue"][0]["expression"] == ["Task.basedOn"]
+
+
+def test_the_provider_fetches_the_authorization_the_task_is_based_on(world: World) -> None:
+    """When the provider takes the Task up (+1 min) it GETs the basedOn DocumentReference's
+    attachment URL; the bytes it got are inspectable, and a URL that fails is recorded."""
+    world.carrier.letters["auth.pdf"] = letter("GF-RRRR0001")
+    good = with_authorization(task_body(NPI_OK, "GF-RRRR0001"), f"{CARRIER}/letters/auth.pdf")
+    bad = with_authorization(task_body(NPI_OK, "GF-RRRR0002"), f"{CARRIER}/letters/none.pdf")
+    good_id = world.client.post("/fhir/Task", json=good).json()["id"]
+    bad_id = world.client.post("/fhir/Task", json=bad).json()["id"]
+    side = world.sim.far_side(CDexFarSide)
+    assert side.authorizations() == {good_id: (None, None), bad_id: (None, None)}
+    world.run_until(START + timedelta(minutes=1))
+    got = side.authorizations()
+    assert got[good_id] == (200, world.carrier.letters["auth.pdf"])
+    assert got[bad_id] == (404, None)
+    # the provider's own contained resources stay beside the records it returns
+    world.clock.advance(60 * 60)
+    done = world.client.get(f"/fhir/Task/{good_id}").json()
+    assert [r["id"] for r in done["contained"]] == ["authorization", "records"]

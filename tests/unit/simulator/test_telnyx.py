@@ -214,11 +214,15 @@ def test_send_fax_is_idempotent_on_the_key(world: World) -> None:
     assert [e["event_type"] for e in world.carrier.events()].count("fax.queued") == 1
 
 
-def test_failed_webhooks_are_retried_on_the_next_fire(world: World) -> None:
-    """A webhook our side refuses stays queued and is re-sent with meta.attempt 2."""
+def test_failed_webhooks_are_retried_after_the_backoff(world: World) -> None:
+    """A webhook our side refuses is not re-sent at once but 5 s later (the default backoff's
+    first wait), with meta.attempt 2."""
     world.carrier.fail_next_webhooks = 1
     world.send_fax(OK_FAX, "GF-HHHH0001")
     assert world.sim.fire_due() == 0
+    assert world.sim.fire_due() == 0
+    assert world.sim.next_event_at() == START + timedelta(seconds=5)
+    world.clock.advance(5)
     assert world.sim.fire_due() == 1
     ((body, _),) = world.carrier.webhooks
     envelope = json.loads(body)
