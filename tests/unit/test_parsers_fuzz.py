@@ -1,7 +1,8 @@
 """Every parser of what other systems send us, under hypothesis: any bytes and headers give
 an event, None (an event we do not act on) or a refusal in our own error tree — never another
 exception. Telnyx webhooks (signed, so decoding is reached), Sinch callbacks (JSON and
-multipart, with the right credentials), and the CDex Task a provider's FHIR server returns."""
+multipart, with the right credentials), retrieval vendors' order callbacks (HMAC-signed), and
+the CDex Task a provider's FHIR server returns."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import base64
 import contextlib
 import json
 from dataclasses import astuple
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -30,6 +31,14 @@ from connectors.fax.telnyx_events import public_key_b64, sign_webhook
 from connectors.fhir.cdex import CDexTaskRequester
 from connectors.jsonbody import unstorable
 from connectors.retry import no_wait_retrying
+from connectors.vendor.orders import (
+    SIGNATURE_HEADER,
+    OrderEvent,
+    OrdersV1Vendor,
+    RetrievalVendorSettings,
+    sign,
+)
+from connectors.vendor.router import RetrievalVendors
 from tests.conftest import at
 from worker.domain.clock import VirtualClock
 
@@ -407,3 +416,90 @@ def test_cdex_task_reads_are_a_poll_result_or_a_connector_error(
     )
     with contextlib.suppress(ConnectorError):
         assert isinstance(cdex.poll(TASK_URL), PollResult)
+
+
+# --- retrieval vendors: order API v1 callbacks -----------------------------------------------
+
+VENDOR_SECRET = "s" * 32
+ORDER_STATUSES = ["received", "in_progress", "fulfilled", "no_records", "failed", "cancelled"]
+#: callbacks shaped as order API v1 sends them, each member text of any kind (NUL too)
+VENDOR_CALLBACKS = st.fixed_dictionaries(
+    {
+        "id": TEXT,
+        "type": st.sampled_from(["order.updated", "order.fulfilled"]) | TEXT,
+        "data": st.fixed_dictionaries(
+            {
+                "order": st.fixed_dictionaries(
+                    {
+                        "id": st.sampled_from(["ord-1", "ord\n", "ord\x00"]) | TEXT,
+                        "status": st.sampled_from(ORDER_STATUSES),
+                    }
+                )
+            }
+        ),
+    }
+)
+#: the same with any member of any JSON type, or missing
+VENDOR_JUNK = st.fixed_dictionaries(
+    {},
+    optional={"id": JSON, "type": JSON, "data": JSON | st.fixed_dictionaries({"order": JSON})},
+)
+VENDOR_BODIES = (
+    st.binary(max_size=200)
+    | JSON.map(lambda v: json.dumps(v).encode())
+    | VENDOR_JUNK.map(lambda v: json.dumps(v).encode())
+    | st.integers(1, 100_000).map(lambda n: b'{"data":' + b"[" * n + b"]" * n + b"}")
+)
+
+
+def _vendors() -> RetrievalVendors:
+    settings = RetrievalVendorSettings(
+        name="Records Retrieval Co.",
+        api_base="https://vendor.invalid/api",
+        api_key="k" * 20,
+        webhook_secret=VENDOR_SECRET,
+    )
+    adapter = OrdersV1Vendor(
+        httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(404))),
+        vendor_id="v1",
+        settings=settings,
+        callback_url="https://goodfaith.invalid/v1/webhooks/vendor?vendor_id=v1",
+        clock=VirtualClock(NOW),
+    )
+    return RetrievalVendors({"v1": adapter})
+
+
+@FUZZ
+@given(
+    body=VENDOR_BODIES,
+    headers=HEADERS,
+    signed=st.booleans(),
+    skew=st.integers(-400, 400),
+    vendor_id=st.sampled_from(["v1", "other"]) | st.none() | TEXT,
+)
+def test_vendor_callbacks_are_an_event_or_a_webhook_error(
+    body: bytes, headers: dict[str, str], signed: bool, skew: int, vendor_id: str | None
+) -> None:
+    """Signed or not, for a known vendor or any other id, any body: an OrderEvent whose text a
+    database can store, or WebhookError (a 401 at the API)."""
+    if signed:
+        headers = {
+            **headers,
+            SIGNATURE_HEADER: sign(VENDOR_SECRET, body, NOW + timedelta(seconds=skew)),
+        }
+    with contextlib.suppress(WebhookError):
+        event = _vendors().parse_callback(vendor_id, body, headers)
+        assert isinstance(event, OrderEvent)
+        assert not unstorable(astuple(event)), "an event must be storable in PostgreSQL text"
+
+
+@FUZZ
+@given(callback=VENDOR_CALLBACKS)
+def test_signed_vendor_callbacks_carry_only_storable_text(callback: dict[str, Any]) -> None:
+    """A correctly signed callback of the documented shape, its members any text (NUL, lone
+    surrogates, line breaks): an OrderEvent whose text a database stores, or WebhookError."""
+    body = json.dumps(callback).encode()
+    headers = {SIGNATURE_HEADER: sign(VENDOR_SECRET, body, NOW)}
+    with contextlib.suppress(WebhookError):
+        event = _vendors().parse_callback("v1", body, headers)
+        assert not unstorable(astuple(event)), "an event must be storable in PostgreSQL text"
