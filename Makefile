@@ -6,3 +6,7 @@ type:
 	.venv/bin/mypy
 test:
 	.venv/bin/python -m pytest
+
+.PHONY: openapi
+openapi:  ## refresh docs/openapi.json from the app (commit the result)
+	.venv/bin/goodfaith openapi -o docs/openapi.json

@@ -141,6 +141,7 @@ class Guard:
                 )
             return principal
 
+        dependency.goodfaith_roles = tuple(sorted(r.value for r in wanted))  # type: ignore[attr-defined]
         return dependency
 
 

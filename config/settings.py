@@ -187,6 +187,18 @@ class RateLimitSettings(BaseModel):
     webhooks_burst: PositiveInt = 1000
 
 
+class BodyLimitSettings(BaseModel):
+    """What the API reads of a request body (``GOODFAITH_BODY_LIMITS__*``), checked at the edge
+    before any route: more bytes → 413, JSON nested deeper → 422 (api/limits.py)."""
+
+    #: bytes of any body but a webhook's (a notification with 20 providers is ~15 KB)
+    max_bytes: PositiveInt = 1_048_576
+    #: bytes of a vendor webhook: a Sinch INCOMING_FAX callback may carry the fax's PDF
+    webhook_max_bytes: PositiveInt = 33_554_432
+    #: levels of JSON ``[``/``{`` (ours nest 5 deep; Python's parser recurses once per level)
+    max_json_depth: int = Field(default=64, ge=8, le=256)
+
+
 # The registry is imported inside functions: it imports the models above (no import cycle),
 # and importing it here would load every adapter with the settings.
 
@@ -231,6 +243,7 @@ class Settings(BaseSettings):
     provider_directory: str | None = None
     documents: DocumentSettings = Field(default_factory=DocumentSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    body_limits: BodyLimitSettings = Field(default_factory=BodyLimitSettings)
     log_level: str = "INFO"
     log_format: str = "json"  # or "console"
     scheduler_interval_s: float = 5.0  # seconds between scheduler ticks in real time

@@ -15,6 +15,7 @@ goodfaith deadline --jurisdiction MA --review standard --received ISO-8601
 goodfaith db upgrade
 goodfaith audit verify
 goodfaith keys create --role intake|ops|compliance|admin [--name N] | list [--all] | revoke ID
+goodfaith openapi [-o docs/openapi.json] [--check]   the API's OpenAPI document
 """
 
 from __future__ import annotations
@@ -327,6 +328,47 @@ def api(host: str, port: int) -> None:
     configure_logging(s.log_level, s.log_format)
     c = _container(dispatcher=_broker_dispatcher(), background_audit=True)
     uvicorn.run(create_app(lambda: c, _queue_reader(s)), host=host, port=port, log_level="warning")
+
+
+@main.command()
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="write it here (default: stdout)"
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="compare with --output instead of writing it: exit 1 when they differ",
+)
+def openapi(output: str | None, check: bool) -> None:
+    """The API's OpenAPI document (JSON), as `goodfaith api` serves it at /openapi.json.
+
+    `goodfaith openapi -o docs/openapi.json` refreshes the committed copy; needs no database,
+    Redis or settings."""
+    from api.app import create_app
+    from api.contract import render
+
+    def no_container() -> Any:
+        raise RuntimeError("the OpenAPI document is built without a container")
+
+    text = render(create_app(no_container).openapi())
+    if check:
+        if output is None:
+            _fail("--check needs --output FILE (the committed document)")
+        current = Path(output).read_text(encoding="utf-8") if Path(output).is_file() else ""
+        if current != text:
+            click.echo(
+                f"{output} differs from the served OpenAPI document: "
+                f"run `goodfaith openapi -o {output}` and commit it",
+                err=True,
+            )
+            sys.exit(EXIT_FAILED)
+        click.echo(f"{output} matches the served OpenAPI document")
+        return
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    Path(output).write_text(text, encoding="utf-8")
+    click.echo(f"wrote {output}", err=True)
 
 
 def _queue_reader(s: Settings) -> Any:

@@ -46,9 +46,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
+from dataclasses import astuple
 from datetime import UTC, datetime
+from email.errors import MessageError
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any, Literal
@@ -58,6 +59,7 @@ import httpx
 from pydantic import Field
 
 from config.settings import FaxVendorSettings
+from connectors import jsonbody
 from connectors.base import (
     FaxReceivedEvent,
     FaxStatusEvent,
@@ -120,9 +122,10 @@ def _instant(value: object, default: datetime) -> datetime:
         return default
     try:
         instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        # an instant at the edge of the calendar (9999-12-31T23:59:59-23:59) has no UTC form
+        return (instant if instant.tzinfo else instant.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
         return default
-    return (instant if instant.tzinfo else instant.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def _failure(fax: Mapping[str, Any]) -> tuple[str, bool]:
@@ -131,7 +134,7 @@ def _failure(fax: Mapping[str, Any]) -> tuple[str, bool]:
     raw_code = fax.get("errorCode")
     try:
         code: int | None = int(raw_code) if raw_code is not None else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: Infinity is valid JSON here
         code = None
     retryable = error_type == "LINE_ERROR" or (
         error_type == "CALL_ERROR" and code in RETRYABLE_CALL_ERRORS
@@ -171,6 +174,8 @@ def fax_status(fax: Any, *, event: str, now: datetime) -> FaxStatusEvent:
 
 def _form_fields(body: bytes, content_type: str) -> dict[str, Any]:
     """The text parts of a multipart/form-data body (the ``file`` part is left out)."""
+    if "\r" in content_type or "\n" in content_type:
+        raise WebhookError("Sinch callback: Content-Type spans lines")
     raw = b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
     message = BytesParser(policy=HTTP).parsebytes(raw)
     if not message.is_multipart():
@@ -194,10 +199,12 @@ def decode_callback(
         if content_type.split(";")[0].strip().lower() == "multipart/form-data":
             fields = _form_fields(body, content_type)
             if isinstance(fields.get("fax"), str):
-                fields["fax"] = json.loads(fields["fax"])
+                fields["fax"] = jsonbody.loads(fields["fax"])
         else:
-            fields = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+            fields = jsonbody.loads(body)
+    except (ValueError, UnicodeError, MessageError) as exc:
+        # ValueError: not UTF-8, not JSON, nested too deep; UnicodeError: a Content-Type
+        # outside latin-1; MessageError: a form the email parser cannot read
         raise WebhookError("Sinch callback: body is neither JSON nor a readable form") from exc
     if not isinstance(fields, dict):
         raise WebhookError("Sinch callback: body is not an object")
@@ -394,14 +401,19 @@ class SinchFax:
         given = lowered.get("authorization", "")
         if not given:
             raise WebhookError("Sinch callback: no Authorization (Basic credentials) header")
-        if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), self._expected):
+        # HTTP header values are latin-1 text; "replace" keeps any other str comparable
+        given_bytes = given.encode("latin-1", "replace")
+        if not hmac.compare_digest(hashlib.sha256(given_bytes).digest(), self._expected):
             raise WebhookError("Sinch callback: wrong credentials")
-        return decode_callback(
+        event = decode_callback(
             body,
             lowered.get("content-type", "application/json"),
             now=self.clock.now(),
             api_file_url=f"{self._project}/faxes/{{id}}/file.pdf",
         )
+        if event is not None and jsonbody.unstorable(astuple(event)):
+            raise WebhookError("Sinch callback: a field holds a NUL character or a lone surrogate")
+        return event
 
     # --- inbound media ---------------------------------------------------------------------
 

@@ -29,8 +29,8 @@ Settings: :class:`TelnyxSettings` (``GOODFAITH_FAX__VENDOR=telnyx``, the default
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import astuple
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -38,6 +38,7 @@ import httpx
 from pydantic import Field
 
 from config.settings import FaxVendorSettings
+from connectors import jsonbody
 from connectors.base import (
     AuthError,
     ConnectorError,
@@ -313,10 +314,13 @@ class TelnyxFax:
             self._public_key, body, headers, now=self.clock.now(), tolerance=self._tolerance
         )
         try:
-            envelope = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise WebhookError("Telnyx webhook: body is not JSON") from exc
-        return decode_event(envelope)
+            envelope = jsonbody.loads(body)
+        except ValueError as exc:  # not UTF-8, not JSON, or nested too deep
+            raise WebhookError("Telnyx webhook: body is not JSON (UTF-8, nesting limited)") from exc
+        event = decode_event(envelope)
+        if event is not None and jsonbody.unstorable(astuple(event)):
+            raise WebhookError("Telnyx webhook: a field holds a NUL character or a lone surrogate")
+        return event
 
     # --- inbound media ---------------------------------------------------------------------
 

@@ -51,6 +51,10 @@ __all__ = [
 SIGNATURE_HEADER = "telnyx-signature-ed25519"
 TIMESTAMP_HEADER = "telnyx-timestamp"
 
+#: A Unix time in seconds has 10 digits until the year 2286; more is not a timestamp (and a
+#: 400-digit one would overflow the float arithmetic of the age check).
+_MAX_TIMESTAMP_DIGITS = 12
+
 PROGRESS_EVENTS = frozenset({"fax.queued", "fax.media.processed", "fax.sending.started"})
 
 #: ``failure_reason`` values (Telnyx fax error list) where redialling soon may succeed: the line
@@ -98,13 +102,13 @@ def verify_signature(
         raise WebhookError(
             f"Telnyx webhook: missing {SIGNATURE_HEADER} or {TIMESTAMP_HEADER} header"
         )
-    try:
-        sent_at = int(timestamp.strip())
-    except ValueError as exc:
-        raise WebhookError("Telnyx webhook: telnyx-timestamp is not a Unix time") from exc
+    stamp = timestamp.strip()
+    if not stamp.isascii() or not stamp.isdigit() or len(stamp) > _MAX_TIMESTAMP_DIGITS:
+        raise WebhookError("Telnyx webhook: telnyx-timestamp is not a Unix time")
+    sent_at = int(stamp)
     try:
         raw_signature = base64.b64decode(signature, validate=True)
-        key.verify(raw_signature, timestamp.strip().encode() + b"|" + body)
+        key.verify(raw_signature, stamp.encode("ascii") + b"|" + body)
     except (InvalidSignature, binascii.Error, ValueError) as exc:
         raise WebhookError("Telnyx webhook: signature does not verify") from exc
     age = now.timestamp() - sent_at
@@ -229,11 +233,14 @@ def _parse_instant(value: object) -> datetime:
         raise WebhookError("Telnyx webhook: data.occurred_at missing")
     try:
         instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise WebhookError("Telnyx webhook: data.occurred_at is not ISO-8601") from exc
-    if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=UTC)
-    return instant.astimezone(UTC)
+        if instant.tzinfo is None:
+            instant = instant.replace(tzinfo=UTC)
+        # an instant at the edge of the calendar (9999-12-31T23:59:59-23:59) has no UTC form
+        return instant.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise WebhookError(
+            "Telnyx webhook: data.occurred_at is not an ISO-8601 instant in range"
+        ) from exc
 
 
 # --- keys and signing ------------------------------------------------------------------------
@@ -285,7 +292,7 @@ def received_from_resource(fax: object) -> FaxReceivedEvent | None:
         return None
     try:
         created = _parse_instant(fax.get("created_at"))
-    except (WebhookError, OverflowError):
+    except WebhookError:
         return None
     pages = fax.get("page_count")
     return FaxReceivedEvent(

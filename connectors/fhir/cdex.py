@@ -79,6 +79,7 @@ from connectors.base import (
 from connectors.fhir.resources import attachments as _attachments
 from connectors.fhir.resources import has_code as _has_code
 from connectors.fhir.resources import has_identifier as _has_identifier
+from connectors.fhir.resources import listed
 from connectors.fhir.resources import owner as _owner
 from connectors.fhir.resources import says_no_records as _says_no_records
 from connectors.fhir.resources import status_reason as _status_reason
@@ -368,7 +369,7 @@ class CDexTaskRequester:
         bundle = json_object(response, what="CDex search Task")
         if bundle.get("resourceType") != "Bundle":
             raise Rejected("CDex search Task: the body is not a Bundle")
-        for entry in bundle.get("entry") or []:
+        for entry in listed(bundle.get("entry")):
             resource = entry.get("resource") if isinstance(entry, dict) else None
             if not isinstance(resource, dict) or resource.get("resourceType") != "Task":
                 continue  # e.g. an OperationOutcome entry (search mode "outcome")
@@ -483,11 +484,11 @@ class CDexTaskRequester:
     ) -> Iterator[InboundDocument]:
         contained = {
             f"#{r.get('id')}": r
-            for r in task.get("contained") or []
+            for r in listed(task.get("contained"))
             if isinstance(r, dict) and r.get("id")
         }
         sender = _owner(task)
-        for i, output in enumerate(task.get("output") or []):
+        for i, output in enumerate(listed(task.get("output"))):
             if not isinstance(output, dict) or not _has_code(output.get("type"), "data-value"):
                 continue
             attachments: list[dict[str, Any]] = []

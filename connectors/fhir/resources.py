@@ -6,16 +6,22 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["attachments", "has_code", "owner", "says_no_records", "status_reason"]
+__all__ = ["attachments", "has_code", "listed", "owner", "says_no_records", "status_reason"]
 
 _NO_RECORDS = re.compile(r"no[\s_-]*(?:medical\s+)?(?:records?|data|matching)", re.IGNORECASE)
+
+
+def listed(value: Any) -> list[Any]:
+    """A FHIR array member as a list: what another server sends may be of any JSON type, and
+    anything but an array is read as no entries."""
+    return value if isinstance(value, list) else []
 
 
 def has_code(concept: Any, code: str) -> bool:
     if not isinstance(concept, dict):
         return False
     return (
-        any(isinstance(c, dict) and c.get("code") == code for c in concept.get("coding") or [])
+        any(isinstance(c, dict) and c.get("code") == code for c in listed(concept.get("coding")))
         or concept.get("text") == code
     )
 
@@ -28,14 +34,14 @@ def attachments(resource: Any) -> list[dict[str, Any]]:
     if kind == "DocumentReference":
         return [
             c["attachment"]
-            for c in resource.get("content") or []
+            for c in listed(resource.get("content"))
             if isinstance(c, dict) and isinstance(c.get("attachment"), dict)
         ]
     if kind == "Binary":
         return [{"contentType": resource.get("contentType"), "data": resource.get("data")}]
     if kind == "Bundle":
         found: list[dict[str, Any]] = []
-        for entry in resource.get("entry") or []:
+        for entry in listed(resource.get("entry")):
             if isinstance(entry, dict):
                 found.extend(attachments(entry.get("resource")))
         return found
@@ -48,7 +54,7 @@ def status_reason(task: dict[str, Any]) -> str | None:
         return None
     if isinstance(reason.get("text"), str) and reason["text"]:
         return str(reason["text"])[:200]
-    for coding in reason.get("coding") or []:
+    for coding in listed(reason.get("coding")):
         if isinstance(coding, dict):
             label = coding.get("display") or coding.get("code")
             if isinstance(label, str) and label:
@@ -61,7 +67,7 @@ def says_no_records(task: dict[str, Any]) -> bool:
     if not isinstance(reason, dict):
         return False
     texts = [reason.get("text")]
-    for coding in reason.get("coding") or []:
+    for coding in listed(reason.get("coding")):
         if isinstance(coding, dict):
             texts += [coding.get("code"), coding.get("display")]
     return any(isinstance(t, str) and _NO_RECORDS.search(t) for t in texts)
@@ -80,5 +86,5 @@ def has_identifier(resource: dict[str, Any], system: str, value: str) -> bool:
     """``resource.identifier`` holds ``system|value``."""
     return any(
         isinstance(i, dict) and i.get("system") == system and i.get("value") == value
-        for i in resource.get("identifier") or []
+        for i in listed(resource.get("identifier"))
     )

@@ -39,10 +39,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -50,6 +49,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from connectors import jsonbody
 from connectors.base import (
     InboundDocument,
     PollResult,
@@ -170,8 +170,8 @@ class OrderEvent:
 
 def _parse_event(vendor_id: str, body: bytes) -> OrderEvent:
     try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
+        data = jsonbody.loads(body)
+    except ValueError:  # not UTF-8, not JSON, or nested too deep
         raise WebhookError("vendor callback: body is not JSON") from None
     if not isinstance(data, dict):
         raise WebhookError("vendor callback: body is not a JSON object")
@@ -182,11 +182,14 @@ def _parse_event(vendor_id: str, body: bytes) -> OrderEvent:
     if not isinstance(order, dict):
         raise WebhookError("vendor callback: data.order is required")
     order_id, status = order.get("id"), order.get("status")
-    if not isinstance(order_id, str) or not _ORDER_ID.match(order_id):
+    if not isinstance(order_id, str) or not _ORDER_ID.fullmatch(order_id):
         raise WebhookError("vendor callback: data.order.id is missing or malformed")
     if status not in _STATUSES:
         raise WebhookError("vendor callback: data.order.status is not a known status")
-    return OrderEvent(event_id[:128], event_type[:64], vendor_id, order_id, str(status))
+    event = OrderEvent(event_id[:128], event_type[:64], vendor_id, order_id, str(status))
+    if jsonbody.unstorable(astuple(event)):  # NUL or a lone surrogate: no database keeps it
+        raise WebhookError("vendor callback: a field holds a NUL character or a lone surrogate")
+    return event
 
 
 # --- the wire mapping --------------------------------------------------------------------------
@@ -251,7 +254,7 @@ class OrdersV1Vendor:
         return {"Authorization": f"Bearer {self._key}", "Accept": "application/json"}
 
     def _order_url(self, order_id: str) -> str:
-        if not _ORDER_ID.match(order_id):
+        if not _ORDER_ID.fullmatch(order_id):
             raise Rejected("vendor order id is malformed")
         return f"{self._base}/v1/orders/{quote(order_id)}"
 
@@ -390,6 +393,6 @@ class OrdersV1Vendor:
 
 def _order_id(order: Mapping[str, Any]) -> str:
     order_id = order.get("id")
-    if not isinstance(order_id, str) or not _ORDER_ID.match(order_id):
+    if not isinstance(order_id, str) or not _ORDER_ID.fullmatch(order_id):
         raise TransientError("vendor order: the answer has no usable order id")
     return order_id

@@ -106,7 +106,10 @@ def parse_bound(text: str, what: str) -> datetime:
         raise ValueError(f"{what}: not a date (YYYY-MM-DD) or ISO-8601 instant: {text!r}") from None
     if instant.tzinfo is None:
         raise ValueError(f"{what}: give the offset, e.g. {text}Z or {text}-04:00")
-    return instant
+    try:  # an instant at the calendar's edge (9999-12-31T23:59:59-23:59) has no UTC form
+        return instant.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{what}: out of the calendar's range: {text!r}") from None
 
 
 def mask(destination: str) -> str:
