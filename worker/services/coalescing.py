@@ -51,12 +51,25 @@ def join_chase(s: Session, r: RecordRequest, now: datetime) -> None:
     """Put ``r`` (not yet planned) into the open chase for its member at its provider, if any:
     an open request of another open case for the same member id and provider id."""
     member = r.case.insured_member_id
+    # The member's open cases first (a handful, by ix_cases_insured_member_id), then their
+    # requests at the provider by case id. One joined query let the planner walk every open
+    # request of a busy provider and probe its case (~1,000 probes a request in a campaign).
+    cases = [
+        case_id
+        for case_id in s.scalars(
+            select(Case.id).where(
+                Case.insured_member_id == member, Case.status == CaseStatus.OPEN.value
+            )
+        )
+        if case_id != r.case_id  # a case has one request per provider: never its own
+    ]
+    if not cases:
+        return
     other = s.scalar(
         select(RecordRequest)
         .join(Case, Case.id == RecordRequest.case_id)
         .where(
-            Case.insured_member_id == member,
-            Case.status == CaseStatus.OPEN.value,
+            RecordRequest.case_id.in_(cases),
             RecordRequest.provider_id == r.provider_id,
             RecordRequest.status == RequestStatus.OPEN.value,
             RecordRequest.id != r.id,
