@@ -224,7 +224,8 @@ def create_app(
             follow = await run_in_threadpool(services.record_fax_status, c, event)
         elif isinstance(event, FaxReceivedEvent):
             follow = await run_in_threadpool(services.record_inbound_fax, c, event)
-        await run_in_threadpool(c.dispatcher.enqueue, follow)
+        if follow:
+            await run_in_threadpool(c.dispatcher.enqueue, follow)
         return {"status": "ok"}
 
     @app.get(

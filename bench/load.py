@@ -24,6 +24,13 @@ Standard reviews send each attempt in a business opening of the provider (docs/p
 burst's providers read their fax all day (``business_hours`` 00:00-23:59), so run it on an MA
 business day: on a weekend or holiday the standard first attempts wait for Monday.
 
+``--campaign``: the N requests are one campaign instead (one member at one provider each, 1,000
+providers, loaded with ``goodfaith campaign load`` as an operator would: the bulk lane, opened by
+the scheduler a batch a tick), and the M expedited notifications arrive *during* it, one each
+time another N/(M+1) campaign requests have had their first attempt. first_attempt_per_s then
+counts from the start of the load (checking and storing the file included) to the last first
+attempt, over the campaign's requests and the expedited ones.
+
 The run is bounded: it ends when every first attempt went out, or after ``--max-seconds``.
 It DROPS AND RECREATES the schema of ``--database-url`` and FLUSHES ``--redis-url``'s
 database: give it ones of its own. ``--workers`` describes the pools, one per option,
@@ -305,6 +312,76 @@ def _sent(engine: Any, case_ids: list[str]) -> dict[str, datetime]:
     return {cid: last.replace(tzinfo=UTC) for cid, n, sent, last in rows if sent == n}
 
 
+CAMPAIGN_HEADER = (
+    "member_id,member_name,birth_date,provider_id,provider_name,fax,request,due_date,business_hours"
+)
+
+
+def campaign_csv(n: int, due: str) -> str:
+    """N rows: member ``C<i>`` at one of 1,000 providers (each its own fax number, reading it
+    all day), records wanted by ``due`` (YYYY-MM-DD)."""
+    rows = [CAMPAIGN_HEADER]
+    for i in range(n):
+        p = i % 1000
+        rows.append(
+            f"C{i},Load Test,1971-02-03,cp{p},Clinic {p},+1508{p:07d},"
+            f"office notes and imaging reports 2025,{due},00:00-23:59"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def _campaign(
+    args: argparse.Namespace,
+    engine: Any,
+    procs: Processes,
+    post: Any,
+    auth: str,
+    warm: list[str],
+) -> str:
+    """Load the campaign, post the expedited notifications as it progresses, wait."""
+    from datetime import timedelta
+
+    csv_path = procs.logs / "campaign.csv"
+    due = (datetime.now(UTC) + timedelta(days=21)).date().isoformat()
+    csv_path.write_text(campaign_csv(args.requests, due))
+    total = args.requests + 3 * args.expedited
+    _log(f"loading a campaign of {args.requests} requests; {args.expedited} expedited during it")
+    start = datetime.now(UTC)
+    loaded = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "campaign", "load", str(csv_path), "--name", "load"],
+        cwd=args.code,
+        env=procs.env,
+        capture_output=True,
+        text=True,
+    )
+    if loaded.returncode != 0:
+        raise SystemExit(f"campaign load failed: {loaded.stderr[-2000:]}")
+    _log(f"loaded in {(datetime.now(UTC) - start).total_seconds():.1f} s: {loaded.stdout.strip()}")
+    step = args.requests / (args.expedited + 1)
+    intake: dict[str, datetime] = {}
+    done: dict[str, datetime] = {}
+    count, last, posted = 0, start, 0
+    deadline = time.monotonic() + args.max_seconds
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            count, last_sent = conn.execute(ALL_SENT, {"skip": warm}).one()
+        last = last_sent.replace(tzinfo=UTC) if last_sent else start
+        # the j-th expedited review arrives once j*N/(M+1) campaign requests were attempted
+        while posted < args.expedited and count - 3 * posted >= (posted + 1) * step:
+            case_id, at = post(notification(f"e{posted}", "expedited", auth))
+            intake[case_id] = at
+            posted += 1
+        if len(done) < len(intake):
+            done.update(_sent(engine, [c for c in intake if c not in done]))
+        _log(f"first attempts {count}/{total}, expedited done {len(done)}/{args.expedited}")
+        if count >= total and len(done) == args.expedited:
+            break
+        time.sleep(0.5)
+    engine.dispose()
+    _report_cpu(procs, count)
+    return _result(args, intake, done, count, start, last, procs.peak_rss_kb)
+
+
 def run(args: argparse.Namespace) -> str:
     with tempfile.TemporaryDirectory(prefix="gf-load-") as folder:
         tmp = Path(folder)
@@ -323,6 +400,8 @@ def run(args: argparse.Namespace) -> str:
             warm = [post(notification(f"warm-{k}", k, auth))[0] for k in ("standard", "expedited")]
             while len(_sent(engine, warm)) < 2:
                 time.sleep(0.2)
+            if args.campaign:
+                return _campaign(args, engine, procs, post, auth, warm)
             standard = math.ceil(args.requests / 3)
             docs = [notification(f"s{i}", "standard", auth) for i in range(standard)]
             step = standard / (args.expedited + 1)
@@ -350,12 +429,29 @@ def run(args: argparse.Namespace) -> str:
                 time.sleep(1)
             engine.dispose()
             peak = procs.peak_rss_kb
-            cpu = procs.cpu_by_name()
-            per = {k: round(v / max(count, 1) * 1000, 2) for k, v in sorted(cpu.items())}
-            _log(
-                f"CPU ms per first attempt (warm-up included), by process: {per}; "
-                f"total {sum(cpu.values()) / max(count, 1) * 1000:.1f} ms; load {os.getloadavg()}"
-            )
+            _report_cpu(procs, count)
+    return _result(args, intake, done, count, start, last, peak)
+
+
+def _report_cpu(procs: Processes, count: int) -> None:
+    cpu = procs.cpu_by_name()
+    per = {k: round(v / max(count, 1) * 1000, 2) for k, v in sorted(cpu.items())}
+    _log(
+        f"CPU ms per first attempt (warm-up included), by process: {per}; "
+        f"total {sum(cpu.values()) / max(count, 1) * 1000:.1f} ms; load {os.getloadavg()}"
+    )
+
+
+def _result(
+    args: argparse.Namespace,
+    intake: dict[str, datetime],
+    done: dict[str, datetime],
+    count: int,
+    start: datetime,
+    last: datetime,
+    peak: int,
+) -> str:
+    """The one line of output."""
     waits = sorted(
         (done[c] - t).total_seconds() if c in done else math.inf for c, t in intake.items()
     )
@@ -383,6 +479,9 @@ def main() -> None:
     ap.add_argument("--post-threads", type=int, default=8)
     ap.add_argument("--goal-s", type=float, default=5.0)
     ap.add_argument("--max-seconds", type=float, default=900.0, help="bound on the run")
+    ap.add_argument(
+        "--campaign", action="store_true", help="the N requests as one campaign (see above)"
+    )
     args = ap.parse_args()
     if not args.database_url or not args.redis_url:
         ap.error("give --database-url and --redis-url (their contents are wiped)")

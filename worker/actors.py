@@ -32,6 +32,8 @@ from worker.services.lanes import CASE_BOUND, lanes_of
 #: Messages enqueued before lanes existed wait here; standard-lane workers drain it.
 LEGACY_QUEUE = "goodfaith"
 
+_log = structlog.get_logger("goodfaith.actors")
+
 
 def queue_name(lane: Lane, prefix: str = LEGACY_QUEUE) -> str:
     """The dramatiq queue of ``lane``, e.g. ``goodfaith.expedited`` (``prefix``: a simulation
@@ -133,12 +135,38 @@ class CaseLane(Middleware):
     after_skip_message = after_process_message
 
 
+#: Follow-ups run at once in the same thread, one after the other, at most this many after the
+#: message's own command (see :func:`_make_fn`).
+INLINE_STEPS = 3
+
+
 def _make_fn(
     command_type: type, container: Callable[[], wiring.Container]
 ) -> Callable[[str], None]:
     def run(entity_id: str) -> None:
+        """Run the command; while it leads to exactly one next step of the same case (open →
+        plan → send), run that step here too instead of a round trip through the broker. A
+        step that fails is enqueued as its own message (its own retries, its dead letter);
+        several follow-ups are enqueued so other threads take them in parallel. A crash in
+        the middle loses nothing the timers do not re-drive, as with a lost message."""
         c = container()
         follow = run_command(c, command_type(entity_id))
+        steps = 0
+        while (
+            steps < INLINE_STEPS
+            and len(follow) == 1
+            and type(follow[0]) in CASE_BOUND
+            and _CASE_LANE.get() is not None
+        ):
+            step, steps = follow[0], steps + 1
+            entity = next(iter(vars(step).values()))
+            structlog.contextvars.bind_contextvars(actor=actor_name(type(step)), entity_id=entity)
+            try:
+                follow = run_command(c, step)
+            except Exception as exc:
+                _log.warning("inline_step.failed", error=type(exc).__name__)
+                follow = [step]
+                break
         c.dispatcher.enqueue(follow)
 
     run.__name__ = actor_name(command_type)

@@ -14,6 +14,7 @@ standard Helvetica fonts (cp1252 text only; other characters print as "?").
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -71,7 +72,8 @@ def _safe(text: str) -> str:
     return text.encode("cp1252", errors="replace").decode("cp1252")
 
 
-def _wrap(text: str, font: str, size: float, width: float) -> list[str]:
+def _wrap(text: str, font: str, size: float, width: float) -> tuple[str, ...]:
+    """``text`` broken into lines no wider than ``width`` points."""
     words, lines, current = text.split(), [], ""
     for word in words:
         candidate = f"{current} {word}".strip()
@@ -82,7 +84,13 @@ def _wrap(text: str, font: str, size: float, width: float) -> list[str]:
             current = candidate
     if current:
         lines.append(current)
-    return lines
+    return tuple(lines)
+
+
+#: :func:`_wrap` for the letter's paragraphs, which are the same in most letters (measuring
+#: them was a third of drawing a letter). Only paragraphs go through it, never the patient's
+#: fields: the cache must not keep PHI after the letter is drawn.
+_wrap_paragraph = functools.lru_cache(maxsize=256)(_wrap)
 
 
 def _ordinal(number: int) -> str:
@@ -127,7 +135,7 @@ def _letter_page(info: LetterInfo) -> bytes:
     def paragraph(text: str, font: str = "Helvetica", size: float = 10.5) -> None:
         nonlocal y
         c.setFont(font, size)
-        for line in _wrap(_safe(text), font, size, _TEXT_WIDTH):
+        for line in _wrap_paragraph(_safe(text), font, size, _TEXT_WIDTH):
             c.drawString(_MARGIN, y, line)
             y -= size * 1.35
         y -= 6
@@ -137,7 +145,7 @@ def _letter_page(info: LetterInfo) -> bytes:
         c.setFont("Helvetica-Bold", 10.5)
         c.drawString(_MARGIN, y, label)
         c.setFont("Helvetica", 10.5)
-        lines = _wrap(_safe(value), "Helvetica", 10.5, _TEXT_WIDTH - 130) or [""]
+        lines = _wrap(_safe(value), "Helvetica", 10.5, _TEXT_WIDTH - 130) or ("",)
         for line in lines:
             c.drawString(_MARGIN + 130, y, line)
             y -= 14

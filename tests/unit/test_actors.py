@@ -80,3 +80,52 @@ def test_log_context_names_the_message_and_actor(stub: tuple[Any, ...]) -> None:
     sent = [e for e in logs if e["event"] == "attempt.sent"]
     assert sent and sent[0]["actor"] == "send_attempt" and sent[0]["message_id"]
     assert sent[0]["entity_id"] == sent[0]["attempt_id"]
+
+
+class _Processed(dramatiq.Middleware):
+    """The actor name of every message a worker ran, in order."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def after_process_message(self, broker: Any, message: Any, **kwargs: Any) -> None:
+        self.names.append(message.actor_name)
+
+
+def test_a_chain_of_single_steps_runs_in_one_message(stub: tuple[Any, ...]) -> None:
+    """Open → plan → send of a one-provider case runs in the OpenCase message itself: one
+    message, no broker round trip between the steps; the attempt is sent as before."""
+    c, _clock, fax, _d, broker, inflight = stub
+    processed = _Processed()
+    broker.add_middleware(processed)
+    services.intake(c, notification())
+    assert inflight.wait_idle(timeout=30)
+    assert len(fax.sent) == 1
+    assert processed.names == ["open_case"]
+
+
+def test_an_inline_step_that_fails_goes_on_as_its_own_message(stub: tuple[Any, ...]) -> None:
+    """A step run inline that raises is enqueued as its own message (with its own retries and
+    dead letter) instead of failing the message that led to it; the attempt still goes out."""
+    c, clock, fax, _d, broker, inflight = stub
+    processed = _Processed()
+    broker.add_middleware(processed)
+    failures = []
+
+    def fail_once(_request: Any) -> None:
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("the far side's connection reset mid-send")
+
+    fax.on_send = fail_once
+    with structlog.testing.capture_logs() as logs:
+        services.intake(c, notification())
+        assert inflight.wait_idle(timeout=60)
+    assert failures == [1] and processed.names == ["open_case", "send_attempt"]
+    assert any(e["event"] == "inline_step.failed" for e in logs)
+    # the send may have left: once its lease ends it is looked up at the vendor, then sent
+    while not fax.sent and (nxt := next_due(c)) is not None:
+        clock.advance_to(nxt)
+        tick(c)
+        assert inflight.wait_idle(timeout=30)
+    assert len(fax.sent) == 1 and len(fax.lookups) == 1

@@ -269,6 +269,36 @@ def test_a_faxed_packet_is_delivered_only_when_the_vendor_confirms_it(env) -> No
     assert [a["via"] for a in _audits(c, "packet.delivered")] == ["webhook"]
 
 
+def test_progress_webhooks_change_nothing_and_touch_no_table(env) -> None:  # type: ignore[no-untyped-def]
+    """fax.queued, fax.media.processed and fax.sending.started (three a fax) are answered
+    without a database statement, for a packet fax as for a letter; the final event still
+    delivers."""
+    from sqlalchemy import event as sa_event
+
+    from connectors.base import FaxStatusEvent
+
+    c, clock, _ = env
+    _to_delivery(c, clock)
+    d, _case = _delivery(c)
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    sa_event.listen(c.engine, "before_cursor_execute", count)
+    try:
+        for kind in ("fax.queued", "fax.media.processed", "fax.sending.started"):
+            progress = FaxStatusEvent(f"ev-{kind}", kind, d.external_id, clock.now(), None)  # type: ignore[arg-type]
+            assert services.record_fax_status(c, progress) == []
+        assert statements == []
+        assert _delivery(c)[0].status == "pending"
+        services.record_fax_status(c, fax_delivered(d.external_id, clock.now()))  # type: ignore[arg-type]
+        assert statements, "the final event is applied"
+    finally:
+        sa_event.remove(c.engine, "before_cursor_execute", count)
+    assert _delivery(c)[1].status == "delivered"
+
+
 def test_a_lost_webhook_is_made_good_by_the_status_check(env) -> None:  # type: ignore[no-untyped-def]
     """No webhook comes: the delivery's timer asks the vendor, which says delivered."""
     c, clock, line = env

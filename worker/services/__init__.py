@@ -103,7 +103,11 @@ def intake(c: Container, data: Any) -> IntakeResult:
 
 def record_fax_status(c: Container, event: FaxStatusEvent) -> list[Command]:
     """A status webhook for an outbound fax — a packet faxed to an agency, else a request
-    letter; returns the commands to enqueue."""
+    letter; returns the commands to enqueue. A progress event (queued, media processed,
+    sending) changes nothing on either: it is answered without a database round trip (a
+    vendor sends three of them for every fax)."""
+    if event.outcome is None:
+        return []
     about_packet = call(delivery.record_fax_status, c, event)
     if about_packet is not None:
         return about_packet

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import structlog
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from storage.db import transaction
-from storage.models import Case
+from storage.models import Case, RecordRequest
 from storage.objects import ObjectStore, ObjectStoreError, UriReader, content_key
 from worker.commands import Command, OpenCase, PlanOutreach
 from worker.domain.clock import Clock
@@ -37,7 +38,7 @@ def open_case(
     A missing EOC or authorization flags the case for ops (``attention``); outreach starts
     anyway, and the packet is held until the EOC is there."""
     with transaction(sessions) as s:
-        case = s.get(Case, cmd.case_id)
+        case = s.get(Case, cmd.case_id, options=_WITH_REQUESTS)
         if case is None:
             return []
         if case.status != CaseStatus.OPEN:
@@ -48,6 +49,8 @@ def open_case(
         need_auth = case.authorization_object_uri is None and not (
             campaign and case.authorization_uri is None and authorization_fallback is None
         )
+        if not (need_eoc or need_auth):  # nothing to fetch (a campaign's case): one transaction
+            return _start_outreach(s, case, clock.now(), [])
         eoc_uri, auth_uri, plan_id = case.eoc_uri, case.authorization_uri, case.plan_id
         member_id, name = case.insured_member_id, case.insured_name
     attention = []
@@ -73,24 +76,33 @@ def open_case(
             auth_obj = store.put(
                 content_key(cmd.case_id, "authorization", auth, "pdf"), auth, "application/pdf"
             )
-    now = clock.now()
     with transaction(sessions) as s:
-        case = s.get(Case, cmd.case_id)
+        case = s.get(Case, cmd.case_id, options=_WITH_REQUESTS)
         assert case is not None
-        case.open_at = None
         if eoc_obj:
             case.eoc_object_uri = eoc_obj
         if auth_obj:
             case.authorization_object_uri = auth_obj
-        if attention:
-            case.attention = "; ".join(attention)
-            audit(s, now, "case.attention", case.id, reasons=attention)
-            log.warning("case.attention", case_id=case.id, reasons=attention)
-        follow: list[Command] = []
-        for r in case.requests:
-            if r.status == RequestStatus.OPEN and not r.attempts:
-                r.next_action_at = now + LEASE
-                follow.append(PlanOutreach(r.id))
+        return _start_outreach(s, case, clock.now(), attention)
+
+
+#: a case with its requests and their attempts, in two more queries (not one per request)
+_WITH_REQUESTS = (selectinload(Case.requests).selectinload(RecordRequest.attempts),)
+
+
+def _start_outreach(s: Session, case: Case, now: datetime, attention: list[str]) -> list[Command]:
+    """The case is open: flag what is missing, then plan each open request not yet attempted
+    (in the caller's transaction)."""
+    case.open_at = None
+    if attention:
+        case.attention = "; ".join(attention)
+        audit(s, now, "case.attention", case.id, reasons=attention)
+        log.warning("case.attention", case_id=case.id, reasons=attention)
+    follow: list[Command] = []
+    for r in case.requests:
+        if r.status == RequestStatus.OPEN and not r.attempts:
+            r.next_action_at = now + LEASE
+            follow.append(PlanOutreach(r.id))
     return follow
 
 
