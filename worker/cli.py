@@ -372,18 +372,22 @@ def openapi(output: str | None, check: bool) -> None:
 
 
 def _queue_reader(s: Settings) -> Any:
-    """Reads the lanes' queue health from dramatiq's Redis keys (namespace ``dramatiq``, the
-    broker's default), for /metrics; None without GOODFAITH_REDIS_URL."""
-    if not s.redis_url or s.broker != "redis":  # RabbitMQ: its own management shows queues
+    """Reads the lanes' queue health for /metrics: from dramatiq's Redis keys (namespace
+    ``dramatiq``, the broker's default), or from RabbitMQ's queue counters; None without a
+    broker URL."""
+    from worker.actors import lane_queues
+    from worker.domain.lanes import Lane
+    from worker.readmodels.queues import QueueHealth, queue_health, rabbitmq_queue_health
+
+    queues = lane_queues(list(Lane), s.queue_prefix)
+    if s.broker == "rabbitmq":
+        url = s.rabbitmq_url or "amqp://guest:guest@127.0.0.1:5672/"
+        return lambda: rabbitmq_queue_health(url, queues)
+    if not s.redis_url:
         return None
     import redis
 
-    from worker.actors import lane_queues
-    from worker.domain.lanes import Lane
-    from worker.readmodels.queues import QueueHealth, queue_health
-
     client = redis.Redis.from_url(s.redis_url, socket_timeout=2)
-    queues = lane_queues(list(Lane), s.queue_prefix)
 
     def read() -> QueueHealth:
         return queue_health(client, "dramatiq", queues, int(time.time() * 1000))

@@ -248,3 +248,88 @@ def test_a_simulation_on_rabbitmq_ends_as_on_redis(
     on_redis, on_rabbitmq = outcome("redis"), outcome("rabbitmq")
     assert on_rabbitmq == on_redis
     assert on_rabbitmq[0]["cases"] == 4 and on_rabbitmq[0]["on_time"] == 4
+
+
+def test_queue_health_is_read_from_rabbitmq_and_served_as_metrics(
+    rabbitmq_url: str, tmp_path: Path
+) -> None:
+    """Depth, delayed and dead-lettered messages per lane queue come from RabbitMQ's own
+    counters (a queue not declared yet is empty), consumers count as workers, and /metrics
+    serves them with goodfaith_broker_up 1 and no made-up message ages; nothing is taken."""
+    import dramatiq
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+    from dramatiq.common import dq_name, xq_name
+
+    from api.app import create_app
+    from simulator.serving import asgi_client
+    from tests.conftest import at
+    from tests.fakes import make_container
+    from worker.actors import lane_queues, queue_name
+    from worker.domain.lanes import Lane
+    from worker.readmodels.queues import rabbitmq_queue_health
+
+    prefix = f"gf-test-{uuid.uuid4().hex[:8]}"
+    standard, bulk = queue_name(Lane.STANDARD, prefix), queue_name(Lane.BULK, prefix)
+    broker = RabbitmqBroker(url=rabbitmq_url, confirm_delivery=True)
+    c, _clock, _fax, _d = make_container(tmp_path, at("2026-04-17T09:00:00-04:00"))
+    try:
+        broker.declare_queue(standard)
+        for i in range(3):
+            broker.enqueue(dramatiq.Message(standard, "open_case", (f"c{i}",), {}, {}))
+        broker.enqueue(dramatiq.Message(standard, "open_case", ("late",), {}, {}), delay=60_000)
+        queues = lane_queues(list(Lane), prefix)
+        health = rabbitmq_queue_health(rabbitmq_url, queues)
+        by = {q.queue: q for q in health.queues}
+        assert (by[standard].depth, by[standard].delayed, by[standard].dead) == (3, 1, 0)
+        assert (by[bulk].depth, by[bulk].delayed) == (0, 0)  # never declared: empty
+        assert health.workers_alive == 0 and not health.ages_known
+        with asgi_client(
+            create_app(lambda: c, lambda: rabbitmq_queue_health(rabbitmq_url, queues))
+        ) as http:
+            text = http.get("/metrics").text
+        lines = text.splitlines()
+        assert "goodfaith_broker_up 1" in lines
+        assert f'goodfaith_queue_depth{{queue="{standard}"}} 3' in lines
+        assert f'goodfaith_queue_delayed{{queue="{standard}"}} 1' in lines
+        assert "goodfaith_queue_oldest_message_age_seconds" not in text
+        # reading took nothing: the messages are all still there
+        assert rabbitmq_queue_health(rabbitmq_url, queues).queues[1].depth == 3
+        # a worker process consuming the bulk lane counts as one
+        with pika.BlockingConnection(pika.URLParameters(rabbitmq_url)) as conn:
+            channel = conn.channel()
+            channel.queue_declare(bulk, durable=True)
+            channel.basic_consume(bulk, lambda *args: None)
+            assert rabbitmq_queue_health(rabbitmq_url, queues).workers_alive == 1
+    finally:
+        c.close()
+        with pika.BlockingConnection(pika.URLParameters(rabbitmq_url)) as conn:
+            channel = conn.channel()
+            for q in (standard, bulk):
+                for name in (q, dq_name(q), xq_name(q)):
+                    channel.queue_delete(name)
+        broker.close()
+
+
+def test_a_rabbitmq_that_does_not_answer_raises_for_broker_up_0() -> None:
+    from worker.readmodels.queues import rabbitmq_queue_health
+
+    with pytest.raises(Exception):  # noqa: B017 (render_metrics turns any into up 0)
+        rabbitmq_queue_health("amqp://guest:guest@127.0.0.1:1/", ["goodfaith.standard"])
+
+
+def test_the_api_reads_queue_health_from_the_broker_it_is_given(rabbitmq_url: str) -> None:
+    """GOODFAITH_BROKER=rabbitmq: /metrics reads the lane queues of GOODFAITH_QUEUE_PREFIX on
+    GOODFAITH_RABBITMQ_URL (before: nothing, broker_up absent)."""
+    from config.settings import Settings
+    from worker.cli import _queue_reader
+
+    prefix = f"gf-test-{uuid.uuid4().hex[:8]}"
+    s = Settings(broker="rabbitmq", rabbitmq_url=rabbitmq_url, queue_prefix=prefix)
+    read = _queue_reader(s)
+    assert read is not None
+    assert [q.queue for q in read().queues] == [
+        f"{prefix}.expedited",
+        f"{prefix}.standard",
+        f"{prefix}.bulk",
+        prefix,
+    ]

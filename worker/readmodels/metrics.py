@@ -181,7 +181,7 @@ def _database_lines(c: Container) -> list[str]:
 def _queue_lines(health: QueueHealth | None) -> list[str]:
     lines = _gauge(
         "goodfaith_broker_up",
-        "1 when the broker (Redis) answered.",
+        "1 when the broker (Redis or RabbitMQ) answered.",
         [({}, 0 if health is None else 1)],
     )
     if health is None:
@@ -202,15 +202,16 @@ def _queue_lines(health: QueueHealth | None) -> list[str]:
         "Messages in dramatiq's dead-letter set per queue.",
         (({"queue": x.queue}, x.dead) for x in q),
     )
-    lines += _gauge(
-        "goodfaith_queue_oldest_message_age_seconds",
-        "Age of the oldest waiting message per queue (0 when empty).",
-        (({"queue": x.queue}, round(x.oldest_age_s or 0.0, 3)) for x in q),
-    )
+    if health.ages_known:  # RabbitMQ cannot tell without taking the message
+        lines += _gauge(
+            "goodfaith_queue_oldest_message_age_seconds",
+            "Age of the oldest waiting message per queue (0 when empty).",
+            (({"queue": x.queue}, round(x.oldest_age_s or 0.0, 3)) for x in q),
+        )
     lines += _gauge(
         "goodfaith_workers_alive",
-        "dramatiq broker connections (worker processes, and processes that enqueue) with a "
-        "heartbeat in the last 60 s.",
+        "Redis: dramatiq broker connections (worker processes, and processes that enqueue) "
+        "with a heartbeat in the last 60 s; RabbitMQ: the most consumers of one lane queue.",
         [({}, health.workers_alive)],
     )
     return lines

@@ -1,4 +1,5 @@
-"""Queue health read from dramatiq's Redis keys, as dramatiq's own dashboard reads them.
+"""Queue health read from the broker: dramatiq's Redis keys (as dramatiq's own dashboard reads
+them), or RabbitMQ's queue counters (:func:`rabbitmq_queue_health`).
 
 dramatiq's Redis broker keeps, under its namespace (``dramatiq`` by default)::
 
@@ -20,7 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["HEARTBEAT_TIMEOUT_MS", "QueueHealth", "QueueStat", "queue_health"]
+__all__ = [
+    "HEARTBEAT_TIMEOUT_MS",
+    "QueueHealth",
+    "QueueStat",
+    "queue_health",
+    "rabbitmq_queue_health",
+]
 
 HEARTBEAT_TIMEOUT_MS = 60_000  # dramatiq.brokers.redis.DEFAULT_HEARTBEAT_TIMEOUT
 
@@ -39,8 +46,14 @@ class QueueStat:
 
 @dataclass(frozen=True)
 class QueueHealth:
+    """``workers_alive``: on Redis, broker connections with a recent heartbeat; on RabbitMQ,
+    the most consumers any one lane queue has (each worker process consumes every queue of
+    its lanes once). ``ages_known``: False when the broker cannot tell a message's age
+    without taking it (RabbitMQ): the oldest-age gauge is then left out, not shown as 0."""
+
     queues: list[QueueStat]
     workers_alive: int
+    ages_known: bool = True
 
 
 def _oldest_age(r: Any, ns: str, queue: str, now_ms: int) -> float | None:
@@ -70,3 +83,48 @@ def queue_health(r: Any, namespace: str, queues: Sequence[str], now_ms: int) -> 
     ]
     alive = int(r.zcount(f"{namespace}:__heartbeats__", now_ms - HEARTBEAT_TIMEOUT_MS, "+inf"))
     return QueueHealth(stats, alive)
+
+
+def rabbitmq_queue_health(url: str, queues: Sequence[str]) -> QueueHealth:
+    """Depth, delayed and dead-lettered messages of each of ``queues`` on the RabbitMQ server
+    at ``url`` (AMQP), read with passive declares (which create nothing and change nothing):
+    dramatiq keeps a queue's delayed messages in ``<queue>.DQ`` and its dead letters in
+    ``<queue>.XQ``. A queue not declared yet counts as empty. One short connection a read (a
+    Prometheus scrape); raises when the server does not answer."""
+    import pika
+    from dramatiq.common import dq_name, xq_name
+    from pika.exceptions import ChannelClosedByBroker
+
+    params = pika.URLParameters(url)
+    params.socket_timeout = params.blocked_connection_timeout = 2
+    connection = pika.BlockingConnection(params)
+    try:
+        channel = connection.channel()
+
+        def counts(name: str) -> tuple[int, int]:
+            nonlocal channel
+            try:
+                ok = channel.queue_declare(name, passive=True).method
+            except ChannelClosedByBroker as exc:
+                if exc.reply_code != 404:
+                    raise
+                channel = connection.channel()  # a 404 closes the channel: open another
+                return 0, 0
+            return int(ok.message_count), int(ok.consumer_count)
+
+        stats, consumers = [], 0
+        for q in queues:
+            depth, consuming = counts(q)
+            consumers = max(consumers, consuming)
+            stats.append(
+                QueueStat(
+                    queue=q,
+                    depth=depth,
+                    delayed=counts(dq_name(q))[0],
+                    dead=counts(xq_name(q))[0],
+                    oldest_age_s=None,
+                )
+            )
+        return QueueHealth(stats, consumers, ages_known=False)
+    finally:
+        connection.close()
