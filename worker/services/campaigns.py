@@ -258,15 +258,48 @@ def complete_case(s: Session, case: Case, now: datetime) -> None:
 def outreach_settings(s: Session, case: Case) -> tuple[OutreachSettings, bool]:
     """The outreach policy of ``case``'s requests, and whether the first channel follows the
     provider's profile: the campaign's own policy, or the default for a review."""
-    if case.campaign_id is None:
+    facts = campaign_facts(s, case.campaign_id) if case.campaign_id is not None else None
+    if facts is None:
         return DEFAULT_SETTINGS, False
-    campaign = s.get(Campaign, case.campaign_id)
+    return facts.settings, facts.by_profile
+
+
+@dataclass(frozen=True)
+class CampaignFacts:
+    """What a campaign's outreach reads on every attempt: its name (printed on the letter),
+    its policy and whether the first channel follows the provider's profile."""
+
+    name: str
+    settings: OutreachSettings
+    by_profile: bool
+
+
+def campaign_facts(s: Session, campaign_id: str) -> CampaignFacts | None:
+    """The campaign's :class:`CampaignFacts` (None: no such campaign). They never change once
+    the campaign is loaded, so each worker process reads them once, not on every attempt it
+    plans and sends."""
+    known = _FACTS.get(campaign_id)
+    if known is not None:
+        return known
+    campaign = s.get(Campaign, campaign_id)
     if campaign is None:
-        return DEFAULT_SETTINGS, False
-    settings = OutreachSettings(
-        min_attempts=campaign.attempts, spacing_fraction=campaign.spacing_fraction
+        return None
+    facts = CampaignFacts(
+        campaign.name,
+        OutreachSettings(
+            min_attempts=campaign.attempts, spacing_fraction=campaign.spacing_fraction
+        ),
+        campaign.first_channel == "profile",
     )
-    return settings, campaign.first_channel == "profile"
+    if len(_FACTS) >= _FACTS_KEPT:
+        _FACTS.clear()
+    _FACTS[campaign_id] = facts
+    return facts
+
+
+#: campaign id → its facts, in this process (a few hundred bytes each; cleared when full)
+_FACTS: dict[str, CampaignFacts] = {}
+_FACTS_KEPT = 10_000
 
 
 def channel_profile(s: Session, provider_id: str) -> dict[ChannelKind, ChannelRecord]:

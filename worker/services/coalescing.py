@@ -30,13 +30,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.jurisdictions import get_jurisdiction
-from storage.models import Attempt, Campaign, Case, RecordRequest, new_id
+from storage.models import Attempt, Case, RecordRequest, new_id
 from worker.commands import Command, SendAttempt
 from worker.domain.lifecycle import LEASE, CaseStatus, RequestStatus, outreach_allowed
 from worker.domain.outreach import next_attempt
 from worker.domain.types import AttemptOutcome, AttemptReason, PlannedAttempt, ReviewType
 from worker.services.audit import audit
-from worker.services.campaigns import channel_profile, outreach_settings
+from worker.services.campaigns import campaign_facts, channel_profile, outreach_settings
 from worker.services.mapping import (
     case_status,
     channels,
@@ -252,8 +252,8 @@ def campaign_purpose(s: Session, case: Case) -> str | None:
     """What a campaign's request letter says the records are for (None: an external review)."""
     if case.campaign_id is None:
         return None
-    campaign = s.get(Campaign, case.campaign_id)
-    return f'the records review "{campaign.name}"' if campaign else "a records review"
+    facts = campaign_facts(s, case.campaign_id)
+    return f'the records review "{facts.name}"' if facts else "a records review"
 
 
 def served_lines(s: Session, a: Attempt) -> list[str]:
