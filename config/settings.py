@@ -199,6 +199,30 @@ class BodyLimitSettings(BaseModel):
     max_json_depth: int = Field(default=64, ge=8, le=256)
 
 
+class DatabaseSettings(BaseModel):
+    """The PostgreSQL connection pool of each process (``GOODFAITH_DB__*``); SQLite keeps its
+    own embedded set-up. Each process holds at most ``pool_size + max_overflow`` connections:
+    size them to the process's threads (``worker_threads`` plus the audit chainer and the
+    scheduler's own reads), and the database (or PgBouncer) to the sum over processes.
+
+    Behind PgBouncer in *transaction* pooling mode (each transaction may run on another server
+    connection) set ``prepared_statements=false``: psycopg otherwise prepares a statement on
+    the server after it ran ``prepare_threshold`` times on a connection, and the next
+    transaction, on another server connection, finds it missing (or a name taken). PgBouncer
+    1.21+ with ``max_prepared_statements > 0`` tracks them itself and needs no change."""
+
+    pool_size: int = Field(default=10, ge=1)  # connections kept open per process
+    max_overflow: int = Field(default=10, ge=0)  # more, opened under load and closed after
+    pool_timeout_s: float = Field(default=30.0, gt=0)  # wait for a free connection, then fail
+    pre_ping: bool = True  # test each connection as it leaves the pool (a restarted server)
+    #: close connections older than this many seconds (-1: never); set it below any idle
+    #: timeout between us and the database (PgBouncer's client_idle_timeout, a load balancer)
+    pool_recycle_s: int = Field(default=-1, ge=-1)
+    #: psycopg's server-side prepared statements; false behind a transaction-mode PgBouncer
+    prepared_statements: bool = True
+    prepare_threshold: PositiveInt = 5  # executions on one connection before one is prepared
+
+
 # The registry is imported inside functions: it imports the models above (no import cycle),
 # and importing it here would load every adapter with the settings.
 
@@ -216,6 +240,7 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "sqlite:///./var/goodfaith.db"
+    db: DatabaseSettings = Field(default_factory=DatabaseSettings)  # pool (PostgreSQL only)
     redis_url: str | None = None  # unset: `goodfaith demo` starts a private Redis itself
     #: the message broker of the worker, API and scheduler processes (worker/brokers.py)
     broker: Literal["redis", "rabbitmq"] = "redis"

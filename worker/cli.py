@@ -825,7 +825,7 @@ def _database(migrate_schema: bool = True) -> Iterator[Any]:
 
     url = get_settings().database_url
     try:
-        engine = make_engine(url)
+        engine = make_engine(url, get_settings().db)
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:
         _fail(f"GOODFAITH_DATABASE_URL is not a database URL ({type(exc).__name__}): {_safe(url)}")
     try:

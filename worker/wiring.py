@@ -233,7 +233,7 @@ def build_container(
     needs_s3 = settings.object_store.startswith("s3://") or settings.eoc_library.startswith("s3://")
     if s3_client is None and needs_s3:
         s3_client = make_s3_client(settings.s3_endpoint_url, settings.s3_region)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, settings.db)
     closers.append(engine.dispose)
     if migrate_schema:
         migrate(engine)
