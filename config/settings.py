@@ -251,6 +251,15 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None  # MinIO or moto; unset for AWS
     s3_region: str = "us-east-1"
     s3_sse: str | None = "AES256"  # server-side encryption; "aws:kms" or None to disable
+    #: HTTP connections the process's one S3 client keeps (botocore's max_pool_connections);
+    #: unset: the worker's threads (``worker_threads``, ``goodfaith worker -t``), at least 10,
+    #: so no thread waits for or churns a connection
+    s3_max_pool_connections: PositiveInt | None = None
+    #: botocore's retry mode for S3: "standard" (exponential backoff with jitter on throttling,
+    #: 5xx and connection errors) or "adaptive" (standard plus client-side rate limiting when
+    #: S3 throttles: for many processes writing one prefix)
+    s3_retry_mode: Literal["standard", "adaptive"] = "standard"
+    s3_max_attempts: PositiveInt = 5  # S3 calls, first one included, before an error surfaces
     eoc_library: str = "file://./var/eoc"  # folder or s3:// prefix holding <plan_id>.pdf
     public_base_url: str = "http://127.0.0.1:8000"  # where providers' channels reach our API
     media_secret: str = "change-me"  # HMAC key for signed request-letter URLs (see secret_problems)
@@ -287,6 +296,11 @@ class Settings(BaseSettings):
     watchdog_grace_s: float = 1200.0
     #: seconds the watchdog leaves a case alone after acting on it (at least LEASE, 600 s)
     watchdog_interval_s: float = 900.0
+
+    def s3_pool_connections(self) -> int:
+        """The S3 client's connection pool: ``s3_max_pool_connections``, else one per worker
+        thread and never below botocore's default of 10."""
+        return self.s3_max_pool_connections or max(10, self.worker_threads)
 
     @field_validator("object_store", "eoc_library")
     @classmethod

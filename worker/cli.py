@@ -272,6 +272,9 @@ def worker(
         chosen = parse_lanes(lanes)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--lanes") from None
+    if threads:  # the worker processes size their S3 pool (and warn on the database's) by it
+        os.environ["GOODFAITH_WORKER_THREADS"] = str(threads)
+        get_settings.cache_clear()
     s = get_settings()
     _require_secrets(s, "worker")
     sys.argv = [

@@ -76,3 +76,28 @@ def test_sqlite_keeps_its_own_set_up(tmp_path: Path) -> None:
     with engine.connect():
         pass
     assert engine.driver == "pysqlite"
+
+
+@pytest.mark.parametrize(("pool_size", "overflow", "warned"), [(2, 0, True), (4, 6, False)])
+def test_a_pool_no_larger_than_the_threads_is_named_at_start(
+    tmp_path: Path, pool_size: int, overflow: int, warned: bool
+) -> None:
+    """Threads beyond the pool wait POOL_TIMEOUT_S and fail: the process says so at start."""
+    from structlog.testing import capture_logs
+
+    from worker.wiring import InlineDispatcher, build_container
+
+    settings = Settings(
+        database_url=PG,
+        db=DatabaseSettings(pool_size=pool_size, max_overflow=overflow),
+        worker_threads=8,
+        object_store=f"file://{tmp_path / 'objects'}",
+        eoc_library=f"file://{tmp_path / 'eoc'}",
+    )
+    with capture_logs() as logs:
+        c = build_container(settings, dispatcher=InlineDispatcher(), migrate_schema=False)
+        c.close()
+    events = [e for e in logs if e["event"] == "db.pool_below_threads"]
+    assert bool(events) is warned
+    if warned:
+        assert (events[0]["pool"], events[0]["worker_threads"]) == (2, 8)
