@@ -28,7 +28,7 @@ import hmac
 from collections.abc import Callable
 from dataclasses import asdict
 from importlib import resources
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import structlog
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
@@ -60,7 +60,7 @@ from worker.domain.lifecycle import DeliveryStatus
 from worker.notification import IntakeError, Notification
 from worker.readmodels.attestation import attestation_json, attestation_pdf, case_attestation
 from worker.readmodels.campaigns import campaign_detail, list_campaigns
-from worker.readmodels.dashboard import dashboard, timeline
+from worker.readmodels.dashboard import CaseKind, dashboard, timeline
 from worker.readmodels.deadletters import dead_letters
 from worker.readmodels.export import (
     ExportFilter,
@@ -284,8 +284,16 @@ def create_app(
         status: str | None = None,
         review_type: str | None = None,
         agency_id: str | None = None,
+        kind: Annotated[
+            CaseKind,
+            Query(
+                description="review (default): external reviews only; campaign: campaigns' "
+                "cases; all: both. The counts follow it."
+            ),
+        ] = "review",
     ) -> dict[str, Any]:
-        """The cases ops watch, by time left, with at-risk marks (readmodels/dashboard.py)."""
+        """The cases ops watch, by time left, with at-risk marks (readmodels/dashboard.py).
+        External reviews only unless ``kind`` says otherwise."""
         return dashboard(
             container(),
             limit=limit,
@@ -293,6 +301,7 @@ def create_app(
             status=status,
             review_type=review_type,
             agency_id=agency_id,
+            kind=kind,
         )
 
     @app.get(

@@ -200,6 +200,37 @@ def test_campaign_api_loads_lists_shows_and_cancels(env) -> None:  # type: ignor
     assert list_campaigns(c)["campaigns"][0]["status"] == "cancelled"
 
 
+def test_the_case_list_shows_reviews_unless_asked_for_campaign_cases(env) -> None:  # type: ignore[no-untyped-def]
+    """A campaign's cases stay out of GET /v1/cases (and its counts) by default, where ops
+    watch external reviews against legal deadlines; ``kind`` lists them or every case."""
+    from tests.conftest import notification
+
+    c = env[0]
+    review = services.intake(c, notification(notification_id="REVIEW-1"))
+    loaded = services.load_campaign(c, {"name": "charts", "csv": _csv(3)}, "test")
+    ops = api_client(c, "ops")
+
+    default = ops.get("/v1/cases").json()
+    assert [x["case_id"] for x in default["active"]] == [review.case_id]
+    assert default["total"] == 1 and default["kind"] == "review"
+    assert sum(default["counts"].values()) == 1
+    assert default["active"][0]["kind"] == "review"
+    assert ops.get("/v1/cases", params={"kind": "review"}).json() == default
+
+    campaign = ops.get("/v1/cases", params={"kind": "campaign"}).json()
+    assert campaign["total"] == 3 and sum(campaign["counts"].values()) == 3
+    assert {x["campaign_id"] for x in campaign["active"]} == {loaded.campaign_id}
+    assert {x["kind"] for x in campaign["active"]} == {"campaign"}
+
+    every = ops.get("/v1/cases", params={"kind": "all"}).json()
+    assert every["total"] == 4 and sum(every["counts"].values()) == 4
+    assert {x["case_id"] for x in every["active"]} == {review.case_id} | {
+        x["case_id"] for x in campaign["active"]
+    }
+    bad = ops.get("/v1/cases", params={"kind": "campaigns"})
+    assert bad.status_code == 422
+
+
 def test_cli_campaign_load_reports_progress_and_refuses_a_bad_file(
     env, tmp_path: Path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
