@@ -83,6 +83,13 @@ class Campaign(Base):
     created_at: Mapped[datetime]
     created_by: Mapped[str] = mapped_column(String(128))  # the key's name, or "cli"
     cancelled_at: Mapped[datetime | None]
+    #: the load that made it: "key:<Idempotency-Key>" when one was given (CLI ``--key``), else
+    #: "sha256:<content_sha256>"; unique, so the same load again finds this campaign
+    load_key: Mapped[str | None] = mapped_column(String(80))
+    #: SHA-256 of the campaign as validated (head and rows; CSV or JSON alike)
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_campaigns_load_key", "load_key", unique=True),)
 
 
 class Case(Base):
