@@ -28,10 +28,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from config.jurisdictions import UnknownJurisdiction, get_jurisdiction
 from connectors.base import RecordsRequester
 from storage.db import transaction
-from storage.models import Attempt, Campaign, Case, RecordRequest, new_id
+from storage.models import Attempt, Campaign, Case, RecordRequest, RequestNumber, new_id
 from worker.campaign import CampaignDoc, CampaignError, CampaignHead, CampaignRow, due_instant
 from worker.commands import CancelAttempt, Command
 from worker.domain.clock import Clock
+from worker.domain.faxnumbers import request_fax_numbers
 from worker.domain.lifecycle import LEASE, CaseStatus, RequestStatus
 from worker.domain.outreach import DEFAULT_SETTINGS, ChannelRecord, OutreachSettings
 from worker.domain.types import ChannelKind
@@ -188,15 +189,21 @@ def _store(
         references: set[str] = set()
         for start in range(0, total, CHUNK):
             chunk = doc.rows[start : start + CHUNK]
-            cases, requests = [], []
+            cases, requests, numbers = [], [], []
             for row in chunk:
                 case, request = _rows_for(
                     campaign_id, doc.head.jurisdiction, row, now, tz, references
                 )
                 cases.append(case)
                 requests.append(request)
+                numbers += [
+                    {"number": n, "request_id": request["id"]}
+                    for n in sorted(request_fax_numbers(request["channels"]))
+                ]
             s.execute(insert(Case), cases)
             s.execute(insert(RecordRequest), requests)
+            if numbers:
+                s.execute(insert(RequestNumber), numbers)
             if progress is not None:
                 progress("stored", start + len(chunk), total)
         audit(
