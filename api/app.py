@@ -28,10 +28,10 @@ import hmac
 from collections.abc import Callable
 from dataclasses import asdict
 from importlib import resources
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import structlog
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -60,7 +60,7 @@ from worker.domain.lifecycle import DeliveryStatus
 from worker.notification import IntakeError, Notification
 from worker.readmodels.attestation import attestation_json, attestation_pdf, case_attestation
 from worker.readmodels.campaigns import campaign_detail, list_campaigns
-from worker.readmodels.dashboard import dashboard, timeline
+from worker.readmodels.dashboard import CaseKind, dashboard, timeline
 from worker.readmodels.deadletters import dead_letters
 from worker.readmodels.export import (
     ExportFilter,
@@ -285,8 +285,16 @@ def create_app(
         status: str | None = None,
         review_type: str | None = None,
         agency_id: str | None = None,
+        kind: Annotated[
+            CaseKind,
+            Query(
+                description="review (default): external reviews only; campaign: campaigns' "
+                "cases; all: both. The counts follow it."
+            ),
+        ] = "review",
     ) -> dict[str, Any]:
-        """The cases ops watch, by time left, with at-risk marks (readmodels/dashboard.py)."""
+        """The cases ops watch, by time left, with at-risk marks (readmodels/dashboard.py).
+        External reviews only unless ``kind`` says otherwise."""
         return dashboard(
             container(),
             limit=limit,
@@ -294,6 +302,7 @@ def create_app(
             status=status,
             review_type=review_type,
             agency_id=agency_id,
+            kind=kind,
         )
 
     @app.get(
@@ -645,24 +654,55 @@ def _campaign_routes(
         "/v1/campaigns",
         status_code=201,
         response_model=contract.CampaignLoaded,
-        responses=errors(401, 403, 413, 422),
+        responses={
+            200: {
+                "description": "this load was made before (the same Idempotency-Key, or the "
+                "same content without one): the campaign it made; nothing stored",
+                "model": contract.CampaignLoaded,
+            },
+            **errors(401, 403, 413, 422),
+        },
         openapi_extra=contract.body(contract.CampaignLoad, description="the campaign"),
     )
-    async def load_campaign(request: Request, who: Principal = intake_role) -> Response:
+    async def load_campaign(
+        request: Request,
+        who: Principal = intake_role,
+        idempotency_key: str | None = Header(
+            None,
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=64,
+            description="names this load: the same key again returns the campaign it made "
+            "(200), with other content 422; without it the content's SHA-256 names the load",
+        ),
+    ) -> Response:
         """Load a campaign: one open request per row, all or nothing (422 naming every bad
-        value by row and column)."""
+        value by row and column). 201 with its id; 200 with the same id when this load was
+        made before, as notifications do: a retried or repeated load never makes a second
+        campaign."""
         try:
             body = jsonbody.loads(await request.body(), JSON_BACKSTOP)
         except ValueError:
             return _invalid_campaign([(0, "(body)", "not JSON (UTF-8)")])
         try:
             result = await run_in_threadpool(
-                services.load_campaign, container(), body, f"key:{who.key_id}"
+                services.load_campaign,
+                container(),
+                body,
+                f"key:{who.key_id}",
+                None,
+                idempotency_key,
             )
         except CampaignError as exc:
             return _invalid_campaign(exc.errors)
         return JSONResponse(
-            {"campaign_id": result.campaign_id, "requests": result.requests}, status_code=201
+            {
+                "campaign_id": result.campaign_id,
+                "requests": result.requests,
+                "created": result.created,
+                "status": result.status,
+            },
+            status_code=201 if result.created else 200,
         )
 
     @app.get("/v1/campaigns", dependencies=[ops], responses=errors(401, 403, 422))

@@ -221,6 +221,9 @@ class CampaignLoad(BaseModel):
 class CampaignLoaded(BaseModel):
     campaign_id: str
     requests: int
+    #: false: the same load was made before; this is the campaign it made
+    created: bool
+    status: str  # open | cancelled
 
 
 class CampaignCancelled(BaseModel):

@@ -199,6 +199,30 @@ class BodyLimitSettings(BaseModel):
     max_json_depth: int = Field(default=64, ge=8, le=256)
 
 
+class DatabaseSettings(BaseModel):
+    """The PostgreSQL connection pool of each process (``GOODFAITH_DB__*``); SQLite keeps its
+    own embedded set-up. Each process holds at most ``pool_size + max_overflow`` connections:
+    size them to the process's threads (``worker_threads`` plus the audit chainer and the
+    scheduler's own reads), and the database (or PgBouncer) to the sum over processes.
+
+    Behind PgBouncer in *transaction* pooling mode (each transaction may run on another server
+    connection) set ``prepared_statements=false``: psycopg otherwise prepares a statement on
+    the server after it ran ``prepare_threshold`` times on a connection, and the next
+    transaction, on another server connection, finds it missing (or a name taken). PgBouncer
+    1.21+ with ``max_prepared_statements > 0`` tracks them itself and needs no change."""
+
+    pool_size: int = Field(default=10, ge=1)  # connections kept open per process
+    max_overflow: int = Field(default=10, ge=0)  # more, opened under load and closed after
+    pool_timeout_s: float = Field(default=30.0, gt=0)  # wait for a free connection, then fail
+    pre_ping: bool = True  # test each connection as it leaves the pool (a restarted server)
+    #: close connections older than this many seconds (-1: never); set it below any idle
+    #: timeout between us and the database (PgBouncer's client_idle_timeout, a load balancer)
+    pool_recycle_s: int = Field(default=-1, ge=-1)
+    #: psycopg's server-side prepared statements; false behind a transaction-mode PgBouncer
+    prepared_statements: bool = True
+    prepare_threshold: PositiveInt = 5  # executions on one connection before one is prepared
+
+
 # The registry is imported inside functions: it imports the models above (no import cycle),
 # and importing it here would load every adapter with the settings.
 
@@ -216,6 +240,7 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "sqlite:///./var/goodfaith.db"
+    db: DatabaseSettings = Field(default_factory=DatabaseSettings)  # pool (PostgreSQL only)
     redis_url: str | None = None  # unset: `goodfaith demo` starts a private Redis itself
     #: the message broker of the worker, API and scheduler processes (worker/brokers.py)
     broker: Literal["redis", "rabbitmq"] = "redis"
@@ -226,6 +251,15 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None  # MinIO or moto; unset for AWS
     s3_region: str = "us-east-1"
     s3_sse: str | None = "AES256"  # server-side encryption; "aws:kms" or None to disable
+    #: HTTP connections the process's one S3 client keeps (botocore's max_pool_connections);
+    #: unset: the worker's threads (``worker_threads``, ``goodfaith worker -t``), at least 10,
+    #: so no thread waits for or churns a connection
+    s3_max_pool_connections: PositiveInt | None = None
+    #: botocore's retry mode for S3: "standard" (exponential backoff with jitter on throttling,
+    #: 5xx and connection errors) or "adaptive" (standard plus client-side rate limiting when
+    #: S3 throttles: for many processes writing one prefix)
+    s3_retry_mode: Literal["standard", "adaptive"] = "standard"
+    s3_max_attempts: PositiveInt = 5  # S3 calls, first one included, before an error surfaces
     eoc_library: str = "file://./var/eoc"  # folder or s3:// prefix holding <plan_id>.pdf
     public_base_url: str = "http://127.0.0.1:8000"  # where providers' channels reach our API
     media_secret: str = "change-me"  # HMAC key for signed request-letter URLs (see secret_problems)
@@ -262,6 +296,11 @@ class Settings(BaseSettings):
     watchdog_grace_s: float = 1200.0
     #: seconds the watchdog leaves a case alone after acting on it (at least LEASE, 600 s)
     watchdog_interval_s: float = 900.0
+
+    def s3_pool_connections(self) -> int:
+        """The S3 client's connection pool: ``s3_max_pool_connections``, else one per worker
+        thread and never below botocore's default of 10."""
+        return self.s3_max_pool_connections or max(10, self.worker_threads)
 
     @field_validator("object_store", "eoc_library")
     @classmethod

@@ -9,17 +9,42 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+if TYPE_CHECKING:
+    from config.settings import DatabaseSettings
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for ``url``; creates the folder of a SQLite file database."""
+def pool_options(url: str, db: DatabaseSettings | None = None) -> dict[str, Any]:
+    """``create_engine`` keywords for the PostgreSQL pool of ``db`` (its defaults when None):
+    size, overflow, timeout, pre-ping, recycle, and psycopg's prepared statements (off behind
+    a transaction-mode PgBouncer)."""
+    from config.settings import DatabaseSettings
+
+    db = db or DatabaseSettings()
+    options: dict[str, Any] = {
+        "pool_size": db.pool_size,
+        "max_overflow": db.max_overflow,
+        "pool_timeout": db.pool_timeout_s,
+        "pool_pre_ping": db.pre_ping,
+        "pool_recycle": db.pool_recycle_s,
+    }
+    if make_url(url).get_driver_name() == "psycopg":
+        # psycopg 3: None turns server-side prepared statements off on every connection
+        threshold = db.prepare_threshold if db.prepared_statements else None
+        options["connect_args"] = {"prepare_threshold": threshold}
+    return options
+
+
+def make_engine(url: str, db: DatabaseSettings | None = None, **kwargs: Any) -> Engine:
+    """An engine for ``url``; creates the folder of a SQLite file database. ``db``: the
+    PostgreSQL pool settings (``GOODFAITH_DB__*``; their defaults when None)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -45,7 +70,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+psycopg"))
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, **kwargs)
+    return create_engine(url, **{**pool_options(url, db), **kwargs})
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

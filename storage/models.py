@@ -83,6 +83,13 @@ class Campaign(Base):
     created_at: Mapped[datetime]
     created_by: Mapped[str] = mapped_column(String(128))  # the key's name, or "cli"
     cancelled_at: Mapped[datetime | None]
+    #: the load that made it: "key:<Idempotency-Key>" when one was given (CLI ``--key``), else
+    #: "sha256:<content_sha256>"; unique, so the same load again finds this campaign
+    load_key: Mapped[str | None] = mapped_column(String(80))
+    #: SHA-256 of the campaign as validated (head and rows; CSV or JSON alike)
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_campaigns_load_key", "load_key", unique=True),)
 
 
 class Case(Base):
@@ -161,11 +168,25 @@ class RecordRequest(Base):
     attempts: Mapped[list[Attempt]] = relationship(
         back_populates="request", order_by="Attempt.number"
     )
+    #: its channels' fax numbers, normalised (written with the request; channels never change)
+    numbers: Mapped[list[RequestNumber]] = relationship(cascade="all, delete-orphan")
 
     __table_args__ = (
         UniqueConstraint("case_id", "provider_id"),
         Index("ix_requests_status_next", "status", "next_action_at"),
     )
+
+
+class RequestNumber(Base):
+    """A fax number one of a request's channels names, in E.164 (worker/domain/faxnumbers.py).
+    An inbound fax quoting no reference is matched by its sender's number here: the primary
+    key leads with the number, so the look-up reads the few requests of that number, not every
+    open request (services/inbound.py)."""
+
+    __tablename__ = "request_numbers"
+
+    number: Mapped[str] = mapped_column(String(20), primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("record_requests.id"), primary_key=True)
 
 
 class Attempt(Base):

@@ -143,10 +143,26 @@ def read_s3(client: Any, uri: str) -> bytes:
         raise ObjectStoreError(f"could not read {uri}: {exc}") from exc
 
 
-def make_s3_client(endpoint_url: str | None, region: str) -> Any:
+def make_s3_client(
+    endpoint_url: str | None,
+    region: str,
+    *,
+    max_pool_connections: int = 10,
+    retry_mode: str = "standard",
+    max_attempts: int = 5,
+) -> Any:
+    """The process's S3 client (boto3 clients are thread-safe: one serves every thread). Its
+    pool holds ``max_pool_connections`` HTTP connections: fewer than the threads using it and
+    the extra threads open and discard a connection on each call. Retries are explicit:
+    ``retry_mode`` "standard" or "adaptive", ``max_attempts`` tries in all."""
     import boto3
+    from botocore.config import Config
 
-    return boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
+    config = Config(
+        max_pool_connections=max_pool_connections,
+        retries={"mode": retry_mode, "total_max_attempts": max_attempts},  # first one included
+    )
+    return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
 
 
 def open_store(url: str, *, s3_client: Any = None, sse: str | None = "AES256") -> ObjectStore:

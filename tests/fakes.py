@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from config.settings import AgencySettings, Settings
+from config.settings import AgencySettings, DatabaseSettings, Settings
 from connectors.base import (
     ConnectorError,
     DeliveryReceipt,
@@ -113,11 +113,16 @@ class FakeDeliverer:
 
 
 def make_container(
-    tmp: Path, start: datetime, database_url: str | None = None, **kwargs: Any
+    tmp: Path,
+    start: datetime,
+    database_url: str | None = None,
+    db: DatabaseSettings | None = None,
+    **kwargs: Any,
 ) -> tuple[Container, VirtualClock, FakeFax, FakeDeliverer]:
     clock = VirtualClock(start)
     settings = Settings(
         database_url=database_url or f"sqlite:///{tmp / 'gf.db'}",
+        db=db or DatabaseSettings(),
         object_store=f"file://{tmp / 'objects'}",
         eoc_library=f"file://{tmp / 'eoc'}",
         agencies={

@@ -272,6 +272,9 @@ def worker(
         chosen = parse_lanes(lanes)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--lanes") from None
+    if threads:  # the worker processes size their S3 pool (and warn on the database's) by it
+        os.environ["GOODFAITH_WORKER_THREADS"] = str(threads)
+        get_settings.cache_clear()
     s = get_settings()
     _require_secrets(s, "worker")
     sys.argv = [
@@ -682,6 +685,13 @@ def campaign_group() -> None:
     show_default=True,
     help="profile: the provider's best-answering channel so far",
 )
+@click.option(
+    "--key",
+    default=None,
+    help="names this load (as the API's Idempotency-Key): loading again with it returns the "
+    "campaign it made. Without it the content names the load: the same file, name and policy "
+    "again make no second campaign",
+)
 def campaign_load(
     file: str,
     name: str,
@@ -689,10 +699,13 @@ def campaign_load(
     attempts: int,
     spacing_fraction: float,
     first_channel: str,
+    key: str | None,
 ) -> None:
     """Load FILE (CSV, header row; columns in worker/campaign.py). Every row is checked
     first: bad rows are listed by row and column and nothing is stored. Progress goes to
-    stderr; the campaign's cases are opened by the scheduler, a batch a tick."""
+    stderr; the campaign's cases are opened by the scheduler, a batch a tick. Loading the
+    same again prints the campaign the first load made ("created": false) and stores
+    nothing."""
     from worker.campaign import CampaignError
     from worker.services import load_campaign
 
@@ -721,7 +734,7 @@ def campaign_load(
 
     c = _container()
     try:
-        result = load_campaign(c, doc, "cli", progress)
+        result = load_campaign(c, doc, "cli", progress, key)
     except CampaignError as exc:
         for row, column, msg in exc.errors[:200]:
             where = column if row == 0 else f"row {row}, column {column}"
@@ -732,7 +745,21 @@ def campaign_load(
         sys.exit(EXIT_INPUT)
     finally:
         c.close()
-    click.echo(json.dumps({"campaign_id": result.campaign_id, "requests": result.requests}))
+    if not result.created:
+        click.echo(
+            f"already loaded: campaign {result.campaign_id} ({result.status}); nothing stored",
+            err=True,
+        )
+    click.echo(
+        json.dumps(
+            {
+                "campaign_id": result.campaign_id,
+                "requests": result.requests,
+                "created": result.created,
+                "status": result.status,
+            }
+        )
+    )
 
 
 @campaign_group.command("list")
@@ -829,7 +856,7 @@ def _database(migrate_schema: bool = True) -> Iterator[Any]:
 
     url = get_settings().database_url
     try:
-        engine = make_engine(url)
+        engine = make_engine(url, get_settings().db)
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:
         _fail(f"GOODFAITH_DATABASE_URL is not a database URL ({type(exc).__name__}): {_safe(url)}")
     try:

@@ -232,9 +232,24 @@ def build_container(
         closers.append(http.close)
     needs_s3 = settings.object_store.startswith("s3://") or settings.eoc_library.startswith("s3://")
     if s3_client is None and needs_s3:
-        s3_client = make_s3_client(settings.s3_endpoint_url, settings.s3_region)
-    engine = make_engine(settings.database_url)
+        s3_client = make_s3_client(
+            settings.s3_endpoint_url,
+            settings.s3_region,
+            max_pool_connections=settings.s3_pool_connections(),
+            retry_mode=settings.s3_retry_mode,
+            max_attempts=settings.s3_max_attempts,
+        )
+    engine = make_engine(settings.database_url, settings.db)
     closers.append(engine.dispose)
+    capacity = settings.db.pool_size + settings.db.max_overflow
+    if engine.dialect.name == "postgresql" and capacity <= settings.worker_threads:
+        structlog.get_logger("goodfaith.wiring").warning(
+            "db.pool_below_threads",
+            pool=capacity,
+            worker_threads=settings.worker_threads,
+            hint="raise GOODFAITH_DB__POOL_SIZE or GOODFAITH_DB__MAX_OVERFLOW: threads wait "
+            "GOODFAITH_DB__POOL_TIMEOUT_S for a connection, then fail",
+        )
     if migrate_schema:
         migrate(engine)
     if background_audit:

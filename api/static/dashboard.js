@@ -61,8 +61,16 @@ function askForKey(message) {
 
 // --- the list of cases ----------------------------------------------------------------------
 
+// the list shows external reviews unless asked: a campaign's requests would bury them
+const KIND_NOTE = {
+  review: "external reviews",
+  campaign: "campaign cases",
+  all: "cases (reviews and campaign requests)",
+};
+
 async function renderList() {
-  const q = new URLSearchParams({ limit: "500" });
+  const kind = $("#f-kind").value || "review";
+  const q = new URLSearchParams({ limit: "500", kind });
   if ($("#f-status").value) q.set("status", $("#f-status").value);
   if ($("#f-review").value) q.set("review_type", $("#f-review").value);
   if ($("#f-agency").value.trim()) q.set("agency_id", $("#f-agency").value.trim());
@@ -80,7 +88,7 @@ async function renderList() {
   const body = $("#cases tbody");
   body.replaceChildren(...rows.map(caseRow));
   $("#cases-note").textContent =
-    `${rows.length} shown of ${page.total} watched cases, earliest deadline first` +
+    `${rows.length} shown of ${page.total} watched ${KIND_NOTE[kind]}, earliest deadline first` +
     (page.total > page.active.length ? ` (first ${page.active.length})` : "");
   renderQueues(queues);
   renderReview(review);
@@ -173,6 +181,7 @@ function caseRow(c) {
   const tr = el("tr");
   tr.dataset.caseId = c.case_id;
   tr.dataset.marks = c.at_risk.join(" ");
+  tr.dataset.kind = c.kind;
   if (c.at_risk.length) tr.classList.add("at-risk");
   if (c.overdue) tr.classList.add("overdue");
   const marks = el("td");
@@ -303,7 +312,7 @@ document.addEventListener("DOMContentLoaded", () => {
     refresh();
   });
   $("#sign-out").addEventListener("click", () => askForKey("key forgotten"));
-  for (const id of ["#f-status", "#f-review", "#f-agency", "#f-search", "#f-risk"]) {
+  for (const id of ["#f-kind", "#f-status", "#f-review", "#f-agency", "#f-search", "#f-risk"]) {
     $(id).addEventListener("change", refresh);
   }
   $("#filters").addEventListener("submit", (event) => { event.preventDefault(); refresh(); });

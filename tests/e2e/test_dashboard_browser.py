@@ -136,9 +136,12 @@ def test_the_dashboard_shows_a_simulated_day(
         f"M77,Pat Doe,1970-01-01,prov-77,Clinic,+16175550177,Charts,"
         f"{(c.clock.now() + timedelta(days=30)).date().isoformat()}\n"
     )
-    services.load_campaign(c, {"name": "RA charts", "csv": csv_text}, "test")
+    loaded = services.load_campaign(c, {"name": "RA charts", "csv": csv_text}, "test")
     expected = api.get("/v1/cases", params={"limit": 500}).json()
     assert expected["active"], "the day should leave cases in progress"
+    assert {x["kind"] for x in expected["active"]} == {"review"}  # the campaign's stay out
+    campaign_cases = api.get("/v1/cases", params={"limit": 500, "kind": "campaign"}).json()
+    assert [x["campaign_id"] for x in campaign_cases["active"]] == [loaded.campaign_id]
     browser = _browser()
     try:
         browser.get(f"{url}/dashboard?refresh=1")
@@ -188,6 +191,14 @@ def test_the_dashboard_shows_a_simulated_day(
         risky = {x["case_id"] for x in expected["active"] if x["at_risk"]}
         _wait(lambda: {r["id"] for r in _rows(browser)} == risky)
         browser.find_element("id", "f-risk").click()
+        # the campaign's case only when asked for: campaign requests, then every case
+        campaign_ids = {x["case_id"] for x in campaign_cases["active"]}
+        Select(browser.find_element("id", "f-kind")).select_by_value("campaign")
+        _wait(lambda: {r["id"] for r in _rows(browser)} == campaign_ids)
+        Select(browser.find_element("id", "f-kind")).select_by_value("all")
+        _wait(lambda: {r["id"] for r in _rows(browser)} == campaign_ids | set(shown))
+        Select(browser.find_element("id", "f-kind")).select_by_value("review")
+        _wait(lambda: [r["id"] for r in _rows(browser)] == shown)
 
         # it refreshes on its own: a case taken in now appears without a reload
         later = c.clock.now()

@@ -87,6 +87,41 @@ def test_migration_0002_adds_vendor_drops_sending_and_keeps_attempts(
         c.close()
 
 
+def test_migration_0016_fills_request_numbers_from_the_channels(
+    database_url: str, tmp_path: Path
+) -> None:
+    """0016 creates request_numbers and fills it from the requests already stored: each
+    request's fax numbers (its provider's and its designee's), normalised, once each."""
+    from sqlalchemy import text
+
+    from tests.conftest import at, notification
+    from tests.fakes import make_container
+    from worker import services
+
+    c, _, _, _ = make_container(tmp_path, at("2026-04-17T09:00:00-04:00"), database_url)
+    try:
+        provider = dict(notification()["providers"][0])
+        provider["designee"] = {
+            "vendor_id": "ciox",
+            "name": "Ciox Health",
+            "channels": [{"kind": "fax", "number": "+18005550123"}],
+        }
+        second = {**provider, "provider_id": "prov-2", "designee": None}
+        second["channels"] = [{"kind": "fhir", "base_url": "https://ehr.example/fhir"}]
+        services.intake(c, notification(providers=[provider, second]))
+        query = "SELECT number, request_id FROM request_numbers ORDER BY number"
+        with c.engine.connect() as conn:
+            written = [tuple(r) for r in conn.execute(text(query))]
+        assert [n for n, _ in written] == ["+16175550101", "+18005550123"]
+        _alembic(c.engine, "downgrade", "0015")
+        _alembic(c.engine, "upgrade", "head")
+        with c.engine.connect() as conn:
+            assert [tuple(r) for r in conn.execute(text(query))] == written
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    finally:
+        c.close()
+
+
 def _case(**kw: Any) -> Case:
     t = datetime(2026, 4, 17, 13, 0, tzinfo=UTC)
     base: dict[str, Any] = dict(

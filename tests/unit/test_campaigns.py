@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,37 @@ def test_campaign_api_loads_lists_shows_and_cancels(env) -> None:  # type: ignor
     assert list_campaigns(c)["campaigns"][0]["status"] == "cancelled"
 
 
+def test_the_case_list_shows_reviews_unless_asked_for_campaign_cases(env) -> None:  # type: ignore[no-untyped-def]
+    """A campaign's cases stay out of GET /v1/cases (and its counts) by default, where ops
+    watch external reviews against legal deadlines; ``kind`` lists them or every case."""
+    from tests.conftest import notification
+
+    c = env[0]
+    review = services.intake(c, notification(notification_id="REVIEW-1"))
+    loaded = services.load_campaign(c, {"name": "charts", "csv": _csv(3)}, "test")
+    ops = api_client(c, "ops")
+
+    default = ops.get("/v1/cases").json()
+    assert [x["case_id"] for x in default["active"]] == [review.case_id]
+    assert default["total"] == 1 and default["kind"] == "review"
+    assert sum(default["counts"].values()) == 1
+    assert default["active"][0]["kind"] == "review"
+    assert ops.get("/v1/cases", params={"kind": "review"}).json() == default
+
+    campaign = ops.get("/v1/cases", params={"kind": "campaign"}).json()
+    assert campaign["total"] == 3 and sum(campaign["counts"].values()) == 3
+    assert {x["campaign_id"] for x in campaign["active"]} == {loaded.campaign_id}
+    assert {x["kind"] for x in campaign["active"]} == {"campaign"}
+
+    every = ops.get("/v1/cases", params={"kind": "all"}).json()
+    assert every["total"] == 4 and sum(every["counts"].values()) == 4
+    assert {x["case_id"] for x in every["active"]} == {review.case_id} | {
+        x["case_id"] for x in campaign["active"]
+    }
+    bad = ops.get("/v1/cases", params={"kind": "campaigns"})
+    assert bad.status_code == 422
+
+
 def test_cli_campaign_load_reports_progress_and_refuses_a_bad_file(
     env, tmp_path: Path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
@@ -230,3 +262,133 @@ def test_cli_campaign_load_reports_progress_and_refuses_a_bad_file(
     assert "stored 10000/12000 requests" in result.stderr
     assert "stored 12000/12000 requests" in result.stderr
     assert json.loads(shown.stdout)["waiting_to_open"] == 12_000
+
+
+def test_loading_the_same_campaign_twice_makes_one(env) -> None:  # type: ignore[no-untyped-def]
+    """Without a key the content names the load: the same campaign again (as CSV or as JSON
+    rows) returns the first one's id and stores nothing; another name is another campaign;
+    a cancelled campaign's content again names the cancelled one."""
+    c = env[0]
+    doc = {"name": "charts", "csv": _csv(3)}
+    first = services.load_campaign(c, doc, "test")
+    again = services.load_campaign(c, doc, "test")
+    assert (first.created, again.created) == (True, False)
+    assert (again.campaign_id, again.requests, again.status) == (first.campaign_id, 3, "open")
+    as_json = {"name": "charts", "requests": list(csv.DictReader(io.StringIO(_csv(3))))}
+    assert services.load_campaign(c, as_json, "test").campaign_id == first.campaign_id
+    assert (_count(c, Campaign), _count(c, Case), _count(c, RecordRequest)) == (1, 3, 3)
+    other = services.load_campaign(c, {"name": "charts 2", "csv": _csv(3)}, "test")
+    assert other.created and other.campaign_id != first.campaign_id
+    assert _count(c, Case) == 6
+    services.cancel_campaign(c, first.campaign_id, "ended", "test")
+    after = services.load_campaign(c, doc, "test")
+    assert (after.campaign_id, after.created, after.status) == (
+        first.campaign_id,
+        False,
+        "cancelled",
+    )
+
+
+def test_a_key_names_the_load_and_refuses_other_content(env) -> None:  # type: ignore[no-untyped-def]
+    """With a key (Idempotency-Key, ``--key``) the key names the load: the same key and
+    content again is the same campaign, the key with other content is refused naming it, and
+    a new key loads the same content anew on purpose."""
+    c = env[0]
+    doc = {"name": "charts", "csv": _csv(2)}
+    unkeyed = services.load_campaign(c, doc, "test")
+    keyed = services.load_campaign(c, doc, "test", None, "batch-2026-11-27")
+    assert keyed.created and keyed.campaign_id != unkeyed.campaign_id
+    same = services.load_campaign(c, doc, "test", None, "batch-2026-11-27")
+    assert (same.campaign_id, same.created) == (keyed.campaign_id, False)
+    with pytest.raises(CampaignError) as refused:
+        services.load_campaign(
+            c, {"name": "charts", "csv": _csv(3)}, "test", None, "batch-2026-11-27"
+        )
+    (row, column, message), *_ = refused.value.errors
+    assert (row, column) == (0, "idempotency_key") and keyed.campaign_id in message
+    with pytest.raises(CampaignError):
+        services.load_campaign(c, doc, "test", None, "x" * 65)
+    assert _count(c, Campaign) == 2
+
+
+def test_two_identical_loads_at_once_make_one_campaign(env) -> None:  # type: ignore[no-untyped-def]
+    """The unique load key decides between two loads of the same content racing."""
+    import threading
+
+    c = env[0]
+    doc = {"name": "race", "csv": _csv(400)}
+    barrier = threading.Barrier(2)
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            barrier.wait()
+            results.append(services.load_campaign(c, doc, "test"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len({r.campaign_id for r in results}) == 1
+    assert sorted(r.created for r in results) == [False, True]
+    assert (_count(c, Campaign), _count(c, Case)) == (1, 400)
+
+
+def test_the_api_answers_a_repeated_load_with_200_and_the_same_campaign(env) -> None:  # type: ignore[no-untyped-def]
+    """POST /v1/campaigns: 201 for a new campaign, 200 with its id for the same load again
+    (as POST /v1/notifications does for a notification id taken in), with or without an
+    Idempotency-Key; the key with another body is a 422 naming it."""
+    c = env[0]
+    rows = list(csv.DictReader(io.StringIO(_csv(2))))
+    intake = api_client(c, "intake")
+    body = {"name": "api", "requests": rows}
+    made = intake.post("/v1/campaigns", json=body)
+    again = intake.post("/v1/campaigns", json=body)
+    assert (made.status_code, again.status_code) == (201, 200), again.text
+    assert made.json() == {**again.json(), "created": True}
+    assert again.json()["created"] is False and again.json()["status"] == "open"
+    key = {"Idempotency-Key": "req-7f3c"}
+    keyed = intake.post("/v1/campaigns", json=body, headers=key)
+    retried = intake.post("/v1/campaigns", json=body, headers=key)
+    assert (keyed.status_code, retried.status_code) == (201, 200)
+    assert (
+        keyed.json()["campaign_id"] == retried.json()["campaign_id"] != made.json()["campaign_id"]
+    )
+    other = intake.post("/v1/campaigns", json={"name": "api", "requests": rows[:1]}, headers=key)
+    assert other.status_code == 422
+    assert other.json()["errors"][0]["column"] == "idempotency_key"
+    too_long = intake.post("/v1/campaigns", json=body, headers={"Idempotency-Key": "k" * 65})
+    assert too_long.status_code == 422
+    assert _count(c, Campaign) == 2
+
+
+def test_cli_campaign_load_twice_stores_once(env, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`goodfaith campaign load` of the same file twice: the second prints the first's
+    campaign ("created": false) and says so on stderr; ``--key`` names a load."""
+    from config.settings import get_settings
+    from worker.cli import main
+
+    c = env[0]
+    good = tmp_path / "good.csv"
+    good.write_text(_csv(3, due=(date.today() + timedelta(days=30)).isoformat()))  # real clock
+    monkeypatch.setenv("GOODFAITH_DATABASE_URL", c.engine.url.render_as_string(False))
+    get_settings.cache_clear()
+    try:
+        runs = [
+            CliRunner().invoke(main, ["campaign", "load", str(good), "--name", "g", *extra])
+            for extra in ([], [], ["--key", "k1"], ["--key", "k1"])
+        ]
+    finally:
+        get_settings.cache_clear()
+    assert [r.exit_code for r in runs] == [0, 0, 0, 0], [r.output for r in runs]
+    out = [json.loads(r.stdout) for r in runs]
+    assert [o["created"] for o in out] == [True, False, True, False]
+    assert out[0]["campaign_id"] == out[1]["campaign_id"] != out[2]["campaign_id"]
+    assert out[2]["campaign_id"] == out[3]["campaign_id"]
+    assert "already loaded: campaign" in runs[1].stderr
+    assert _count(c, Campaign) == 2

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select, true
 
 from storage.models import Attempt, AuditEvent, Case, Document, Packet, RecordRequest
 from worker.domain.lifecycle import CaseStatus, RequestStatus
@@ -23,10 +23,29 @@ from worker.wiring import Container
 MAX_PAGE = 500
 
 
-def status_counts(c: Container) -> dict[str, int]:
-    """How many cases are in each status (one aggregate query)."""
+#: Which cases a list shows: external reviews (the default: what ops watch against legal
+#: deadlines), campaign requests (bulk record retrieval), or both.
+CaseKind = Literal["review", "campaign", "all"]
+CASE_KINDS: tuple[CaseKind, ...] = ("review", "campaign", "all")
+
+
+def of_kind(kind: CaseKind) -> ColumnElement[bool]:
+    """The cases of ``kind``: a campaign's cases carry its id, a review's none."""
+    if kind == "review":
+        return Case.campaign_id.is_(None)
+    if kind == "campaign":
+        return Case.campaign_id.is_not(None)
+    if kind == "all":
+        return true()
+    raise ValueError(f"unknown case kind {kind!r}: one of {', '.join(CASE_KINDS)}")
+
+
+def status_counts(c: Container, kind: CaseKind = "all") -> dict[str, int]:
+    """How many cases of ``kind`` are in each status (one aggregate query)."""
     with c.sessions() as s:
-        rows = s.execute(select(Case.status, func.count()).group_by(Case.status))
+        rows = s.execute(
+            select(Case.status, func.count()).where(of_kind(kind)).group_by(Case.status)
+        )
         return {status: n for status, n in rows}
 
 
@@ -81,6 +100,7 @@ def dashboard(
     status: str | None = None,
     review_type: str | None = None,
     agency_id: str | None = None,
+    kind: CaseKind = "review",
 ) -> dict[str, Any]:
     """Counts by status, and one page of the cases ops must watch: every case not yet
     delivered or cancelled, and any case flagged for attention, earliest due first (by time
@@ -88,12 +108,16 @@ def dashboard(
     (``overdue``) and its at-risk marks (:func:`at_risk`). ``status``, ``review_type`` and
     ``agency_id`` narrow the list.
 
+    ``kind``: external reviews only by default (``review``): a campaign's thousands of
+    requests would otherwise bury the reviews with legal deadlines; ``campaign`` lists the
+    campaigns' cases, ``all`` both. The counts follow ``kind`` too.
+
     ``limit`` is capped at :data:`MAX_PAGE`; ``total`` counts every such case."""
     now = c.clock.now()
     grace = timedelta(seconds=c.settings.watchdog_grace_s)
     limit = max(0, min(limit, MAX_PAGE))
     closed = [s.value for s in CaseStatus if s.closed]
-    watched = or_(Case.status.not_in(closed), Case.attention.is_not(None))
+    watched = or_(Case.status.not_in(closed), Case.attention.is_not(None)) & of_kind(kind)
     if status:
         watched = watched & (Case.status == status)
     if review_type:
@@ -133,6 +157,7 @@ def dashboard(
                 func.coalesce(open_requests.c.n, 0),
                 Case.received_at,
                 Case.agency_id,
+                Case.campaign_id,
                 func.coalesce(failed.c.n, 0),
                 func.coalesce(quarantined.c.n, 0),
             )
@@ -147,12 +172,14 @@ def dashboard(
         active = []
         for row in rows:
             (case_id, nid, review, st, due_at, attention, assemble_at, deliver_by, n) = row[:9]
-            received_at, agency, n_failed, n_quarantined = row[9:]
+            received_at, agency, campaign_id, n_failed, n_quarantined = row[9:]
             overdue = _overdue(st, assemble_at, deliver_by, now, grace)
             active.append(
                 {
                     "case_id": case_id,
                     "notification_id": nid,
+                    "kind": "review" if campaign_id is None else "campaign",
+                    "campaign_id": campaign_id,
                     "review_type": review,
                     "agency_id": agency,
                     "status": st,
@@ -178,7 +205,8 @@ def dashboard(
             )
     return {
         "now": now.isoformat(),
-        "counts": status_counts(c),
+        "counts": status_counts(c, kind),
+        "kind": kind,
         "total": total,
         "limit": limit,
         "offset": offset,

@@ -164,10 +164,12 @@ def load_campaign(
     data: Any,
     created_by: str,
     progress: Callable[[str, int, int], None] | None = None,
+    key: str | None = None,
 ) -> campaigns.LoadResult:
     """Validate a campaign document (every row; CampaignError names each bad value, nothing is
     stored) and store it in one transaction; its cases are opened by the scheduler, a batch a
-    tick. ``progress(phase, done, total)`` follows a long load."""
+    tick. ``progress(phase, done, total)`` follows a long load. The same load again (same
+    ``key``, or same content without one) returns the first one's campaign, ``created=False``."""
     from config.jurisdictions import UnknownJurisdiction, get_jurisdiction
     from worker.campaign import CampaignError, parse_campaign
 
@@ -182,7 +184,7 @@ def load_campaign(
             progress("checked", n, 0)
 
     doc = parse_campaign(data, today=today, progress=checked)
-    return call(campaigns.load_campaign, c, doc, created_by, progress)
+    return call(campaigns.load_campaign, c, doc, created_by, progress, key)
 
 
 def cancel_campaign(c: Container, campaign_id: str, reason: str, by: str) -> int | None:

@@ -12,6 +12,9 @@ at its due date, or when its request closes, it is ``completed``.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,15 +22,17 @@ from typing import Any
 
 import structlog
 from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.jurisdictions import UnknownJurisdiction, get_jurisdiction
 from connectors.base import RecordsRequester
 from storage.db import transaction
-from storage.models import Attempt, Campaign, Case, RecordRequest, new_id
+from storage.models import Attempt, Campaign, Case, RecordRequest, RequestNumber, new_id
 from worker.campaign import CampaignDoc, CampaignError, CampaignHead, CampaignRow, due_instant
 from worker.commands import CancelAttempt, Command
 from worker.domain.clock import Clock
+from worker.domain.faxnumbers import request_fax_numbers
 from worker.domain.lifecycle import LEASE, CaseStatus, RequestStatus
 from worker.domain.outreach import DEFAULT_SETTINGS, ChannelRecord, OutreachSettings
 from worker.domain.types import ChannelKind
@@ -48,6 +53,61 @@ Progress = Callable[[str, int, int], None]  # (phase, done, total)
 class LoadResult:
     campaign_id: str
     requests: int
+    #: False: this load had been made before (same key, or same content without a key) and
+    #: ``campaign_id`` is the campaign it made; nothing was stored this time
+    created: bool = True
+    status: str = "open"
+
+
+#: The longest Idempotency-Key (``--key``) a load takes.
+MAX_KEY = 64
+
+
+def content_sha256(doc: CampaignDoc) -> str:
+    """SHA-256 of the campaign as validated: its head (name, jurisdiction, policy) and every
+    row's values in order, as canonical JSON. The same campaign as CSV or as JSON rows, with
+    other spacing or quoting, has the same digest."""
+    digest = hashlib.sha256()
+    digest.update(_canonical(doc.head.model_dump(mode="json")))
+    for row in doc.rows:
+        digest.update(b"\n")
+        digest.update(_canonical(dataclasses.asdict(row)))
+    return digest.hexdigest()
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def load_key_of(key: str | None, digest: str) -> str:
+    """The campaign's ``load_key``: the caller's key, else the content's digest."""
+    if key is None:
+        return f"sha256:{digest}"
+    if not 1 <= len(key) <= MAX_KEY or not key.isascii() or not key.isprintable():
+        raise CampaignError(
+            [(0, "idempotency_key", f"must be 1 to {MAX_KEY} printable ASCII characters")]
+        )
+    return f"key:{key}"
+
+
+def _loaded(s: Session, load_key: str, digest: str) -> LoadResult | None:
+    """The campaign an earlier load with ``load_key`` made, or None; CampaignError when the
+    caller's key was used for other content (a new campaign needs a new key)."""
+    found = s.scalars(select(Campaign).where(Campaign.load_key == load_key)).one_or_none()
+    if found is None:
+        return None
+    if found.content_sha256 != digest:
+        raise CampaignError(
+            [
+                (
+                    0,
+                    "idempotency_key",
+                    f"already used for campaign {found.id} with other content: "
+                    "give a new key to load a new campaign",
+                )
+            ]
+        )
+    return LoadResult(found.id, found.requests, created=False, status=found.status)
 
 
 def check_head(head: CampaignHead) -> None:
@@ -62,14 +122,48 @@ def load_campaign(
     doc: CampaignDoc,
     created_by: str,
     progress: Progress | None = None,
+    key: str | None = None,
     *,
     sessions: sessionmaker[Session],
     clock: Clock,
 ) -> LoadResult:
     """Write the campaign and one open case (one request) per row, in one transaction.
-    ``doc`` is already validated; ``progress(phase, done, total)`` follows the inserts."""
+    ``doc`` is already validated; ``progress(phase, done, total)`` follows the inserts.
+
+    Idempotent: a load is known by ``key`` (the caller's Idempotency-Key) or, without one, by
+    the content's SHA-256. The same load again returns the campaign the first one made
+    (``created=False``, nothing stored), also when two run at once (the unique ``load_key``
+    decides); a key given again with other content is refused (CampaignError)."""
     check_head(doc.head)
     jurisdiction = get_jurisdiction(doc.head.jurisdiction)
+    digest = content_sha256(doc)
+    load_key = load_key_of(key, digest)
+    with transaction(sessions) as s:
+        earlier = _loaded(s, load_key, digest)
+    if earlier is not None:
+        log.info("campaign.load_repeated", campaign_id=earlier.campaign_id)
+        return earlier
+    try:
+        return _store(doc, created_by, progress, load_key, digest, jurisdiction.tz, sessions, clock)
+    except IntegrityError:  # the same load committed meanwhile (load_key is unique)
+        with transaction(sessions) as s:
+            earlier = _loaded(s, load_key, digest)
+        if earlier is None:
+            raise
+        log.info("campaign.load_repeated", campaign_id=earlier.campaign_id)
+        return earlier
+
+
+def _store(
+    doc: CampaignDoc,
+    created_by: str,
+    progress: Progress | None,
+    load_key: str,
+    digest: str,
+    tz: Any,
+    sessions: sessionmaker[Session],
+    clock: Clock,
+) -> LoadResult:
     now = clock.now()
     campaign_id = new_id()
     total = len(doc.rows)
@@ -87,21 +181,29 @@ def load_campaign(
                 requests=total,
                 created_at=now,
                 created_by=created_by,
+                load_key=load_key,
+                content_sha256=digest,
             )
         )
-        s.flush()
+        s.flush()  # a concurrent identical load fails here, before any row is written
         references: set[str] = set()
         for start in range(0, total, CHUNK):
             chunk = doc.rows[start : start + CHUNK]
-            cases, requests = [], []
+            cases, requests, numbers = [], [], []
             for row in chunk:
                 case, request = _rows_for(
-                    campaign_id, doc.head.jurisdiction, row, now, jurisdiction.tz, references
+                    campaign_id, doc.head.jurisdiction, row, now, tz, references
                 )
                 cases.append(case)
                 requests.append(request)
+                numbers += [
+                    {"number": n, "request_id": request["id"]}
+                    for n in sorted(request_fax_numbers(request["channels"]))
+                ]
             s.execute(insert(Case), cases)
             s.execute(insert(RecordRequest), requests)
+            if numbers:
+                s.execute(insert(RequestNumber), numbers)
             if progress is not None:
                 progress("stored", start + len(chunk), total)
         audit(

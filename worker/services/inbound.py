@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import distinct, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,12 +28,13 @@ from connectors.base import (
 )
 from connectors.vendor.orders import OrderEvent
 from storage.db import transaction
-from storage.models import Attempt, Document, InboundItem, RecordRequest
+from storage.models import Attempt, Document, InboundItem, RecordRequest, RequestNumber
 from storage.objects import ObjectStore, content_key
 from worker.commands import AssemblePacket, Command, IngestInbound, PlanOutreach, PollTask
 from worker.documents import DocumentCheck
 from worker.documents_check import DocumentChecker
 from worker.domain.clock import Clock
+from worker.domain.faxnumbers import normalized
 from worker.domain.lifecycle import (
     LEASE,
     DocumentKind,
@@ -268,17 +269,37 @@ def _match(
     if request is None and found.check.accepted and found.reference:
         request = s.scalar(select(RecordRequest).where(RecordRequest.reference == found.reference))
     if request is None and sender:
-        candidates = [
-            r
-            for r in s.scalars(
-                select(RecordRequest).where(RecordRequest.status == RequestStatus.OPEN)
-            )
-            if any(ch["destination"] == sender for ch in r.channels)
-        ]
-        chases = {r.chase_id for r in candidates}
-        if len(candidates) == 1 or (len(chases) == 1 and None not in chases):
-            request = candidates[0]  # one request, or one chase: the reply serves it whole
+        request = _by_sender(s, sender)
     return request
+
+
+def _by_sender(s: Session, sender: str) -> RecordRequest | None:
+    """The one open request whose channels name ``sender``'s number, or one of the open
+    requests of the one chase they all belong to (the reply serves the chase whole); None
+    when no open request or several unrelated ones use the number (the inbox then waits for
+    a person). One aggregate over the number's rows of ``request_numbers`` (its primary key
+    leads with the number): its cost follows the requests of that number, never every open
+    request (100,000 in a campaign)."""
+    number = normalized(sender)
+    if number is None:
+        return None
+    n, chases, chased, first = s.execute(
+        select(
+            func.count(),
+            func.count(distinct(RecordRequest.chase_id)),
+            func.count(RecordRequest.chase_id),
+            func.min(RecordRequest.id),
+        )
+        .select_from(RequestNumber)
+        .join(RecordRequest, RecordRequest.id == RequestNumber.request_id)
+        .where(
+            RequestNumber.number == number,
+            RecordRequest.status == RequestStatus.OPEN.value,
+        )
+    ).one()
+    if n == 1 or (n > 1 and chases == 1 and chased == n):
+        return s.get(RecordRequest, first)
+    return None
 
 
 def accept_document(

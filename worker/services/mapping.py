@@ -10,8 +10,9 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime, time
 
-from storage.models import Attempt, Case, RecordRequest
+from storage.models import Attempt, Case, RecordRequest, RequestNumber
 from worker.domain.deadlines import Timeline
+from worker.domain.faxnumbers import request_fax_numbers
 from worker.domain.lifecycle import CaseStatus, RequestStatus
 from worker.domain.types import AttemptFact, AttemptOutcome, Channel, ChannelKind
 from worker.notification import Designee, Notification
@@ -154,6 +155,7 @@ def new_case(
                 role=p.role,
                 network=p.network,
                 channels=chans,
+                numbers=[RequestNumber(number=n) for n in sorted(request_fax_numbers(chans))],
                 business_hours=list(p.business_hours) if p.business_hours else None,
                 reference=new_reference(),
                 status=RequestStatus.OPEN.value,

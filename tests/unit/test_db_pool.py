@@ -1,0 +1,103 @@
+"""The PostgreSQL pool of each process comes from ``GOODFAITH_DB__*`` (storage/db.py): size,
+overflow, timeout, pre-ping, recycle, and psycopg's prepared statements (off behind a
+transaction-mode PgBouncer). Engines connect lazily: nothing here reaches a server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import QueuePool
+
+from config.settings import DatabaseSettings, Settings
+from storage.db import make_engine
+
+PG = "postgresql://postgres@127.0.0.1:5432/nowhere"
+
+
+class Captured(Exception):
+    """Raised instead of connecting, once the connect arguments are seen."""
+
+
+def connect_params(engine: Engine) -> dict[str, Any]:
+    """The keyword arguments the engine would hand psycopg's ``connect``."""
+    seen: dict[str, Any] = {}
+
+    @event.listens_for(engine, "do_connect")
+    def _capture(_dialect: Any, _rec: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+        seen.update(cparams)
+        raise Captured
+
+    with pytest.raises(Captured):
+        engine.connect()
+    return seen
+
+
+def pool_of(engine: Engine) -> tuple[Any, ...]:
+    pool = engine.pool
+    assert isinstance(pool, QueuePool)
+    return (pool.size(), pool._max_overflow, pool._timeout, pool._pre_ping, pool._recycle)
+
+
+def test_defaults_are_the_former_fixed_values() -> None:
+    engine = make_engine(PG, Settings().db)
+    assert engine.driver == "psycopg"
+    assert pool_of(engine) == (10, 10, 30.0, True, -1)
+    assert connect_params(engine)["prepare_threshold"] == 5  # psycopg's own default
+
+
+def test_every_pool_setting_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "POOL_SIZE": "24",
+        "MAX_OVERFLOW": "6",
+        "POOL_TIMEOUT_S": "2.5",
+        "PRE_PING": "false",
+        "POOL_RECYCLE_S": "1800",
+        "PREPARED_STATEMENTS": "false",
+    }.items():
+        monkeypatch.setenv(f"GOODFAITH_DB__{name}", value)
+    engine = make_engine(PG, Settings().db)
+    assert pool_of(engine) == (24, 6, 2.5, False, 1800)
+    # None: psycopg never prepares a statement on the server (PgBouncer transaction pooling)
+    assert connect_params(engine)["prepare_threshold"] is None
+
+
+def test_prepare_threshold_is_used_while_prepared_statements_are_on() -> None:
+    engine = make_engine(PG, DatabaseSettings(prepare_threshold=2))
+    assert connect_params(engine)["prepare_threshold"] == 2
+
+
+def test_sqlite_keeps_its_own_set_up(tmp_path: Path) -> None:
+    """The pool settings are PostgreSQL's: SQLite's engine takes no psycopg arguments."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}", DatabaseSettings(pool_size=3))
+    with engine.connect():
+        pass
+    assert engine.driver == "pysqlite"
+
+
+@pytest.mark.parametrize(("pool_size", "overflow", "warned"), [(2, 0, True), (4, 6, False)])
+def test_a_pool_no_larger_than_the_threads_is_named_at_start(
+    tmp_path: Path, pool_size: int, overflow: int, warned: bool
+) -> None:
+    """Threads beyond the pool wait POOL_TIMEOUT_S and fail: the process says so at start."""
+    from structlog.testing import capture_logs
+
+    from worker.wiring import InlineDispatcher, build_container
+
+    settings = Settings(
+        database_url=PG,
+        db=DatabaseSettings(pool_size=pool_size, max_overflow=overflow),
+        worker_threads=8,
+        object_store=f"file://{tmp_path / 'objects'}",
+        eoc_library=f"file://{tmp_path / 'eoc'}",
+    )
+    with capture_logs() as logs:
+        c = build_container(settings, dispatcher=InlineDispatcher(), migrate_schema=False)
+        c.close()
+    events = [e for e in logs if e["event"] == "db.pool_below_threads"]
+    assert bool(events) is warned
+    if warned:
+        assert (events[0]["pool"], events[0]["worker_threads"]) == (2, 8)
