@@ -312,6 +312,8 @@ def _adopt_main() -> None:
     current._inheriting = True  # type: ignore[attr-defined]  # as multiprocessing does
     try:
         spawn.import_main_path(path)
+    except BaseException:  # a script that fails as __mp_main__ (no main guard):
+        pass  # the server keeps serving; each child then imports it as before, and fails alone
     finally:
         del current._inheriting  # type: ignore[attr-defined]
 
