@@ -12,7 +12,7 @@ from simulator.providers import ProviderBehaviour
 from simulator.scenario import DEFAULT_HORIZON, Scenario
 from worker.notification import npi_check_digit
 
-__all__ = ["demo_scenario"]
+__all__ = ["bench_scenario", "demo_scenario"]
 
 
 def _demo_npi(k: int) -> str:
@@ -114,3 +114,27 @@ def demo_scenario(
             }
         )
     return Scenario(start, notifications, providers, start + DEFAULT_HORIZON)
+
+
+def bench_scenario(cases: int, seed: int = 11) -> Scenario:
+    """The demo's notification mix, re-drawn so that one provider in three never answers
+    (``bench/bench_simulation.py``; receipts over two working days, no designees)."""
+    base = demo_scenario(cases, seed=seed)
+    rnd = random.Random(seed)
+    providers = {}
+    for n in base.notifications:
+        for p in n["providers"]:
+            p.pop("designee", None)
+            if rnd.random() < 1 / 3:
+                providers[p["provider_id"]] = ProviderBehaviour(respond_after_attempts=None)
+            else:
+                providers[p["provider_id"]] = ProviderBehaviour(
+                    respond_after_attempts=rnd.choice([1, 1, 2]),
+                    reply_delay_minutes=rnd.randint(20, 300),
+                    pages=rnd.randint(2, 12),
+                )
+    # receipts spread over two working days, as a carrier's intake would see them
+    start = datetime(2026, 4, 14, 8, 0, tzinfo=ZoneInfo("America/New_York"))
+    for i, n in enumerate(base.notifications):
+        n["received_at"] = (start + timedelta(minutes=(i * 997) % (2 * 24 * 60))).isoformat()
+    return Scenario(start, base.notifications, providers, start + timedelta(days=14))

@@ -4,45 +4,94 @@ A records office reads our request letter for the ``GF-XXXXXXXX`` reference and 
 its answer. This is the simulator's own minimal reader (pypdf text of the first pages and a
 regular expression), deliberately not ``worker.documents``: if our parser breaks, the fake
 must not break with it and hide the fault.
+
+What is read is kept by the document's SHA-256 (:class:`_Readings`): a letter is read once
+however many times it is faxed, redialled or asked about (pages, reference, patient).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
+import threading
+from collections import OrderedDict
+from typing import Any
 
 from pypdf import PdfReader
 
-__all__ = ["page_count", "read_reference"]
+__all__ = ["page_count", "read_patient", "read_reference"]
 
 # Our reference as a whole word: "GF-" and eight capitals or digits, not part of a longer token.
 _REFERENCE = re.compile(r"(?<![0-9A-Za-z])GF-[0-9A-Z]{8}(?![0-9A-Za-z])")
 _PAGES_READ = 2  # a letter quotes its reference on the first page; allow a cover sheet
+_UNREAD = object()
 
 
-def page_count(data: bytes) -> int | None:
-    """Pages in the PDF ``data``, or None when it is not a readable PDF."""
+class _Readings:
+    """What was read from documents, by their SHA-256, the most recently used ``size`` kept.
+    Thread-safe; a document read twice at once is read twice (same answer)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._found: OrderedDict[tuple[str, bytes], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, kind: str, data: bytes, read: Any) -> Any:
+        key = (kind, hashlib.sha256(data).digest())
+        with self._lock:
+            found = self._found.get(key, _UNREAD)
+            if found is not _UNREAD:
+                self._found.move_to_end(key)
+                return found
+        found = read(data)
+        with self._lock:
+            self._found[key] = found
+            while len(self._found) > self.size:
+                self._found.popitem(last=False)
+        return found
+
+
+_readings = _Readings()
+
+
+def _count(data: bytes) -> int | None:
     try:
         return len(PdfReader(io.BytesIO(data)).pages)
     except Exception:  # any unreadable PDF: the channel just does not claim a count
         return None
 
 
-def read_reference(data: bytes) -> str | None:
-    """The first ``GF-XXXXXXXX`` reference in the text of the first two pages, or None (no
-    text layer, unreadable file). Never raises."""
+def _first_texts(data: bytes) -> tuple[str | None, ...] | None:
+    """Text of each of the first two pages (None: that page could not be read), or None when
+    the file cannot be opened."""
     try:
         reader = PdfReader(io.BytesIO(data))
         pages = list(reader.pages[:_PAGES_READ])
-    except Exception:  # unreadable: the clerk cannot quote a reference
+    except Exception:
         return None
-    texts = []
+    texts: list[str | None] = []
     for page in pages:
         try:
             texts.append(page.extract_text() or "")
-        except Exception:  # one unreadable page: read the others
-            continue
-    match = _REFERENCE.search("\n".join(texts))
+        except Exception:
+            texts.append(None)
+    return tuple(texts)
+
+
+def page_count(data: bytes) -> int | None:
+    """Pages in the PDF ``data``, or None when it is not a readable PDF."""
+    found: int | None = _readings.get("pages", data, _count)
+    return found
+
+
+def read_reference(data: bytes) -> str | None:
+    """The first ``GF-XXXXXXXX`` reference in the text of the first two pages, or None (no
+    text layer, unreadable file). Never raises. (An unreadable page is skipped.)"""
+    texts = _readings.get("texts", data, _first_texts)
+    if texts is None:  # unreadable: the clerk cannot quote a reference
+        return None
+    match = _REFERENCE.search("\n".join(t for t in texts if t is not None))
     return match.group(0) if match else None
 
 
@@ -52,11 +101,11 @@ _BIRTH = re.compile(r"Date of birth:\s*(\d{4}-\d{2}-\d{2})")
 
 def read_patient(data: bytes) -> tuple[str, str]:
     """(patient name, birth date) as the request letter prints them, or ("", "") when they
-    cannot be read. The simulated records office prints them on its reply. Never raises."""
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        text = "\n".join(page.extract_text() or "" for page in reader.pages[:_PAGES_READ])
-    except Exception:
+    cannot be read (the file or one of its first two pages). The simulated records office
+    prints them on its reply. Never raises."""
+    texts = _readings.get("texts", data, _first_texts)
+    if texts is None or any(t is None for t in texts):
         return "", ""
+    text = "\n".join(t for t in texts if t is not None)
     name, birth = _PATIENT.search(text), _BIRTH.search(text)
     return (name.group(1) if name else ""), (birth.group(1) if birth else "")

@@ -4,33 +4,41 @@ can never hold a worker for long (decompression bombs, pathological files).
 
 ::
 
-    bytes > max_bytes ──────────────────────────────► quarantine (no child started)
-    child (forkserver, modules preloaded): RLIMIT_AS = max_memory_bytes,
-                                           RLIMIT_CPU = max_seconds (+1)
+    bytes > max_bytes ──────────────────────────────► quarantine (no child used)
+    checking process (forkserver, modules preloaded, kept between documents):
+        RLIMIT_AS = max_memory_bytes; per document RLIMIT_CPU = what it used + max_seconds (+1)
       check_document (pages > max_pages ──► quarantine)
       any stream decompressing past max_stream_bytes ──► quarantine
       request reference, "no records" wording
-    parent waits max_seconds of wall time ──► no answer: child killed, quarantine
-    child out of memory or CPU, or dead ──► quarantine naming the limit
+    parent waits max_seconds of wall time ──► no answer: process killed, quarantine
+    process out of memory or CPU, or dead ──► quarantine naming the limit (never reused)
 
-Reasons name the limit and its setting (``GOODFAITH_DOCUMENTS__*``), never document text.
-``DocumentSettings.isolated=False`` runs the same checks in the calling process (tests,
-benchmarks).
+A process that answered checks the next document (up to :data:`TASKS_PER_PROCESS`); one that
+did not is killed and replaced, so a hang or a crash costs only its own document, as when
+each document had a process of its own (which cost a fork and, worse, an import of the main
+module per document). Reasons name the limit and its setting (``GOODFAITH_DOCUMENTS__*``),
+never document text. ``DocumentSettings.isolated=False`` runs the same checks in the calling
+process (tests, benchmarks).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import math
 import multiprocessing
+import multiprocessing.process
+import os
 import resource
 import signal
+import sys
 import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from multiprocessing import spawn
 from typing import Any
 
 import pikepdf
@@ -255,47 +263,172 @@ def _named(check: DocumentCheck, limits: DocumentSettings) -> DocumentCheck:
     return check
 
 
-# --- the child process ------------------------------------------------------------------------
+# --- the child processes ----------------------------------------------------------------------
 
 _lock = threading.Lock()
 _ctx: Any = None
 
+#: Documents one checking process checks before it is replaced (bounds what a long-lived
+#: process could accumulate: heap fragmentation counted against RLIMIT_AS, library caches).
+TASKS_PER_PROCESS = 200
+
+
+#: How the forkserver learns the main script to import once (see :func:`_context`):
+#: ``<pid of the process starting it>:<path>``.
+_MAIN_ENV = "GOODFAITH_FORKSERVER_MAIN"
+
 
 def _context() -> Any:
-    """A forkserver context whose server has the PDF libraries imported (started on first
-    use, never at import): each check forks from it in a few milliseconds."""
+    """A forkserver context whose server has the PDF libraries and the main script imported
+    (started on first use, never at import): a checking process forks from it in a few
+    milliseconds. Python 3.11 never passes the main script's path to its forkserver, so each
+    child would run the main script again as ``__mp_main__`` before its first check (for
+    ``goodfaith`` or a benchmark, an import of the whole application: most of a child's CPU);
+    the path travels in :data:`_MAIN_ENV` instead, and :func:`_adopt_main` imports it in the
+    server, once."""
     global _ctx
     with _lock:
         if _ctx is None:
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
             if ctx.get_start_method() == "forkserver":
-                ctx.set_forkserver_preload(["worker.documents_check"])
+                main_path = spawn.get_preparation_data("check").get("init_main_from_path")
+                if main_path:
+                    os.environ[_MAIN_ENV] = f"{os.getpid()}:{main_path}"
+                ctx.set_forkserver_preload(["__main__", "worker.documents_check"])
             _ctx = ctx
         return _ctx
 
 
-def _child(conn: Any, target: Target, data: bytes, ct: str, pw: Sequence[str], limits: Any) -> None:
+def _adopt_main() -> None:
+    """In the forkserver (started by the process :data:`_MAIN_ENV` names, run by ``-c`` so its
+    ``__main__`` has no file): import that process's main script as multiprocessing's own
+    children would, so they find it imported and skip it."""
+    parent, _, path = os.environ.get(_MAIN_ENV, "").partition(":")
+    main = sys.modules.get("__main__")
+    if not path or parent != str(os.getppid()) or getattr(main, "__file__", None) is not None:
+        return
+    current = multiprocessing.process.current_process()
+    current._inheriting = True  # type: ignore[attr-defined]  # as multiprocessing does
+    try:
+        spawn.import_main_path(path)
+    except BaseException:  # a script that fails as __mp_main__ (no main guard):
+        pass  # the server keeps serving; each child then imports it as before, and fails alone
+    finally:
+        del current._inheriting  # type: ignore[attr-defined]
+
+
+def _serve(conn: Any, limits: Any) -> None:
+    """A checking process: RLIMIT_AS once, then per document a CPU limit of ``max_seconds``
+    (+1) past what it has used so far, the check, and its answer. It ends when the pipe
+    closes (its parent is gone) and after an answer other than "ok" (a process that ran out
+    of memory is not trusted with the next document); an exception in a check ends it too
+    (the parent names the exit code)."""
     settings = DocumentSettings.model_validate(limits)
-    cpu = math.ceil(settings.max_seconds) + 1
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     memory = settings.max_memory_bytes
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    try:
-        result: tuple[str, Any] = ("ok", target(data, ct, pw, settings))
-    except MemoryError:
-        result = ("memory", None)
-    conn.send(result)
-    conn.close()
+    budget = math.ceil(settings.max_seconds) + 1
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    while True:
+        try:
+            target, data, ct, pw = conn.recv()
+        except (EOFError, OSError):
+            return
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        soft = math.ceil(usage.ru_utime + usage.ru_stime) + budget
+        if hard != resource.RLIM_INFINITY:
+            soft = min(soft, hard)
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))  # SIGXCPU past it: the process ends
+        try:
+            result: tuple[str, Any] = ("ok", target(data, ct, pw, settings))
+        except MemoryError:
+            result = ("memory", None)
+        conn.send(result)
+        if result[0] != "ok":
+            conn.close()
+            return
+
+
+@dataclass
+class _Process:
+    """One checking process and the parent's end of its pipe."""
+
+    proc: Any
+    conn: Any
+    tasks: int = 0
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.close()
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join()
+
+
+class _Pool:
+    """Checking processes kept between documents, one per concurrent caller: a caller takes
+    an idle process (or starts one), sends it the document and waits at most ``max_seconds``;
+    a process that answered goes back to the idle list, one that did not is killed and
+    forgotten, so a hang or crash only ever costs its own document."""
+
+    def __init__(self, limits: DocumentSettings, max_idle: int) -> None:
+        self.limits = limits
+        self.max_idle = max_idle
+        self._idle: list[_Process] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def take(self) -> _Process:
+        with self._lock:
+            while self._idle:
+                found = self._idle.pop()
+                if found.proc.is_alive():
+                    return found
+                found.stop()
+        ctx = _context()
+        mine, theirs = ctx.Pipe(duplex=True)
+        proc = ctx.Process(target=_serve, args=(theirs, self.limits.model_dump()), daemon=True)
+        proc.start()
+        theirs.close()
+        return _Process(proc, mine)
+
+    def give_back(self, worker: _Process) -> None:
+        worker.tasks += 1
+        with self._lock:
+            if (
+                not self._closed
+                and worker.tasks < TASKS_PER_PROCESS
+                and (len(self._idle) < self.max_idle)
+            ):
+                self._idle.append(worker)
+                return
+        worker.stop()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.stop()
 
 
 class DocumentChecker:
     """Checks inbound documents within :class:`DocumentSettings`' limits. ``target`` is the
-    check to run (a module-level function; tests pass a hook that hangs)."""
+    check to run (a module-level function; tests pass a hook that hangs).
 
-    def __init__(self, limits: DocumentSettings, target: Target = inspect_document) -> None:
+    Isolated checks run in checking processes kept between documents (at most ``max_idle``
+    of them wait idle; :meth:`close` stops them)."""
+
+    def __init__(
+        self, limits: DocumentSettings, target: Target = inspect_document, max_idle: int = 8
+    ) -> None:
         self.limits = limits
         self.target = target
+        self._pool = _Pool(limits, max_idle)
+
+    def close(self) -> None:
+        """Stop the idle checking processes (a later check starts new ones)."""
+        self._pool.close()
 
     def inspect(self, data: bytes, content_type: str, passwords: Sequence[str] = ()) -> Inspection:
         """The verdict on one document; never raises on bad input, never runs past
@@ -310,32 +443,23 @@ class DocumentChecker:
         return self._isolated(data, content_type, passwords)
 
     def _isolated(self, data: bytes, content_type: str, passwords: Sequence[str]) -> Inspection:
-        limits = self.limits
-        ctx = _context()
-        receiver, sender = ctx.Pipe(duplex=False)
-        args = (sender, self.target, data, content_type, list(passwords), limits.model_dump())
-        proc = ctx.Process(target=_child, args=args, daemon=True)
-        deadline = time.monotonic() + limits.max_seconds
-        proc.start()
-        sender.close()
+        worker = self._pool.take()
+        deadline = time.monotonic() + self.limits.max_seconds
         outcome: tuple[str, Any] = ("timeout", None)
         try:
-            if receiver.poll(max(0.0, deadline - time.monotonic())):
-                try:
-                    outcome = receiver.recv()
-                except EOFError:
-                    outcome = ("died", None)
-        finally:
-            receiver.close()
-            if proc.is_alive():
-                proc.kill()
-            proc.join()
+            worker.conn.send((self.target, data, content_type, list(passwords)))
+            if worker.conn.poll(max(0.0, deadline - time.monotonic())):
+                outcome = worker.conn.recv()
+        except (EOFError, OSError):
+            outcome = ("died", None)
         kind, value = outcome
         if kind == "ok":
+            self._pool.give_back(worker)
             assert isinstance(value, Inspection)
             return value
+        worker.stop()  # killed when it is still running (the time limit), reaped when not
         sha = hashlib.sha256(data).hexdigest()
-        return Inspection(_quarantined(data, sha, self._reason(kind, proc.exitcode)))
+        return Inspection(_quarantined(data, sha, self._reason(kind, worker.proc.exitcode)))
 
     def _reason(self, kind: str, exitcode: int | None) -> str:
         limits = self.limits
@@ -355,3 +479,6 @@ class DocumentChecker:
                 "(GOODFAITH_DOCUMENTS__MAX_SECONDS)"
             )
         return f"check failed: the checking process exited with code {exitcode}"
+
+
+_adopt_main()  # a no-op but in the forkserver (see _context)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, literal, select, true, union_all
+from sqlalchemy import ColumnElement, func, literal, select, true, type_coerce, union_all
 from sqlalchemy.orm import InstrumentedAttribute
 
 from storage.auditchain import chain_pending
@@ -144,13 +144,14 @@ def tick(c: Container) -> list[Command]:
         )
     driven = watchdog(c)
     now = c.clock.now()
-    due = next_due(c)
-    if due is None or due > now:
+    earliest = next_due_by_timer(c.engine)
+    due = [timer for timer in TIMERS if (at := earliest.get(timer.name)) and at <= now]
+    if not due:
         return driven  # the common case: two reads, no write transaction
     lease = now + LEASE
     ranked: list[tuple[datetime, datetime, int, Command]] = []
     with transaction(c.sessions) as s:
-        for timer in TIMERS:
+        for timer in due:  # only the timers with a due row: one claim query each
             for row, deadline in s.execute(_due_rows(timer, now)):
                 due_at = getattr(row, timer.column.key)
                 setattr(row, timer.column.key, lease)
@@ -198,9 +199,14 @@ def _due_rows(timer: Timer, now: datetime) -> Any:
 
 
 def _next_due_statement() -> Any:
-    branches = [select(func.min(timer.column).label("t")).where(timer.active) for timer in TIMERS]
+    branches = [
+        select(literal(timer.name).label("timer"), func.min(timer.column).label("t")).where(
+            timer.active
+        )
+        for timer in TIMERS
+    ]
     timers = union_all(*branches).subquery()
-    return select(func.min(timers.c.t, type_=UTCDateTime()))
+    return select(timers.c.timer, type_coerce(timers.c.t, UTCDateTime()))
 
 
 _NEXT_DUE: Any = None
@@ -215,12 +221,18 @@ def next_due(c: Container) -> datetime | None:
 
 def next_due_at(engine: Any) -> datetime | None:
     """:func:`next_due` on a bare SQLAlchemy engine (drivers that hold no container)."""
+    return min(next_due_by_timer(engine).values(), default=None)
+
+
+def next_due_by_timer(engine: Any) -> dict[str, datetime]:
+    """Each timer's earliest instant (timers with none scheduled left out), in one query: a
+    tick claims rows only of the timers that have some due."""
     global _NEXT_DUE
     if _NEXT_DUE is None:
         _NEXT_DUE = _next_due_statement()
     with engine.connect() as conn:
-        value: datetime | None = conn.execute(_NEXT_DUE).scalar()
-    return value
+        rows = conn.execute(_NEXT_DUE).all()
+    return {str(name): at for name, at in rows if at is not None}
 
 
 #: Redis key the scheduler process writes after every tick: ``{"tick_at": <the clock's instant

@@ -294,6 +294,7 @@ def build_container(
         http=http,
         closers=closers,
     )
+    closers.append(container.documents.close)  # its idle checking processes
     bind = getattr(container.dispatcher, "bind", None)
     if bind is not None:  # the dispatcher runs commands here, or looks their lanes up here
         bind(container)

@@ -4,9 +4,14 @@ with resource limits; a document over a limit is quarantined naming it, the work
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
+import threading
 import time
 import zlib
 from collections.abc import Sequence
+from pathlib import Path
 
 import pikepdf
 import pytest
@@ -41,6 +46,21 @@ def hog(data: bytes, ct: str, pw: Sequence[str], limits: DocumentSettings) -> In
     """Test hook: a check that needs more memory than the limit allows."""
     blob = bytearray(limits.max_memory_bytes + 2**29)
     raise AssertionError(f"allocated {len(blob)} bytes past RLIMIT_AS")
+
+
+HANG = b"%PDF-hang"
+CRASH = b"%PDF-crash"
+
+
+def by_marker(data: bytes, ct: str, pw: Sequence[str], limits: DocumentSettings) -> Inspection:
+    """Test hook: hangs on HANG, kills its process on CRASH, else the real check with the
+    checking process's id as the reference (to see which process checked it)."""
+    if data == HANG:
+        hang(data, ct, pw, limits)
+    if data == CRASH:
+        os._exit(3)
+    found = inspect_document(data, ct, pw, limits)
+    return Inspection(found.check, reference=str(os.getpid()))
 
 
 def test_limits_come_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -108,3 +128,74 @@ def test_a_check_over_the_memory_limit_is_quarantined() -> None:
     check = DocumentChecker(limits, target=hog).inspect(RECORDS, "application/pdf").check
     assert not check.accepted
     assert check.reason is not None and "MAX_MEMORY_BYTES" in check.reason
+
+
+def test_one_checking_process_checks_document_after_document() -> None:
+    """Isolated checks run in a child kept between documents, not a new process each."""
+    checker = DocumentChecker(DocumentSettings(), target=by_marker)
+    try:
+        first = checker.inspect(RECORDS, "application/pdf")
+        second = checker.inspect(RECORDS, "application/pdf")
+    finally:
+        checker.close()
+    assert first.check.accepted and second.check.accepted
+    assert first.reference == second.reference != str(os.getpid())
+
+
+def test_a_hang_or_a_crash_costs_only_its_own_document() -> None:
+    """A document that hangs its checking process is quarantined at the time limit while a
+    document checked beside it meanwhile is accepted; a crash quarantines its document naming
+    the exit code; neither process is used again, and the checker goes on checking."""
+    checker = DocumentChecker(DocumentSettings(max_seconds=10.0), target=by_marker)
+    hung: list[Inspection] = []
+    try:
+        first = checker.inspect(RECORDS, "application/pdf")
+        beside = threading.Thread(target=lambda: hung.append(checker.inspect(HANG, "x")))
+        beside.start()
+        meanwhile = checker.inspect(RECORDS, "application/pdf")
+        still_hanging = beside.is_alive()
+        crashed = checker.inspect(CRASH, "application/pdf")
+        beside.join()
+        after = checker.inspect(RECORDS, "application/pdf")
+    finally:
+        checker.close()
+    assert meanwhile.check.accepted and still_hanging
+    assert not hung[0].check.accepted and hung[0].check.reason is not None
+    assert hung[0].check.reason.startswith("check exceeded the time limit: 10 s")
+    assert crashed.check.reason == "check failed: the checking process exited with code 3"
+    assert after.check.accepted
+    # the process that crashed and the one that hung were not used again
+    assert after.reference not in {first.reference, meanwhile.reference}
+
+
+SCRIPT = """
+import os, sys
+from pathlib import Path
+
+with open(os.environ["RUNS"], "a") as runs:  # each time this script runs, as main or not
+    runs.write(__name__ + "\\n")
+
+if __name__ == "__main__":
+    from config.settings import DocumentSettings
+    from simulator.documents import generate_records_pdf
+    from worker.documents_check import DocumentChecker
+
+    records = generate_records_pdf("GF-AAAA0001", "Acme", "M1", 2)
+    for _ in range(3):  # a checker each: three checking processes
+        checker = DocumentChecker(DocumentSettings())
+        assert checker.inspect(records, "application/pdf").check.accepted
+        checker.close()
+"""
+
+
+def test_checking_processes_do_not_run_the_main_script_again(tmp_path: Path) -> None:
+    """The main script (goodfaith, a benchmark) is imported once, by the forkserver, not by
+    each checking process before its first check."""
+    script, runs = tmp_path / "main_script.py", tmp_path / "runs.txt"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "RUNS": str(runs), "PYTHONPATH": str(Path(__file__).parents[2])}
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert runs.read_text().split() == ["__main__", "__mp_main__"]

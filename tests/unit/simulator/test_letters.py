@@ -3,11 +3,16 @@ worker.documents: it finds the reference on the letters we really send."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+
+from simulator import letters
 from simulator.documents import generate_authorization_pdf
-from simulator.letters import page_count, read_reference
+from simulator.letters import page_count, read_patient, read_reference
 from tests.unit.simulator.world import letter
 from worker.letters import LetterInfo, build_request_letter
 
@@ -48,3 +53,28 @@ def test_unreadable_bytes_yield_no_reference_and_no_page_count() -> None:
     assert read_reference(b"%PDF-1.4 truncated") is None
     assert read_reference(b"hello") is None
     assert page_count(b"hello") is None
+
+
+def test_a_letter_is_read_once_however_often_it_is_asked_about(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pages, reference and patient of the same bytes (a redial sends the same letter) come
+    from one reading: the far side does not re-extract text from identical PDFs."""
+    pdf = build_request_letter(
+        replace(INFO, reference="GF-ONCE0001"), generate_authorization_pdf("M1", "Jane Q. Sample")
+    )
+    opened: list[int] = []
+    real = letters.PdfReader
+
+    def counting(stream: Any) -> Any:
+        opened.append(1)
+        return real(stream)
+
+    monkeypatch.setattr(letters, "PdfReader", counting)
+    for _ in range(3):
+        assert read_reference(bytes(pdf)) == "GF-ONCE0001"
+        assert read_patient(bytes(pdf)) == ("Jane Q. Sample", "1961-04-12")
+        assert page_count(bytes(pdf)) == 2
+    assert len(opened) == 2  # once for its text, once for its page count
+    assert read_reference(letter("GF-AAAA0002")) == "GF-AAAA0002"  # other bytes: read anew
+    assert len(opened) == 3
