@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
@@ -132,7 +133,20 @@ class Case(Base):
     )
     packets: Mapped[list[Packet]] = relationship(back_populates="case", order_by="Packet.sequence")
 
-    __table_args__ = (Index("ix_cases_status_next", "status", "next_action_at"),)
+    __table_args__ = (
+        Index("ix_cases_status_next", "status", "next_action_at"),
+        # the watchdog's "past deliver_by / assemble_at" (migration 0017)
+        Index("ix_cases_deliver_by", "deliver_by"),
+        Index("ix_cases_assemble_at", "assemble_at"),
+        # the opening timer: cases not yet opened, earliest deliver_by first
+        Index(
+            "ix_cases_opening",
+            "deliver_by",
+            "open_at",
+            postgresql_where=text("open_at IS NOT NULL"),
+            sqlite_where=text("open_at IS NOT NULL"),
+        ),
+    )
 
 
 class RecordRequest(Base):
