@@ -135,8 +135,8 @@ class CaseLane(Middleware):
     after_skip_message = after_process_message
 
 
-#: Follow-ups run at once in the same thread, one after the other, at most this many after the
-#: message's own command (see :func:`_make_fn`).
+#: Follow-ups of a bulk-lane message run at once in the same thread, one after the other, at
+#: most this many after the message's own command (see :func:`_make_fn`).
 INLINE_STEPS = 3
 
 
@@ -144,11 +144,13 @@ def _make_fn(
     command_type: type, container: Callable[[], wiring.Container]
 ) -> Callable[[str], None]:
     def run(entity_id: str) -> None:
-        """Run the command; while it leads to exactly one next step of the same case (open →
-        plan → send), run that step here too instead of a round trip through the broker. A
-        step that fails is enqueued as its own message (its own retries, its dead letter);
-        several follow-ups are enqueued so other threads take them in parallel. A crash in
-        the middle loses nothing the timers do not re-drive, as with a lost message."""
+        """Run the command; in the bulk lane (campaigns), while it leads to exactly one next
+        step of the same case (open → plan → send), run that step here too instead of a
+        round trip through the broker. A step that fails is enqueued as its own message (its
+        own retries, its dead letter); several follow-ups are enqueued so other threads take
+        them in parallel. A crash in the middle loses nothing the timers do not re-drive, as
+        with a lost message. Reviews keep one message a step: each step of an expedited
+        case is its own short message, never behind a chain of another case's steps."""
         c = container()
         follow = run_command(c, command_type(entity_id))
         steps = 0
@@ -156,7 +158,7 @@ def _make_fn(
             steps < INLINE_STEPS
             and len(follow) == 1
             and type(follow[0]) in CASE_BOUND
-            and _CASE_LANE.get() is not None
+            and _CASE_LANE.get() is Lane.BULK
         ):
             step, steps = follow[0], steps + 1
             entity = next(iter(vars(step).values()))

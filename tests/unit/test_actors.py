@@ -92,16 +92,42 @@ class _Processed(dramatiq.Middleware):
         self.names.append(message.actor_name)
 
 
-def test_a_chain_of_single_steps_runs_in_one_message(stub: tuple[Any, ...]) -> None:
-    """Open → plan → send of a one-provider case runs in the OpenCase message itself: one
-    message, no broker round trip between the steps; the attempt is sent as before."""
+def _campaign_case(c: Any) -> None:
+    """Load a one-request campaign; the scheduler's opening timer enqueues its OpenCase."""
+    doc = {
+        "name": "charts",
+        "jurisdiction": "MA",
+        "csv": "member_id,member_name,birth_date,provider_id,provider_name,fax,request,"
+        "due_date,business_hours\n"
+        "M1,Pat Doe,1971-02-03,p1,Clinic,+16175550123,office notes,2026-05-29,00:00-23:59\n",
+    }
+    services.load_campaign(c, doc, "test", None)
+    tick(c)
+
+
+def test_a_campaign_chain_of_single_steps_runs_in_one_message(stub: tuple[Any, ...]) -> None:
+    """In the bulk lane, open → plan → send of a campaign request runs in the OpenCase
+    message itself: one message, no broker round trip between the steps; the attempt is sent
+    as before."""
+    c, _clock, fax, _d, broker, inflight = stub
+    processed = _Processed()
+    broker.add_middleware(processed)
+    _campaign_case(c)
+    assert inflight.wait_idle(timeout=30)
+    assert len(fax.sent) == 1
+    assert processed.names == ["open_case"]
+
+
+def test_a_review_keeps_one_message_a_step(stub: tuple[Any, ...]) -> None:
+    """An external review's steps stay messages of their own (an expedited step never waits
+    behind a chain of another case's steps)."""
     c, _clock, fax, _d, broker, inflight = stub
     processed = _Processed()
     broker.add_middleware(processed)
     services.intake(c, notification())
     assert inflight.wait_idle(timeout=30)
     assert len(fax.sent) == 1
-    assert processed.names == ["open_case"]
+    assert processed.names[:3] == ["open_case", "plan_outreach", "send_attempt"]
 
 
 def test_an_inline_step_that_fails_goes_on_as_its_own_message(stub: tuple[Any, ...]) -> None:
@@ -119,7 +145,7 @@ def test_an_inline_step_that_fails_goes_on_as_its_own_message(stub: tuple[Any, .
 
     fax.on_send = fail_once
     with structlog.testing.capture_logs() as logs:
-        services.intake(c, notification())
+        _campaign_case(c)
         assert inflight.wait_idle(timeout=60)
     assert failures == [1] and processed.names == ["open_case", "send_attempt"]
     assert any(e["event"] == "inline_step.failed" for e in logs)
