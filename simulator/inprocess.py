@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import structlog
 
 from worker.actors import ACTOR_OPTIONS, actor_name
-from worker.commands import Command
+from worker.commands import Command, entity_id
 from worker.services import record_dead_letter, run_command
 from worker.wiring import Container
 
@@ -73,7 +73,7 @@ class PoolDispatcher:
         c = self.container
         assert c is not None, "bind the dispatcher to its container first"
         name = actor_name(type(cmd))
-        entity = next(iter(vars(cmd).values()), None)
+        entity = entity_id(cmd)
         try:
             with structlog.contextvars.bound_contextvars(actor=name, entity_id=entity):
                 follow = run_command(c, cmd)

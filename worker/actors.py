@@ -24,6 +24,7 @@ from dramatiq.middleware import Middleware
 
 from worker import wiring
 from worker.commands import Command
+from worker.commands import entity_id as id_of
 from worker.domain.lanes import LANES, Lane
 from worker.services import HANDLERS, record_dead_letter, run_command
 from worker.services.deps import call
@@ -161,8 +162,9 @@ def _make_fn(
             and _CASE_LANE.get() is Lane.BULK
         ):
             step, steps = follow[0], steps + 1
-            entity = next(iter(vars(step).values()))
-            structlog.contextvars.bind_contextvars(actor=actor_name(type(step)), entity_id=entity)
+            structlog.contextvars.bind_contextvars(
+                actor=actor_name(type(step)), entity_id=id_of(step)
+            )
             try:
                 follow = run_command(c, step)
             except Exception as exc:

@@ -84,3 +84,9 @@ def command_named(name: str, entity_id: str) -> Command:
     types = {t.__name__: t for t in get_args(Command)}
     command: Command = types[name](entity_id)
     return command
+
+
+def entity_id(command: Command) -> str:
+    """The one id a command carries (the inverse of :func:`command_named`)."""
+    value: str = next(iter(vars(command).values()))
+    return value

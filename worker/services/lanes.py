@@ -25,6 +25,7 @@ from worker.commands import (
     PlanOutreach,
     PollTask,
     SendAttempt,
+    entity_id,
 )
 from worker.domain.lanes import Lane, lane_for
 
@@ -51,7 +52,7 @@ def lanes_of(commands: Sequence[Command], *, sessions: sessionmaker[Session]) ->
     for cmd in commands:
         key = _KEYS.get(type(cmd))
         if key is not None:
-            ids[key].add(_entity_id(cmd))
+            ids[key].add(entity_id(cmd))
     review: dict[str, tuple[str, bool]] = {}
     if ids:
         with sessions() as s:
@@ -64,11 +65,6 @@ def lanes_of(commands: Sequence[Command], *, sessions: sessionmaker[Session]) ->
                 )
     lanes = []
     for cmd in commands:
-        rt, bulk = review.get(_entity_id(cmd), (None, False))
+        rt, bulk = review.get(entity_id(cmd), (None, False))
         lanes.append(lane_for(rt, bulk=bulk))
     return lanes
-
-
-def _entity_id(cmd: Command) -> str:
-    value: str = next(iter(vars(cmd).values()))
-    return value
