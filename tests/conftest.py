@@ -21,6 +21,20 @@ REPO = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def os_tool(name: str, candidates: tuple[str, ...], package: str) -> str:
+    """The path of the OS program ``name`` (on PATH or at one of ``candidates``); missing, the
+    test fails under CI (``.ci/run`` installs Debian's ``package``) and is skipped elsewhere."""
+    import shutil
+
+    for candidate in (shutil.which(name), *candidates):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    message = f"{name} not found: apt-get install {package} (.ci/run installs it)"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def corpus_dir() -> Path | None:
     env = os.environ.get("GOODFAITH_CORPUS")
     for candidate in ([Path(env)] if env else []) + [REPO.parent / "shared" / "corpus"]:

@@ -4,7 +4,6 @@ whose figures match the run, on SQLite and PostgreSQL; queue health from a real 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 import uuid
@@ -20,7 +19,7 @@ from api.app import create_app
 from simulator.demo import demo_scenario
 from simulator.driver import run_simulation
 from simulator.serving import asgi_client
-from tests.conftest import IN_CI
+from tests.conftest import os_tool
 from tests.fakes import make_container
 from worker.actors import lane_queues
 from worker.domain.lanes import Lane
@@ -28,12 +27,7 @@ from worker.readmodels.queues import queue_health
 
 
 def _promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        if IN_CI:
-            pytest.fail("CI needs promtool (Debian package `prometheus`; .ci/run installs it)")
-        pytest.skip("promtool not installed (apt-get install prometheus)")
-    return found
+    return os_tool("promtool", (), "prometheus")
 
 
 def _samples(text: str) -> dict[str, dict[str, float]]:

@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from sqlalchemy.engine import make_url
 
-from tests.conftest import IN_CI
+from simulator.serving import free_port
+from tests.conftest import os_tool
 
 CANDIDATES = ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer", "/usr/local/bin/pgbouncer")
 
@@ -35,19 +35,7 @@ class PgBouncer:
 
 
 def find_pgbouncer() -> str:
-    for candidate in (shutil.which("pgbouncer"), *CANDIDATES):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    message = "pgbouncer not found: apt-get install pgbouncer (.ci/run installs it)"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return os_tool("pgbouncer", CANDIDATES, "pgbouncer")
 
 
 def _quote(value: str) -> str:
@@ -64,7 +52,7 @@ def running_pgbouncer(
     target = make_url(database_url)
     folder = Path(tempfile.mkdtemp(prefix="goodfaith-pgbouncer-"))
     folder.chmod(0o755)  # read by the unprivileged user PgBouncer runs as
-    port = _free_port()
+    port = free_port()
     server = " ".join(
         f"{key}={_quote(str(value))}"
         for key, value in (

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -18,11 +17,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.conftest import IN_CI
+from simulator.serving import free_port
+from tests.conftest import os_tool
 
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
 
@@ -61,19 +60,7 @@ def new_key() -> KeyPair:
 
 
 def find_sshd() -> str:
-    for candidate in (shutil.which("sshd"), *SSHD_CANDIDATES):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    message = "OpenSSH sshd not found: apt-get install openssh-server (.ci/run installs it)"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return os_tool("sshd", SSHD_CANDIDATES, "openssh-server")
 
 
 @contextmanager
@@ -91,7 +78,7 @@ def running_sshd(folder: Path) -> Iterator[SshServer]:
     authorized.chmod(0o600)
     root = folder / "files"
     root.mkdir()
-    port = _free_port()
+    port = free_port()
     config = folder / "sshd_config"
     config.write_text(
         "\n".join(
