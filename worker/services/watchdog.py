@@ -8,14 +8,15 @@ audits ``case.overdue``. The scheduler runs it every tick and enqueues what it r
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, and_, exists, or_, select
+from sqlalchemy import ColumnElement, and_, bindparam, exists, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
 from storage.db import transaction
-from storage.models import Case, Delivery, Packet
+from storage.models import Case, Delivery, Packet, UTCDateTime
 from worker.commands import AssemblePacket, Command, DeliverPacket
 from worker.domain.clock import Clock
 from worker.domain.lifecycle import LEASE, CaseStatus, DeliveryStatus
@@ -38,36 +39,56 @@ def _pending(*, stalled: bool = False) -> ColumnElement[bool]:
     return clause.where(Delivery.next_action_at.is_(None)) if stalled else clause
 
 
-def candidates(now: datetime, grace: timedelta) -> ColumnElement[bool]:
-    """Cases in progress that :func:`assess` may find overdue (the SQL side of its table)."""
+def candidates(now: Any, assemble_before: Any) -> ColumnElement[bool]:
+    """Cases in progress that :func:`assess` may find overdue (the SQL side of its table):
+    ``assemble_before`` is ``now`` less the grace (instants, or bind parameters of them)."""
     return and_(
         Case.status.in_([_OPEN, _ASSEMBLING, _DELIVERING]),
         or_(
             Case.deliver_by <= now,
-            and_(Case.status.in_([_OPEN, _ASSEMBLING]), Case.assemble_at <= now - grace),
+            and_(Case.status.in_([_OPEN, _ASSEMBLING]), Case.assemble_at <= assemble_before),
             and_(Case.status == _ASSEMBLING, Case.next_action_at.is_(None)),
             and_(Case.status == _DELIVERING, or_(_pending(stalled=True), ~_pending())),
         ),
     )
 
 
+def _statements() -> tuple[Any, Any]:
+    """The pass's two statements, built once (a pass runs every scheduler tick and every
+    simulation step; building them was most of an idle pass's CPU): whether any case is a
+    candidate, and the candidates themselves, claimed."""
+    now = bindparam("now", type_=UTCDateTime())
+    before = bindparam("assemble_before", type_=UTCDateTime())
+    due = and_(candidates(now, before), or_(Case.watchdog_at.is_(None), Case.watchdog_at <= now))
+    return (
+        select(Case.id).where(due).limit(1),
+        select(Case)
+        .where(due)
+        .order_by(Case.deliver_by, Case.id)
+        .limit(BATCH)
+        .with_for_update(skip_locked=True, of=Case),  # another scheduler's pass: skip
+    )
+
+
+_ANY_DUE, _CLAIM = _statements()
+
+
 def watch(*, sessions: sessionmaker[Session], clock: Clock, settings: Settings) -> list[Command]:
-    """One watchdog pass; returns the commands that drive overdue cases again."""
+    """One watchdog pass; returns the commands that drive overdue cases again.
+
+    A read first: when no case is a candidate (nearly every pass) no write transaction is
+    begun, so an idle pass never holds SQLite's one writer or PostgreSQL's row locks."""
     now = clock.now()
     grace = timedelta(seconds=settings.watchdog_grace_s)
     hold = now + timedelta(seconds=settings.watchdog_interval_s)
+    params = {"now": now, "assemble_before": now - grace}
+    with sessions() as s:
+        anything = s.execute(_ANY_DUE, params).first() is not None or _any_stalled(s)
+    if not anything:
+        return []
     cmds: list[Command] = []
     with transaction(sessions) as s:
-        cases = s.scalars(
-            select(Case)
-            .where(
-                candidates(now, grace),
-                or_(Case.watchdog_at.is_(None), Case.watchdog_at <= now),
-            )
-            .order_by(Case.deliver_by, Case.id)
-            .limit(BATCH)
-            .with_for_update(skip_locked=True, of=Case)  # another scheduler's pass: skip
-        ).all()
+        cases = s.scalars(_CLAIM, params).all()
         latest = _latest_deliveries(s, [c.id for c in cases])
         for case in cases:
             d = latest.get(case.id)
@@ -123,19 +144,28 @@ def _apply(
     return [cmd] if cmd else []
 
 
+_STALLED = and_(
+    Delivery.status == _PENDING,
+    Delivery.next_action_at.is_(None),
+    Case.status.in_([st.value for st in CaseStatus if st.delivered]),
+)
+_ANY_STALLED = select(Delivery.id).join(Case, Case.id == Delivery.case_id).where(_STALLED).limit(1)
+_CLAIM_STALLED = (
+    select(Delivery)
+    .join(Case, Case.id == Delivery.case_id)
+    .where(_STALLED)
+    .limit(BATCH)
+    .with_for_update(skip_locked=True, of=Delivery)
+)
+
+
+def _any_stalled(s: Session) -> bool:
+    return s.execute(_ANY_STALLED).first() is not None
+
+
 def _stalled_supplemental(s: Session, now: datetime) -> list[Command]:
     """Pending deliveries of cases already delivered (supplemental packets) without a timer."""
-    rows = s.scalars(
-        select(Delivery)
-        .join(Case, Case.id == Delivery.case_id)
-        .where(
-            Delivery.status == _PENDING,
-            Delivery.next_action_at.is_(None),
-            Case.status.in_([st.value for st in CaseStatus if st.delivered]),
-        )
-        .limit(BATCH)
-        .with_for_update(skip_locked=True, of=Delivery)
-    ).all()
+    rows = s.scalars(_CLAIM_STALLED).all()
     for d in rows:
         d.next_action_at = now + LEASE
         detail = {"step": "deliver", "reason": Reason.TIMER_LOST.value}
