@@ -325,6 +325,7 @@ def _start(
         open_agencies=True,
         extra_agencies=book.agencies,
         retry_sleep=no_sleep,
+        background_audit=True,  # as the production processes: one chaining per batch of commits
     )
     holder["c"] = c
     stops.append(c.close)

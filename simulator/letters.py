@@ -5,7 +5,8 @@ its answer. This is the simulator's own minimal reader (pypdf text of the first 
 regular expression), deliberately not ``worker.documents``: if our parser breaks, the fake
 must not break with it and hide the fault.
 
-What is read is kept by the document's SHA-256 (:class:`_Readings`): a letter is read once
+What is read is kept by the document's SHA-256 (:class:`_Readings`): a letter is parsed once,
+for its page count and its text together,
 however many times it is faxed, redialled or asked about (pages, reference, patient).
 """
 
@@ -55,20 +56,14 @@ class _Readings:
 _readings = _Readings()
 
 
-def _count(data: bytes) -> int | None:
-    try:
-        return len(PdfReader(io.BytesIO(data)).pages)
-    except Exception:  # any unreadable PDF: the channel just does not claim a count
-        return None
-
-
-def _first_texts(data: bytes) -> tuple[str | None, ...] | None:
-    """Text of each of the first two pages (None: that page could not be read), or None when
-    the file cannot be opened."""
+def _read(data: bytes) -> tuple[int, tuple[str | None, ...]] | None:
+    """One parse of ``data``: its page count and the text of each of its first two pages
+    (None: that page could not be read); None when the file cannot be opened."""
     try:
         reader = PdfReader(io.BytesIO(data))
+        count = len(reader.pages)
         pages = list(reader.pages[:_PAGES_READ])
-    except Exception:
+    except Exception:  # any unreadable PDF: no count, no reference
         return None
     texts: list[str | None] = []
     for page in pages:
@@ -76,19 +71,35 @@ def _first_texts(data: bytes) -> tuple[str | None, ...] | None:
             texts.append(page.extract_text() or "")
         except Exception:
             texts.append(None)
-    return tuple(texts)
+    return count, tuple(texts)
 
 
-def page_count(data: bytes) -> int | None:
-    """Pages in the PDF ``data``, or None when it is not a readable PDF."""
-    found: int | None = _readings.get("pages", data, _count)
-    return found
+def _first_texts(data: bytes) -> tuple[str | None, ...] | None:
+    read: tuple[int, tuple[str | None, ...]] | None = _readings.get("pdf", data, _read)
+    return None if read is None else read[1]
+
+
+def _count(data: bytes) -> int | None:
+    try:
+        return len(PdfReader(io.BytesIO(data)).pages)
+    except Exception:  # any unreadable PDF: the channel just does not claim a count
+        return None
+
+
+def page_count(data: bytes, *, letter: bool = False) -> int | None:
+    """Pages in the PDF ``data``, or None when it is not a readable PDF. ``letter``: its text
+    will be read too (a request letter), so it is parsed once for both."""
+    if not letter:
+        counted: int | None = _readings.get("pages", data, _count)
+        return counted
+    read: tuple[int, tuple[str | None, ...]] | None = _readings.get("pdf", data, _read)
+    return None if read is None else read[0]
 
 
 def read_reference(data: bytes) -> str | None:
     """The first ``GF-XXXXXXXX`` reference in the text of the first two pages, or None (no
     text layer, unreadable file). Never raises. (An unreadable page is skipped.)"""
-    texts = _readings.get("texts", data, _first_texts)
+    texts = _first_texts(data)
     if texts is None:  # unreadable: the clerk cannot quote a reference
         return None
     match = _REFERENCE.search("\n".join(t for t in texts if t is not None))
@@ -103,7 +114,7 @@ def read_patient(data: bytes) -> tuple[str, str]:
     """(patient name, birth date) as the request letter prints them, or ("", "") when they
     cannot be read (the file or one of its first two pages). The simulated records office
     prints them on its reply. Never raises."""
-    texts = _readings.get("texts", data, _first_texts)
+    texts = _first_texts(data)
     if texts is None or any(t is None for t in texts):
         return "", ""
     text = "\n".join(t for t in texts if t is not None)

@@ -508,7 +508,7 @@ class TelnyxFarSide(FarSide):
             "fax.delivered",
             due,
             "delivered",
-            page_count=page_count(letter) or 1,
+            page_count=page_count(letter, letter=True) or 1,  # parsed with its reference
             call_duration_secs=60,
         )
         if self.ctx.agency_lines.owns(fax.to_number):  # a packet, printed at the agency
