@@ -4,7 +4,9 @@ each request's log documents the attempts that served it, and the answer serves 
 from __future__ import annotations
 
 import io
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pypdf import PdfReader
@@ -16,7 +18,7 @@ from storage.models import Attempt, AuditEvent, Case, Document, RecordRequest
 from tests.conftest import at, notification
 from tests.fakes import fax_delivered, fax_received, make_container, run_until
 from worker import services
-from worker.commands import SendAttempt
+from worker.commands import PlanOutreach, SendAttempt
 from worker.domain.lanes import Lane
 from worker.readmodels.campaigns import campaign_detail
 from worker.readmodels.export import iter_attempts
@@ -173,3 +175,83 @@ def test_when_the_driving_request_closes_the_chase_goes_on_for_the_others(env) -
     made = [x for x in b.attempts if x.sent_at is not None]
     assert len(made) >= 3
     assert b.attempts[0].served_by not in (None, b.attempts[0].id)  # served by A's fax
+
+
+class _Collect:
+    """A dispatcher that only keeps what is enqueued (the test runs it by hand)."""
+
+    def __init__(self) -> None:
+        self.queue: list[Any] = []
+
+    def enqueue(self, commands: Any) -> None:
+        self.queue.extend(commands)
+
+
+def _at_once(c: Any, plans: list[Any]) -> tuple[list[Any], list[BaseException]]:
+    """Run ``plans`` on one thread each, released together; (follow-ups, errors)."""
+    start = threading.Barrier(len(plans))
+    errors: list[BaseException] = []
+    follow: list[Any] = []
+
+    def plan(cmd: PlanOutreach) -> None:
+        start.wait()
+        try:
+            follow.extend(services.run_command(c, cmd))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=plan, args=(cmd,)) for cmd in plans]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return follow, errors
+
+
+def test_two_first_plannings_at_once_for_one_member_at_one_provider_make_one_chase(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Two workers plan, at the same moment, the first attempt of two requests for one member
+    at one provider (PostgreSQL: they really run at once). Each used to lock its own row and
+    then the other's: PostgreSQL aborted one as a deadlock (retried a second later), or,
+    when neither saw the other yet, both started a chase and the provider got two faxes. A
+    lock per member and provider, taken before either row, makes the second wait for the
+    first and join its chase: no error, one chase, one attempt to send."""
+    morning = at("2026-04-17T10:00:00-04:00")  # a business hour: the first attempt is now
+    c, _, _, _ = make_container(tmp_path, morning, pg_url)
+    collect = _Collect()
+    c.dispatcher = collect  # type: ignore[assignment]
+    try:
+        for n in range(12):
+            member = {"member_id": f"M{n:04d}", "name": "Jane Roe", "birth_date": "1971-02-03"}
+            for side in "AB":
+                services.intake(c, notification(notification_id=f"{side}{n}", insured=member))
+            while opens := [x for x in collect.queue if not isinstance(x, PlanOutreach)]:
+                collect.queue = [x for x in collect.queue if isinstance(x, PlanOutreach)]
+                for cmd in opens:
+                    collect.queue += services.run_command(c, cmd)
+            plans, collect.queue = collect.queue, []
+            assert len(plans) == 2
+            follow, errors = _at_once(c, plans)
+            assert errors == [], f"round {n}: {errors!r}"
+            with transaction(c.sessions) as s:
+                chases = set(
+                    s.scalars(
+                        select(RecordRequest.chase_id)
+                        .join(Case, Case.id == RecordRequest.case_id)
+                        .where(Case.insured_member_id == member["member_id"])
+                    )
+                )
+                sent = s.scalars(
+                    select(Attempt.id)
+                    .join(Case, Case.id == Attempt.case_id)
+                    .where(
+                        Case.insured_member_id == member["member_id"],
+                        Attempt.served_by == Attempt.id,
+                    )
+                ).all()
+            assert len(chases) == 1 and None not in chases, f"round {n}: chases {chases}"
+            assert len(sent) == 1, f"round {n}: {len(sent)} attempts to send"
+            assert {x.attempt_id for x in follow if isinstance(x, SendAttempt)} == set(sent)
+    finally:
+        c.close()

@@ -18,15 +18,18 @@ to each other one too (``services/inbound.py``), and closes each. When a request
 chase's other open requests are woken (``wake_chase``), so the next driver takes over.
 Attempts made before a request joined are not copied into its log: they were not made for it.
 Two requests for one member at one provider planned for the first time at the same instant on
-two workers may each find nothing to join and start two chases (both then proceed as before
-coalescing); the row locks make sure a request never joins two.
+two workers are taken one after the other (:func:`lock_first_planning`, PostgreSQL; SQLite
+has one writer): the second waits for the first to commit and joins its chase. Each used to
+lock its own row and then the other's, and PostgreSQL aborted one as a deadlock; or, when
+neither saw the other yet, both started a chase and the provider got two faxes.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from config.jurisdictions import get_jurisdiction
@@ -45,6 +48,36 @@ from worker.services.mapping import (
     request_status,
     requested_text,
 )
+
+
+def chase_lock_key(member_id: str, provider_id: str) -> int:
+    """The PostgreSQL advisory-lock key of one member at one provider (a signed 64-bit int)."""
+    digest = hashlib.blake2b(
+        f"goodfaith-chase\x1f{member_id}\x1f{provider_id}".encode(), digest_size=8
+    ).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def lock_first_planning(s: Session, request_id: str) -> None:
+    """Before a request's row is locked for its first planning (no chase, no attempt yet):
+    wait for any other first planning for the same member at the same provider to commit
+    (PostgreSQL ``pg_advisory_xact_lock``, released at commit or rollback). Taken before any
+    row lock, so two plannings never hold one row each and wait for the other's. Nothing
+    on SQLite, whose transactions run one at a time; a request already planned costs one
+    indexed read."""
+    if s.get_bind().dialect.name != "postgresql":
+        return
+    key = s.execute(
+        select(Case.insured_member_id, RecordRequest.provider_id)
+        .join(Case, Case.id == RecordRequest.case_id)
+        .where(
+            RecordRequest.id == request_id,
+            RecordRequest.chase_id.is_(None),
+            ~exists().where(Attempt.request_id == RecordRequest.id),
+        )
+    ).first()
+    if key is not None:
+        s.execute(select(func.pg_advisory_xact_lock(chase_lock_key(*key))))
 
 
 def join_chase(s: Session, r: RecordRequest, now: datetime) -> None:

@@ -51,6 +51,7 @@ from worker.services.audit import audit
 from worker.services.coalescing import (
     campaign_purpose,
     join_chase,
+    lock_first_planning,
     plan_chase,
     plan_next,
     served_lines,
@@ -84,6 +85,7 @@ def plan_outreach(
     """Ask the outreach policy for the next attempt; write it (pending) or set the timer."""
     now = clock.now()
     with transaction(sessions) as s:
+        lock_first_planning(s, cmd.request_id)  # before the row lock: see coalescing.py
         r = s.get(
             RecordRequest,
             cmd.request_id,
