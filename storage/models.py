@@ -229,7 +229,7 @@ class Attempt(Base):
     letter_uri: Mapped[str | None] = mapped_column(String(1024))
     redial_at: Mapped[datetime | None] = mapped_column(index=True)  # transport retry, same attempt
     poll_at: Mapped[datetime | None] = mapped_column(index=True)  # pull channels: next poll
-    check_at: Mapped[datetime | None] = mapped_column(index=True)  # fax: ask the vendor's status
+    check_at: Mapped[datetime | None]  # fax: ask the vendor's status (ix_attempts_check_sent)
     sending_until: Mapped[datetime | None]  # a transmission is under way until then (SEND_LEASE)
     #: the case was cancelled: withdraw this attempt's request at the far side (FHIR Task →
     #: cancelled) when due; cleared once done or impossible
@@ -241,7 +241,16 @@ class Attempt(Base):
 
     request: Mapped[RecordRequest] = relationship(back_populates="attempts")
 
-    __table_args__ = (UniqueConstraint("request_id", "number"),)
+    __table_args__ = (
+        UniqueConstraint("request_id", "number"),
+        # the check timer: faxes still sent, earliest check first (migration 0018)
+        Index(
+            "ix_attempts_check_sent",
+            "check_at",
+            postgresql_where=text("outcome = 'sent'"),
+            sqlite_where=text("outcome = 'sent'"),
+        ),
+    )
 
 
 class InboundItem(Base):

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from storage.db import make_engine, make_sessionmaker, migrate, transaction
 from storage.models import AppendOnlyError, AuditEvent, Base, Case
@@ -33,6 +33,34 @@ def test_migrations_build_exactly_the_models(database_url: str) -> None:
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     engine.dispose()
+
+
+def test_the_check_timer_reads_the_faxes_in_flight_through_their_index(pg_url: str) -> None:
+    """On PostgreSQL, the check timer's due faxes and its earliest check are read through the
+    partial index of faxes still ``sent`` (migration 0018), not by reading every attempt.
+    Sequential scans are priced out, so the plan shows which index, if any, serves them."""
+    from sqlalchemy import text
+    from sqlalchemy.dialects import postgresql
+
+    from worker.scheduler import TIMERS, _due_rows
+
+    engine = make_engine(pg_url)
+    migrate(engine)
+    timers = {timer.name: timer for timer in TIMERS}
+    now = datetime(2026, 4, 17, 14, tzinfo=UTC)
+
+    def plan(stmt: Any) -> str:
+        sql = stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+        with engine.begin() as conn:
+            conn.execute(text("SET LOCAL enable_seqscan = off"))
+            return "\n".join(conn.execute(text(f"EXPLAIN {sql}")).scalars())
+
+    check = timers["check"]
+    try:
+        assert "ix_attempts_check_sent" in plan(_due_rows(check, now))
+        assert "ix_attempts_check_sent" in plan(select(func.min(check.column)).where(check.active))
+    finally:
+        engine.dispose()
 
 
 def _alembic(engine: Any, verb: str, revision: str) -> None:
