@@ -26,10 +26,9 @@ neither saw the other yet, both started a chase and the provider got two faxes.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, literal, select
 from sqlalchemy.orm import Session
 
 from config.jurisdictions import get_jurisdiction
@@ -50,34 +49,28 @@ from worker.services.mapping import (
 )
 
 
-def chase_lock_key(member_id: str, provider_id: str) -> int:
-    """The PostgreSQL advisory-lock key of one member at one provider (a signed 64-bit int)."""
-    digest = hashlib.blake2b(
-        f"goodfaith-chase\x1f{member_id}\x1f{provider_id}".encode(), digest_size=8
-    ).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
 def lock_first_planning(s: Session, request_id: str) -> None:
     """Before a request's row is locked for its first planning (no chase, no attempt yet):
     wait for any other first planning for the same member at the same provider to commit
-    (PostgreSQL ``pg_advisory_xact_lock``, released at commit or rollback). Taken before any
-    row lock, so two plannings never hold one row each and wait for the other's. Nothing
-    on SQLite, whose transactions run one at a time; a request already planned costs one
-    indexed read."""
+    (PostgreSQL ``pg_advisory_xact_lock``, released at commit or rollback, keyed by a hash of
+    the two ids). Taken before any row lock, so two plannings never hold one row each and wait
+    for the other's. One statement; a request already planned takes no lock. Nothing on
+    SQLite, whose transactions run one at a time."""
     if s.get_bind().dialect.name != "postgresql":
         return
-    key = s.execute(
-        select(Case.insured_member_id, RecordRequest.provider_id)
+    key = func.hashtextextended(
+        literal("goodfaith-chase|") + Case.insured_member_id + "|" + RecordRequest.provider_id, 0
+    )
+    s.execute(
+        select(func.pg_advisory_xact_lock(key))
+        .select_from(RecordRequest)
         .join(Case, Case.id == RecordRequest.case_id)
         .where(
             RecordRequest.id == request_id,
             RecordRequest.chase_id.is_(None),
             ~exists().where(Attempt.request_id == RecordRequest.id),
         )
-    ).first()
-    if key is not None:
-        s.execute(select(func.pg_advisory_xact_lock(chase_lock_key(*key))))
+    ).all()
 
 
 def join_chase(s: Session, r: RecordRequest, now: datetime) -> None:
