@@ -76,8 +76,9 @@ _ANY_DUE, _CLAIM = _statements()
 def watch(*, sessions: sessionmaker[Session], clock: Clock, settings: Settings) -> list[Command]:
     """One watchdog pass; returns the commands that drive overdue cases again.
 
-    A read first: when no case is a candidate (nearly every pass) no write transaction is
-    begun, so an idle pass never holds SQLite's one writer or PostgreSQL's row locks."""
+    A read first: when no case is a candidate (nearly every pass) the pass ends there,
+    claiming no row and flushing nothing (on SQLite that read still begins IMMEDIATE, as every
+    transaction here does, but holds the writer only for one indexed query)."""
     now = clock.now()
     grace = timedelta(seconds=settings.watchdog_grace_s)
     hold = now + timedelta(seconds=settings.watchdog_interval_s)
