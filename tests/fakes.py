@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from connectors.base import (
     SendReceipt,
 )
 from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
+from worker.commands import Command
 from worker.domain.clock import VirtualClock
 from worker.domain.types import ChannelKind
 from worker.wiring import Container, InlineDispatcher, build_container
@@ -110,6 +112,19 @@ class FakeDeliverer:
         return DeliveryReceipt(
             f"rcpt-{len(self.submissions)}", datetime.now(UTC), submission.sha256
         )
+
+
+class Recorded:
+    """A dispatcher that only records the commands it is given, in order (a broker nobody
+    consumes: the test runs, releases or inspects them itself). Thread-safe."""
+
+    def __init__(self) -> None:
+        self.commands: list[Command] = []
+        self._lock = threading.Lock()
+
+    def enqueue(self, commands: Iterable[Command]) -> None:
+        with self._lock:
+            self.commands.extend(commands)
 
 
 def make_container(

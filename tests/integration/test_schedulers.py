@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,26 +15,14 @@ from sqlalchemy import update
 from storage.db import transaction
 from storage.models import Case
 from tests.conftest import at, notification
-from tests.fakes import make_container
+from tests.fakes import Recorded, make_container
 from worker import services
-from worker.commands import Command, OpenCase
+from worker.commands import OpenCase
 from worker.scheduler import tick
 from worker.wiring import Container
 
 START = at("2026-04-17T09:00:00-04:00")
 CASES = 120
-
-
-class Recording:
-    """A dispatcher that only records what it is given (the broker of one scheduler)."""
-
-    def __init__(self) -> None:
-        self.sent: list[Command] = []
-        self._lock = threading.Lock()
-
-    def enqueue(self, commands: Iterable[Command]) -> None:
-        with self._lock:
-            self.sent.extend(commands)
 
 
 @pytest.fixture
@@ -44,12 +32,12 @@ def schedulers(tmp_path: Path, pg_url: str) -> Iterator[tuple[Container, Contain
     a, clock, _f, _d = make_container(tmp_path / "a", START, pg_url)
     b, _c, _f2, _d2 = make_container(tmp_path / "b", START, pg_url)
     b.clock = a.clock = clock
-    a.dispatcher = Recording()  # intake's OpenCase messages are "lost": the timers must drive
+    a.dispatcher = Recorded()  # intake's OpenCase messages are "lost": the timers must drive
     for i in range(CASES):
         services.intake(a, notification(notification_id=f"TWO-{i}"))
     with transaction(a.sessions) as s:
         s.execute(update(Case).values(open_at=START - timedelta(minutes=1)))
-    a.dispatcher, b.dispatcher = Recording(), Recording()
+    a.dispatcher, b.dispatcher = Recorded(), Recorded()
     yield a, b
     a.close()
     b.close()
@@ -78,7 +66,7 @@ def test_two_schedulers_never_enqueue_the_same_timer_twice(
     for t in threads:
         t.join()
     assert errors == []
-    sent = [*a.dispatcher.sent, *b.dispatcher.sent]  # type: ignore[attr-defined]
+    sent = [*a.dispatcher.commands, *b.dispatcher.commands]  # type: ignore[attr-defined]
     openings = Counter(cmd.case_id for cmd in sent if isinstance(cmd, OpenCase))
     assert len(openings) == CASES
     assert max(openings.values()) == 1, [k for k, n in openings.items() if n > 1][:5]

@@ -16,7 +16,7 @@ from simulator.documents import generate_records_pdf
 from storage.db import transaction
 from storage.models import Attempt, AuditEvent, Case, Document, RecordRequest
 from tests.conftest import at, notification
-from tests.fakes import fax_delivered, fax_received, make_container, run_until
+from tests.fakes import Recorded, fax_delivered, fax_received, make_container, run_until
 from worker import services
 from worker.commands import PlanOutreach, SendAttempt
 from worker.domain.lanes import Lane
@@ -177,16 +177,6 @@ def test_when_the_driving_request_closes_the_chase_goes_on_for_the_others(env) -
     assert b.attempts[0].served_by not in (None, b.attempts[0].id)  # served by A's fax
 
 
-class _Collect:
-    """A dispatcher that only keeps what is enqueued (the test runs it by hand)."""
-
-    def __init__(self) -> None:
-        self.queue: list[Any] = []
-
-    def enqueue(self, commands: Any) -> None:
-        self.queue.extend(commands)
-
-
 def _at_once(c: Any, plans: list[Any]) -> tuple[list[Any], list[BaseException]]:
     """Run ``plans`` on one thread each, released together; (follow-ups, errors)."""
     start = threading.Barrier(len(plans))
@@ -219,18 +209,18 @@ def test_two_first_plannings_at_once_for_one_member_at_one_provider_make_one_cha
     first and join its chase: no error, one chase, one attempt to send."""
     morning = at("2026-04-17T10:00:00-04:00")  # a business hour: the first attempt is now
     c, _, _, _ = make_container(tmp_path, morning, pg_url)
-    collect = _Collect()
+    collect = Recorded()
     c.dispatcher = collect  # type: ignore[assignment]
     try:
         for n in range(12):
             member = {"member_id": f"M{n:04d}", "name": "Jane Roe", "birth_date": "1971-02-03"}
             for side in "AB":
                 services.intake(c, notification(notification_id=f"{side}{n}", insured=member))
-            while opens := [x for x in collect.queue if not isinstance(x, PlanOutreach)]:
-                collect.queue = [x for x in collect.queue if isinstance(x, PlanOutreach)]
+            while opens := [x for x in collect.commands if not isinstance(x, PlanOutreach)]:
+                collect.commands = [x for x in collect.commands if isinstance(x, PlanOutreach)]
                 for cmd in opens:
-                    collect.queue += services.run_command(c, cmd)
-            plans, collect.queue = collect.queue, []
+                    collect.commands += services.run_command(c, cmd)
+            plans, collect.commands = collect.commands, []
             assert len(plans) == 2
             follow, errors = _at_once(c, plans)
             assert errors == [], f"round {n}: {errors!r}"

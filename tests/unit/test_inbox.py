@@ -5,8 +5,8 @@ request. Matching by reference and by a known sender still needs no one."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,8 @@ from simulator.documents import generate_no_records_letter, generate_records_pdf
 from storage.db import transaction
 from storage.models import AuditEvent, Document, RecordRequest
 from tests.conftest import at, notification
-from tests.fakes import FakeFax, api_client, fax_received, make_container
+from tests.fakes import FakeFax, Recorded, api_client, fax_received, make_container
 from worker import services
-from worker.commands import Command
 from worker.wiring import Container
 
 START = at("2026-04-17T09:00:00-04:00")
@@ -165,16 +164,6 @@ def test_bad_assignments_are_refused(env: Env, body: Any, status: int) -> None:
     assert (
         env.http.post("/v1/inbox/nope/assign", json={"request": "x", "by": "y"}).status_code == 404
     )
-
-
-@dataclass
-class Recorded:
-    """A dispatcher that only records what it is given (the CLI's broker stand-in)."""
-
-    commands: list[Command] = field(default_factory=list)
-
-    def enqueue(self, commands: Iterable[Command]) -> None:
-        self.commands.extend(commands)
 
 
 def test_cli_lists_shows_and_assigns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,7 +3,7 @@ hands out due work earliest deadline first."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from sqlalchemy import select
 from storage.db import transaction
 from storage.models import Attempt, Case, Delivery, RecordRequest
 from tests.conftest import at, notification
-from tests.fakes import make_container
+from tests.fakes import Recorded, make_container
 from worker import services
 from worker.actors import lane_queues, queue_name, register_actors
 from worker.commands import (
@@ -158,16 +158,6 @@ class _Order(Middleware):
             self.done.append(message.args[0])
 
 
-class _Held:
-    """A dispatcher that keeps commands until released (the burst is queued before workers)."""
-
-    def __init__(self) -> None:
-        self.held: list[Command] = []
-
-    def enqueue(self, commands: Iterable[Command]) -> None:
-        self.held.extend(commands)
-
-
 @pytest.mark.parametrize("dedicated", [False, True], ids=["shared-pool", "dedicated-pool"])
 def test_an_expedited_case_queued_after_a_backlog_is_worked_before_the_backlog_drains(
     env: tuple[Container, Any], dedicated: bool
@@ -176,7 +166,7 @@ def test_an_expedited_case_queued_after_a_backlog_is_worked_before_the_backlog_d
     (one thread, all lanes; or one more for the expedited lane alone) starts, then the
     expedited case is opened among the first few, not 31st."""
     c, _clock = env
-    held = _Held()
+    held = Recorded()
     c.dispatcher = held
     backlog = [_intake(c, i, "standard") for i in range(30)]
     urgent = _intake(c, 99, "expedited")
@@ -184,8 +174,8 @@ def test_an_expedited_case_queued_after_a_backlog_is_worked_before_the_backlog_d
     order = _Order()
     broker.add_middleware(order)
     c.dispatcher = register_actors(broker, lambda: c)
-    c.dispatcher.enqueue(held.held)
-    assert held.held[-1] == OpenCase(urgent)
+    c.dispatcher.enqueue(held.commands)
+    assert held.commands[-1] == OpenCase(urgent)
     workers = [dramatiq.Worker(broker, worker_threads=1, worker_timeout=20)]
     if dedicated:
         workers[0] = dramatiq.Worker(
@@ -223,10 +213,10 @@ def test_the_tick_hands_out_due_work_earliest_deadline_first(env: tuple[Containe
             requests[case_id].next_action_at = START + timedelta(minutes=10 - minutes)
         case_of = {r.id: case_id for case_id, r in requests.items()}
     clock.advance_to(START + timedelta(minutes=11))
-    held = _Held()
+    held = Recorded()
     c.dispatcher = held
     cmds = tick(c)
-    assert held.held == cmds
+    assert held.commands == cmds
     planned = [case_of[cmd.request_id] for cmd in cmds if isinstance(cmd, PlanOutreach)]
     assert planned == [urgent, sooner, late]
 
