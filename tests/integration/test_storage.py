@@ -63,6 +63,38 @@ def test_the_check_timer_reads_the_faxes_in_flight_through_their_index(pg_url: s
         engine.dispose()
 
 
+def test_a_read_built_once_locks_only_its_row_and_reads_it_again_and_again(
+    database_url: str,
+) -> None:
+    """``by_id`` statements (the hot path's reads, built at import) lock only the named
+    model's table even with joined eager loads (PostgreSQL refuses FOR UPDATE on the nullable
+    side of an outer join), serve any number of ids, and read None for an unknown one."""
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.orm import joinedload
+
+    from storage.db import by_id, one_by_id
+    from storage.models import RecordRequest
+
+    stmt = by_id(Case, joinedload(Case.requests).joinedload(RecordRequest.attempts), lock_of=Case)
+    sql = str(stmt.compile(dialect=postgresql.dialect()))
+    assert sql.rstrip().endswith("FOR UPDATE OF cases") and "LEFT OUTER JOIN attempts" in sql
+    engine = make_engine(database_url)
+    migrate(engine)
+    sessions = make_sessionmaker(engine)
+    try:
+        with transaction(sessions) as s:
+            for n in range(3):
+                s.add(_case(id=f"case-{n}", notification_id=f"N-{n}"))
+        for n in range(3):
+            with transaction(sessions) as s:
+                case = one_by_id(s, stmt, f"case-{n}")
+                assert case.id == f"case-{n}" and case.requests == []
+        with transaction(sessions) as s:
+            assert one_by_id(s, stmt, "no-such-case") is None
+    finally:
+        engine.dispose()
+
+
 def _alembic(engine: Any, verb: str, revision: str) -> None:
     from alembic import command
     from alembic.config import Config

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import exists, func, literal, select
+from sqlalchemy import bindparam, exists, func, literal, select
 from sqlalchemy.orm import Session
 
 from config.jurisdictions import get_jurisdiction
@@ -56,21 +56,35 @@ def lock_first_planning(s: Session, request_id: str) -> None:
     the two ids). Taken before any row lock, so two plannings never hold one row each and wait
     for the other's. One statement; a request already planned takes no lock. Nothing on
     SQLite, whose transactions run one at a time."""
-    if s.get_bind().dialect.name != "postgresql":
-        return
-    key = func.hashtextextended(
-        literal("goodfaith-chase|") + Case.insured_member_id + "|" + RecordRequest.provider_id, 0
-    )
-    s.execute(
-        select(func.pg_advisory_xact_lock(key))
-        .select_from(RecordRequest)
-        .join(Case, Case.id == RecordRequest.case_id)
-        .where(
-            RecordRequest.id == request_id,
-            RecordRequest.chase_id.is_(None),
-            ~exists().where(Attempt.request_id == RecordRequest.id),
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(_FIRST_PLANNING_LOCK, {"request_id": request_id}).all()
+
+
+_FIRST_PLANNING_LOCK = (  # built once: see storage/db.py ``by_id``
+    select(
+        func.pg_advisory_xact_lock(
+            func.hashtextextended(
+                literal("goodfaith-chase|")
+                + Case.insured_member_id
+                + "|"
+                + RecordRequest.provider_id,
+                0,
+            )
         )
-    ).all()
+    )
+    .select_from(RecordRequest)
+    .join(Case, Case.id == RecordRequest.case_id)
+    .where(
+        RecordRequest.id == bindparam("request_id"),
+        RecordRequest.chase_id.is_(None),
+        ~exists().where(Attempt.request_id == RecordRequest.id),
+    )
+)
+
+#: the open cases of a member (``:member``), by ix_cases_insured_member_id
+_MEMBER_OPEN_CASES = select(Case.id).where(
+    Case.insured_member_id == bindparam("member"), Case.status == CaseStatus.OPEN.value
+)
 
 
 def join_chase(s: Session, r: RecordRequest, now: datetime) -> None:
@@ -82,11 +96,7 @@ def join_chase(s: Session, r: RecordRequest, now: datetime) -> None:
     # request of a busy provider and probe its case (~1,000 probes a request in a campaign).
     cases = [
         case_id
-        for case_id in s.scalars(
-            select(Case.id).where(
-                Case.insured_member_id == member, Case.status == CaseStatus.OPEN.value
-            )
-        )
+        for case_id in s.scalars(_MEMBER_OPEN_CASES, {"member": member})
         if case_id != r.case_id  # a case has one request per provider: never its own
     ]
     if not cases:

@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import structlog
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm import Session, joinedload, sessionmaker
 
-from storage.db import transaction
+from storage.db import by_id, one_by_id, transaction
 from storage.models import Case, RecordRequest
 from storage.objects import ObjectStore, ObjectStoreError, UriReader, content_key
 from worker.commands import Command, OpenCase, PlanOutreach
@@ -38,7 +38,7 @@ def open_case(
     A missing EOC or authorization flags the case for ops (``attention``); outreach starts
     anyway, and the packet is held until the EOC is there."""
     with transaction(sessions) as s:
-        case = s.get(Case, cmd.case_id, options=_WITH_REQUESTS)
+        case = one_by_id(s, _CASE_READ, cmd.case_id)
         if case is None:
             return []
         if case.status != CaseStatus.OPEN:
@@ -77,7 +77,7 @@ def open_case(
                 content_key(cmd.case_id, "authorization", auth, "pdf"), auth, "application/pdf"
             )
     with transaction(sessions) as s:
-        case = s.get(Case, cmd.case_id, options=_WITH_REQUESTS)
+        case = one_by_id(s, _CASE_READ, cmd.case_id)
         assert case is not None
         if eoc_obj:
             case.eoc_object_uri = eoc_obj
@@ -86,8 +86,10 @@ def open_case(
         return _start_outreach(s, case, clock.now(), attention)
 
 
-#: a case with its requests and their attempts, in two more queries (not one per request)
-_WITH_REQUESTS = (selectinload(Case.requests).selectinload(RecordRequest.attempts),)
+#: a case with its requests and their attempts in one query (a few requests, each with few or
+#: no attempts when the case opens: one joined read, not one query per relationship)
+_WITH_REQUESTS = (joinedload(Case.requests).joinedload(RecordRequest.attempts),)
+_CASE_READ = by_id(Case, *_WITH_REQUESTS)  # built once (storage/db.py ``by_id``)
 
 
 def _start_outreach(s: Session, case: Case, now: datetime, attention: list[str]) -> list[Command]:

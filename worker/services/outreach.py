@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
+from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from config.jurisdictions import get_jurisdiction
 from connectors.base import (
@@ -30,7 +30,7 @@ from connectors.base import (
     SendReceipt,
     TransientError,
 )
-from storage.db import transaction
+from storage.db import by_id, one_by_id, transaction
 from storage.models import Attempt, RecordRequest
 from storage.objects import ObjectStore, content_key
 from worker.commands import Command, PlanOutreach, SendAttempt
@@ -70,13 +70,18 @@ log = structlog.get_logger("goodfaith.services")
 _WITH_CASE = (
     joinedload(Attempt.request, innerjoin=True).joinedload(RecordRequest.case, innerjoin=True),
 )
-#: a request with its case (one query) and its attempts (one more), as the policy reads them
+#: a request with its case and its attempts in one query, as the policy reads them (a request
+#: has a handful of attempts: joining them costs less than selectinload's second query)
 _REQUEST_STATE = (
     joinedload(RecordRequest.case, innerjoin=True),
-    selectinload(RecordRequest.attempts),
+    joinedload(RecordRequest.attempts),
 )
-#: lock only the row named (the case and its other rows stay free for their own work)
-_LOCK_ATTEMPT = {"of": Attempt}
+#: The hot path's reads, built once (storage/db.py ``by_id``). Each locks only the row named:
+#: the case and its other rows stay free for their own work.
+_PLAN_READ = by_id(RecordRequest, *_REQUEST_STATE, lock_of=RecordRequest)
+_LETTER_READ = by_id(Attempt, *_WITH_CASE)
+_SEND_READ = by_id(Attempt, *_WITH_CASE, lock_of=Attempt)
+_ATTEMPT_LOCKED = by_id(Attempt, lock_of=Attempt)
 
 
 def plan_outreach(
@@ -86,12 +91,7 @@ def plan_outreach(
     now = clock.now()
     with transaction(sessions) as s:
         lock_first_planning(s, cmd.request_id)  # before the row lock: see coalescing.py
-        r = s.get(
-            RecordRequest,
-            cmd.request_id,
-            options=_REQUEST_STATE,
-            with_for_update={"of": RecordRequest},
-        )
+        r = one_by_id(s, _PLAN_READ, cmd.request_id)
         if r is None:
             return []
         case = r.case
@@ -128,7 +128,7 @@ def _build_letter(
     from worker.letters import LetterInfo, build_request_letter
 
     with transaction(sessions) as s:
-        a = s.get(Attempt, attempt_id, options=_WITH_CASE)
+        a = one_by_id(s, _LETTER_READ, attempt_id)
         if a is None or a.letter_uri is not None or a.outcome != AttemptOutcome.PENDING:
             return None
         r, case = a.request, a.request.case
@@ -239,7 +239,7 @@ def _start_transmission(
     nothing to send)."""
     now = clock.now()
     with transaction(sessions) as s:
-        a = s.get(Attempt, attempt_id, options=_WITH_CASE, with_for_update=_LOCK_ATTEMPT)
+        a = one_by_id(s, _SEND_READ, attempt_id)
         if a is None:
             return None
         r, case = a.request, a.request.case
@@ -282,7 +282,7 @@ def _start_transmission(
 def _release(attempt_id: str, sessions: sessionmaker[Session]) -> None:
     """End an attempt's send lease: nothing is on the wire for it any more."""
     with transaction(sessions) as s:
-        a = s.get(Attempt, attempt_id, with_for_update=True)
+        a = one_by_id(s, _ATTEMPT_LOCKED, attempt_id)
         if a is not None:
             a.sending_until = None
 
@@ -337,7 +337,7 @@ def _record_sent(sent: _Sent, receipt: SendReceipt, *, adopted: bool = False) ->
     once when adopted after a crash (its webhooks went to an attempt without an external id)."""
     now, case_id = sent.clock.now(), sent.case_id
     with transaction(sent.sessions) as s:
-        a = s.get(Attempt, sent.attempt_id, with_for_update=True)
+        a = one_by_id(s, _ATTEMPT_LOCKED, sent.attempt_id)
         assert a is not None
         a.sent_at = a.sent_at or now
         a.external_id = receipt.external_id
@@ -374,7 +374,7 @@ def _record_failure(
     now = clock.now()
     kind = "transient" if isinstance(error, TransientError) else "permanent"
     with transaction(sessions) as s:
-        a = s.get(Attempt, attempt_id, with_for_update=True)
+        a = one_by_id(s, _ATTEMPT_LOCKED, attempt_id)
         assert a is not None
         a.sent_at = a.sent_at or now
         a.sending_until = a.redial_at = None
