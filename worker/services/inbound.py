@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy import distinct, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from connectors.base import (
     FaxChannel,
@@ -27,7 +27,7 @@ from connectors.base import (
     TransientError,
 )
 from connectors.vendor.orders import OrderEvent
-from storage.db import transaction
+from storage.db import by_id, one_by_id, transaction
 from storage.models import Attempt, Document, InboundItem, RecordRequest, RequestNumber
 from storage.objects import ObjectStore, content_key
 from worker.commands import AssemblePacket, Command, IngestInbound, PlanOutreach, PollTask
@@ -161,6 +161,11 @@ def ingest_inbound(
         return follow
 
 
+#: a polled attempt with its request (one query each; built once: storage/db.py ``by_id``)
+_POLL_READ = by_id(Attempt, joinedload(Attempt.request, innerjoin=True))
+_POLL_LOCKED = by_id(Attempt, joinedload(Attempt.request, innerjoin=True), lock_of=Attempt)
+
+
 def poll_task(
     cmd: PollTask,
     *,
@@ -172,7 +177,7 @@ def poll_task(
 ) -> list[Command]:
     """Poll a pull-style request (FHIR Task) and take in what it returned."""
     with transaction(sessions) as s:
-        a = s.get(Attempt, cmd.attempt_id)
+        a = one_by_id(s, _POLL_READ, cmd.attempt_id)
         if a is None or a.external_id is None:
             return []
         if a.request.status != RequestStatus.OPEN or a.outcome == AttemptOutcome.FAILED:
@@ -201,7 +206,7 @@ def poll_task(
             return [PlanOutreach(a.request_id)]
     inspected = [inspect(doc, documents) for doc in result.documents]
     with transaction(sessions) as s:
-        a = s.get(Attempt, cmd.attempt_id, with_for_update=True)
+        a = one_by_id(s, _POLL_LOCKED, cmd.attempt_id)
         assert a is not None
         return _take_poll_result(s, store, now, a, result, inspected, requester)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from config.jurisdictions import get_jurisdiction
@@ -62,7 +62,7 @@ from worker.services.mapping import (
     case_status,
     request_status,
 )
-from worker.services.reconcile import apply_fax_status
+from worker.services.reconcile import ATTEMPT_LOCKED, apply_fax_status
 
 log = structlog.get_logger("goodfaith.services")
 
@@ -81,7 +81,6 @@ _REQUEST_STATE = (
 _PLAN_READ = by_id(RecordRequest, *_REQUEST_STATE, lock_of=RecordRequest)
 _LETTER_READ = by_id(Attempt, *_WITH_CASE)
 _SEND_READ = by_id(Attempt, *_WITH_CASE, lock_of=Attempt)
-_ATTEMPT_LOCKED = by_id(Attempt, lock_of=Attempt)
 
 
 def plan_outreach(
@@ -282,7 +281,7 @@ def _start_transmission(
 def _release(attempt_id: str, sessions: sessionmaker[Session]) -> None:
     """End an attempt's send lease: nothing is on the wire for it any more."""
     with transaction(sessions) as s:
-        a = one_by_id(s, _ATTEMPT_LOCKED, attempt_id)
+        a = one_by_id(s, ATTEMPT_LOCKED, attempt_id)
         if a is not None:
             a.sending_until = None
 
@@ -337,7 +336,7 @@ def _record_sent(sent: _Sent, receipt: SendReceipt, *, adopted: bool = False) ->
     once when adopted after a crash (its webhooks went to an attempt without an external id)."""
     now, case_id = sent.clock.now(), sent.case_id
     with transaction(sent.sessions) as s:
-        a = one_by_id(s, _ATTEMPT_LOCKED, sent.attempt_id)
+        a = one_by_id(s, ATTEMPT_LOCKED, sent.attempt_id)
         assert a is not None
         a.sent_at = a.sent_at or now
         a.external_id = receipt.external_id
@@ -374,7 +373,7 @@ def _record_failure(
     now = clock.now()
     kind = "transient" if isinstance(error, TransientError) else "permanent"
     with transaction(sessions) as s:
-        a = one_by_id(s, _ATTEMPT_LOCKED, attempt_id)
+        a = one_by_id(s, ATTEMPT_LOCKED, attempt_id)
         assert a is not None
         a.sent_at = a.sent_at or now
         a.sending_until = a.redial_at = None
@@ -394,6 +393,10 @@ def _record_failure(
         log.warning("attempt.failed", case_id=case_id, attempt_id=a.id, error=type(error).__name__)
 
 
+#: the attempt a fax status webhook names, locked (built once: storage/db.py ``by_id``)
+_BY_FAX_ID = select(Attempt).where(Attempt.external_id == bindparam("fax_id")).with_for_update()
+
+
 def record_fax_status(
     event: FaxStatusEvent, *, sessions: sessionmaker[Session], clock: Clock
 ) -> list[Command]:
@@ -402,7 +405,7 @@ def record_fax_status(
     if event.outcome is None:
         return []
     with transaction(sessions) as s:
-        a = s.scalar(select(Attempt).where(Attempt.external_id == event.fax_id).with_for_update())
+        a = s.scalar(_BY_FAX_ID, {"fax_id": event.fax_id})
         if a is None:
             return []
         return apply_fax_status(s, a, event, clock.now())

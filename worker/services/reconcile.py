@@ -25,7 +25,7 @@ from connectors.base import (
     ListsReceived,
     RecordsRequester,
 )
-from storage.db import transaction
+from storage.db import by_id, one_by_id, transaction
 from storage.models import Attempt, RecordRequest, Sweep
 from worker.commands import Command, PlanOutreach, ReconcileAttempt, SweepInbound
 from worker.domain.clock import Clock
@@ -106,6 +106,10 @@ def fail_attempt(s: Session, a: Attempt, at: datetime, now: datetime, *, via: st
     return [PlanOutreach(a.request_id)]
 
 
+#: an attempt, locked (built once: storage/db.py ``by_id``; outreach.py reads through it too)
+ATTEMPT_LOCKED = by_id(Attempt, lock_of=Attempt)
+
+
 def reconcile_attempt(
     cmd: ReconcileAttempt,
     *,
@@ -137,7 +141,7 @@ def reconcile_attempt(
         except ConnectorError as exc:  # no answer this time: ask again, or give up on time
             log.warning("attempt.status_check_failed", attempt_id=cmd.attempt_id, error=str(exc))
     with transaction(sessions) as s:
-        a = s.get(Attempt, cmd.attempt_id, with_for_update=True)
+        a = one_by_id(s, ATTEMPT_LOCKED, cmd.attempt_id)
         assert a is not None
         if event is not None and event.outcome is not None:
             return apply_fax_status(s, a, event, now, via="status check")
