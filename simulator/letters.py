@@ -6,8 +6,9 @@ regular expression), deliberately not ``worker.documents``: if our parser breaks
 must not break with it and hide the fault.
 
 What is read is kept by the document's SHA-256 (:class:`_Readings`): a letter is parsed once,
-for its page count and its text together,
-however many times it is faxed, redialled or asked about (pages, reference, patient).
+for its page count and its first page's text together, however many times it is faxed,
+redialled or asked about (pages, reference, patient); its second page is read only when the
+first does not answer.
 """
 
 from __future__ import annotations
@@ -56,17 +57,17 @@ class _Readings:
 _readings = _Readings()
 
 
-def _read(data: bytes) -> tuple[int, tuple[str | None, ...]] | None:
-    """One parse of ``data``: its page count and the text of each of its first two pages
+def _read(data: bytes, pages: int = 1) -> tuple[int, tuple[str | None, ...]] | None:
+    """One parse of ``data``: its page count and the text of each of its first ``pages`` pages
     (None: that page could not be read); None when the file cannot be opened."""
     try:
         reader = PdfReader(io.BytesIO(data))
         count = len(reader.pages)
-        pages = list(reader.pages[:_PAGES_READ])
+        first = list(reader.pages[:pages])
     except Exception:  # any unreadable PDF: no count, no reference
         return None
     texts: list[str | None] = []
-    for page in pages:
+    for page in first:
         try:
             texts.append(page.extract_text() or "")
         except Exception:
@@ -74,8 +75,17 @@ def _read(data: bytes) -> tuple[int, tuple[str | None, ...]] | None:
     return count, tuple(texts)
 
 
-def _first_texts(data: bytes) -> tuple[str | None, ...] | None:
-    read: tuple[int, tuple[str | None, ...]] | None = _readings.get("pdf", data, _read)
+def _read_two(data: bytes) -> tuple[int, tuple[str | None, ...]] | None:
+    return _read(data, _PAGES_READ)
+
+
+def _first_texts(data: bytes, *, both: bool = False) -> tuple[str | None, ...] | None:
+    """The text of the first page (``both``: of the first two) of ``data``. A clerk reads the
+    second page only when the first does not answer: extracting text is most of the CPU a
+    simulated fax costs, and our letter says everything on its first page."""
+    read: tuple[int, tuple[str | None, ...]] | None = (
+        _readings.get("pdf2", data, _read_two) if both else _readings.get("pdf", data, _read)
+    )
     return None if read is None else read[1]
 
 
@@ -97,13 +107,17 @@ def page_count(data: bytes, *, letter: bool = False) -> int | None:
 
 
 def read_reference(data: bytes) -> str | None:
-    """The first ``GF-XXXXXXXX`` reference in the text of the first two pages, or None (no
-    text layer, unreadable file). Never raises. (An unreadable page is skipped.)"""
-    texts = _first_texts(data)
-    if texts is None:  # unreadable: the clerk cannot quote a reference
-        return None
-    match = _REFERENCE.search("\n".join(t for t in texts if t is not None))
-    return match.group(0) if match else None
+    """The first ``GF-XXXXXXXX`` reference in the text of the first page, else of the first
+    two, or None (no text layer, unreadable file). Never raises. (An unreadable page is
+    skipped.)"""
+    for both in (False, True):
+        texts = _first_texts(data, both=both)
+        if texts is None:  # unreadable: the clerk cannot quote a reference
+            return None
+        match = _REFERENCE.search("\n".join(t for t in texts if t is not None))
+        if match:
+            return match.group(0)
+    return None
 
 
 _PATIENT = re.compile(r"Patient:\s*(.+?)\s*(?:\n|$)")
@@ -111,12 +125,15 @@ _BIRTH = re.compile(r"Date of birth:\s*(\d{4}-\d{2}-\d{2})")
 
 
 def read_patient(data: bytes) -> tuple[str, str]:
-    """(patient name, birth date) as the request letter prints them, or ("", "") when they
-    cannot be read (the file or one of its first two pages). The simulated records office
-    prints them on its reply. Never raises."""
-    texts = _first_texts(data)
-    if texts is None or any(t is None for t in texts):
-        return "", ""
-    text = "\n".join(t for t in texts if t is not None)
-    name, birth = _PATIENT.search(text), _BIRTH.search(text)
-    return (name.group(1) if name else ""), (birth.group(1) if birth else "")
+    """(patient name, birth date) as the request letter prints them (on its first page, else
+    on its first two), or ("", "") when they cannot be read (the file, or a page that had to
+    be read). The simulated records office prints them on its reply. Never raises."""
+    for both in (False, True):
+        texts = _first_texts(data, both=both)
+        if texts is None or any(t is None for t in texts):
+            return "", ""
+        text = "\n".join(t for t in texts if t is not None)
+        name, birth = _PATIENT.search(text), _BIRTH.search(text)
+        if (name and birth) or both:
+            return (name.group(1) if name else ""), (birth.group(1) if birth else "")
+    return "", ""

@@ -78,3 +78,41 @@ def test_a_letter_is_read_once_however_often_it_is_asked_about(
     assert len(opened) == 2  # once for its text, once for its page count
     assert read_reference(letter("GF-AAAA0002")) == "GF-AAAA0002"  # other bytes: read anew
     assert len(opened) == 3
+
+
+def test_the_second_page_is_read_only_when_the_first_does_not_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Our letter says everything on its first page: its appended authorization is not read.
+    Behind a cover sheet without our reference, the second page is read and answers."""
+    import io
+
+    from pypdf import PageObject, PdfReader, PdfWriter
+
+    extracted: list[int] = []
+    real = PageObject.extract_text
+
+    def counting(page: Any, *args: Any, **kwargs: Any) -> Any:
+        extracted.append(1)
+        return real(page, *args, **kwargs)
+
+    monkeypatch.setattr(PageObject, "extract_text", counting)
+    pdf = build_request_letter(
+        replace(INFO, reference="GF-PAGE0001"), generate_authorization_pdf("M1", "Jane Q. Sample")
+    )
+    assert read_reference(pdf) == "GF-PAGE0001"
+    assert read_patient(pdf) == ("Jane Q. Sample", "1961-04-12")
+    assert page_count(pdf, letter=True) == 2
+    assert len(extracted) == 1
+
+    writer = PdfWriter()
+    for part in (letter("Cover sheet: 2 pages follow"), build_request_letter(INFO, None)):
+        for page in PdfReader(io.BytesIO(part)).pages:
+            writer.add_page(page)
+    out = io.BytesIO()
+    writer.write(out)
+    behind_cover = out.getvalue()
+    extracted.clear()
+    assert read_reference(behind_cover) == "GF-7K3M9Q2P"
+    assert read_patient(behind_cover) == ("Jane Q. Sample", "1961-04-12")
+    assert len(extracted) == 3  # page 1 alone, then pages 1 and 2 together, each once
