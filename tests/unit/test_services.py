@@ -280,6 +280,42 @@ def test_missing_eoc_holds_the_packet_for_ops(tmp_path: Path) -> None:
         c.close()
 
 
+def test_an_eoc_added_to_the_library_after_the_hold_is_picked_up_and_the_flag_cleared(
+    tmp_path: Path,
+) -> None:
+    """The flag tells ops to add the EOC to the library; doing so is enough. The held packet
+    looks again every EOC_LOOK_AGAIN, finds it, clears the EOC flags and is delivered by its
+    deliver_by. While it waits, the hold is audited once, not at every look."""
+    from simulator.documents import generate_eoc_pdf
+    from worker.domain.lifecycle import EOC_LOOK_AGAIN
+
+    c, clock, _, deliverer = make_container(tmp_path, START, eoc_fallback=None)
+    try:
+        services.intake(c, notification())
+        run_until(c, clock, at("2026-04-23T14:00:00-04:00"))  # held at 13:00, due by 15:00
+        with transaction(c.sessions) as s:
+            case = s.scalars(select(Case)).one()
+            assert case.eoc_object_uri is None and case.deliver_by > clock.now()
+            assert "packet held" in (case.attention or "")
+            assert case.next_action_at is not None
+            assert case.next_action_at <= clock.now() + EOC_LOOK_AGAIN
+            held = s.scalars(select(AuditEvent).where(AuditEvent.kind == "packet.held")).all()
+        assert len(held) == 1 and deliverer.submissions == []
+        library = tmp_path / "eoc"
+        library.mkdir(exist_ok=True)
+        (library / f"{case.plan_id}.pdf").write_bytes(generate_eoc_pdf(case.plan_id))
+        run_until(c, clock, case.deliver_by)
+        assert len(deliverer.submissions) == 1
+        with transaction(c.sessions) as s:
+            case = s.scalars(select(Case)).one()
+            assert case.status == "delivered" and case.eoc_object_uri is not None
+            assert "evidence of coverage" not in (case.attention or "")
+            kinds = set(s.scalars(select(AuditEvent.kind)))
+        assert "case.eoc_found" in kinds
+    finally:
+        c.close()
+
+
 def test_audit_trail_is_append_only(env) -> None:  # type: ignore[no-untyped-def]
     """Audit rows cannot be changed once written."""
     c, _, _, _ = env

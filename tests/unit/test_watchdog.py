@@ -17,6 +17,7 @@ from worker.domain.watchdog import (
     assess,
     deadline_reason,
     flag,
+    unflag,
 )
 
 ASSEMBLE_AT = datetime(2026, 4, 23, 13, 0, tzinfo=UTC)
@@ -151,3 +152,13 @@ def test_flag_keeps_earlier_reasons_and_never_repeats_one() -> None:
     assert flag("a; b", "b") is None
     assert flag("x" * 10, "b", limit=10) is None
     assert flag("x" * 8, "bcd", limit=12) == "xxxxxxxx; bc"
+
+
+def test_unflag_drops_the_resolved_reasons_and_keeps_the_others_in_order() -> None:
+    """Reasons starting with the prefix go; the rest stay as they were; none left is None."""
+    eoc = "evidence of coverage"
+    both = f"{eoc} not found: add it; late fax; {eoc} missing: packet held"
+    assert unflag(both, eoc) == "late fax"
+    assert unflag("a; b", eoc) == "a; b"
+    assert unflag(f"{eoc} missing", eoc) is None
+    assert unflag(None, eoc) is None

@@ -39,6 +39,9 @@ from worker.domain.types import AttemptOutcome
 #: A timer the scheduler has enqueued work for is pushed this far ahead; the handler then sets
 #: the real next time. If the message is lost, the work is enqueued again once the lease ends.
 LEASE = timedelta(minutes=10)
+#: A packet held for its missing EOC looks for it again this often (the notification's link,
+#: then the carrier's library), so an EOC ops add is picked up within this time.
+EOC_LOOK_AGAIN = timedelta(minutes=15)
 #: Transport redials of one fax attempt (busy line, no answer): transmissions, not attempts.
 MAX_TRANSMISSIONS = 3
 #: Time between redials of one attempt.

@@ -153,3 +153,10 @@ def flag(current: str | None, text: str, limit: int = REASON_CHARS) -> str | Non
         return None
     new = (f"{current}; {text}" if current else text)[:limit]
     return None if new == current else new  # full: the audit trail keeps the rest
+
+
+def unflag(current: str | None, prefix: str) -> str | None:
+    """``Case.attention`` once the reasons starting with ``prefix`` are resolved: the others
+    stay, in order (None: nothing left to flag)."""
+    kept = [r for r in (current or "").split("; ") if r and not r.startswith(prefix)]
+    return "; ".join(kept) or None

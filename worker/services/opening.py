@@ -56,9 +56,9 @@ def open_case(
     attention = []
     eoc_obj = auth_obj = None
     if need_eoc:
-        eoc = _fetch_eoc(reader, eoc_library, eoc_uri, plan_id)
+        eoc = fetch_eoc(reader, eoc_library, eoc_uri, plan_id)
         if eoc is None:
-            attention.append("evidence of coverage not found: add it to the EOC library")
+            attention.append(EOC_NOT_FOUND)
         else:
             eoc_obj = store.put(content_key(cmd.case_id, "eoc", eoc, "pdf"), eoc, "application/pdf")
     if need_auth:
@@ -108,9 +108,17 @@ def _start_outreach(s: Session, case: Case, now: datetime, attention: list[str])
     return follow
 
 
-def _fetch_eoc(
+#: Case.attention while a case's EOC is missing; every reason about the EOC begins with
+#: :data:`EOC_REASON` (cleared when the EOC is found at assembly: services/packet.py)
+EOC_REASON = "evidence of coverage"
+EOC_NOT_FOUND = f"{EOC_REASON} not found: add it to the EOC library"
+
+
+def fetch_eoc(
     reader: UriReader, library: EocLibrary, eoc_uri: str | None, plan_id: str
 ) -> bytes | None:
+    """The case's EOC: from the notification's link, else the carrier's library (None: in
+    neither)."""
     if eoc_uri:
         try:
             return reader.read(eoc_uri)

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import select
@@ -24,10 +24,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from config.jurisdictions import get_jurisdiction
 from storage.db import transaction
 from storage.models import Case, Delivery, Document, Packet
-from storage.objects import ObjectStore, sha256_hex
+from storage.objects import ObjectStore, UriReader, content_key, sha256_hex
 from worker.commands import AssemblePacket, Command, DeliverPacket
 from worker.domain.clock import Clock
 from worker.domain.lifecycle import (
+    EOC_LOOK_AGAIN,
     LEASE,
     REASON_CHARS,
     CaseStatus,
@@ -38,6 +39,7 @@ from worker.domain.lifecycle import (
     RequestStatus,
     packet_to_assemble,
 )
+from worker.domain.watchdog import flag, unflag
 from worker.localtime import format_local
 from worker.packet import CoverInfo, PacketPart, ProviderAttestation, build_packet
 from worker.services.attestation import attestation_cover, provider_attestations
@@ -45,7 +47,11 @@ from worker.services.audit import audit
 from worker.services.campaigns import complete_case
 from worker.services.closing import stop_request
 from worker.services.mapping import case_status
+from worker.services.opening import EOC_REASON, fetch_eoc
 from worker.services.quality import DUPLICATE, PENDING, flags_of
+
+if TYPE_CHECKING:
+    from worker.wiring import EocLibrary
 
 log = structlog.get_logger("goodfaith.services")
 
@@ -82,14 +88,24 @@ def assemble_packet(
     sessions: sessionmaker[Session],
     clock: Clock,
     store: ObjectStore,
+    reader: UriReader,
+    eoc_library: EocLibrary,
     agency_name: Callable[[str], str],
     carrier_name: str,
     responsible: str,
 ) -> list[Command]:
-    """Assemble the packet (or a supplemental one for late records) and queue its delivery."""
+    """Assemble the packet (or a supplemental one for late records) and queue its delivery.
+
+    A case without its EOC looks for it again first (the notification's link, then the
+    library). Still missing, the packet is held, the case flagged, and the look repeated every
+    :data:`EOC_LOOK_AGAIN`: ops told to add the EOC to the library need do nothing more."""
     now = clock.now()
     plan = _plan(cmd.case_id, sessions, now, agency_name, carrier_name, responsible)
-    if plan is None:
+    if isinstance(plan, _MissingEoc):
+        if not _found_eoc(plan, sessions, store, reader, eoc_library, now):
+            return []
+        plan = _plan(cmd.case_id, sessions, now, agency_name, carrier_name, responsible)
+    if not isinstance(plan, _Plan):
         return []
     parts = []
     for spec in plan.specs:
@@ -125,6 +141,52 @@ def assemble_packet(
     return _record(packet, plan, sessions, now, list(built.excluded))
 
 
+@dataclass(frozen=True)
+class _MissingEoc:
+    """The case has no EOC of ours yet: where to look for it."""
+
+    case_id: str
+    eoc_uri: str | None
+    plan_id: str
+
+
+#: Case.attention while the packet waits for its EOC (begins with opening.EOC_REASON)
+EOC_HELD = f"{EOC_REASON} missing: packet held"
+
+
+def _found_eoc(
+    missing: _MissingEoc,
+    sessions: sessionmaker[Session],
+    store: ObjectStore,
+    reader: UriReader,
+    eoc_library: EocLibrary,
+    now: datetime,
+) -> bool:
+    """Look for the EOC again (outside any transaction); found, store our copy and clear the
+    case's EOC flags; not found, hold the packet, flag the case (audited once, when the hold
+    begins) and look again in :data:`EOC_LOOK_AGAIN` (the case's packet timer)."""
+    eoc = fetch_eoc(reader, eoc_library, missing.eoc_uri, missing.plan_id)
+    uri = None
+    if eoc is not None:
+        key = content_key(missing.case_id, "eoc", eoc, "pdf")
+        uri = store.put(key, eoc, "application/pdf")
+    with transaction(sessions) as s:
+        case = s.get(Case, missing.case_id, with_for_update=True)
+        if case is None:
+            return False
+        if uri is not None:
+            case.eoc_object_uri = case.eoc_object_uri or uri
+            case.attention = unflag(case.attention, EOC_REASON)
+            audit(s, now, "case.eoc_found", case.id)
+            return True
+        case.next_action_at = now + EOC_LOOK_AGAIN
+        attention = flag(case.attention, EOC_HELD)
+        if attention is not None:
+            case.attention = attention
+            audit(s, now, "packet.held", case.id, reason="eoc_missing")
+        return False
+
+
 def _plan(
     case_id: str,
     sessions: sessionmaker[Session],
@@ -132,7 +194,7 @@ def _plan(
     agency_name: Callable[[str], str],
     carrier_name: str,
     responsible: str,
-) -> _Plan | None:
+) -> _Plan | _MissingEoc | None:
     """Decide what goes into the packet; close open requests at the first packet."""
     with transaction(sessions) as s:
         case = s.get(Case, case_id, with_for_update=True)
@@ -148,11 +210,8 @@ def _plan(
                 case.next_action_at = None
             return None
         supplemental = kind is PacketKind.SUPPLEMENTAL
-        if case.eoc_object_uri is None:
-            case.attention = case.attention or "evidence of coverage missing: packet held"
-            case.next_action_at = None
-            audit(s, now, "packet.held", case.id, reason="eoc_missing")
-            return None
+        if case.eoc_object_uri is None:  # look for it again before holding the packet
+            return _MissingEoc(case.id, case.eoc_uri, case.plan_id)
         docs = list(
             s.scalars(
                 select(Document)
