@@ -74,6 +74,7 @@ from worker.readmodels.metrics import render_metrics
 from worker.readmodels.profiles import provider_profiles, render_profiles
 from worker.readmodels.queues import QueueHealth
 from worker.readmodels.report import build_report
+from worker.services.coalescing import withdrawn
 from worker.services.keys import Principal, Role, create_key, list_keys, revoke_key
 from worker.services.review import Decision, ReviewOutcome
 from worker.wiring import Container
@@ -237,7 +238,10 @@ def create_app(
         },
     )
     def media(attempt_id: str, token: str = Query(...)) -> Response:
-        """One attempt's request letter, for the channel that sends it (an HMAC ``token``)."""
+        """One attempt's request letter, for the channel that sends it (an HMAC ``token``);
+        not once every request it asks for was withdrawn (their cases cancelled): a fax still
+        queued at the vendor then fails at the fetch instead of carrying the patient's details
+        to the provider after the withdrawal."""
         c = container()
         # bytes: compare_digest refuses str with non-ASCII characters (TypeError)
         given = token.encode("utf-8", "replace")
@@ -245,7 +249,7 @@ def create_app(
             raise HTTPException(status_code=404)
         with transaction(c.sessions) as s:
             a = s.get(Attempt, attempt_id)
-            uri = a.letter_uri if a else None
+            uri = a.letter_uri if a is not None and not withdrawn(s, a) else None
         if uri is None:
             raise HTTPException(status_code=404)
         return Response(c.store.get(uri), media_type="application/pdf")

@@ -280,6 +280,18 @@ def test_media_with_wrong_token_is_404(env: Env) -> None:
     assert b"%PDF" not in r.content
 
 
+def test_a_withdrawn_case_s_letter_is_no_longer_handed_out(env: Env) -> None:
+    """Once the case is cancelled, its letter's media URL answers 404: a fax still queued at
+    the vendor fails at the fetch rather than reach the provider after the withdrawal."""
+    case_id = _open_case(env)
+    (attempt,) = _attempts(env.c)
+    params = {"token": env.c.media_token(attempt.id)}
+    assert env.http.get(f"/v1/media/{attempt.id}", params=params).status_code == 200
+    assert env.intake.post(f"/v1/cases/{case_id}/cancel").status_code == 200
+    r = env.http.get(f"/v1/media/{attempt.id}", params=params)
+    assert r.status_code == 404 and b"%PDF" not in r.content
+
+
 # --- ops views ---------------------------------------------------------------------------------
 
 

@@ -114,6 +114,35 @@ def test_two_reviews_for_one_member_share_one_fax_and_both_packets_carry_the_rec
         assert len(kinds) == 2  # each case's own trail documents the attempt
 
 
+def test_a_chase_letter_is_handed_out_until_every_request_it_serves_is_withdrawn(
+    env,
+) -> None:  # type: ignore[no-untyped-def]
+    """Withdrawing the review whose request sends the chase's fax leaves the letter available
+    (it still asks for the other review's records); withdrawing both closes it (404)."""
+    from worker.services.coalescing import withdrawn
+
+    c, clock, _fax, _ = env
+    ids = {}
+    for name in ("A", "B"):
+        ids[name] = services.intake(
+            c, notification(notification_id=name, received_at=EVENING.isoformat())
+        ).case_id
+    run_until(c, clock, at("2026-04-17T10:00:00-04:00"))
+    reqs = _requests(c)
+    (sent,) = [x for r in reqs.values() for x in r.attempts if x.served_by == x.id]
+    driver = "A" if sent.request_id == reqs["A"].id else "B"
+    other = "B" if driver == "A" else "A"
+    services.cancel_case(c, ids[driver], "withdrawn")
+    with transaction(c.sessions) as s:
+        a = s.get(Attempt, sent.id)
+        assert a is not None and a.request.status == "cancelled"
+        assert not withdrawn(s, a)
+    services.cancel_case(c, ids[other], "withdrawn")
+    with transaction(c.sessions) as s:
+        a = s.get(Attempt, sent.id)
+        assert a is not None and withdrawn(s, a)
+
+
 def test_a_review_joining_a_campaign_chase_goes_first_and_the_answer_serves_both(
     env,
 ) -> None:  # type: ignore[no-untyped-def]

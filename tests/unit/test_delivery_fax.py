@@ -340,6 +340,48 @@ def test_a_busy_agency_line_is_retried_on_the_delivery_backoff(env) -> None:  # 
     assert (d.status, d.transmissions, case.status) == ("delivered", 2, "delivered")
 
 
+def test_a_withdrawal_between_transmissions_sends_the_packet_no_more(env) -> None:  # type: ignore[no-untyped-def]
+    """The agency's line was busy and a new transmission is waiting; the case is withdrawn:
+    the delivery is cancelled (nothing was on the wire, so no flag), its timer ends and no
+    other transmission goes out, and its fax document is no longer handed out."""
+    c, clock, line = env
+    _to_delivery(c, clock)
+    d, case = _delivery(c)
+    c.dispatcher.enqueue(services.record_fax_status(c, fax_failed(d.external_id, clock.now())))  # type: ignore[arg-type]
+    url = c.delivery_media_url(d.id)
+    assert services.cancel_case(c, case.id, "review withdrawn")
+    d, case = _delivery(c)
+    assert (d.status, d.next_action_at, case.status) == ("cancelled", None, "cancelled")
+    assert _audits(c, "delivery.cancelled") == [{"delivery_id": d.id, "in_flight": False}]
+    assert "agency" not in (case.attention or "")
+    run_until(c, clock, clock.now() + timedelta(days=2))
+    c.dispatcher.enqueue([DeliverPacket(d.id)])  # a stale message changes nothing either
+    assert len(line.sent) == 1
+    assert api_client(c, None).get(url[url.index("/v1/") :]).status_code == 404
+
+
+def test_a_packet_fax_confirmed_after_the_withdrawal_is_recorded_and_flagged(env) -> None:  # type: ignore[no-untyped-def]
+    """Withdrawn while its fax awaited confirmation: the case is flagged at once (the agency
+    may have it); the confirmation that follows is recorded on the delivery and in the audit
+    trail, and the case stays cancelled."""
+    c, clock, line = env
+    _to_delivery(c, clock)
+    d, case = _delivery(c)
+    assert services.cancel_case(c, case.id, "review withdrawn")
+    d, case = _delivery(c)
+    assert (d.status, case.status) == ("cancelled", "cancelled")
+    assert _audits(c, "delivery.cancelled") == [{"delivery_id": d.id, "in_flight": True}]
+    assert "fax was under way" in (case.attention or "")
+    clock.advance(120)
+    services.record_fax_status(c, fax_delivered(d.external_id, clock.now()))  # type: ignore[arg-type]
+    d, case = _delivery(c)
+    assert (d.status, d.receipt_id, case.status) == ("delivered", d.external_id, "cancelled")
+    assert case.delivered_at is None and "reached the agency" in (case.attention or "")
+    assert [a["via"] for a in _audits(c, "packet.delivered_after_cancel")] == ["webhook"]
+    assert _audits(c, "packet.delivered") == []
+    assert len(line.sent) == 1
+
+
 def test_a_line_busy_past_the_delivery_target_flags_the_case_and_keeps_trying(env) -> None:  # type: ignore[no-untyped-def]
     """Every transmission busy: past deliver_by the case is flagged, and retries go on."""
     c, clock, line = env

@@ -371,6 +371,38 @@ def test_agency_outage_retries_and_flags_the_case_past_the_delivery_target(env) 
     assert len(deliverer.submissions) == 1
 
 
+def test_a_withdrawal_while_the_agency_is_down_stops_the_packet_upload(env) -> None:  # type: ignore[no-untyped-def]
+    """The agency answers 503 and the upload waits for its retry; the case is withdrawn: the
+    delivery is cancelled and the packet never uploaded, though the agency comes back. An
+    upload that was already on the wire and succeeds afterwards is recorded on the delivery,
+    flagged, and the case stays cancelled."""
+    from connectors.base import TransientError
+    from storage.models import Delivery
+    from worker.commands import DeliverPacket
+
+    c, clock, _fax, deliverer = env
+    deliverer.fail_with = TransientError("503 from agency")
+    case_id = services.intake(c, notification()).case_id
+    run_until(c, clock, at("2026-04-23T13:30:00-04:00"))
+    assert services.cancel_case(c, case_id, "review withdrawn")
+    deliverer.fail_with = None
+    run_until(c, clock, at("2026-04-24T00:00:00-04:00"))
+    assert deliverer.submissions == []
+    with transaction(c.sessions) as s:
+        d = s.scalars(select(Delivery)).one()
+        case = s.get(Case, case_id)
+        assert case is not None and d.status == "cancelled" and case.status == "cancelled"
+        d.status = "pending"  # as if its upload had been under way when the case was withdrawn
+    c.dispatcher.enqueue([DeliverPacket(d.id)])
+    with transaction(c.sessions) as s:
+        d = s.scalars(select(Delivery)).one()
+        case = s.get(Case, case_id)
+        assert case is not None and d.status == "delivered" and case.status == "cancelled"
+        assert "reached the agency" in (case.attention or "")
+        kinds = list(s.scalars(select(AuditEvent.kind)))
+    assert "packet.delivered_after_cancel" in kinds and "packet.delivered" not in kinds
+
+
 def test_two_inbound_faxes_with_the_same_bytes_are_two_documents(env) -> None:  # type: ignore[no-untyped-def]
     """Documents are identified by the channel's fax id, not by content: both faxes are kept."""
     c, clock, fax, _ = env

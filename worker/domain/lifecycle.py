@@ -103,6 +103,7 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # the case was withdrawn before the agency had the packet
 
 
 class DocumentStatus(StrEnum):

@@ -6,7 +6,12 @@ of their attempts cleared (no further attempt, redial or poll). Withdrawing at t
 a timer of its own (``attempts.cancel_at``, the scheduler's ``cancel`` timer): each attempt
 whose request may still be worked on there — one sent over a requester that can withdraw it
 (a CDex Task, a retrieval vendor's order) and not failed — is withdrawn by :func:`cancel_attempt`, retried on transient
-errors until it is done or impossible. A fax already dialled cannot be called back.
+errors until it is done or impossible. A fax already dialled cannot be called back; one still
+queued at the vendor fails when it fetches its letter, which is no longer handed out once every
+request it asks for is withdrawn (``GET /v1/media/{attempt_id}``).
+
+A packet built but not yet at the agency (the case ``delivering``) is not sent: its delivery
+is cancelled too (``delivery.cancel_delivery``), and a fax of it already under way is flagged.
 """
 
 from __future__ import annotations
@@ -15,17 +20,19 @@ from collections.abc import Mapping
 from datetime import timedelta
 
 import structlog
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import CancelsRequest, PermanentError, RecordsRequester, TransientError
 from storage.db import transaction
-from storage.models import Attempt, Case
+from storage.models import Attempt, Case, Delivery
 from worker.commands import CancelAttempt, Command
 from worker.domain.clock import Clock
-from worker.domain.lifecycle import LEASE, CaseStatus, RequestStatus, can_cancel
+from worker.domain.lifecycle import LEASE, CaseStatus, DeliveryStatus, RequestStatus, can_cancel
 from worker.domain.types import AttemptOutcome, ChannelKind
 from worker.services.audit import audit
 from worker.services.closing import stop_request
+from worker.services.delivery import cancel_delivery
 from worker.services.mapping import case_status
 
 log = structlog.get_logger("goodfaith.services")
@@ -41,6 +48,15 @@ FAR_SIDE_REASON = "external review withdrawn or decided: records no longer neede
 _WHAT = {ChannelKind.FHIR.value: "FHIR Task", ChannelKind.VENDOR.value: "retrieval-vendor order"}
 
 
+#: a case's deliveries still under way, locked (built once: storage/db.py ``by_id``)
+_PENDING_DELIVERIES = (
+    select(Delivery)
+    .where(Delivery.case_id == bindparam("case_id"))
+    .where(Delivery.status == DeliveryStatus.PENDING.value)
+    .with_for_update()
+)
+
+
 def cancel_case(
     case_id: str,
     reason: str,
@@ -54,11 +70,15 @@ def cancel_case(
     now = clock.now()
     follow: list[Command] = []
     with transaction(sessions) as s:
+        # the packet's delivery before the case: the order delivery.py locks them in
+        deliveries = list(s.scalars(_PENDING_DELIVERIES, {"case_id": case_id}))
         case = s.get(Case, case_id, with_for_update=True)
         if case is None or not can_cancel(case_status(case)):
             return False, []
         case.status = CaseStatus.CANCELLED.value
         case.next_action_at = None
+        for d in deliveries:  # the packet is built but the agency does not have it yet
+            cancel_delivery(s, d, case, now)
         for r in case.requests:
             if r.status != RequestStatus.OPEN:
                 continue

@@ -304,3 +304,22 @@ def served_lines(s: Session, a: Attempt) -> list[str]:
         .order_by(RecordRequest.reference)
     )
     return [f"{reference}: {requested}" for reference, requested in rows]
+
+
+def withdrawn(s: Session, a: Attempt) -> bool:
+    """Whether every request ``a`` asks for was withdrawn (cancelled with its case): its own,
+    and for a chase's sending attempt the other requests it serves. Its letter is then no
+    longer handed out (``GET /v1/media/{attempt_id}``)."""
+    if a.request.status != RequestStatus.CANCELLED:
+        return False
+    if a.served_by != a.id:
+        return True
+    still_asked = s.scalar(
+        select(
+            exists()
+            .where(Attempt.served_by == a.id, Attempt.id != a.id)
+            .where(RecordRequest.id == Attempt.request_id)
+            .where(RecordRequest.status != RequestStatus.CANCELLED.value)
+        )
+    )
+    return not still_asked

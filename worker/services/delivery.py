@@ -58,6 +58,7 @@ from worker.domain.clock import Clock
 from worker.domain.lifecycle import (
     LOOKUP_SKEW,
     SEND_LEASE,
+    CaseStatus,
     DeliveryStatus,
     FaxDeliveryAction,
     FaxDeliveryStep,
@@ -71,6 +72,7 @@ from worker.domain.lifecycle import (
     transmission_key,
 )
 from worker.domain.types import AttemptOutcome
+from worker.domain.watchdog import flag
 from worker.services.audit import audit
 
 log = structlog.get_logger("goodfaith.services")
@@ -132,6 +134,8 @@ def _fall_back(
     case is flagged, so the transport gets fixed."""
     with _tried(delivery_id, sessions, clock) as (s, d, case, now):
         d.error = str(error)[:512]
+        if d.status != DeliveryStatus.PENDING:  # withdrawn meanwhile: no fallback fax either
+            return
         reason = type(error).__name__
         case.attention = f"agency transport failed ({reason}): packet sent by fallback fax"
         audit(s, now, "delivery.fallback", case.id, delivery_id=d.id, error=reason, to="fax")
@@ -197,12 +201,20 @@ def _record_delivered(
 def _delivered(
     s: Session, d: Delivery, case: Case, now: datetime, *, receipt_id: str, via: str | None = None
 ) -> None:
-    """The agency has the packet (an immediate receipt, or the fax vendor's confirmation)."""
+    """The agency has the packet (an immediate receipt, or the fax vendor's confirmation).
+    After the case was withdrawn (a transmission already under way), the delivery records it
+    and the case stays cancelled, flagged: the agency must be told."""
     d.status = DeliveryStatus.DELIVERED.value
     d.delivered_at = now
     d.receipt_id = receipt_id
     d.next_action_at = None
     d.error = None
+    if case.status == CaseStatus.CANCELLED:
+        case.attention = flag(case.attention, DELIVERED_AFTER_CANCEL) or case.attention
+        audit(s, now, "packet.delivered_after_cancel", case.id, delivery_id=d.id,
+              receipt_id=receipt_id, **({"via": via} if via else {}))  # fmt: skip
+        log.warning("packet.delivered_after_cancel", case_id=case.id, delivery_id=d.id)
+        return
     if case.delivered_at is None:
         case.delivered_at = now
         case.status = status_on_delivery(now, case.due_at).value
@@ -226,6 +238,8 @@ def _record_failure(
 ) -> None:
     with _tried(delivery_id, sessions, clock) as (s, d, case, now):
         d.error = str(error)[:512]
+        if d.status != DeliveryStatus.PENDING:  # withdrawn meanwhile: nothing more is tried
+            return
         if isinstance(error, TransientError):  # keep trying: late beats never
             d.next_action_at = now + delivery_backoff(d.tries)
             audit(s, now, "delivery.retry", case.id, delivery_id=d.id, tries=d.tries)
@@ -508,7 +522,10 @@ def record_fax_status(
         d = s.scalar(select(Delivery).where(Delivery.external_id == event.fax_id).with_for_update())
         if d is None:
             return None
-        if event.outcome is not None and d.status == DeliveryStatus.PENDING:
+        under_way = d.status == DeliveryStatus.PENDING or (  # or confirmed after a withdrawal
+            d.status == DeliveryStatus.CANCELLED and event.outcome is AttemptOutcome.DELIVERED
+        )
+        if event.outcome is not None and under_way:
             _apply_fax_status(s, d, event, clock.now(), via="webhook")
         return []
 
@@ -550,3 +567,21 @@ def _fax_retry(s: Session, d: Delivery, now: datetime, reason: str, *, via: str)
         s, now, "delivery.retry", case.id, delivery_id=d.id, tries=d.tries, reason=reason, via=via
     )
     _flag_if_target_missed(case, d, now)
+
+
+#: Case.attention when a withdrawn case's packet may have reached, or did reach, the agency
+FAX_UNDER_WAY = "the packet's fax was under way when the case was withdrawn: tell the agency"
+DELIVERED_AFTER_CANCEL = "the packet reached the agency after the case was withdrawn: tell it"
+
+
+def cancel_delivery(s: Session, d: Delivery, case: Case, now: datetime) -> None:
+    """The case was withdrawn before the agency had its packet: nothing more is sent (the
+    delivery's timer stops, and its fax document is no longer handed to the vendor, so a fax
+    still queued there fails at the fetch). A transmission already handed over is flagged;
+    its confirmation, if it comes, is recorded (``packet.delivered_after_cancel``)."""
+    in_flight = d.external_id is not None or (d.sending_until is not None and d.sending_until > now)
+    d.status = DeliveryStatus.CANCELLED.value
+    d.next_action_at = None
+    audit(s, now, "delivery.cancelled", case.id, delivery_id=d.id, in_flight=in_flight)
+    if in_flight:
+        case.attention = flag(case.attention, FAX_UNDER_WAY) or case.attention
