@@ -92,6 +92,48 @@ def test_a_csv_load_stores_every_row_and_the_scheduler_opens_them_in_the_bulk_la
     assert count_attempts(c, ExportFilter(campaign_id="nope")) == 0
 
 
+def test_a_campaign_s_cases_open_in_the_scheduler_s_tick_not_one_message_each(
+    tmp_path: Path, database_url: str
+) -> None:
+    """With nothing to fetch (a campaign names no authorization, and production makes none
+    up), the tick that claims a campaign's cases opens them in its own transaction: it sends
+    their requests' PlanOutreach to the bulk lane, no OpenCase; the requests then go out as
+    before. Where an authorization must be made (a simulation), OpenCase still opens them."""
+    from tests.fakes import Recorded
+    from worker.domain.lifecycle import LEASE
+    from worker.scheduler import tick
+
+    c, clock, fax, _ = make_container(tmp_path, START, database_url, authorization_fallback=None)
+    try:
+        loaded = services.load_campaign(c, {"name": "UR", "csv": _csv(3)}, "test", lambda *a: None)
+        inline, c.dispatcher = c.dispatcher, Recorded()
+        cmds = tick(c)
+        with transaction(c.sessions) as s:
+            cases = list(s.scalars(select(Case).where(Case.campaign_id == loaded.campaign_id)))
+            request_ids = sorted(r.id for x in cases for r in x.requests)
+            assert [x.open_at for x in cases] == [None] * 3
+            nexts = {r.next_action_at for x in cases for r in x.requests}
+        assert nexts == {clock.now() + LEASE}
+        assert sorted(cmds, key=lambda cmd: cmd.request_id) == [  # type: ignore[attr-defined]
+            PlanOutreach(r) for r in request_ids
+        ]
+        assert c.dispatcher.commands == cmds  # type: ignore[attr-defined]
+        assert lanes_of(cmds, sessions=c.sessions) == [Lane.BULK] * 3
+        assert tick(c) == []  # opened: nothing is claimed again
+        c.dispatcher = inline
+        inline.enqueue(cmds)
+        assert len(fax.sent) == 3
+    finally:
+        c.close()
+    made_up, clock, fax, _ = make_container(tmp_path / "sim", START, database_url)
+    try:
+        services.load_campaign(made_up, {"name": "UR", "csv": _csv(2)}, "test", lambda *a: None)
+        made_up.dispatcher = Recorded()
+        assert [type(cmd) for cmd in tick(made_up)] == [OpenCase, OpenCase]
+    finally:
+        made_up.close()
+
+
 def test_bad_rows_are_named_by_row_and_column_and_nothing_is_stored(env) -> None:  # type: ignore[no-untyped-def]
     """Every bad value is reported with its row (1 = first after the header) and column, and
     not one row of a file with a bad one is stored."""

@@ -5,8 +5,9 @@ a model of its own: docs/architecture.md, "Campaigns"). Loading validates every 
 (``worker/campaign.py``) and then writes the campaign, its cases and their requests in one
 transaction with multi-row inserts: a bad row stores nothing. The cases are opened by the
 scheduler's ``opening`` timer (``cases.open_at`` = the load time), 500 a tick and after any
-review due sooner, so a load of 100,000 rows never floods the queues; their messages travel
-in the ``bulk`` lane (``services/lanes.py``). A campaign's case has no agency and no packet:
+review due sooner, so a load of 100,000 rows never floods the queues; with nothing to fetch
+they open in the tick itself (``opening.open_in_bulk``); their messages travel in the
+``bulk`` lane (``services/lanes.py``). A campaign's case has no agency and no packet:
 at its due date, or when its request closes, it is ``completed``.
 """
 
