@@ -172,8 +172,8 @@ def _found_eoc(
         uri = store.put(key, eoc, "application/pdf")
     with transaction(sessions) as s:
         case = s.get(Case, missing.case_id, with_for_update=True)
-        if case is None:
-            return False
+        if case is None or packet_to_assemble(case_status(case)) is None:
+            return False  # gone, or cancelled meanwhile
         if uri is not None:
             case.eoc_object_uri = case.eoc_object_uri or uri
             case.attention = unflag(case.attention, EOC_REASON)
