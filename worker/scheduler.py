@@ -65,6 +65,7 @@ from worker.domain.lifecycle import (
 )
 from worker.domain.types import AttemptOutcome
 from worker.services.deps import call
+from worker.services.opening import open_in_bulk
 from worker.services.watchdog import watch
 from worker.wiring import Container
 
@@ -82,6 +83,11 @@ class Timer:
     active: ColumnElement[bool]
     command: Callable[[str], Command]
     case_id: InstrumentedAttribute[str] | None = None
+    #: ``active`` as alternatives that each match an index's leading columns: the timer's
+    #: earliest instant is read per alternative (one index probe each) and the least taken.
+    #: ``min(column) WHERE status IN (…)`` read every matching row (45 ms a tick with 100,000
+    #: open campaign cases, against 0.2 ms for one probe per status).
+    each: tuple[ColumnElement[bool], ...] = ()
 
 
 TIMERS: tuple[Timer, ...] = (
@@ -120,6 +126,7 @@ TIMERS: tuple[Timer, ...] = (
         Case.status.in_([s.value for s in TIMED_CASE_STATES]),
         AssemblePacket,
         Case.id,
+        each=tuple(Case.status == s.value for s in TIMED_CASE_STATES),  # ix_cases_status_next
     ),
     Timer(
         "delivery",
@@ -138,6 +145,8 @@ TIMERS: tuple[Timer, ...] = (
         IngestInbound,
     ),
 )
+#: the timer that opens cases (``open_at``): its rows with nothing to fetch open in the tick
+OPENING = TIMERS[0]
 
 
 def tick(c: Container) -> list[Command]:
@@ -163,12 +172,20 @@ def tick(c: Container) -> list[Command]:
     ranked: list[tuple[datetime, datetime, int, Command]] = []
     with transaction(c.sessions) as s:
         for timer in due:  # only the timers with a due row: one claim query each
-            for row, deadline in s.execute(_due_rows(timer, now)):
-                due_at = getattr(row, timer.column.key)
-                setattr(row, timer.column.key, lease)
-                ranked.append(
-                    (deadline or _NO_DEADLINE, due_at, len(ranked), timer.command(row.id))
-                )
+            rows = [(row, deadline, getattr(row, timer.column.key)) for row, deadline in
+                    s.execute(_due_rows(timer, now))]  # fmt: skip
+            # cases with nothing to fetch (a campaign's) open here, not one message each
+            opened = (
+                call(open_in_bulk, c, s, [r for r, *_ in rows], now) if timer is OPENING else {}
+            )
+            for row, deadline, due_at in rows:
+                if row.id in opened:
+                    cmds = opened[row.id]
+                else:
+                    setattr(row, timer.column.key, lease)
+                    cmds = [timer.command(row.id)]
+                for cmd in cmds:
+                    ranked.append((deadline or _NO_DEADLINE, due_at, len(ranked), cmd))
     ranked.sort(key=lambda item: item[:3])
     cmds = [cmd for *_, cmd in ranked]
     c.dispatcher.enqueue(cmds)
@@ -211,10 +228,9 @@ def _due_rows(timer: Timer, now: datetime) -> Any:
 
 def _next_due_statement() -> Any:
     branches = [
-        select(literal(timer.name).label("timer"), func.min(timer.column).label("t")).where(
-            timer.active
-        )
+        select(literal(timer.name).label("timer"), func.min(timer.column).label("t")).where(active)
         for timer in TIMERS
+        for active in timer.each or (timer.active,)
     ]
     timers = union_all(*branches).subquery()
     return select(timers.c.timer, type_coerce(timers.c.t, UTCDateTime()))
@@ -243,7 +259,11 @@ def next_due_by_timer(engine: Any) -> dict[str, datetime]:
         _NEXT_DUE = _next_due_statement()
     with engine.connect() as conn:
         rows = conn.execute(_NEXT_DUE).all()
-    return {str(name): at for name, at in rows if at is not None}
+    earliest: dict[str, datetime] = {}
+    for name, at in rows:  # a timer read in parts (``Timer.each``) has a row per part
+        if at is not None and (str(name) not in earliest or at < earliest[str(name)]):
+            earliest[str(name)] = at
+    return earliest
 
 
 #: Redis key the scheduler process writes after every tick: ``{"tick_at": <the clock's instant
