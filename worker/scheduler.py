@@ -146,7 +146,7 @@ TIMERS: tuple[Timer, ...] = (
     ),
 )
 #: the timer that opens cases (``open_at``): its rows with nothing to fetch open in the tick
-OPENING = TIMERS[0]
+OPENING = next(timer for timer in TIMERS if timer.name == "opening")
 
 
 def tick(c: Container) -> list[Command]:
