@@ -77,13 +77,11 @@ def test_the_packet_timer_s_earliest_is_one_index_probe_per_case_status(pg_url: 
     migrate(engine)
     t = datetime(2026, 4, 17, 13, 0, tzinfo=UTC)
     rows = [
-        {**_case().__dict__, "id": f"c{n}", "notification_id": f"N-{n}",
-         "status": "delivered" if n == 7 else "open",
-         "next_action_at": t + timedelta(minutes=n + (0 if n == 7 else 60))}
+        _case_values(id=f"c{n}", notification_id=f"N-{n}",
+                     status="delivered" if n == 7 else "open",
+                     next_action_at=t + timedelta(minutes=n + (0 if n == 7 else 60)))
         for n in range(3000)
     ]  # fmt: skip
-    for row in rows:
-        row.pop("_sa_instance_state")
     try:
         with engine.begin() as conn:
             conn.execute(insert(Case), rows)
@@ -221,6 +219,11 @@ def test_migration_0016_fills_request_numbers_from_the_channels(
 
 
 def _case(**kw: Any) -> Case:
+    return Case(**_case_values(**kw))
+
+
+def _case_values(**kw: Any) -> dict[str, Any]:
+    """A case's column values (``kw`` overriding), for the ORM or a multi-row insert."""
     t = datetime(2026, 4, 17, 13, 0, tzinfo=UTC)
     base: dict[str, Any] = dict(
         notification_id="N-1",
@@ -241,7 +244,7 @@ def _case(**kw: Any) -> Case:
         created_at=t,
     )
     base.update(kw)
-    return Case(**base)
+    return base
 
 
 def test_instants_round_trip_as_aware_utc(database_url: str) -> None:
