@@ -95,6 +95,8 @@ __all__ = [
     "LOINC",
     "NPI_SYSTEM",
     "REFERENCE_SYSTEM",
+    "SLOW_AFTER",
+    "SLOW_POLL",
     "CDexIdentity",
     "CDexTaskRequester",
     "build_task",
@@ -139,17 +141,29 @@ _ENDED = frozenset({"rejected", "failed", "cancelled", "entered-in-error"})
 _TASK_URL = re.compile(r"^(?P<base>https?://.+)/Task/(?P<id>[A-Za-z0-9\-.]{1,64})$")
 
 
+#: After this long open, a Task is polled every :data:`SLOW_POLL` instead of hourly.
+SLOW_AFTER = timedelta(hours=8)
+#: The interval between polls of a Task open longer than :data:`SLOW_AFTER`.
+SLOW_POLL = timedelta(hours=4)
+
+
 def next_poll_delay(since_sent: timedelta) -> timedelta:
     """How long to wait before the next poll of a Task sent ``since_sent`` ago (CDex cadence).
 
     First poll 1 minute after sending; then every 5 minutes until 30 minutes have passed; then
-    hourly. Elapsed wall time, not business time.
+    hourly until 8 hours (:data:`SLOW_AFTER`); then every 4 hours (:data:`SLOW_POLL`).
+    Elapsed wall time, not business time. HRex asks for polls *no more often* than every 5
+    minutes for the first 30 minutes, then hourly; a Task left open for a working day is
+    read less often. The pipeline still reads it shortly before anything acts on the answer
+    (the next attempt, the packet's assembly: worker/domain/polling.py).
     """
     if since_sent < timedelta(minutes=1):
         return timedelta(minutes=1) - since_sent
     if since_sent < timedelta(minutes=30):
         return timedelta(minutes=5)
-    return timedelta(hours=1)
+    if since_sent < SLOW_AFTER:
+        return timedelta(hours=1)
+    return SLOW_POLL
 
 
 def split_task_url(external_id: str) -> tuple[str, str]:

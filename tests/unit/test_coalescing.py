@@ -274,3 +274,35 @@ def test_two_first_plannings_at_once_for_one_member_at_one_provider_make_one_cha
             assert {x.attempt_id for x in follow if isinstance(x, SendAttempt)} == set(sent)
     finally:
         c.close()
+
+
+def test_a_campaign_task_is_read_before_the_assembly_of_a_review_that_joined_its_chase(
+    env,
+) -> None:  # type: ignore[no-untyped-def]
+    """What answers the campaign's attempt serves the review too, so the instants that bound
+    its next poll (worker/domain/polling.py) include the review's assembly, not only the
+    campaign's own far-off ones."""
+    from worker.services.inbound import _acts_at
+
+    c, clock, fax, _deliverer = env
+    clock.advance_to(at("2026-04-17T09:00:00-04:00"))
+    csv_text = (
+        "member_id,member_name,birth_date,provider_id,provider_name,fax,request,due_date\n"
+        "M1001,Jane Roe,1971-02-03,prov-1,Example Orthopedics,+16175550101,"
+        "Charts 2025,2026-05-29\n"
+    )
+    services.load_campaign(c, {"name": "RA 2025", "csv": csv_text}, "test")
+    run_until(c, clock, at("2026-04-17T09:30:00-04:00"))
+    with transaction(c.sessions) as s:
+        (chart,) = s.scalars(select(RecordRequest)).all()
+        alone = _acts_at(s, chart)
+        assert chart.case.assemble_at in alone
+    clock.advance_to(at("2026-04-20T10:00:00-04:00"))
+    services.intake(c, notification(received_at=clock.now().isoformat(), review_type="expedited"))
+    reqs = _requests(c)
+    review = reqs["OPP-2026-000123"]
+    with transaction(c.sessions) as s:
+        chart = s.get(RecordRequest, next(r.id for r in reqs.values() if r is not review))
+        acts = _acts_at(s, chart)
+    assert review.case.assemble_at in acts
+    assert min(t for t in acts if t is not None) <= review.case.assemble_at < min(alone)  # type: ignore[type-var]

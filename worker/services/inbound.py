@@ -10,9 +10,10 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy import distinct, func, select
+from sqlalchemy import bindparam, distinct, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
@@ -28,7 +29,7 @@ from connectors.base import (
 )
 from connectors.vendor.orders import OrderEvent
 from storage.db import by_id, one_by_id, transaction
-from storage.models import Attempt, Document, InboundItem, RecordRequest, RequestNumber
+from storage.models import Attempt, Case, Document, InboundItem, RecordRequest, RequestNumber
 from storage.objects import ObjectStore, content_key
 from worker.commands import AssemblePacket, Command, IngestInbound, PlanOutreach, PollTask
 from worker.documents import DocumentCheck
@@ -44,6 +45,7 @@ from worker.domain.lifecycle import (
     wants_supplemental,
 )
 from worker.domain.notices import quarantined_reply
+from worker.domain.polling import next_poll_at
 from worker.domain.similarity import PageSignature, QASettings
 from worker.domain.types import AttemptOutcome, ChannelKind
 from worker.domain.watchdog import flag
@@ -262,8 +264,36 @@ def _take_poll_result(
         or a.outcome == AttemptOutcome.FAILED
         or result.status in ("completed", "rejected", "failed")
     )
-    a.poll_at = None if done else now + requester.poll_delay(now - (a.sent_at or now))
+    if done:
+        a.poll_at = None
+    else:
+        cadence = requester.poll_delay(now - (a.sent_at or now))
+        a.poll_at = next_poll_at(now, cadence, _acts_at(s, r))
     return follow
+
+
+def _acts_on(key: Any) -> Any:
+    return (
+        select(RecordRequest.next_action_at, Case.assemble_at)
+        .join(Case, Case.id == RecordRequest.case_id)
+        .where(key == bindparam("key"), RecordRequest.status == RequestStatus.OPEN.value)
+    )
+
+
+_ACTS_ON_CHASE = _acts_on(RecordRequest.chase_id)  # built once: see storage/db.py ``by_id``
+_ACTS_ON_REQUEST = _acts_on(RecordRequest.id)
+
+
+def _acts_at(s: Session, r: RecordRequest) -> list[datetime | None]:
+    """The instants that act on an answer to ``r``: the next planning (attempt) and the
+    packet assembly of every open request the answer serves (``r``'s chase, where there is
+    one: a review that joined a campaign's chase is assembled long before the campaign's next
+    attempt). One query."""
+    if r.chase_id is not None:
+        rows = s.execute(_ACTS_ON_CHASE, {"key": r.chase_id})
+    else:
+        rows = s.execute(_ACTS_ON_REQUEST, {"key": r.id})
+    return [at for row in rows for at in row]
 
 
 def _match(

@@ -1,0 +1,179 @@
+"""When an open CDex Task is polled: HRex's cadence (1 minute, every 5 minutes for half an
+hour, hourly), every 4 hours once a Task has been open for a working day, and always one
+poll shortly before anything acts on the answer: the request's next attempt and the packet's
+assembly (worker/domain/polling.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from connectors.base import PollResult
+from connectors.fhir.cdex import SLOW_AFTER, SLOW_POLL, CDexTaskRequester
+from connectors.retry import no_wait_retrying
+from simulator.app import Simulator
+from simulator.providers import ProviderBehaviour
+from simulator.serving import asgi_client
+from storage.db import transaction
+from storage.models import Attempt, Case, RecordRequest
+from tests.conftest import at, notification
+from tests.fakes import make_container
+from worker import services
+from worker.domain.clock import VirtualClock
+from worker.domain.polling import LOOK_AHEAD, MIN_GAP, next_poll_at
+from worker.domain.types import ChannelKind
+from worker.scheduler import tick
+from worker.wiring import Container
+
+NOW = at("2026-04-20T10:00:00-04:00")
+H = timedelta(hours=1)
+
+
+def test_the_cadence_alone_when_nothing_acts_before_it() -> None:
+    assert next_poll_at(NOW, 4 * H, []) == NOW + 4 * H
+    assert next_poll_at(NOW, 4 * H, [None, NOW + 9 * H]) == NOW + 4 * H
+
+
+def test_the_poll_is_brought_forward_to_just_before_what_acts_on_it() -> None:
+    """The next attempt in 2½ hours: read at 2h20, not at 4 hours (after the attempt)."""
+    attempt = NOW + 2.5 * H
+    assert next_poll_at(NOW, 4 * H, [attempt]) == attempt - LOOK_AHEAD
+    assert next_poll_at(NOW, 4 * H, [NOW + 3 * H, attempt]) == attempt - LOOK_AHEAD
+
+
+def test_never_sooner_than_the_gap_after_this_poll() -> None:
+    """An assembly 40 minutes away is served by this poll and the next one an hour on."""
+    assert next_poll_at(NOW, 4 * H, [NOW + 40 * timedelta(minutes=1)]) == NOW + MIN_GAP
+
+
+def test_an_instant_this_poll_already_serves_is_passed_over() -> None:
+    assert next_poll_at(NOW, 4 * H, [NOW + LOOK_AHEAD, NOW - H]) == NOW + 4 * H
+
+
+def test_the_first_quick_polls_are_kept() -> None:
+    """The cadence's 5-minute polls of the first half hour are not stretched to the gap."""
+    minutes = timedelta(minutes=1)
+    assert next_poll_at(NOW, 5 * minutes, [NOW + 30 * minutes]) == NOW + 5 * minutes
+
+
+# --- the pipeline: a provider whose FHIR server takes every Task and never answers ------------
+
+START = at("2026-04-20T09:00:00-04:00")  # a Monday
+NPI = "1234567893"
+
+
+@dataclass
+class Polls:
+    """The real CDex requester, recording the instant of every poll per Task."""
+
+    cdex: CDexTaskRequester
+    clock: VirtualClock
+    at: dict[str, list[datetime]] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cdex, name)
+
+    def poll(self, external_id: str) -> PollResult:
+        self.at.setdefault(external_id, []).append(self.clock.now())
+        return self.cdex.poll(external_id)
+
+    def poll_delay(self, since_sent: timedelta) -> timedelta:
+        return self.cdex.poll_delay(since_sent)
+
+
+@dataclass
+class Run:
+    c: Container
+    polls: Polls
+    attempts: list[Attempt]
+    assemble_at: datetime
+
+
+def _run(tmp_path: Path, review_type: str) -> Run:
+    c, clock, _fax, _d = make_container(tmp_path, START)
+    sim = Simulator(
+        clock=clock,
+        webhook_url="http://carrier.invalid/webhooks",
+        behaviours={"silent": ProviderBehaviour(respond_after_attempts=None)},
+        directory={NPI: "silent"},
+        http=httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(404))),
+        public_base_url="http://testserver",
+    )
+    client = asgi_client(sim.app)
+    cdex = CDexTaskRequester(
+        client,
+        requester_name="Acme Health",
+        requester_identifier="carrier-1",
+        retrying=no_wait_retrying,
+        clock=clock,
+    )
+    polls = Polls(cdex, clock)
+    c.requesters = {**c.requesters, ChannelKind.FHIR: polls}  # type: ignore[dict-item]
+    provider = dict(notification()["providers"][0], npi=NPI)
+    provider["channels"] = [{"kind": "fhir", "base_url": "http://testserver/fhir"}]
+    doc = notification(
+        providers=[provider], received_at=START.isoformat(), review_type=review_type
+    )
+    try:
+        case_id = services.intake(c, doc).case_id
+        with transaction(c.sessions) as s:
+            case = s.get(Case, case_id)
+            assert case is not None
+            assemble_at = case.assemble_at
+        while clock.now() < assemble_at + H:
+            clock.advance(300)
+            sim.fire_due()
+            tick(c)
+        with transaction(c.sessions) as s:
+            attempts = list(s.scalars(select(Attempt).order_by(Attempt.number)))
+            (request,) = s.scalars(select(RecordRequest)).all()
+            assert request.status == "unresponsive"
+            s.expunge_all()
+        return Run(c, polls, attempts, assemble_at)
+    finally:
+        client.close()
+        c.close()
+
+
+@pytest.mark.parametrize("review_type", ["standard", "expedited"])
+def test_a_silent_provider_is_read_just_before_each_attempt_and_the_assembly(
+    tmp_path: Path, review_type: str
+) -> None:
+    run = _run(tmp_path, review_type)
+    assert len(run.attempts) >= 3  # the policy's three attempts, each a Task
+    every = sorted(t for times in run.polls.at.values() for t in times)
+    step = timedelta(seconds=300)  # the test's clock moves in 5-minute steps
+    later = [a.sent_at for a in run.attempts[1:]] + [run.assemble_at]
+    for instant in later:  # what the pipeline acts on is at most an hour old, as when hourly
+        assert instant is not None
+        freshest = max(t for t in every if t <= instant)
+        assert instant - freshest <= MIN_GAP, instant
+    assert run.assemble_at - max(every) <= LOOK_AHEAD + step  # the assembly's own last read
+    for a in run.attempts:  # HRex's limits on each Task's polls
+        times = run.polls.at[a.external_id or ""]
+        assert a.sent_at is not None
+        assert times[0] - a.sent_at <= timedelta(minutes=1) + step
+        gaps = [(t - a.sent_at, b - t) for t, b in zip(times, times[1:], strict=False)]
+        assert all(gap >= timedelta(minutes=5) for _, gap in gaps)
+        assert all(gap >= MIN_GAP - step for since, gap in gaps if since >= timedelta(minutes=30))
+        assert all(gap <= SLOW_POLL + step for _, gap in gaps)
+
+
+def test_a_task_open_for_a_working_day_is_read_every_four_hours(tmp_path: Path) -> None:
+    """A standard review's first Task, left open over three business days: after the first
+    working day it is read every 4 hours, besides the reads before the next attempts."""
+    run = _run(tmp_path, "standard")
+    first = run.attempts[0]
+    assert first.sent_at is not None
+    times = run.polls.at[first.external_id or ""]
+    slow = [b - t for t, b in zip(times, times[1:], strict=False) if t - first.sent_at >= SLOW_AFTER]
+    assert slow and sum(gap >= SLOW_POLL - timedelta(seconds=300) for gap in slow) >= len(slow) // 2
+    hourly = (run.assemble_at - first.sent_at) / H  # what hourly polling would have made
+    assert len(times) < hourly / 2
