@@ -284,7 +284,7 @@ def test_a_campaign_task_is_read_before_the_assembly_of_a_review_that_joined_its
     campaign's own far-off ones."""
     from worker.services.inbound import _acts_at
 
-    c, clock, fax, _deliverer = env
+    c, clock, _fax, _deliverer = env
     clock.advance_to(at("2026-04-17T09:00:00-04:00"))
     csv_text = (
         "member_id,member_name,birth_date,provider_id,provider_name,fax,request,due_date\n"

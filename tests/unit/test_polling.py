@@ -5,7 +5,7 @@ assembly (worker/domain/polling.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -118,9 +118,7 @@ def _run(tmp_path: Path, review_type: str) -> Run:
     c.requesters = {**c.requesters, ChannelKind.FHIR: polls}  # type: ignore[dict-item]
     provider = dict(notification()["providers"][0], npi=NPI)
     provider["channels"] = [{"kind": "fhir", "base_url": "http://testserver/fhir"}]
-    doc = notification(
-        providers=[provider], received_at=START.isoformat(), review_type=review_type
-    )
+    doc = notification(providers=[provider], received_at=START.isoformat(), review_type=review_type)
     try:
         case_id = services.intake(c, doc).case_id
         with transaction(c.sessions) as s:
@@ -160,7 +158,7 @@ def test_a_silent_provider_is_read_just_before_each_attempt_and_the_assembly(
         times = run.polls.at[a.external_id or ""]
         assert a.sent_at is not None
         assert times[0] - a.sent_at <= timedelta(minutes=1) + step
-        gaps = [(t - a.sent_at, b - t) for t, b in zip(times, times[1:], strict=False)]
+        gaps = [(t - a.sent_at, b - t) for t, b in itertools.pairwise(times)]
         assert all(gap >= timedelta(minutes=5) for _, gap in gaps)
         assert all(gap >= MIN_GAP - step for since, gap in gaps if since >= timedelta(minutes=30))
         assert all(gap <= SLOW_POLL + step for _, gap in gaps)
@@ -173,7 +171,7 @@ def test_a_task_open_for_a_working_day_is_read_every_four_hours(tmp_path: Path) 
     first = run.attempts[0]
     assert first.sent_at is not None
     times = run.polls.at[first.external_id or ""]
-    slow = [b - t for t, b in zip(times, times[1:], strict=False) if t - first.sent_at >= SLOW_AFTER]
+    slow = [b - t for t, b in itertools.pairwise(times) if t - first.sent_at >= SLOW_AFTER]
     assert slow and sum(gap >= SLOW_POLL - timedelta(seconds=300) for gap in slow) >= len(slow) // 2
     hourly = (run.assemble_at - first.sent_at) / H  # what hourly polling would have made
     assert len(times) < hourly / 2
