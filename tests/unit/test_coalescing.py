@@ -143,13 +143,9 @@ def test_a_chase_letter_is_handed_out_until_every_request_it_serves_is_withdrawn
         assert a is not None and withdrawn(s, a)
 
 
-def test_a_review_joining_a_campaign_chase_goes_first_and_the_answer_serves_both(
-    env,
-) -> None:  # type: ignore[no-untyped-def]
-    """A campaign chart is being chased; a review for the same member and provider arrives:
-    the review's deadline drives (its attempt goes at once, documented on the campaign request
-    too), and the reply to the campaign's reference closes both and fills the review's packet."""
-    c, clock, fax, deliverer = env
+def _chart_being_chased(c, clock):  # type: ignore[no-untyped-def]
+    """A one-chart campaign for the member at prov-1, loaded Friday 17 April at 09:00 and run
+    to 09:30 (its first attempt sent)."""
     clock.advance_to(at("2026-04-17T09:00:00-04:00"))
     csv_text = (
         "member_id,member_name,birth_date,provider_id,provider_name,fax,request,due_date\n"
@@ -158,6 +154,17 @@ def test_a_review_joining_a_campaign_chase_goes_first_and_the_answer_serves_both
     )
     loaded = services.load_campaign(c, {"name": "RA 2025", "csv": csv_text}, "test")
     run_until(c, clock, at("2026-04-17T09:30:00-04:00"))
+    return loaded
+
+
+def test_a_review_joining_a_campaign_chase_goes_first_and_the_answer_serves_both(
+    env,
+) -> None:  # type: ignore[no-untyped-def]
+    """A campaign chart is being chased; a review for the same member and provider arrives:
+    the review's deadline drives (its attempt goes at once, documented on the campaign request
+    too), and the reply to the campaign's reference closes both and fills the review's packet."""
+    c, clock, fax, deliverer = env
+    loaded = _chart_being_chased(c, clock)
     assert len(fax.sent) == 1  # the campaign's first attempt
     clock.advance_to(at("2026-04-20T10:00:00-04:00"))
     services.intake(c, notification(received_at=clock.now().isoformat(), review_type="expedited"))
@@ -285,14 +292,7 @@ def test_a_campaign_task_is_read_before_the_assembly_of_a_review_that_joined_its
     from worker.services.inbound import _acts_at
 
     c, clock, _fax, _deliverer = env
-    clock.advance_to(at("2026-04-17T09:00:00-04:00"))
-    csv_text = (
-        "member_id,member_name,birth_date,provider_id,provider_name,fax,request,due_date\n"
-        "M1001,Jane Roe,1971-02-03,prov-1,Example Orthopedics,+16175550101,"
-        "Charts 2025,2026-05-29\n"
-    )
-    services.load_campaign(c, {"name": "RA 2025", "csv": csv_text}, "test")
-    run_until(c, clock, at("2026-04-17T09:30:00-04:00"))
+    _chart_being_chased(c, clock)
     with transaction(c.sessions) as s:
         (chart,) = s.scalars(select(RecordRequest)).all()
         alone = _acts_at(s, chart)
