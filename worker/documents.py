@@ -33,8 +33,8 @@ breaks here, and the document is quarantined "unpackable: ..." with the reason.
 Bounded work (decompression bombs): the check never decodes a content or image stream. It
 parses the object structure, walks the page tree (bounded by the file size and ``max_pages``),
 copies page objects into a writer and, only for encrypted or repaired files, writes a copy with
-the streams still compressed. Text extraction (:func:`extract_reference`,
-:func:`is_no_records_reply`) reads at most the first pages and skips any page whose content
+the streams still compressed. Text extraction (:func:`page_texts`; :func:`extract_reference`,
+:func:`is_no_records_reply`) reads at most the first pages asked for and skips any page whose content
 streams use an image codec or are larger than :data:`MAX_TEXT_STREAM_BYTES` compressed.
 """
 
@@ -63,9 +63,12 @@ __all__ = [
     "DocumentCheck",
     "append_pdf",
     "check_document",
+    "covers_first_pages",
     "extract_reference",
     "is_no_records_reply",
+    "no_records_in",
     "page_texts",
+    "reference_in",
 ]
 
 REFERENCE_RE = re.compile(r"GF-[0-9A-Z]{8}")
@@ -316,16 +319,6 @@ def _repair_with_pikepdf(data: bytes, passwords: Sequence[str] = ()) -> bytes:
 # --- text -------------------------------------------------------------------------------------
 
 
-def _first_pages_text(data: bytes, max_pages: int) -> tuple[int, str] | None:
-    """(page count, text of the first ``max_pages`` pages) or None when unreadable. Pages whose
-    content could be a bomb or needs an image codec contribute no text."""
-    result = page_texts(data, max_pages)
-    if result is None:
-        return None
-    count, texts = result
-    return count, "\n".join(text for text in texts if text)
-
-
 def page_texts(
     data: bytes, max_pages: int, budget_seconds: float | None = None
 ) -> tuple[int, list[str]] | None:
@@ -405,11 +398,7 @@ def extract_reference(data: bytes) -> str | None:
     """The first request reference ("GF-XXXXXXXX") in the text of the first 2 pages, or None
     (no text layer, e.g. a scanned fax, or an unreadable file). Never raises."""
     try:
-        result = _first_pages_text(data, _TEXT_PAGES)
-        if result is None:
-            return None
-        match = _REFERENCE_IN_TEXT.search(result[1])
-        return match.group(0) if match else None
+        return reference_in(page_texts(data, _TEXT_PAGES))
     except Exception:
         return None
 
@@ -418,13 +407,37 @@ def is_no_records_reply(data: bytes) -> bool:
     """True for a short document (at most 3 pages) whose text says the sender holds no records
     for the patient ("No records", "we do not have any records", ...). Never raises."""
     try:
-        result = _first_pages_text(data, _NO_RECORDS_MAX_PAGES)
-        if result is None:
-            return False
-        count, text = result
-        if count > _NO_RECORDS_MAX_PAGES:
-            return False
-        normalized = re.sub(r"\s+", " ", text.lower())
-        return any(pattern.search(normalized) for pattern in _NO_RECORDS_PATTERNS)
+        return no_records_in(page_texts(data, _NO_RECORDS_MAX_PAGES))
     except Exception:
         return False
+
+
+def reference_in(found: tuple[int, list[str]] | None) -> str | None:
+    """:func:`extract_reference` on texts already read by :func:`page_texts` (with at least
+    the first 2 pages, or all of a shorter document): one extraction serves every check."""
+    if found is None:
+        return None
+    match = _REFERENCE_IN_TEXT.search(_joined(found[1], _TEXT_PAGES))
+    return match.group(0) if match else None
+
+
+def no_records_in(found: tuple[int, list[str]] | None) -> bool:
+    """:func:`is_no_records_reply` on texts already read by :func:`page_texts` (with at least
+    the first 3 pages, or all of a shorter document)."""
+    if found is None or found[0] > _NO_RECORDS_MAX_PAGES:
+        return False
+    normalized = re.sub(r"\s+", " ", _joined(found[1], _NO_RECORDS_MAX_PAGES).lower())
+    return any(pattern.search(normalized) for pattern in _NO_RECORDS_PATTERNS)
+
+
+def covers_first_pages(found: tuple[int, list[str]] | None) -> bool:
+    """``found`` holds the text of every page :func:`reference_in` and :func:`no_records_in`
+    read (an extraction stopped by its time budget may not)."""
+    if found is None:
+        return True  # unreadable: both answer "nothing", as on the document itself
+    count, texts = found
+    return len(texts) >= min(count, max(_TEXT_PAGES, _NO_RECORDS_MAX_PAGES))
+
+
+def _joined(texts: list[str], pages: int) -> str:
+    return "\n".join(text for text in texts[:pages] if text)

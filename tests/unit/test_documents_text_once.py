@@ -1,0 +1,120 @@
+"""A document's text is extracted once per check: the reference and the "no records" answer
+are read from the pages' text that the quality checks extract anyway, with the same results
+as reading the document's first pages on their own (worker/documents.py)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from reportlab.pdfgen.canvas import Canvas
+
+from config.settings import DocumentSettings
+from simulator.documents import (
+    generate_no_records_certificate,
+    generate_no_records_letter,
+    generate_records_pdf,
+)
+from worker import documents, documents_check
+from worker.documents import check_document, extract_reference, is_no_records_reply
+from worker.documents_check import inspect_document
+
+LIMITS = DocumentSettings()
+
+
+def _pages(*texts: str) -> bytes:
+    out = io.BytesIO()
+    canvas = Canvas(out)
+    for text in texts:
+        canvas.drawString(72, 720, text)
+        canvas.showPage()
+    canvas.save()
+    return out.getvalue()
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Patch page_texts where it is called from; the list gets each call's max_pages."""
+    calls: list[int] = []
+    real: Callable[..., Any] = documents.page_texts
+
+    def counted(data: bytes, max_pages: int, budget_seconds: float | None = None) -> Any:
+        calls.append(max_pages)
+        return real(data, max_pages, budget_seconds)
+
+    monkeypatch.setattr(documents, "page_texts", counted)
+    monkeypatch.setattr(documents_check, "page_texts", counted)
+    return calls
+
+
+SIMULATED = {
+    "records": lambda: generate_records_pdf("GF-ABCD2345", "Example Orthopedics", "M1001", 8),
+    "no records letter": lambda: generate_no_records_letter("GF-ABCD2345", "Example Orthopedics"),
+    "no records certificate": lambda: generate_no_records_certificate(
+        "GF-ABCD2345", "Ciox", "Example Orthopedics", "2026-04-20"
+    ),
+    "reference on page 2": lambda: _pages("Medical records", "Re: GF-ABCD2345", "Notes"),
+    "reference on page 3 only": lambda: _pages("Cover", "Notes", "Re: GF-ABCD2345"),
+    "no records, four pages": lambda: _pages("We have no records for this patient.", "", "", ""),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SIMULATED))
+def test_one_extraction_answers_as_reading_the_first_pages_alone(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = SIMULATED[name]()
+    check = check_document(data, "application/pdf")
+    assert check.accepted
+    expected = (extract_reference(check.data), is_no_records_reply(check.data))
+    calls = _counting(monkeypatch)
+    inspection = inspect_document(data, "application/pdf", [], LIMITS)
+    assert (inspection.reference, inspection.no_records) == expected
+    assert calls == [LIMITS.qa_max_pages]  # the text was read once
+
+
+def test_the_simulated_answers_are_what_they_say() -> None:
+    """The table above is not vacuous: references and "no records" answers are found."""
+    found = {
+        name: (extract_reference(make()), is_no_records_reply(make()))
+        for name, make in SIMULATED.items()
+    }
+    assert found["records"] == ("GF-ABCD2345", False)
+    assert found["no records letter"][1] is True
+    assert found["reference on page 2"] == ("GF-ABCD2345", False)
+    assert found["reference on page 3 only"] == (None, False)  # only the first 2 pages count
+    assert found["no records, four pages"] == (None, False)  # a "no records" reply is short
+
+
+def test_when_the_quality_checks_read_fewer_pages_the_first_pages_are_read_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``qa_max_pages`` 1 (or a time budget spent before page 3): the reference on page 2 is
+    still found, by reading the first pages on their own."""
+    data = _pages("Medical records", "Re: GF-ABCD2345", "Notes")
+    limits = LIMITS.model_copy(update={"qa_max_pages": 1})
+    calls = _counting(monkeypatch)
+    inspection = inspect_document(data, "application/pdf", [], limits)
+    assert inspection.reference == "GF-ABCD2345"
+    assert len(inspection.texts) == 1
+    assert calls == [1, 2, 3]
+
+
+def test_every_corpus_file_answers_as_before(corpus: Path) -> None:
+    """Real-world files: the one extraction finds the same reference and "no records" answer
+    as reading each file's first pages on its own."""
+    files = sorted(corpus.rglob("*.pdf"))
+    assert files
+    compared = 0
+    for path in files:
+        data = path.read_bytes()
+        inspection = inspect_document(data, "application/pdf", [], LIMITS)
+        if not inspection.check.accepted:
+            continue
+        data = inspection.check.data
+        assert inspection.reference == extract_reference(data), path.name
+        assert inspection.no_records == is_no_records_reply(data), path.name
+        compared += 1
+    assert compared >= 20
