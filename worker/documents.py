@@ -34,8 +34,8 @@ Bounded work (decompression bombs): the check never decodes a content or image s
 parses the object structure, walks the page tree (bounded by the file size and ``max_pages``),
 copies page objects into a writer and, only for encrypted or repaired files, writes a copy with
 the streams still compressed. Text extraction (:func:`page_texts`; :func:`extract_reference`,
-:func:`is_no_records_reply`) reads at most the first pages asked for and skips any page whose content
-streams use an image codec or are larger than :data:`MAX_TEXT_STREAM_BYTES` compressed.
+:func:`is_no_records_reply`) reads at most the first pages asked for and skips any page whose
+content streams use an image codec or are larger than :data:`MAX_TEXT_STREAM_BYTES` compressed.
 """
 
 from __future__ import annotations
