@@ -63,8 +63,8 @@ __all__ = [
     "DocumentCheck",
     "append_pdf",
     "check_document",
-    "covers_first_pages",
     "extract_reference",
+    "first_pages",
     "is_no_records_reply",
     "no_records_in",
     "page_texts",
@@ -82,6 +82,7 @@ MAX_TEXT_STREAM_BYTES = 2 * 1024 * 1024
 
 _NO_RECORDS_MAX_PAGES = 3
 _TEXT_PAGES = 2
+_FIRST_PAGES = max(_TEXT_PAGES, _NO_RECORDS_MAX_PAGES)  # the pages either of them reads
 _PDF_CONTENT_TYPES = frozenset(
     {"application/pdf", "application/x-pdf", "application/octet-stream", "binary/octet-stream"}
 )
@@ -430,13 +431,17 @@ def no_records_in(found: tuple[int, list[str]] | None) -> bool:
     return any(pattern.search(normalized) for pattern in _NO_RECORDS_PATTERNS)
 
 
-def covers_first_pages(found: tuple[int, list[str]] | None) -> bool:
-    """``found`` holds the text of every page :func:`reference_in` and :func:`no_records_in`
-    read (an extraction stopped by its time budget may not)."""
+def first_pages(data: bytes, found: tuple[int, list[str]] | None) -> tuple[int, list[str]] | None:
+    """Texts for :func:`reference_in` and :func:`no_records_in`: ``found`` (what
+    :func:`page_texts` read of ``data``) when it holds every page they read, else those pages
+    read again on their own (an extraction stopped by its time budget, or by fewer pages
+    asked for, may not hold them)."""
     if found is None:
-        return True  # unreadable: both answer "nothing", as on the document itself
+        return None  # unreadable: both answer "nothing", as on the document itself
     count, texts = found
-    return len(texts) >= min(count, max(_TEXT_PAGES, _NO_RECORDS_MAX_PAGES))
+    if len(texts) >= min(count, _FIRST_PAGES):
+        return found
+    return page_texts(data, _FIRST_PAGES)
 
 
 def _joined(texts: list[str], pages: int) -> str:

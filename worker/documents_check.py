@@ -47,9 +47,7 @@ from config.settings import DocumentSettings
 from worker.documents import (
     DocumentCheck,
     check_document,
-    covers_first_pages,
-    extract_reference,
-    is_no_records_reply,
+    first_pages,
     no_records_in,
     page_texts,
     reference_in,
@@ -111,14 +109,11 @@ def inspect_document(
     # Text of every page (up to qa_max_pages, within a third of the time limit).
     found = page_texts(check.data, limits.qa_max_pages, budget_seconds=limits.max_seconds / 3)
     texts = tuple(found[1]) if found else ()
-    if covers_first_pages(found):  # one extraction serves the reference and "no records"
-        reference, no_records = reference_in(found), no_records_in(found)
-    else:  # the budget (or qa_max_pages) stopped before the first pages: read them alone
-        reference, no_records = extract_reference(check.data), is_no_records_reply(check.data)
+    first = first_pages(check.data, found)  # one extraction serves the reference and reply
     return Inspection(
         check,
-        reference,
-        no_records,
+        reference_in(first),
+        no_records_in(first),
         texts,
         tuple(page_signature(text, qa) for text in texts),
         qa,

@@ -92,14 +92,14 @@ def test_when_the_quality_checks_read_fewer_pages_the_first_pages_are_read_alone
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """``qa_max_pages`` 1 (or a time budget spent before page 3): the reference on page 2 is
-    still found, by reading the first pages on their own."""
+    still found, by reading the first pages on their own (once for both answers)."""
     data = _pages("Medical records", "Re: GF-ABCD2345", "Notes")
     limits = LIMITS.model_copy(update={"qa_max_pages": 1})
     calls = _counting(monkeypatch)
     inspection = inspect_document(data, "application/pdf", [], limits)
     assert inspection.reference == "GF-ABCD2345"
     assert len(inspection.texts) == 1
-    assert calls == [1, 2, 3]
+    assert calls == [1, 3]  # the first 3 pages once, for the reference and the reply
 
 
 def test_every_corpus_file_answers_as_before(corpus: Path) -> None:
