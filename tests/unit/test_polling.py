@@ -6,6 +6,7 @@ assembly (worker/domain/polling.py)."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -140,11 +141,25 @@ def _run(tmp_path: Path, review_type: str) -> Run:
         c.close()
 
 
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Run]:
+    """The run of each review type, made once for the module's tests (three days of
+    five-minute steps each)."""
+    made: dict[str, Run] = {}
+
+    def run_of(review_type: str) -> Run:
+        if review_type not in made:
+            made[review_type] = _run(tmp_path_factory.mktemp(review_type), review_type)
+        return made[review_type]
+
+    return run_of
+
+
 @pytest.mark.parametrize("review_type", ["standard", "expedited"])
 def test_a_silent_provider_is_read_just_before_each_attempt_and_the_assembly(
-    tmp_path: Path, review_type: str
+    runs: Callable[[str], Run], review_type: str
 ) -> None:
-    run = _run(tmp_path, review_type)
+    run = runs(review_type)
     assert len(run.attempts) >= 3  # the policy's three attempts, each a Task
     every = sorted(t for times in run.polls.at.values() for t in times)
     step = timedelta(seconds=300)  # the test's clock moves in 5-minute steps
@@ -164,10 +179,12 @@ def test_a_silent_provider_is_read_just_before_each_attempt_and_the_assembly(
         assert all(gap <= SLOW_POLL + step for _, gap in gaps)
 
 
-def test_a_task_open_for_a_working_day_is_read_every_four_hours(tmp_path: Path) -> None:
+def test_a_task_open_for_a_working_day_is_read_every_four_hours(
+    runs: Callable[[str], Run],
+) -> None:
     """A standard review's first Task, left open over three business days: after the first
     working day it is read every 4 hours, besides the reads before the next attempts."""
-    run = _run(tmp_path, "standard")
+    run = runs("standard")
     first = run.attempts[0]
     assert first.sent_at is not None
     times = run.polls.at[first.external_id or ""]
