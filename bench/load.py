@@ -22,7 +22,10 @@ process it started and ends with exactly one line on stdout (progress goes to st
 
 Standard reviews send each attempt in a business opening of the provider (docs/policy.md); the
 burst's providers read their fax all day (``business_hours`` 00:00-23:59), so run it on an MA
-business day: on a weekend or holiday the standard first attempts wait for Monday.
+business day: on a weekend or holiday the standard first attempts wait for Monday. Outside MA
+business hours (08:00-17:00 local on a business day) it refuses to start and says how to run it
+on a shifted clock (``TZ=UTC faketime -f '@<an opening>' python bench/load.py ...``, Debian's
+faketime; every process it starts inherits the clock). The warm-up is bounded (120 s).
 
 ``--campaign``: the N requests are one campaign instead (one member at one provider each, 1,000
 providers, loaded with ``goodfaith campaign load`` as an operator would: the bulk lane, opened by
@@ -63,7 +66,7 @@ import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -75,6 +78,30 @@ from sqlalchemy import create_engine, text
 REPO = Path(__file__).resolve().parents[1]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 DEFAULT_WORKERS = ["expedited:1x4:100", "standard,bulk:2x8"]
+
+
+def closed_today(now: datetime) -> str | None:
+    """Why the run would measure nothing at ``now``, or None: it must start within MA business
+    hours (08:00-17:00 local on a business day). Outside them the standard and campaign first
+    attempts wait for a later opening (weekends, holidays; late in the evening the policy keeps
+    an attempt for an opening with time left to act on it)."""
+    from config.jurisdictions import get_jurisdiction
+
+    ma = get_jurisdiction("MA")
+    calendar = ma.calendar
+    if calendar.within_business_hours(now):
+        return None
+    local = now.astimezone(ma.tz)
+    day = local.date()
+    why = calendar.holidays_in(day.year).get(day) or f"{local:%A %H:%M} local"
+    at = (calendar.next_business_moment(now) + timedelta(hours=1)).astimezone(UTC)
+    return (
+        f"{day} ({why}) is outside MA business hours: standard and campaign first attempts "
+        f"would wait for a later opening, so nothing would be measured. Run it in business "
+        f"hours, or on a shifted clock for every process it starts, e.g. "
+        f"TZ=UTC faketime -f '@{at:%Y-%m-%d %H:%M:%S}' python bench/load.py ... (Debian "
+        f"package faketime; the clock runs on from there)"
+    )
 
 
 def _port() -> int:
@@ -152,7 +179,9 @@ class Processes:
         self.names[proc.pid] = name
 
     def _sample(self) -> None:
-        while not self._stop.wait(0.5):
+        # sleep, not Event.wait: a timed wait never returns under faketime (closed_today)
+        while not self._stop.is_set():
+            time.sleep(0.5)
             sessions = {p.pid for p in self.procs}
             total = 0
             for entry in os.scandir("/proc"):
@@ -339,7 +368,6 @@ def _campaign(
     warm: list[str],
 ) -> str:
     """Load the campaign, post the expedited notifications as it progresses, wait."""
-    from datetime import timedelta
 
     csv_path = procs.logs / "campaign.csv"
     due = (datetime.now(UTC) + timedelta(days=21)).date().isoformat()
@@ -398,8 +426,7 @@ def run(args: argparse.Namespace) -> str:
 
             # warm-up: every pool has built its container and connections before the burst
             warm = [post(notification(f"warm-{k}", k, auth))[0] for k in ("standard", "expedited")]
-            while len(_sent(engine, warm)) < 2:
-                time.sleep(0.2)
+            _wait_warm(engine, warm, min(args.max_seconds, 120.0))
             if args.campaign:
                 return _campaign(args, engine, procs, post, auth, warm)
             standard = math.ceil(args.requests / 3)
@@ -431,6 +458,22 @@ def run(args: argparse.Namespace) -> str:
             peak = procs.peak_rss_kb
             _report_cpu(procs, count)
     return _result(args, intake, done, count, start, last, peak)
+
+
+def _wait_warm(engine: Any, warm: list[str], max_seconds: float) -> None:
+    """Wait (at most ``max_seconds``) for the warm-up cases' first attempts, saying so."""
+    start = time.monotonic()
+    while len(_sent(engine, warm)) < len(warm):
+        waited = time.monotonic() - start
+        if waited > max_seconds:
+            raise SystemExit(
+                f"the warm-up cases' first attempts did not go out in {max_seconds:.0f} s "
+                "(warm-up bound): a pool, the scheduler or the simulator is not working, or the "
+                "providers' openings are closed (see closed_today)"
+            )
+        if int(waited * 5) % 50 == 49:  # every ten seconds
+            _log(f"waiting for the warm-up cases' first attempts ({waited:.0f} s)")
+        time.sleep(0.2)
 
 
 def _report_cpu(procs: Processes, count: int) -> None:
@@ -487,6 +530,9 @@ def main() -> None:
         ap.error("give --database-url and --redis-url (their contents are wiped)")
     _check_loopback(args.database_url, "--database-url")
     _check_loopback(args.redis_url, "--redis-url")
+    closed = closed_today(datetime.now(UTC))
+    if closed:
+        ap.error(closed)
     args.workers = args.workers or DEFAULT_WORKERS
     args.code = args.code.resolve()
     print(run(args), flush=True)
