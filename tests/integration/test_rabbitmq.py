@@ -13,7 +13,8 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 
 import httpx
@@ -21,12 +22,15 @@ import pika
 import pytest
 from sqlalchemy import create_engine, text
 
+from config.jurisdictions import get_jurisdiction
 from connectors.registry import webhook_url
 from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
 from simulator.telnyx import public_key_of
 from tests.conftest import IN_CI, _fresh_postgres, notification, postgres_url
 from tests.integration.test_processes import BIN, SEED, _key, _port
 from worker.brokers import BrokerUnavailable, make_broker
+from worker.domain.openings import openings
+from worker.domain.outreach import DEFAULT_SETTINGS
 
 CASES = 12  # notifications of 3 providers each
 
@@ -147,34 +151,73 @@ def scaled_out(tmp_path: Path, rabbitmq_url: str) -> Iterator[tuple[dict[str, st
         assert not _queue_exists(rabbitmq_url, f"{prefix}.standard")
 
 
+OPEN_ALL_DAY = (dtime(0, 0), dtime(23, 59))  # the providers' own hours in this test
+
+
+def _first_opening(now: datetime) -> datetime:
+    """When a standard review opened at ``now`` has its first fax due: ``now`` itself inside
+    an MA business opening (the providers' hours) long enough to count, else the next one --
+    after a weekend, a holiday, or the last hour before 23:59."""
+    spans = openings(
+        now,
+        now + timedelta(days=8),
+        get_jurisdiction("MA").calendar,
+        OPEN_ALL_DAY,
+        DEFAULT_SETTINGS.min_opening,
+    )
+    return spans[0].start
+
+
+def _aware(instant: datetime) -> datetime:
+    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+
+
+def _steady_now(margin: timedelta = timedelta(minutes=3)) -> tuple[datetime, datetime | None]:
+    """The current instant and, when standard reviews are not due at once, their first
+    opening; waited out until the answer holds for ``margin`` (it changes minutes a day)."""
+    while True:
+        now = datetime.now(UTC)
+        later = now + margin
+        due, due_later = _first_opening(now) == now, _first_opening(later) == later
+        if due == due_later:
+            return now, None if due else _first_opening(now)
+        time.sleep(30)
+
+
 def test_two_schedulers_and_two_worker_pools_on_rabbitmq_do_no_work_twice(
     scaled_out: tuple[dict[str, str], str, str], tmp_path: Path
 ) -> None:
     """CASES notifications (3 providers each) through RabbitMQ while both schedulers tick
-    every 0.2 s: every provider gets exactly one fax, every attempt is planned, transmitted
-    and sent once, and the audit trail the six processes wrote is one intact chain."""
+    every 0.2 s: every provider due a fax gets exactly one, every attempt is planned once and
+    every due one transmitted and sent once, and the audit trail the six processes wrote is one
+    intact chain. The expedited faxes are due at once on any day; the standard ones when MA
+    is open (else each is planned once, unsent, for the next opening)."""
     env, api, sim = scaled_out
     intake = _key(env, "intake")
-    numbers = set()
+    now, opening = _steady_now()
+    due_numbers, waiting_numbers = set(), set()
     with httpx.Client(timeout=30, headers=intake) as http:
         for i in range(CASES):
+            expedited = i % 3 == 0
             doc = notification(
                 notification_id=f"RMQ-{i}",
                 authorization_uri=f"file://{tmp_path / 'auth.pdf'}",
-                received_at=datetime.now(UTC).isoformat(),
-                review_type="expedited" if i % 3 == 0 else "standard",
+                received_at=now.isoformat(),
+                review_type="expedited" if expedited else "standard",
             )
             doc["providers"] = [
                 {
                     **doc["providers"][0],
                     "provider_id": f"p{i}-{k}",
-                    "business_hours": ["00:00", "23:59"],
+                    "business_hours": [h.strftime("%H:%M") for h in OPEN_ALL_DAY],
                     "channels": [{"kind": "fax", "number": f"+1617555{i:02d}{k:02d}"}],
                 }
                 for k in range(3)
             ]
-            numbers |= {p["channels"][0]["number"] for p in doc["providers"]}
+            numbers = {p["channels"][0]["number"] for p in doc["providers"]}
+            (due_numbers if expedited or opening is None else waiting_numbers).update(numbers)
             assert http.post(f"{api}/v1/notifications", json=doc).status_code == 201
+    assert len(due_numbers) >= 3 * (CASES // 3)  # the expedited ones at least
     engine = create_engine(
         env["GOODFAITH_DATABASE_URL"].replace("postgresql:", "postgresql+psycopg:")
     )
@@ -185,14 +228,20 @@ def test_two_schedulers_and_two_worker_pools_on_rabbitmq_do_no_work_twice(
                 sent = conn.execute(
                     text("SELECT count(*) FROM attempts WHERE sent_at IS NOT NULL")
                 ).scalar()
-            if sent == 3 * CASES:
+            if sent == len(due_numbers):
                 break
-            assert time.monotonic() < deadline, f"{sent}/{3 * CASES} first attempts sent"
+            assert time.monotonic() < deadline, f"{sent}/{len(due_numbers)} first attempts sent"
             time.sleep(0.5)
         time.sleep(4)  # the status checks (1 s after each fax) run meanwhile
         with engine.connect() as conn:
             attempts = conn.execute(
-                text("SELECT request_id, number, transmissions FROM attempts")
+                text("SELECT request_id, number, transmissions, destination FROM attempts")
+            ).all()
+            waiting = conn.execute(
+                text(
+                    "SELECT channels->0->>'destination', next_action_at FROM record_requests r "
+                    "WHERE NOT EXISTS (SELECT 1 FROM attempts a WHERE a.request_id = r.id)"
+                )
             ).all()
             kinds = Counter(
                 (kind, detail_attempt)
@@ -205,17 +254,21 @@ def test_two_schedulers_and_two_worker_pools_on_rabbitmq_do_no_work_twice(
             )
     finally:
         engine.dispose()
-    assert len(attempts) == 3 * CASES
-    assert {(n, t) for _r, n, t in attempts} == {(1, 1)}
-    assert len({r for r, _n, _t in attempts}) == 3 * CASES
+    assert len(attempts) == len(due_numbers)
+    assert len({a.request_id for a in attempts}) == len(due_numbers)
+    assert {(a.number, a.transmissions) for a in attempts} == {(1, 1)}
+    assert {a.destination for a in attempts} == due_numbers
+    # not due yet: no attempt made or planned twice, only the request's timer at an opening
+    assert {number for number, _at in waiting} == waiting_numbers
+    assert {_aware(at) for _n, at in waiting} <= {opening}
     for kind in ("attempt.planned", "attempt.sent"):
         per_attempt = [n for (k, _a), n in kinds.items() if k == kind]
-        assert len(per_attempt) == 3 * CASES and set(per_attempt) == {1}, kind
+        assert len(per_attempt) == len(due_numbers) and set(per_attempt) == {1}, kind
     faxes = httpx.get(
         f"{sim}/v2/faxes", params={"page[size]": "250"}, headers={"Authorization": "Bearer key"}
     ).json()["data"]
     assert Counter(f["to"] for f in faxes if f["direction"] == "outbound") == Counter(
-        {n: 1 for n in numbers}
+        {n: 1 for n in due_numbers}
     )
     out = subprocess.run(
         [BIN / "goodfaith", "audit", "verify"], env=env, capture_output=True, text=True
