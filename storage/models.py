@@ -435,6 +435,11 @@ class AppendOnlyError(RuntimeError):
 
 @event.listens_for(Session, "after_commit")
 def _chain_audit_events(session: Session) -> None:
+    """Chain the events a transaction recorded once it commits. A savepoint's release fires
+    this event too, with the transaction still open: the events wait for its commit (chaining
+    then would not see them, and on SQLite would wait for the lock the transaction holds)."""
+    if session.in_nested_transaction():
+        return
     from storage.auditchain import committed
 
     committed(session)
