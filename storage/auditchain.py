@@ -119,11 +119,15 @@ def _chainer(engine: Engine) -> _Chainer:
 class _Background:
     """One daemon thread that chains ``engine``'s pending events: a commit only wakes it. It
     waits ``gather_s`` after the first wake-up so one transaction chains what many workers
-    committed meanwhile, and it waits for the head's lock (no race with other processes)."""
+    committed meanwhile, and it waits for the head's lock (no race with other processes).
+    :meth:`stop` chains what is pending once more and ends the thread, before the engine is
+    disposed: a chaining still under way then would hold a connection of the pool being
+    replaced, left open until the garbage collector finds it."""
 
     def __init__(self, engine: Engine, gather_s: float) -> None:
         self.engine, self.gather_s = engine, gather_s
         self.wake = threading.Event()
+        self.stopping = False
         self.thread = threading.Thread(target=self._run, name="audit-chainer", daemon=True)
         self.thread.start()
 
@@ -134,16 +138,26 @@ class _Background:
 
         while True:
             self.wake.wait()
-            time.sleep(self.gather_s)
+            if not self.stopping:
+                time.sleep(self.gather_s)
             self.wake.clear()
+            last = self.stopping  # read after clear(): a stop() after it wakes the loop again
             try:
                 chain_pending(self.engine)
             except Exception as exc:  # the rows stay pending: try again, and the tick chains
                 structlog.get_logger("goodfaith.audit").warning(
                     "audit.chain_deferred", error=type(exc).__name__
                 )
-                self.wake.set()
-                time.sleep(1.0)
+                if not last:
+                    self.wake.set()
+                    time.sleep(1.0)
+            if last:
+                return
+
+    def stop(self, timeout_s: float) -> None:
+        self.stopping = True
+        self.wake.set()  # one last chaining, then the loop ends
+        self.thread.join(timeout_s)
 
 
 _BACKGROUND: weakref.WeakKeyDictionary[Engine, _Background] = weakref.WeakKeyDictionary()
@@ -152,10 +166,20 @@ _BACKGROUND: weakref.WeakKeyDictionary[Engine, _Background] = weakref.WeakKeyDic
 def chain_in_background(engine: Engine, gather_s: float = 0.05) -> None:
     """Chain ``engine``'s events in one background thread of this process instead of in each
     committing thread (worker, API and scheduler processes: many threads, many commits).
-    ``gather_s``: seconds the chainer waits after a commit wakes it, to batch."""
+    ``gather_s``: seconds the chainer waits after a commit wakes it, to batch. End it with
+    :func:`stop_background` before disposing of ``engine``."""
     with _CHAINERS_LOCK:
         if engine not in _BACKGROUND:
             _BACKGROUND[engine] = _Background(engine, gather_s)
+
+
+def stop_background(engine: Engine, timeout_s: float = 30.0) -> None:
+    """End ``engine``'s background chainer, if any, after it has chained what is pending
+    (waiting at most ``timeout_s`` seconds); later commits chain in their own thread."""
+    with _CHAINERS_LOCK:
+        background = _BACKGROUND.pop(engine, None)
+    if background is not None:
+        background.stop(timeout_s)
 
 
 def committed(s: Session) -> None:

@@ -253,9 +253,10 @@ def build_container(
     if migrate_schema:
         migrate(engine)
     if background_audit:
-        from storage.auditchain import chain_in_background
+        from storage.auditchain import chain_in_background, stop_background
 
         chain_in_background(engine)
+        closers.append(lambda: stop_background(engine))  # closers run last first: before dispose
     reader = UriReader(s3_client)
     store = open_store(settings.object_store, s3_client=s3_client, sse=settings.s3_sse)
 

@@ -224,7 +224,7 @@ def test_a_commit_never_waits_for_the_chain_head(tmp_path: Path, pg_url: str) ->
 def test_a_background_chainer_seals_what_workers_commit(c: Container) -> None:
     """chain_in_background: commits only wake the chainer thread; their events are sealed
     within moments, in one chain."""
-    from storage.auditchain import chain_head, chain_in_background
+    from storage.auditchain import chain_head, chain_in_background, stop_background
     from storage.models import AuditPending
 
     chain_in_background(c.engine, gather_s=0.01)
@@ -240,3 +240,38 @@ def test_a_background_chainer_seals_what_workers_commit(c: Container) -> None:
         time.sleep(0.05)
     assert chain_head(c.sessions)[0] == 15
     assert verify_chain(c.sessions).ok
+    stop_background(c.engine)
+
+
+def test_stopping_the_background_chainer_seals_what_is_pending_and_ends_it(
+    c: Container,
+) -> None:
+    """A container closing stops its chainer before disposing of the engine: what was
+    committed is chained first (here during the chainer's gathering wait), then the thread
+    ends, holding no connection of the pool being disposed."""
+    from storage.auditchain import _BACKGROUND, chain_head, chain_in_background, stop_background
+    from storage.models import AuditPending
+
+    chain_in_background(c.engine, gather_s=0.5)
+    thread = _BACKGROUND[c.engine].thread
+    _write(c, 4)  # wakes the chainer, which gathers for 0.5 s
+    stop_background(c.engine)
+    assert not thread.is_alive()
+    assert c.engine not in _BACKGROUND
+    with transaction(c.sessions) as s:
+        assert s.scalars(select(AuditPending.id)).all() == []
+    assert chain_head(c.sessions)[0] == 4
+    stop_background(c.engine)  # again: nothing to stop
+
+
+def test_a_container_closing_ends_its_background_chainer(tmp_path: Path, database_url: str) -> None:
+    """``background_audit=True`` (the production processes, simulations): closing the
+    container ends the chainer thread before the engine is disposed."""
+    from storage.auditchain import _BACKGROUND
+
+    c, _clock, _fax, _d = make_container(tmp_path, START, database_url, background_audit=True)
+    engine = c.engine
+    thread = _BACKGROUND[engine].thread
+    _write(c, 2)
+    c.close()
+    assert not thread.is_alive() and engine not in _BACKGROUND
