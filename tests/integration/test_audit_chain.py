@@ -275,3 +275,21 @@ def test_a_container_closing_ends_its_background_chainer(tmp_path: Path, databas
     _write(c, 2)
     c.close()
     assert not thread.is_alive() and engine not in _BACKGROUND
+
+
+def test_events_recorded_before_a_savepoint_are_chained_at_the_commit(c: Container) -> None:
+    """A savepoint released inside a transaction that recorded events (its release fires
+    SQLAlchemy's after_commit too): the events are chained when the transaction commits, not
+    at the release, where the chainer could not see them (and, on SQLite, would wait for the
+    transaction's own lock)."""
+    from storage.auditchain import chain_head
+    from storage.models import AuditPending
+
+    with transaction(c.sessions) as s:
+        audit(s, START, "test.before_savepoint", None)
+        with s.begin_nested():
+            audit(s, START, "test.in_savepoint", None)
+    with transaction(c.sessions) as s:
+        assert s.scalars(select(AuditPending.id)).all() == []
+    assert chain_head(c.sessions)[0] == 2
+    assert verify_chain(c.sessions).ok

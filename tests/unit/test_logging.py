@@ -163,9 +163,9 @@ def test_every_message_down_to_the_fax_carries_only_an_id(
     container.dispatcher = register_actors(broker, lambda: container)
     services.intake(container, notification())
     seen = _drain(broker)
-    # send_attempt sets the follow-up timer itself (services/outreach.py) and stops
+    # send_attempt hands back to plan_outreach, which sets the follow-up timer and stops
     actors = [m.actor_name for m, _ in seen]
-    assert actors == ["open_case", "plan_outreach", "send_attempt"]
+    assert actors == ["open_case", "plan_outreach", "send_attempt", "plan_outreach"]
     assert broker.queues[QUEUE].empty()
     for message, raw in seen:
         assert len(message.args) == 1 and message.kwargs == {}

@@ -1,7 +1,6 @@
 """Outreach: plan each attempt with the pure policy, write it, then send it; follow its fax
 status. An attempt row is committed before its connector is called (write the attempt, then
-send), and connectors are called outside database transactions. The transaction that records
-the far side's answer plans the request's next step too (:func:`_plan_after_send`).
+send), and connectors are called outside database transactions.
 
 An attempt left mid-send by a crash (``lifecycle.left_mid_send``: counted, never answered) is
 not sent blindly again: the far side is asked first (``FindsSent.find_sent``) and what it has
@@ -15,7 +14,6 @@ from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import bindparam, select
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from config.jurisdictions import get_jurisdiction
@@ -95,63 +93,25 @@ def plan_outreach(
         r = one_by_id(s, _PLAN_READ, cmd.request_id)
         if r is None:
             return []
-        return _plan(s, r, now)
-
-
-def _plan(s: Session, r: RecordRequest, now: datetime) -> list[Command]:
-    """:func:`plan_outreach` once ``r`` is read and locked (with its case and attempts)."""
-    case = r.case
-    if not outreach_allowed(request_status(r), case_status(case)):
-        r.next_action_at = None
-        return []
-    if r.chase_id is None and not r.attempts:
-        join_chase(s, r, now)
-    if r.chase_id is not None:  # one outreach for every open request of this member here
-        return plan_chase(s, r, now)
-    pending = [a for a in r.attempts if a.outcome == AttemptOutcome.PENDING]
-    if pending:  # a send message was lost or is under way: (re)send it, same key
+        case = r.case
+        if not outreach_allowed(request_status(r), case_status(case)):
+            r.next_action_at = None
+            return []
+        if r.chase_id is None and not r.attempts:
+            join_chase(s, r, now)
+        if r.chase_id is not None:  # one outreach for every open request of this member here
+            return plan_chase(s, r, now)
+        pending = [a for a in r.attempts if a.outcome == AttemptOutcome.PENDING]
+        if pending:  # a send message was lost or is under way: (re)send it, same key
+            r.next_action_at = now + LEASE
+            return [SendAttempt(pending[0].id)]
+        planned = plan_next(s, r, now)
+        if planned is None or planned.at > now:
+            r.next_action_at = planned.at if planned else None
+            return []
+        attempt = write_attempt(s, r, planned, now)
         r.next_action_at = now + LEASE
-        return [SendAttempt(pending[0].id)]
-    planned = plan_next(s, r, now)
-    if planned is None or planned.at > now:
-        r.next_action_at = planned.at if planned else None
-        return []
-    attempt = write_attempt(s, r, planned, now)
-    r.next_action_at = now + LEASE
-    return [SendAttempt(attempt.id)]
-
-
-#: the request again after its attempt was sent, in the same transaction: locked NOWAIT, as
-#: the attempt is locked already and other work locks a request before its attempts
-_REPLAN_READ = (
-    select(RecordRequest)
-    .where(RecordRequest.id == bindparam("id"))
-    .options(*_REQUEST_STATE)
-    .with_for_update(of=RecordRequest, nowait=True)
-)
-
-
-def _plan_after_send(s: Session, request_id: str, now: datetime) -> list[Command]:
-    """The request's next step, planned in the transaction that records its sent attempt
-    (one transaction and one message fewer an attempt than a ``PlanOutreach`` message),
-    inside a savepoint: nothing that goes wrong here can undo the record of what was sent.
-    Left to a ``PlanOutreach`` message when the request is locked by other work (never waited
-    for, holding the attempt's lock), belongs to a chase (planning one locks every member), or
-    the planning fails (the message has its own retries and dead letter)."""
-    fallback: list[Command] = [PlanOutreach(request_id)]
-    s.flush()  # what was recorded is written before the savepoint, never inside it
-    try:
-        with s.begin_nested():
-            r = one_by_id(s, _REPLAN_READ, request_id)
-            if r is None or r.chase_id is not None:
-                return fallback if r is not None else []
-            return _plan(s, r, now)
-    except OperationalError as exc:  # NOWAIT: the request is locked by other work right now
-        log.info("outreach.replan_deferred", request_id=request_id, error=type(exc).__name__)
-        return fallback
-    except Exception as exc:
-        log.warning("outreach.replan_failed", request_id=request_id, error=type(exc).__name__)
-        return fallback
+        return [SendAttempt(attempt.id)]
 
 
 def _build_letter(
@@ -232,9 +192,7 @@ def send_attempt(
     if out is None:
         return []
     requester = requesters[out.request.channel.kind]
-    sent = _Sent(
-        cmd.attempt_id, out.request_id, out.case_id, requester, sessions, clock, status_checks
-    )
+    sent = _Sent(cmd.attempt_id, out.case_id, requester, sessions, clock, status_checks)
     if out.look_since is not None:
         try:
             found = _look(requester, out.request, out.look_since, cmd.attempt_id)
@@ -245,13 +203,15 @@ def send_attempt(
             _release(cmd.attempt_id, sessions)
             raise
         if found is not None:
-            return _record_sent(sent, found, adopted=True)
+            _record_sent(sent, found, adopted=True)
+            return [PlanOutreach(out.request_id)]
     try:
         receipt = requester.send(out.request)
     except ConnectorError as exc:
         _record_failure(cmd.attempt_id, out.case_id, exc, sessions, clock)
-        return [PlanOutreach(out.request_id)]
-    return _record_sent(sent, receipt)
+    else:
+        _record_sent(sent, receipt)
+    return [PlanOutreach(out.request_id)]
 
 
 def _look(
@@ -364,7 +324,6 @@ class _Sent:
     """Where a transmission's answer is written."""
 
     attempt_id: str
-    request_id: str
     case_id: str
     requester: RecordsRequester
     sessions: sessionmaker[Session]
@@ -372,11 +331,9 @@ class _Sent:
     status_checks: StatusChecks
 
 
-def _record_sent(sent: _Sent, receipt: SendReceipt, *, adopted: bool = False) -> list[Command]:
-    """Write the far side's answer, and plan the request's next step in the same transaction
-    (:func:`_plan_after_send`); returns that step's commands. A fax gets its status check:
-    after the threshold, or at once when adopted after a crash (its webhooks went to an attempt
-    without an external id)."""
+def _record_sent(sent: _Sent, receipt: SendReceipt, *, adopted: bool = False) -> None:
+    """Write the far side's answer. A fax gets its status check: after the threshold, or at
+    once when adopted after a crash (its webhooks went to an attempt without an external id)."""
     now, case_id = sent.clock.now(), sent.case_id
     with transaction(sent.sessions) as s:
         a = one_by_id(s, ATTEMPT_LOCKED, sent.attempt_id)
@@ -404,7 +361,6 @@ def _record_sent(sent: _Sent, receipt: SendReceipt, *, adopted: bool = False) ->
         log.info(
             "attempt.sent", case_id=case_id, attempt_id=a.id, number=a.number, channel=a.channel
         )
-        return _plan_after_send(s, sent.request_id, now)
 
 
 def _record_failure(
