@@ -236,6 +236,18 @@ class LogContext(Middleware):
     after_skip_message = after_process_message
 
 
+class CloseOnShutdown(Middleware):
+    """Closes the process's container (``wiring.close_current``) once its worker has stopped:
+    the audit events its last messages recorded are chained before the process exits, not
+    left for the scheduler's next tick."""
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        try:
+            wiring.close_current()
+        except Exception as exc:  # exiting anyway: what is pending is chained by the tick
+            _log.warning("container.close_failed", error=type(exc).__name__)
+
+
 class InFlight(Middleware):
     """Counts messages enqueued but not yet processed, for the in-process simulation driver.
 

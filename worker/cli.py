@@ -330,7 +330,12 @@ def api(host: str, port: int) -> None:
     _require_secrets(s, "api")
     configure_logging(s.log_level, s.log_format)
     c = _container(dispatcher=_broker_dispatcher(), background_audit=True)
-    uvicorn.run(create_app(lambda: c, _queue_reader(s)), host=host, port=port, log_level="warning")
+    try:
+        uvicorn.run(
+            create_app(lambda: c, _queue_reader(s)), host=host, port=port, log_level="warning"
+        )
+    finally:  # its audit chainer chains what is pending before the process exits
+        c.close()
 
 
 @main.command()

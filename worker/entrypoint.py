@@ -13,7 +13,7 @@ from dramatiq.middleware import Retries
 from config.logging import configure_logging
 from config.settings import get_settings
 from worker import wiring
-from worker.actors import DeadLetters, LogContext, register_actors
+from worker.actors import CloseOnShutdown, DeadLetters, LogContext, register_actors
 from worker.brokers import BrokerUnavailable, make_broker
 
 _settings = get_settings()
@@ -25,6 +25,7 @@ try:  # GOODFAITH_BROKER: redis (GOODFAITH_REDIS_URL) or rabbitmq (GOODFAITH_RAB
 except BrokerUnavailable as exc:
     raise SystemExit(f"goodfaith: {exc}") from None
 broker.add_middleware(LogContext())
+broker.add_middleware(CloseOnShutdown())
 broker.add_middleware(DeadLetters(wiring.current), before=Retries)  # runs after it: see class
 dramatiq.set_broker(broker)
 dispatcher = register_actors(broker, wiring.current, _settings.queue_prefix)

@@ -330,3 +330,13 @@ def current() -> Container:
                 raise RuntimeError("no container: call wiring.set_container or set_factory first")
             _current = _factory()
         return _current
+
+
+def close_current() -> None:
+    """Close the container of this process, if one was built (a worker process shutting
+    down: its background audit chainer chains what is pending, its pools are closed)."""
+    global _current
+    with _lock:
+        container, _current = _current, None
+    if container is not None:
+        container.close()
