@@ -22,6 +22,19 @@ class PlanOutreach:
 
 
 @dataclass(frozen=True)
+class FirstAttempts:
+    """Plan and send the first attempts of a batch of a campaign's requests, a few
+    transactions for the whole batch (the bulk lane: services/bulk.py). Its one id is the
+    requests' ids, comma-separated (at most ``bulk.BATCH``)."""
+
+    request_ids: str
+
+    @property
+    def ids(self) -> list[str]:
+        return self.request_ids.split(",")
+
+
+@dataclass(frozen=True)
 class SendAttempt:
     attempt_id: str
 
@@ -68,6 +81,7 @@ class DeliverPacket:
 Command = (
     OpenCase
     | PlanOutreach
+    | FirstAttempts
     | SendAttempt
     | PollTask
     | ReconcileAttempt

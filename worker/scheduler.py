@@ -64,6 +64,7 @@ from worker.domain.lifecycle import (
     RequestStatus,
 )
 from worker.domain.types import AttemptOutcome
+from worker.services import bulk
 from worker.services.deps import call
 from worker.services.opening import open_in_bulk
 from worker.services.watchdog import watch
@@ -178,14 +179,19 @@ def tick(c: Container) -> list[Command]:
             opened = (
                 call(open_in_bulk, c, s, [r for r, *_ in rows], now) if timer is OPENING else {}
             )
+            firsts: list[tuple[datetime, datetime, Command]] = []
             for row, deadline, due_at in rows:
-                if row.id in opened:
-                    cmds = opened[row.id]
-                else:
-                    setattr(row, timer.column.key, lease)
-                    cmds = [timer.command(row.id)]
-                for cmd in cmds:
-                    ranked.append((deadline or _NO_DEADLINE, due_at, len(ranked), cmd))
+                if row.id in opened:  # its requests' first plannings go in batches, below
+                    firsts += [(deadline or _NO_DEADLINE, due_at, cmd) for cmd in opened[row.id]]
+                    continue
+                setattr(row, timer.column.key, lease)
+                ranked.append(
+                    (deadline or _NO_DEADLINE, due_at, len(ranked), timer.command(row.id))
+                )
+            for i in range(0, len(firsts), bulk.BATCH):  # each batch ranks as its most urgent
+                chunk = firsts[i : i + bulk.BATCH]
+                for cmd in bulk.batched(cmd for *_, cmd in chunk):
+                    ranked.append((chunk[0][0], chunk[0][1], len(ranked), cmd))
     ranked.sort(key=lambda item: item[:3])
     cmds = [cmd for *_, cmd in ranked]
     c.dispatcher.enqueue(cmds)

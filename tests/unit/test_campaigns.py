@@ -23,7 +23,7 @@ from tests.conftest import at
 from tests.fakes import api_client, fax_delivered, fax_received, make_container, run_until
 from worker import services
 from worker.campaign import CampaignError
-from worker.commands import OpenCase, PlanOutreach
+from worker.commands import FirstAttempts, OpenCase, PlanOutreach
 from worker.domain.lanes import Lane
 from worker.readmodels.campaigns import campaign_detail, list_campaigns
 from worker.readmodels.export import ExportFilter, count_attempts
@@ -97,8 +97,9 @@ def test_a_campaign_s_cases_open_in_the_scheduler_s_tick_not_one_message_each(
 ) -> None:
     """With nothing to fetch (a campaign names no authorization, and production makes none
     up), the tick that claims a campaign's cases opens them in its own transaction: it sends
-    their requests' PlanOutreach to the bulk lane, no OpenCase; the requests then go out as
-    before. Where an authorization must be made (a simulation), OpenCase still opens them."""
+    their requests' first plannings to the bulk lane in one FirstAttempts batch, no OpenCase;
+    the requests then go out as before. Where an authorization must be made (a simulation),
+    OpenCase still opens them."""
     from tests.fakes import Recorded
     from worker.domain.lifecycle import LEASE
     from worker.scheduler import tick
@@ -114,11 +115,10 @@ def test_a_campaign_s_cases_open_in_the_scheduler_s_tick_not_one_message_each(
             assert [x.open_at for x in cases] == [None] * 3
             nexts = {r.next_action_at for x in cases for r in x.requests}
         assert nexts == {clock.now() + LEASE}
-        assert sorted(cmds, key=lambda cmd: cmd.request_id) == [  # type: ignore[attr-defined]
-            PlanOutreach(r) for r in request_ids
-        ]
+        assert [type(cmd) for cmd in cmds] == [FirstAttempts]
+        assert sorted(cmds[0].ids) == request_ids  # type: ignore[union-attr]
         assert c.dispatcher.commands == cmds  # type: ignore[attr-defined]
-        assert lanes_of(cmds, sessions=c.sessions) == [Lane.BULK] * 3
+        assert lanes_of(cmds, sessions=c.sessions) == [Lane.BULK]
         assert tick(c) == []  # opened: nothing is claimed again
         c.dispatcher = inline
         inline.enqueue(cmds)

@@ -13,6 +13,7 @@
 - ``cancel``: withdrawal or reversal; open FHIR Tasks withdrawn at the far side
 - ``closing``: closing a request (shared by inbound, packet and cancel)
 - ``campaigns``: bulk record retrieval loaded at once, chased in the bulk lane, cancelled;
+  ``bulk``: a campaign's first attempts in batches, a few transactions for many requests;
   ``coalescing``: one outreach per provider for every open request of one member
 - ``watchdog``: overdue cases driven again and flagged (the scheduler runs it every tick)
 - ``deadletters``: messages dramatiq gave up on, recorded, flagged and retried by ops
@@ -39,6 +40,7 @@ from worker.commands import (
     CancelAttempt,
     Command,
     DeliverPacket,
+    FirstAttempts,
     IngestInbound,
     OpenCase,
     PlanOutreach,
@@ -49,6 +51,7 @@ from worker.commands import (
 )
 from worker.notification import IntakeError
 from worker.services import (
+    bulk,
     campaigns,
     cancel,
     deadletters,
@@ -76,6 +79,7 @@ HANDLERS: dict[type, Callable[..., list[Command]]] = {
     OpenCase: opening.open_case,
     PlanOutreach: outreach.plan_outreach,
     SendAttempt: outreach.send_attempt,
+    FirstAttempts: bulk.first_attempts,
     PollTask: inbound.poll_task,
     CancelAttempt: cancel.cancel_attempt,
     ReconcileAttempt: reconcile.reconcile_attempt,
@@ -145,7 +149,17 @@ def cancel_case(c: Container, case_id: str, reason: str) -> bool:
 def record_dead_letter(
     c: Container, cmd: Command, actor: str, message_id: str, error: str, retries: int
 ) -> str | None:
-    """A message dramatiq gave up on: record it and flag its case (the dead-letter middleware)."""
+    """A message dramatiq gave up on: record it and flag its case (the dead-letter middleware).
+    A batch (``FirstAttempts``) is recorded as one dead letter per request, each the
+    ``PlanOutreach`` that an ops retry enqueues, flagging that request's case; returns the
+    first one's id."""
+    if isinstance(cmd, FirstAttempts):
+        ids = [
+            call(deadletters.record_dead_letter, c, PlanOutreach(request_id), actor,
+                 f"{message_id}/{i}", error, retries)
+            for i, request_id in enumerate(cmd.ids)
+        ]  # fmt: skip
+        return ids[0] if ids else None
     return call(deadletters.record_dead_letter, c, cmd, actor, message_id, error, retries)
 
 

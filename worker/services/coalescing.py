@@ -26,6 +26,7 @@ neither saw the other yet, both started a chase and the provider got two faxes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import bindparam, exists, func, literal, select
@@ -60,26 +61,42 @@ def lock_first_planning(s: Session, request_id: str) -> None:
         s.execute(_FIRST_PLANNING_LOCK, {"request_id": request_id}).all()
 
 
+#: the advisory lock's key: a hash of the member's id and the provider's
+_CHASE_KEY = func.hashtextextended(
+    literal("goodfaith-chase|") + Case.insured_member_id + "|" + RecordRequest.provider_id, 0
+)
+#: a request not planned yet: in no chase, with no attempt
+_UNPLANNED = (
+    RecordRequest.chase_id.is_(None),
+    ~exists().where(Attempt.request_id == RecordRequest.id),
+)
+
 _FIRST_PLANNING_LOCK = (  # built once: see storage/db.py ``by_id``
-    select(
-        func.pg_advisory_xact_lock(
-            func.hashtextextended(
-                literal("goodfaith-chase|")
-                + Case.insured_member_id
-                + "|"
-                + RecordRequest.provider_id,
-                0,
-            )
-        )
-    )
+    select(func.pg_advisory_xact_lock(_CHASE_KEY))
     .select_from(RecordRequest)
     .join(Case, Case.id == RecordRequest.case_id)
-    .where(
-        RecordRequest.id == bindparam("request_id"),
-        RecordRequest.chase_id.is_(None),
-        ~exists().where(Attempt.request_id == RecordRequest.id),
-    )
+    .where(RecordRequest.id == bindparam("request_id"), *_UNPLANNED)
 )
+
+
+def lock_first_plannings(s: Session, request_ids: Sequence[str]) -> None:
+    """:func:`lock_first_planning` for many requests in one statement (a batch of a
+    campaign's, services/bulk.py), taken in the order of their keys: two batches sharing a
+    member and provider wait for each other, never one lock each for the other's."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(_FIRST_PLANNING_LOCKS, {"ids": list(request_ids)}).all()
+
+
+_KEYS = (
+    select(_CHASE_KEY.label("key"))
+    .select_from(RecordRequest)
+    .join(Case, Case.id == RecordRequest.case_id)
+    .where(RecordRequest.id.in_(bindparam("ids", expanding=True)), *_UNPLANNED)
+    .distinct()
+    .order_by("key")
+    .subquery()
+)
+_FIRST_PLANNING_LOCKS = select(func.pg_advisory_xact_lock(_KEYS.c.key))
 
 #: the open cases of a member (``:member``), by ix_cases_insured_member_id
 _MEMBER_OPEN_CASES = select(Case.id).where(

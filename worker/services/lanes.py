@@ -21,6 +21,7 @@ from worker.commands import (
     CancelAttempt,
     Command,
     DeliverPacket,
+    FirstAttempts,
     OpenCase,
     PlanOutreach,
     PollTask,
@@ -41,8 +42,12 @@ _KEYS: dict[type, tuple[Any, Any]] = {
 }
 
 
-#: Commands whose id names a row of one case: the lane of their case.
-CASE_BOUND: frozenset[type] = frozenset(_KEYS)
+#: Commands of a campaign's requests only, in batches (``services/bulk.py``): the bulk lane.
+BULK_ONLY: frozenset[type] = frozenset({FirstAttempts})
+
+#: Commands whose id names a row of one case (or, ``BULK_ONLY``, of campaign cases): the lane
+#: of their case. Their follow-ups take that lane too (``actors.CaseLane``).
+CASE_BOUND: frozenset[type] = frozenset(_KEYS) | BULK_ONLY
 
 
 def lanes_of(commands: Sequence[Command], *, sessions: sessionmaker[Session]) -> list[Lane]:
@@ -65,6 +70,9 @@ def lanes_of(commands: Sequence[Command], *, sessions: sessionmaker[Session]) ->
                 )
     lanes = []
     for cmd in commands:
+        if type(cmd) in BULK_ONLY:
+            lanes.append(Lane.BULK)
+            continue
         rt, bulk = review.get(entity_id(cmd), (None, False))
         lanes.append(lane_for(rt, bulk=bulk))
     return lanes

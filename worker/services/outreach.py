@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy import bindparam, select
@@ -64,23 +65,26 @@ from worker.services.mapping import (
 )
 from worker.services.reconcile import ATTEMPT_LOCKED, apply_fax_status
 
+if TYPE_CHECKING:
+    from worker.letters import LetterInfo
+
 log = structlog.get_logger("goodfaith.services")
 
 #: an attempt with its request and case in one query (they are read on every send)
-_WITH_CASE = (
+WITH_CASE = (
     joinedload(Attempt.request, innerjoin=True).joinedload(RecordRequest.case, innerjoin=True),
 )
 #: a request with its case and its attempts in one query, as the policy reads them (a request
 #: has a handful of attempts: joining them costs less than selectinload's second query)
-_REQUEST_STATE = (
+REQUEST_STATE = (
     joinedload(RecordRequest.case, innerjoin=True),
     joinedload(RecordRequest.attempts),
 )
 #: The hot path's reads, built once (storage/db.py ``by_id``). Each locks only the row named:
 #: the case and its other rows stay free for their own work.
-_PLAN_READ = by_id(RecordRequest, *_REQUEST_STATE, lock_of=RecordRequest)
-_LETTER_READ = by_id(Attempt, *_WITH_CASE)
-_SEND_READ = by_id(Attempt, *_WITH_CASE, lock_of=Attempt)
+_PLAN_READ = by_id(RecordRequest, *REQUEST_STATE, lock_of=RecordRequest)
+_LETTER_READ = by_id(Attempt, *WITH_CASE)
+_SEND_READ = by_id(Attempt, *WITH_CASE, lock_of=Attempt)
 
 
 def plan_outreach(
@@ -91,27 +95,31 @@ def plan_outreach(
     with transaction(sessions) as s:
         lock_first_planning(s, cmd.request_id)  # before the row lock: see coalescing.py
         r = one_by_id(s, _PLAN_READ, cmd.request_id)
-        if r is None:
-            return []
-        case = r.case
-        if not outreach_allowed(request_status(r), case_status(case)):
-            r.next_action_at = None
-            return []
-        if r.chase_id is None and not r.attempts:
-            join_chase(s, r, now)
-        if r.chase_id is not None:  # one outreach for every open request of this member here
-            return plan_chase(s, r, now)
-        pending = [a for a in r.attempts if a.outcome == AttemptOutcome.PENDING]
-        if pending:  # a send message was lost or is under way: (re)send it, same key
-            r.next_action_at = now + LEASE
-            return [SendAttempt(pending[0].id)]
-        planned = plan_next(s, r, now)
-        if planned is None or planned.at > now:
-            r.next_action_at = planned.at if planned else None
-            return []
-        attempt = write_attempt(s, r, planned, now)
+        return [] if r is None else plan_request(s, r, now)
+
+
+def plan_request(s: Session, r: RecordRequest, now: datetime) -> list[Command]:
+    """Plan ``r`` (read with :data:`REQUEST_STATE`, locked, its first planning's lock taken)
+    in the caller's transaction: write its next attempt (pending) or set its timer."""
+    case = r.case
+    if not outreach_allowed(request_status(r), case_status(case)):
+        r.next_action_at = None
+        return []
+    if r.chase_id is None and not r.attempts:
+        join_chase(s, r, now)
+    if r.chase_id is not None:  # one outreach for every open request of this member here
+        return plan_chase(s, r, now)
+    pending = [a for a in r.attempts if a.outcome == AttemptOutcome.PENDING]
+    if pending:  # a send message was lost or is under way: (re)send it, same key
         r.next_action_at = now + LEASE
-        return [SendAttempt(attempt.id)]
+        return [SendAttempt(pending[0].id)]
+    planned = plan_next(s, r, now)
+    if planned is None or planned.at > now:
+        r.next_action_at = planned.at if planned else None
+        return []
+    attempt = write_attempt(s, r, planned, now)
+    r.next_action_at = now + LEASE
+    return [SendAttempt(attempt.id)]
 
 
 def _build_letter(
@@ -124,40 +132,64 @@ def _build_letter(
 ) -> str | None:
     """Write the attempt's request letter to the store (outside any transaction: PDF work is
     slow and SQLite has one writer). Returns its URI, or None when there is nothing to send."""
-    from worker.letters import LetterInfo, build_request_letter
-
     with transaction(sessions) as s:
         a = one_by_id(s, _LETTER_READ, attempt_id)
-        if a is None or a.letter_uri is not None or a.outcome != AttemptOutcome.PENDING:
+        if a is None:
             return None
-        r, case = a.request, a.request.case
-        jurisdiction = get_jurisdiction(case.jurisdiction)
-        info = LetterInfo(
-            reference=r.reference,
-            carrier_name=carrier_name,
-            return_fax=return_fax,
-            provider_name=r.provider_name,
-            insured_name=case.insured_name,
-            member_id=case.insured_member_id,
-            birth_date=case.insured_birth_date,
-            service=case.dispute.get("service", ""),
-            codes=case.dispute.get("codes") or [],
-            dates_of_service=case.dispute.get("dates_of_service") or [],
-            respond_by=case.assemble_at,
-            attempt_number=a.number,
-            citation=jurisdiction.citation,
-            tz=jurisdiction.tz,
-            purpose=campaign_purpose(s, case),
-            also=served_lines(s, a),
-        )
-        auth_uri, case_id = case.authorization_object_uri, case.id
-    auth = store.get(auth_uri) if auth_uri else None
-    letter = build_request_letter(info, auth)
-    return store.put(content_key(case_id, "letters", letter, "pdf"), letter, "application/pdf")
+        draft = letter_draft(s, a, carrier_name, return_fax)
+    return None if draft is None else draft.write(store)
 
 
 @dataclass(frozen=True)
-class _Outgoing:
+class LetterDraft:
+    """What an attempt's request letter says, read in a transaction, written after it."""
+
+    info: LetterInfo
+    case_id: str
+    authorization_uri: str | None
+
+    def write(self, store: ObjectStore) -> str:
+        """Render the letter (the authorization's pages appended) and store it; its URI."""
+        from worker.letters import build_request_letter
+
+        auth = store.get(self.authorization_uri) if self.authorization_uri else None
+        letter = build_request_letter(self.info, auth)
+        key = content_key(self.case_id, "letters", letter, "pdf")
+        return store.put(key, letter, "application/pdf")
+
+
+def letter_draft(s: Session, a: Attempt, carrier_name: str, return_fax: str) -> LetterDraft | None:
+    """The letter of ``a`` (read with its request and case), or None when it has one already
+    or is no longer pending (nothing to send)."""
+    from worker.letters import LetterInfo
+
+    if a.letter_uri is not None or a.outcome != AttemptOutcome.PENDING:
+        return None
+    r, case = a.request, a.request.case
+    jurisdiction = get_jurisdiction(case.jurisdiction)
+    info = LetterInfo(
+        reference=r.reference,
+        carrier_name=carrier_name,
+        return_fax=return_fax,
+        provider_name=r.provider_name,
+        insured_name=case.insured_name,
+        member_id=case.insured_member_id,
+        birth_date=case.insured_birth_date,
+        service=case.dispute.get("service", ""),
+        codes=case.dispute.get("codes") or [],
+        dates_of_service=case.dispute.get("dates_of_service") or [],
+        respond_by=case.assemble_at,
+        attempt_number=a.number,
+        citation=jurisdiction.citation,
+        tz=jurisdiction.tz,
+        purpose=campaign_purpose(s, case),
+        also=served_lines(s, a),
+    )
+    return LetterDraft(info, case.id, case.authorization_object_uri)
+
+
+@dataclass(frozen=True)
+class Outgoing:
     request: RecordsRequest
     request_id: str
     case_id: str
@@ -186,32 +218,62 @@ def send_attempt(
         carrier_name=carrier_name,
         return_fax=return_fax,
     )
-    out = _start_transmission(
-        cmd.attempt_id, letter_uri, sessions, clock, requesters, media_url, carrier_name
-    )
+    now = clock.now()
+    with transaction(sessions) as s:
+        a = one_by_id(s, _SEND_READ, cmd.attempt_id)
+        out = (
+            None
+            if a is None
+            else start_transmission(a, letter_uri, now, requesters, media_url, carrier_name)
+        )
     if out is None:
         return []
     requester = requesters[out.request.channel.kind]
-    sent = _Sent(cmd.attempt_id, out.case_id, requester, sessions, clock, status_checks)
+    answer = None
     if out.look_since is not None:
         try:
-            found = _look(requester, out.request, out.look_since, cmd.attempt_id)
-        except PermanentError as exc:  # cannot know whether it went out: never send blindly
-            _record_failure(cmd.attempt_id, out.case_id, exc, sessions, clock)
-            return [PlanOutreach(out.request_id)]
+            answer = look_first(requester, out, cmd.attempt_id)
         except Exception:  # no answer: free the attempt, and let the message be retried
             _release(cmd.attempt_id, sessions)
             raise
-        if found is not None:
-            _record_sent(sent, found, adopted=True)
-            return [PlanOutreach(out.request_id)]
-    try:
-        receipt = requester.send(out.request)
-    except ConnectorError as exc:
-        _record_failure(cmd.attempt_id, out.case_id, exc, sessions, clock)
-    else:
-        _record_sent(sent, receipt)
+    answer = answer or transmit(requester, out)
+    with transaction(sessions) as s:
+        a = one_by_id(s, ATTEMPT_LOCKED, cmd.attempt_id)
+        assert a is not None
+        write_answer(s, a, out.case_id, answer, requester, clock.now(), status_checks)
     return [PlanOutreach(out.request_id)]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the far side answered for one transmission: a receipt (sent, or found there and
+    ``adopted`` after a crash), or the connector's error (failed)."""
+
+    receipt: SendReceipt | None = None
+    adopted: bool = False
+    error: ConnectorError | None = None
+
+
+def look_first(requester: RecordsRequester, out: Outgoing, attempt_id: str) -> Answer | None:
+    """For an attempt left mid-send (``out.look_since``): what the far side already has,
+    adopted; None when it has nothing (send it, same key). A PermanentError fails the attempt
+    (we cannot know whether it went out: never send blindly); any other error propagates, and
+    the caller frees the attempt for a later try."""
+    assert out.look_since is not None
+    try:
+        found = _look(requester, out.request, out.look_since, attempt_id)
+    except PermanentError as exc:
+        return Answer(error=exc)
+    return None if found is None else Answer(found, adopted=True)
+
+
+def transmit(requester: RecordsRequester, out: Outgoing) -> Answer:
+    """Send ``out``; a connector error is the answer (failed), anything else propagates (the
+    attempt stays held until its send lease ends, then is looked for: a crash mid-send)."""
+    try:
+        return Answer(requester.send(out.request))
+    except ConnectorError as exc:
+        return Answer(error=exc)
 
 
 def _look(
@@ -225,57 +287,52 @@ def _look(
     return requester.find_sent(request, since)
 
 
-def _start_transmission(
-    attempt_id: str,
+def start_transmission(
+    a: Attempt,
     letter_uri: str | None,
-    sessions: sessionmaker[Session],
-    clock: Clock,
+    now: datetime,
     requesters: Mapping[ChannelKind, RecordsRequester],
     media_url: Callable[[str], str],
     carrier_name: str,
-) -> _Outgoing | None:
-    """Count the transmission, note the vendor, and build what the connector sends (None:
-    nothing to send)."""
-    now = clock.now()
-    with transaction(sessions) as s:
-        a = one_by_id(s, _SEND_READ, attempt_id)
-        if a is None:
-            return None
-        r, case = a.request, a.request.case
-        in_flight = a.sending_until is not None and a.sending_until > now
-        action = send_action(
-            attempt_outcome(a),
-            a.redial_at is not None,
-            request_status(r),
-            case_status(case),
-            transmissions=a.transmissions,
-            has_external_id=a.external_id is not None,
-            in_flight=in_flight,
-        )
-        if action is SendAction.DROP:
-            if in_flight:
-                log.info("attempt.send_in_flight", attempt_id=a.id)
-            else:
-                a.redial_at = None
-            return None  # a stale message, or another command is transmitting it now
-        if action is SendAction.CANCEL:
-            a.outcome = AttemptOutcome.CANCELLED.value
-            a.completed_at = now
+) -> Outgoing | None:
+    """In the caller's transaction, ``a`` read with its request and case and locked: count
+    the transmission, note the vendor, hold it while on the wire, and build what the connector
+    sends (None: nothing to send)."""
+    r, case = a.request, a.request.case
+    in_flight = a.sending_until is not None and a.sending_until > now
+    action = send_action(
+        attempt_outcome(a),
+        a.redial_at is not None,
+        request_status(r),
+        case_status(case),
+        transmissions=a.transmissions,
+        has_external_id=a.external_id is not None,
+        in_flight=in_flight,
+    )
+    if action is SendAction.DROP:
+        if in_flight:
+            log.info("attempt.send_in_flight", attempt_id=a.id)
+        else:
             a.redial_at = None
-            return None
-        # Held while on the wire; a redial keeps its timer as a lease (re-driven if we crash)
-        a.sending_until = now + SEND_LEASE
-        if a.redial_at is not None:
-            a.redial_at = now + LEASE
-        if action is SendAction.LOOK:  # same transmission, same key: not counted again
-            return _outgoing(a, media_url, carrier_name, look_since=a.planned_at - LOOKUP_SKEW)
-        a.letter_uri = a.letter_uri or letter_uri
-        if a.letter_uri is None:  # should not happen: a redial always has its letter
-            raise RuntimeError(f"attempt {a.id} has no request letter")
-        a.transmissions += 1
-        a.external_id = None  # a redial: the previous transmission's id stays in the audit trail
-        a.vendor = requesters[ChannelKind(a.channel)].vendor
-        return _outgoing(a, media_url, carrier_name)
+        return None  # a stale message, or another command is transmitting it now
+    if action is SendAction.CANCEL:
+        a.outcome = AttemptOutcome.CANCELLED.value
+        a.completed_at = now
+        a.redial_at = None
+        return None
+    # Held while on the wire; a redial keeps its timer as a lease (re-driven if we crash)
+    a.sending_until = now + SEND_LEASE
+    if a.redial_at is not None:
+        a.redial_at = now + LEASE
+    if action is SendAction.LOOK:  # same transmission, same key: not counted again
+        return _outgoing(a, media_url, carrier_name, look_since=a.planned_at - LOOKUP_SKEW)
+    a.letter_uri = a.letter_uri or letter_uri
+    if a.letter_uri is None:  # should not happen: a redial always has its letter
+        raise RuntimeError(f"attempt {a.id} has no request letter")
+    a.transmissions += 1
+    a.external_id = None  # a redial: the previous transmission's id stays in the audit trail
+    a.vendor = requesters[ChannelKind(a.channel)].vendor
+    return _outgoing(a, media_url, carrier_name)
 
 
 def _release(attempt_id: str, sessions: sessionmaker[Session]) -> None:
@@ -291,7 +348,7 @@ def _outgoing(
     media_url: Callable[[str], str],
     carrier_name: str,
     look_since: datetime | None = None,
-) -> _Outgoing:
+) -> Outgoing:
     """What the connector sends for the attempt's current transmission."""
     r, case = a.request, a.request.case
     request = RecordsRequest(
@@ -316,81 +373,66 @@ def _outgoing(
         claim_id=(case.dispute or {}).get("claim_id"),
         coverage_id=((case.notification or {}).get("coverage") or {}).get("coverage_id"),
     )
-    return _Outgoing(request, r.id, case.id, look_since)
+    return Outgoing(request, r.id, case.id, look_since)
 
 
-@dataclass(frozen=True)
-class _Sent:
-    """Where a transmission's answer is written."""
-
-    attempt_id: str
-    case_id: str
-    requester: RecordsRequester
-    sessions: sessionmaker[Session]
-    clock: Clock
-    status_checks: StatusChecks
-
-
-def _record_sent(sent: _Sent, receipt: SendReceipt, *, adopted: bool = False) -> None:
-    """Write the far side's answer. A fax gets its status check: after the threshold, or at
-    once when adopted after a crash (its webhooks went to an attempt without an external id)."""
-    now, case_id = sent.clock.now(), sent.case_id
-    with transaction(sent.sessions) as s:
-        a = one_by_id(s, ATTEMPT_LOCKED, sent.attempt_id)
-        assert a is not None
-        a.sent_at = a.sent_at or now
-        a.external_id = receipt.external_id
-        a.sending_until = a.redial_at = None
-        if a.outcome == AttemptOutcome.PENDING:
-            a.outcome = receipt.outcome.value
-        if isinstance(sent.requester, PollingRequester):
-            a.poll_at = now + sent.requester.poll_delay(timedelta(0))
-        elif a.channel == ChannelKind.FAX:
-            a.check_at = now if adopted else sent.status_checks.first(now)
-        audit(
-            s,
-            now,
-            "attempt.adopted" if adopted else "attempt.sent",
-            case_id,
-            attempt_id=a.id,
-            number=a.number,
-            channel=a.channel,
-            external_id=a.external_id,
-            transmission=a.transmissions,
-        )
-        log.info(
-            "attempt.sent", case_id=case_id, attempt_id=a.id, number=a.number, channel=a.channel
-        )
-
-
-def _record_failure(
-    attempt_id: str,
+def write_answer(
+    s: Session,
+    a: Attempt,
     case_id: str,
-    error: ConnectorError,
-    sessions: sessionmaker[Session],
-    clock: Clock,
+    answer: Answer,
+    requester: RecordsRequester,
+    now: datetime,
+    status_checks: StatusChecks,
 ) -> None:
-    now = clock.now()
+    """Write the far side's ``answer`` on ``a`` (locked), audited. A fax sent gets its status
+    check: after the threshold, or at once when adopted after a crash (its webhooks went to an
+    attempt without an external id)."""
+    a.sent_at = a.sent_at or now
+    a.sending_until = a.redial_at = None
+    if answer.receipt is None:
+        assert answer.error is not None
+        _write_failure(s, a, case_id, answer.error, now)
+        return
+    a.external_id = answer.receipt.external_id
+    if a.outcome == AttemptOutcome.PENDING:
+        a.outcome = answer.receipt.outcome.value
+    if isinstance(requester, PollingRequester):
+        a.poll_at = now + requester.poll_delay(timedelta(0))
+    elif a.channel == ChannelKind.FAX:
+        a.check_at = now if answer.adopted else status_checks.first(now)
+    audit(
+        s,
+        now,
+        "attempt.adopted" if answer.adopted else "attempt.sent",
+        case_id,
+        attempt_id=a.id,
+        number=a.number,
+        channel=a.channel,
+        external_id=a.external_id,
+        transmission=a.transmissions,
+    )
+    log.info("attempt.sent", case_id=case_id, attempt_id=a.id, number=a.number, channel=a.channel)
+
+
+def _write_failure(
+    s: Session, a: Attempt, case_id: str, error: ConnectorError, now: datetime
+) -> None:
     kind = "transient" if isinstance(error, TransientError) else "permanent"
-    with transaction(sessions) as s:
-        a = one_by_id(s, ATTEMPT_LOCKED, attempt_id)
-        assert a is not None
-        a.sent_at = a.sent_at or now
-        a.sending_until = a.redial_at = None
-        a.outcome = AttemptOutcome.FAILED.value
-        a.completed_at = now
-        a.failure_reason = failure_reason(f"{kind}: {error}")
-        audit(
-            s,
-            now,
-            "attempt.failed",
-            case_id,
-            attempt_id=a.id,
-            number=a.number,
-            channel=a.channel,
-            error=type(error).__name__,
-        )
-        log.warning("attempt.failed", case_id=case_id, attempt_id=a.id, error=type(error).__name__)
+    a.outcome = AttemptOutcome.FAILED.value
+    a.completed_at = now
+    a.failure_reason = failure_reason(f"{kind}: {error}")
+    audit(
+        s,
+        now,
+        "attempt.failed",
+        case_id,
+        attempt_id=a.id,
+        number=a.number,
+        channel=a.channel,
+        error=type(error).__name__,
+    )
+    log.warning("attempt.failed", case_id=case_id, attempt_id=a.id, error=type(error).__name__)
 
 
 #: the attempt a fax status webhook names, locked (built once: storage/db.py ``by_id``)
