@@ -31,7 +31,7 @@ from worker.commands import Command, FirstAttempts, PlanOutreach, SendAttempt
 from worker.domain.clock import Clock
 from worker.domain.lifecycle import StatusChecks
 from worker.domain.types import ChannelKind
-from worker.services.coalescing import lock_first_plannings
+from worker.services.coalescing import lock_first_plannings, members_alone
 from worker.services.outreach import (
     REQUEST_STATE,
     WITH_CASE,
@@ -121,9 +121,11 @@ def plan_many(
     try:
         with transaction(sessions) as s:
             lock_first_plannings(s, request_ids)  # before the row locks: see coalescing.py
+            requests = s.scalars(_REQUESTS, {"ids": list(request_ids)}).unique().all()
+            alone = members_alone(s, requests)
             follow: list[Command] = []
-            for r in s.scalars(_REQUESTS, {"ids": list(request_ids)}).unique():
-                follow += plan_request(s, r, now)
+            for r in requests:
+                follow += plan_request(s, r, now, alone=r.id in alone)
             return follow
     except Exception as exc:
         log.warning("batch.split", step="plan", requests=len(request_ids), error=_name(exc))

@@ -141,6 +141,30 @@ def join_chase(s: Session, r: RecordRequest, now: datetime) -> None:
         other.next_action_at = now  # not started yet: the chase plans it too
 
 
+#: of the given members (``:members``), those with more than one open case: the only ones
+#: whose requests may join a chase (by ix_cases_insured_member_id)
+_SHARED_MEMBERS = (
+    select(Case.insured_member_id)
+    .where(
+        Case.insured_member_id.in_(bindparam("members", expanding=True)),
+        Case.status == CaseStatus.OPEN.value,
+    )
+    .group_by(Case.insured_member_id)
+    .having(func.count() > 1)
+)
+
+
+def members_alone(s: Session, requests: Sequence[RecordRequest]) -> set[str]:
+    """The ids of ``requests`` not yet planned whose member has no other open case: no chase
+    for :func:`join_chase` to find (one query for a batch instead of one or two each)."""
+    unplanned = [r for r in requests if r.chase_id is None and not r.attempts]
+    if not unplanned:
+        return set()
+    wanted = list({r.case.insured_member_id for r in unplanned})
+    shared = set(s.scalars(_SHARED_MEMBERS, {"members": wanted}))
+    return {r.id for r in unplanned if r.case.insured_member_id not in shared}
+
+
 def members(s: Session, chase_id: str) -> list[RecordRequest]:
     """The chase's open requests, locked in id order (one order: no deadlock between two)."""
     return list(
@@ -284,7 +308,8 @@ def write_attempt(
     )
     attempt.served_by = served_by or (attempt.id if chase else None)
     r.attempts.append(attempt)
-    s.flush()
+    if chase or served_by:  # a chase's rows name its sending attempt: that one goes in first
+        s.flush()
     detail = {"served_by": served_by} if served_by else {}
     audit(
         s,

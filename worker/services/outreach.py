@@ -98,14 +98,17 @@ def plan_outreach(
         return [] if r is None else plan_request(s, r, now)
 
 
-def plan_request(s: Session, r: RecordRequest, now: datetime) -> list[Command]:
+def plan_request(
+    s: Session, r: RecordRequest, now: datetime, *, alone: bool = False
+) -> list[Command]:
     """Plan ``r`` (read with :data:`REQUEST_STATE`, locked, its first planning's lock taken)
-    in the caller's transaction: write its next attempt (pending) or set its timer."""
+    in the caller's transaction: write its next attempt (pending) or set its timer.
+    ``alone``: its member is known to have no other open case (no chase to look for)."""
     case = r.case
     if not outreach_allowed(request_status(r), case_status(case)):
         r.next_action_at = None
         return []
-    if r.chase_id is None and not r.attempts:
+    if r.chase_id is None and not r.attempts and not alone:
         join_chase(s, r, now)
     if r.chase_id is not None:  # one outreach for every open request of this member here
         return plan_chase(s, r, now)
