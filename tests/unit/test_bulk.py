@@ -218,6 +218,34 @@ def test_a_send_that_crashes_holds_its_attempt_and_the_others_are_recorded(
         c.close()
 
 
+def test_a_slow_batch_hands_what_it_has_not_sent_to_single_messages(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past its send budget (here: at once), a batch sends no more: the rest are freed and
+    sent alone, each looked for at the far side first (its transmission was counted), then
+    sent once with its own key."""
+    c, _, fax, _ = _env(tmp_path, database_url)
+    try:
+        (batch,) = _opened(c, _csv(3))
+        monkeypatch.setattr(bulk, "SEND_BUDGET", timedelta(0))
+        follow = services.run_command(c, batch)
+        assert len(fax.sent) == 1 and [type(cmd) for cmd in follow] == [SendAttempt] * 2
+        with transaction(c.sessions) as s:
+            waiting = [s.get(Attempt, cmd.attempt_id) for cmd in follow]  # type: ignore[union-attr]
+            assert [(a.outcome, a.transmissions, a.sending_until) for a in waiting if a] == [
+                ("pending", 1, None)
+            ] * 2
+        c.dispatcher.enqueue(follow)
+        assert len({r.idempotency_key for r in fax.sent}) == len(fax.sent) == 3
+        assert len(fax.lookups) == 2
+        with transaction(c.sessions) as s:
+            assert [(a.outcome, a.transmissions) for a in s.scalars(select(Attempt))] == [
+                ("sent", 1)
+            ] * 3
+    finally:
+        c.close()
+
+
 def test_two_campaigns_chasing_one_member_share_one_fax_in_a_batch(
     tmp_path: Path, database_url: str
 ) -> None:

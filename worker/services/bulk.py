@@ -12,11 +12,14 @@ one. A batch never holds a request back: a step that fails before anything went 
 the batch into one message per request (``PlanOutreach`` or ``SendAttempt``), which then runs,
 retries and dead-letters on its own. Once a transmission is counted, it is treated as a
 single send's would be (an error the connector did not translate leaves the attempt held
-until its send lease ends; it is then looked for at the far side, never sent blindly).
+until its send lease ends; it is then looked for at the far side, never sent blindly), and a
+batch slowed by its vendor hands what it has not sent to single messages before those
+attempts' send leases run out.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import structlog
@@ -29,7 +32,7 @@ from storage.models import Attempt, RecordRequest
 from storage.objects import ObjectStore
 from worker.commands import Command, FirstAttempts, PlanOutreach, SendAttempt
 from worker.domain.clock import Clock
-from worker.domain.lifecycle import StatusChecks
+from worker.domain.lifecycle import SEND_LEASE, StatusChecks
 from worker.domain.types import ChannelKind
 from worker.services.coalescing import lock_first_plannings, members_alone
 from worker.services.outreach import (
@@ -46,6 +49,10 @@ from worker.services.outreach import (
 )
 
 log = structlog.get_logger("goodfaith.services")
+
+#: wall time a batch spends sending before it hands the rest to single messages: well inside
+#: the send lease each of its attempts took when its transmission was started
+SEND_BUDGET = SEND_LEASE / 2
 
 #: requests a ``FirstAttempts`` message carries: their five transactions cost about what one
 #: request's did alone, and a batch is sent in well under a second
@@ -177,7 +184,7 @@ def send_many(
                     out = outgoing[a.id]
                     requester = requesters[out.request.channel.kind]
                     write_answer(s, a, out.case_id, answers[a.id], requester, now, status_checks)
-                else:  # its look at the far side got no answer: free it, and try it alone
+                else:  # not sent, or its look got no answer: free it, and try it alone
                     a.sending_until = None
     except Exception as exc:
         # As a crash after the sends: each attempt is held until its lease ends, then looked
@@ -193,11 +200,17 @@ def _transmit_all(
     outgoing: Mapping[str, Outgoing], requesters: Mapping[ChannelKind, RecordsRequester]
 ) -> tuple[dict[str, Answer], list[str]]:
     """Send each transmission (or look for it first: left mid-send). Returns the answers by
-    attempt id, and the attempts whose look got no answer. An attempt whose send raised what
-    the connector did not translate has neither: it stays held (see the module docstring)."""
+    attempt id, and the attempts not sent: their look got no answer, or the batch has been
+    sending for :data:`SEND_BUDGET` (a slow vendor) and their send leases must not run out
+    while they wait. An attempt whose send raised what the connector did not translate has
+    neither: it stays held (see the module docstring)."""
     answers: dict[str, Answer] = {}
     unanswered: list[str] = []
-    for attempt_id, out in outgoing.items():
+    started = time.monotonic()
+    for tried, (attempt_id, out) in enumerate(outgoing.items()):
+        if tried and time.monotonic() - started > SEND_BUDGET.total_seconds():
+            unanswered.append(attempt_id)  # freed, then sent alone: looked for first
+            continue
         requester = requesters[out.request.channel.kind]
         answer = None
         if out.look_since is not None:
