@@ -144,3 +144,31 @@ def test_non_latin_names_do_not_break_the_letter() -> None:
     info = dataclasses.replace(INFO, insured_name="Zoë 王", provider_name="Ŝtudio Clinic")
     text = _text(build_request_letter(info, None))
     assert "Zoë ?" in text
+
+
+def test_pdf_string_delimiters_in_names_print_as_written() -> None:
+    """Parentheses and backslashes in a name are escaped in the page's text, not read as the
+    end of a PDF string: the letter prints them, and qpdf finds nothing wrong."""
+    info = dataclasses.replace(
+        INFO, insured_name=r"Sample (Jr.) \ O'Neil", provider_name="Acme (North) Clinic)"
+    )
+    pdf = build_request_letter(info, None)
+    text = " ".join(_text(pdf).split())
+    assert r"Patient: Sample (Jr.) \ O'Neil" in text
+    assert "To: Acme (North) Clinic), Medical Records" in text
+    check = check_document(pdf)
+    assert check.accepted and check.pages == 1
+
+
+def test_the_letter_is_a_letter_page_in_the_standard_fonts() -> None:
+    """One US Letter page (612 x 792 points) whose text is set in Helvetica and Helvetica-Bold
+    (the standard fonts every fax renderer has), titled with the reference."""
+    reader = PdfReader(io.BytesIO(build_request_letter(INFO, None)))
+    page = reader.pages[0]
+    assert [float(v) for v in page.mediabox] == [0, 0, 612, 792]
+    fonts = page["/Resources"]["/Font"]
+    assert sorted(str(f.get_object()["/BaseFont"]) for f in fonts.values()) == [
+        "/Helvetica",
+        "/Helvetica-Bold",
+    ]
+    assert reader.metadata is not None and INFO.reference in str(reader.metadata.title)
