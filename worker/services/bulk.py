@@ -54,9 +54,10 @@ log = structlog.get_logger("goodfaith.services")
 #: the send lease each of its attempts took when its transmission was started
 SEND_BUDGET = SEND_LEASE / 2
 
-#: requests a ``FirstAttempts`` message carries: their five transactions cost about what one
-#: request's did alone, and a batch is sent in well under a second
-BATCH = 25
+#: requests a ``FirstAttempts`` message carries: a batch's five transactions cost about what
+#: one request's did alone. Measured (3,000-request campaign, two cores): 25 → 110.7 first
+#: attempts/s, 50 → 120.6/s, 100 → 120.1/s; 50 sends take well under a second
+BATCH = 50
 
 
 def batched(commands: Iterable[Command]) -> list[Command]:
