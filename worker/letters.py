@@ -107,11 +107,12 @@ _FONT_KEYS = {"Helvetica": b"/F1", "Helvetica-Bold": b"/F2"}
 class _Page:
     """One page of text and boxes in the standard Helvetica fonts, as a PDF content stream.
 
-    The letter is drawn for every attempt sent; reportlab's general page model cost about
-    1 ms a letter, two thirds of it building and serialising its object tree. The page's
-    content stream is written here (text operators, WinAnsi strings) and the document is built
-    and saved by qpdf (pikepdf), which also appends the authorization's pages: about 0.3 ms.
-    Widths still come from reportlab's font metrics."""
+    The letter is drawn for every attempt sent. reportlab's general page model, and a second
+    qpdf pass to append the authorization, cost 2.0–2.4 ms a letter with a one-page
+    authorization (issue 11's eighth session), most of it building and serialising reportlab's
+    object tree. The page's content stream is written here (text operators, WinAnsi strings)
+    and the document is built and saved by qpdf (pikepdf), which appends the authorization's
+    pages in the same document: 0.8–0.9 ms. Widths still come from reportlab's font metrics."""
 
     def __init__(self) -> None:
         self.ops: list[bytes] = []
@@ -270,22 +271,21 @@ def build_request_letter(info: LetterInfo, authorization_pdf: bytes | None) -> b
         raise LetterError(f"reference {info.reference!r} is not of the form GF-XXXXXXXX")
     if info.attempt_number < 1:
         raise LetterError("attempt_number is 1-based")
-    letter = _letter_page(info)
-    try:
-        if authorization_pdf is not None:
+    with _letter_page(info) as letter:
+        if authorization_pdf is None:
+            return _saved(letter)
+        try:
             with pikepdf.open(io.BytesIO(authorization_pdf)) as auth:
                 letter.pages.extend(auth.pages)
                 return _saved(letter)
-    except Exception as exc:
-        raise LetterError(
-            f"authorization PDF cannot be appended: {type(exc).__name__}; "
-            "check it with worker.documents.check_document and pass DocumentCheck.data"
-        ) from exc
-    return _saved(letter)
+        except Exception as exc:
+            raise LetterError(
+                f"authorization PDF cannot be appended: {type(exc).__name__}; "
+                "check it with worker.documents.check_document and pass DocumentCheck.data"
+            ) from exc
 
 
 def _saved(pdf: pikepdf.Pdf) -> bytes:
     out = io.BytesIO()
     pdf.save(out, deterministic_id=True, compress_streams=True)
-    pdf.close()
     return out.getvalue()
