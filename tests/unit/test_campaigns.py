@@ -434,3 +434,57 @@ def test_cli_campaign_load_twice_stores_once(env, tmp_path: Path, monkeypatch) -
     assert out[2]["campaign_id"] == out[3]["campaign_id"]
     assert "already loaded: campaign" in runs[1].stderr
     assert _count(c, Campaign) == 2
+
+
+def _believed_rows(c, table: str) -> float:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    with c.engine.connect() as conn:
+        return float(
+            conn.execute(
+                text("SELECT reltuples FROM pg_class WHERE oid = CAST(:t AS regclass)"),
+                {"t": table},
+            ).scalar_one()
+        )
+
+
+def test_a_large_load_refreshes_the_planner_s_statistics_and_a_small_one_leaves_them(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """After a load as large as what makes autovacuum analyze (50 + 10 % of the rows), the
+    planner knows the loaded tables' sizes at once (PostgreSQL's "Run ANALYZE Afterwards");
+    a load below that leaves them to autovacuum. Never analyzed, a table's reltuples is -1."""
+    c, *_ = make_container(tmp_path, START, pg_url)
+    try:
+        assert _believed_rows(c, "record_requests") == -1
+        services.load_campaign(c, {"name": "big", "csv": _csv(120)}, "test")
+        assert _believed_rows(c, "cases") >= 120
+        assert _believed_rows(c, "record_requests") == 120
+        services.load_campaign(c, {"name": "small", "csv": _csv(30, due="2026-06-01")}, "test")
+        assert _believed_rows(c, "record_requests") == 120  # 30 <= 50 + 12: not analyzed
+        assert _count(c, RecordRequest) == 150
+    finally:
+        c.close()
+
+
+def test_statistics_that_cannot_be_refreshed_are_left_to_autovacuum(
+    tmp_path: Path, pg_url: str, sqlite_url: str
+) -> None:
+    """A refresh that fails (here: a table that is not there; in production, a role that does
+    not own the tables) is logged and skipped, never raised: the load is committed by then.
+    SQLite has no planner statistics to refresh."""
+    from structlog.testing import capture_logs
+
+    from storage.db import analyze_after_load, make_engine
+
+    c, *_ = make_container(tmp_path, START, pg_url)
+    try:
+        with capture_logs() as logs:
+            assert analyze_after_load(c.engine, 1_000, ("no_such_table",)) is False
+        assert [e["event"] for e in logs] == ["storage.analyze_skipped"]
+        assert analyze_after_load(c.engine, 1_000, ("cases",)) is True
+    finally:
+        c.close()
+    lite = make_engine(sqlite_url)
+    assert analyze_after_load(lite, 1_000, ("cases",)) is False
+    lite.dispose()

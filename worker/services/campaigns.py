@@ -22,13 +22,13 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import insert, select
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.jurisdictions import UnknownJurisdiction, get_jurisdiction
 from connectors.base import RecordsRequester
-from storage.db import transaction
+from storage.db import analyze_after_load, transaction
 from storage.models import Attempt, Campaign, Case, RecordRequest, RequestNumber, new_id
 from worker.campaign import CampaignDoc, CampaignError, CampaignHead, CampaignRow, due_instant
 from worker.commands import CancelAttempt, Command
@@ -126,10 +126,13 @@ def load_campaign(
     key: str | None = None,
     *,
     sessions: sessionmaker[Session],
+    engine: Engine,
     clock: Clock,
 ) -> LoadResult:
     """Write the campaign and one open case (one request) per row, in one transaction.
-    ``doc`` is already validated; ``progress(phase, done, total)`` follows the inserts.
+    ``doc`` is already validated; ``progress(phase, done, total)`` follows the inserts. A
+    large load then refreshes the planner's statistics of the tables it filled
+    (``storage.db.analyze_after_load``): the scheduler opens its cases at once.
 
     Idempotent: a load is known by ``key`` (the caller's Idempotency-Key) or, without one, by
     the content's SHA-256. The same load again returns the campaign the first one made
@@ -145,7 +148,9 @@ def load_campaign(
         log.info("campaign.load_repeated", campaign_id=earlier.campaign_id)
         return earlier
     try:
-        return _store(doc, created_by, progress, load_key, digest, jurisdiction.tz, sessions, clock)
+        result = _store(
+            doc, created_by, progress, load_key, digest, jurisdiction.tz, sessions, clock
+        )
     except IntegrityError:  # the same load committed meanwhile (load_key is unique)
         with transaction(sessions) as s:
             earlier = _loaded(s, load_key, digest)
@@ -153,6 +158,21 @@ def load_campaign(
             raise
         log.info("campaign.load_repeated", campaign_id=earlier.campaign_id)
         return earlier
+    analyze_after_load(engine, result.requests, LOADED_TABLES)
+    return result
+
+
+#: the tables a load fills, row for row with its requests, and the one their first attempts
+#: fill next: analyzed with a handful of rows, ``attempts.request_id`` is known to be nearly
+#: unique, so the batches' reads of their requests' attempts probe its index as it grows
+#: (never analyzed, the planner guessed 200 distinct values and scanned the whole table: 56 ms
+#: against 0.9 ms a batch at 100,000 attempts)
+LOADED_TABLES = (
+    Case.__tablename__,
+    RecordRequest.__tablename__,
+    RequestNumber.__tablename__,
+    Attempt.__tablename__,
+)
 
 
 def _store(
