@@ -127,3 +127,53 @@ def test_the_insured_is_recognized_by_name_birth_date_or_member_id() -> None:
     assert not mentions_insured("Patient: John Smith DOB 05/06/1980", name, born, "M1001")
     assert not mentions_insured("Janet Roebuck", name, born)
     assert birth_date_forms("not a date") == []
+
+
+def _python_minhash(text: str, settings: QASettings) -> tuple[int, ...]:
+    """The signature as first written, in Python's integers: what signatures stored before
+    the vectorized arithmetic hold, and so what it must go on giving."""
+    import hashlib
+
+    from worker.domain.similarity import _MERSENNE, _seeds, _without_dates, _words
+
+    words = _words(_without_dates(text))
+    k = settings.shingle_words
+    shingles = {
+        int.from_bytes(
+            hashlib.blake2b(" ".join(words[i : i + k]).encode(), digest_size=8).digest(), "big"
+        )
+        for i in range(len(words) - k + 1)
+    }
+    seeds = _seeds(settings.minhash_perm)
+    return tuple(min((a * s + b) % _MERSENNE for s in shingles) for a, b in seeds)
+
+
+def test_signatures_are_the_integers_python_s_arithmetic_gives() -> None:
+    """Signatures stored for earlier documents compare with new ones only if the same text
+    gives the same numbers: 64-bit arithmetic must give exactly Python's (a·s + b) mod p."""
+    rnd = random.Random(7)
+    for settings in (QASettings(), QASettings(shingle_words=3, minhash_perm=16)):
+        for _ in range(150):
+            text = " ".join(rnd.choice(_VOCAB) for _ in range(rnd.randint(40, 700)))
+            assert page_signature(text, settings).minhash == _python_minhash(text, settings)
+
+
+def test_minhash_is_exact_at_the_edges_of_64_bit_shingles() -> None:
+    """Shingle values where a carry or the reduction could go wrong: 0, around the prime,
+    2**63 and the largest 64-bit value."""
+    from worker.domain.similarity import _MERSENNE, _minhash, _seeds
+
+    edges = [0, 1, 2, _MERSENNE - 1, _MERSENNE, _MERSENNE + 1, 2 * _MERSENNE, 1 << 63]
+    edges += [(1 << 64) - 1, (1 << 62) + 12345, (1 << 61) + (1 << 31) - 1]
+    for value in edges:
+        expected = tuple((a * value + b) % _MERSENNE for a, b in _seeds(64))
+        assert _minhash([value], 64) == expected, value
+    assert _minhash(edges, 64) == tuple(
+        min((a * s + b) % _MERSENNE for s in edges) for a, b in _seeds(64)
+    )
+
+
+def test_fewer_words_than_a_shingle_give_no_signature_whatever_the_settings() -> None:
+    """min_words below the shingle length: a page too short for one shingle has no signature
+    (it raised before)."""
+    assert page_signature("two words", QASettings(min_words=0)).minhash == ()

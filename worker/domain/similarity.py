@@ -23,6 +23,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
+
+import numpy as np
 
 __all__ = [
     "PageSignature",
@@ -74,25 +77,62 @@ def _seeds(count: int) -> list[tuple[int, int]]:
     return out
 
 
-_SEED_CACHE: dict[int, list[tuple[int, int]]] = {}
-
-
 def page_signature(text: str, settings: QASettings = QASettings()) -> PageSignature:
     """The page's signature: MinHash of its word shingles, and its dates of service."""
     words = _words(_without_dates(text))
     dates = dates_of_service(text)
-    if len(words) < settings.min_words:
-        return PageSignature((), dates)
     k = settings.shingle_words
+    if len(words) < max(settings.min_words, k):
+        return PageSignature((), dates)
     shingles = {
         int.from_bytes(
             hashlib.blake2b(" ".join(words[i : i + k]).encode(), digest_size=8).digest(), "big"
         )
         for i in range(len(words) - k + 1)
     }
-    seeds = _SEED_CACHE.setdefault(settings.minhash_perm, _seeds(settings.minhash_perm))
-    signature = tuple(min((a * s + b) % _MERSENNE for s in shingles) for a, b in seeds)
-    return PageSignature(signature, dates)
+    return PageSignature(_minhash(shingles, settings.minhash_perm), dates)
+
+
+def _minhash(shingles: Iterable[int], perm: int) -> tuple[int, ...]:
+    """For each of the ``perm`` hash functions ``(a·s + b) mod (2**61 - 1)``, its least value
+    over the shingles ``s``: exactly the integers Python's arithmetic gives, computed on every
+    shingle at once in 64-bit words (a 5 ms loop of ~20,000 multiplications a page in
+    Python). A product of two 61-bit numbers needs 122 bits, so each is split in 31-bit
+    halves (a = a₁·2³¹ + a₀) and, modulo the Mersenne prime, 2⁶¹ ≡ 1 folds the partial
+    products back below 2⁶⁴ (see the comments)."""
+    a, b = _seed_arrays(perm)
+    s = np.fromiter((x % _MERSENNE for x in shingles), dtype=np.uint64)[None, :]
+    a1, a0 = a >> _U31, a & _LOW31  # a₁ < 2³⁰, a₀ < 2³¹
+    s1, s0 = s >> _U31, s & _LOW31
+    mid = a1 * s0 + a0 * s1  # < 2⁶²; mid·2³¹ = (mid >> 30)·2⁶¹ + (mid mod 2³⁰)·2³¹
+    x = (
+        ((a1 * s1) << _U1)  # a₁s₁·2⁶² ≡ 2·a₁s₁ (< 2⁶¹)
+        + (mid >> _U30)  # < 2³²
+        + ((mid & _LOW30) << _U31)  # < 2⁶¹
+        + a0 * s0  # < 2⁶²
+        + b  # < 2⁶¹: the sum stays below 5·2⁶¹ + 2³² < 2⁶⁴
+    )
+    x = (x & _M61) + (x >> _U61)  # ≡ x (2⁶¹ ≡ 1), now below 2⁶¹ + 5
+    x = np.where(x >= _M61, x - _M61, x)
+    return tuple(int(v) for v in x.min(axis=1))
+
+
+_M61 = np.uint64(_MERSENNE)
+_LOW31 = np.uint64((1 << 31) - 1)
+_LOW30 = np.uint64((1 << 30) - 1)
+_U1, _U30, _U31, _U61 = (np.uint64(n) for n in (1, 30, 31, 61))
+_SEED_ARRAYS: dict[int, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = {}
+
+
+def _seed_arrays(perm: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """The ``a`` and ``b`` of the ``perm`` hash functions, as columns."""
+    if perm not in _SEED_ARRAYS:
+        seeds = _seeds(perm)
+        _SEED_ARRAYS[perm] = (
+            np.array([a for a, _ in seeds], dtype=np.uint64)[:, None],
+            np.array([b for _, b in seeds], dtype=np.uint64)[:, None],
+        )
+    return _SEED_ARRAYS[perm]
 
 
 def similarity(a: Sequence[int], b: Sequence[int]) -> float:
