@@ -11,7 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, bindparam, create_engine, event, select
+import structlog
+from sqlalchemy import Select, bindparam, create_engine, event, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.interfaces import LoaderOption
@@ -139,10 +140,6 @@ def analyze_after_load(engine: Engine, rows: int, tables: tuple[str, ...]) -> bo
     left to autovacuum: the load is committed already."""
     if engine.dialect.name != "postgresql" or not tables:
         return False
-    import structlog
-    from sqlalchemy import text
-
-    log = structlog.get_logger("goodfaith.storage")
     try:
         with engine.connect() as conn:
             believed = conn.execute(
@@ -159,6 +156,8 @@ def analyze_after_load(engine: Engine, rows: int, tables: tuple[str, ...]) -> bo
             conn.execute(text(f"ANALYZE {quoted}"))
             conn.commit()
     except Exception as exc:
-        log.warning("storage.analyze_skipped", tables=list(tables), error=type(exc).__name__)
+        structlog.get_logger("goodfaith.storage").warning(
+            "storage.analyze_skipped", tables=list(tables), error=type(exc).__name__
+        )
         return False
     return True
