@@ -154,3 +154,24 @@ def test_on_track_cases_are_left_alone(env: Any) -> None:
     lines = metric_lines(c)
     assert "goodfaith_cases_overdue 0" in lines
     assert all(line.endswith(" 0") for line in lines if line.startswith("goodfaith_cases_at"))
+
+
+def test_delivery_flags_join_the_reasons_already_there(env: Any) -> None:
+    """A case already flagged (here: no authorization with the notification) whose agency then
+    refuses the packet keeps both reasons: a delivery failure adds its own, it does not
+    replace what ops still has to do, and the watchdog's own flag joins them."""
+    c, clock, _dispatcher, deliverer = env
+    deliverer.fail_with = PermanentError("422 rejected")
+    services.intake(c, notification())
+    earlier = "no authorization for release with the notification"
+    with transaction(c.sessions) as s:
+        s.scalars(select(Case)).one().attention = earlier
+    case = _case(c)
+    _run_until(c, clock, case.assemble_at + timedelta(minutes=1))
+    clock.advance(3600)
+    tick(c)
+    reasons = (_case(c).attention or "").split("; ")
+    assert reasons[0] == earlier
+    assert "delivery to the agency failed: PermanentError" in reasons
+    assert any("failed permanently" in r for r in reasons)  # the watchdog's, once
+    assert len(reasons) == len(set(reasons)) == 3

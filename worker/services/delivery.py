@@ -137,7 +137,8 @@ def _fall_back(
         if d.status != DeliveryStatus.PENDING:  # withdrawn meanwhile: no fallback fax either
             return
         reason = type(error).__name__
-        case.attention = f"agency transport failed ({reason}): packet sent by fallback fax"
+        text = f"agency transport failed ({reason}): packet sent by fallback fax"
+        case.attention = flag(case.attention, text) or case.attention
         audit(s, now, "delivery.fallback", case.id, delivery_id=d.id, error=reason, to="fax")
         log.warning("delivery.fallback", case_id=case.id, delivery_id=d.id, error=reason)
 
@@ -251,8 +252,10 @@ def _record_failure(
 def _flag_if_target_missed(case: Case, d: Delivery, now: datetime) -> None:
     if delivery_target_missed(now, case.deliver_by, case.delivered_at is not None):
         # the internal target has passed: a person should look before the legal deadline
-        case.attention = "delivery target missed: the agency is not accepting the packet"
-        log.warning("delivery.target_missed", case_id=case.id, delivery_id=d.id)
+        attention = flag(case.attention, TARGET_MISSED)
+        if attention is not None:  # flagged once, however many retries follow
+            case.attention = attention
+            log.warning("delivery.target_missed", case_id=case.id, delivery_id=d.id)
 
 
 def _failed(
@@ -261,7 +264,9 @@ def _failed(
     """A permanent failure: the delivery stops and the case is flagged (deliver by hand)."""
     d.status = DeliveryStatus.FAILED.value
     d.next_action_at = None
-    case.attention = f"delivery to the agency failed: {error}"
+    case.attention = (
+        flag(case.attention, f"delivery to the agency failed: {error}") or case.attention
+    )
     detail = {"via": via} if via else {}
     audit(s, now, "delivery.failed", case.id, delivery_id=d.id, error=error, **detail)
     log.error("delivery.failed", case_id=case.id, delivery_id=d.id, error=error)
@@ -569,6 +574,9 @@ def _fax_retry(s: Session, d: Delivery, now: datetime, reason: str, *, via: str)
     _flag_if_target_missed(case, d, now)
 
 
+#: Case.attention while the agency refuses the packet past the delivery target. Delivery's
+#: reasons join those already there (an EOC still missing, a dead letter): none replaces another
+TARGET_MISSED = "delivery target missed: the agency is not accepting the packet"
 #: Case.attention when a withdrawn case's packet may have reached, or did reach, the agency
 FAX_UNDER_WAY = "the packet's fax was under way when the case was withdrawn: tell the agency"
 DELIVERED_AFTER_CANCEL = "the packet reached the agency after the case was withdrawn: tell it"
