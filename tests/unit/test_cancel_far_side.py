@@ -210,6 +210,27 @@ def test_a_permanent_failure_is_given_up_and_flagged(tmp_path: Path) -> None:
         c.close()
 
 
+def test_a_withdrawal_refused_joins_the_case_s_other_reasons(tmp_path: Path) -> None:
+    """Ops must both tell the agency (set before) and tell the provider: the refused withdrawal
+    adds its reason instead of replacing the one already there."""
+    c, _clock, _fax, _d = make_container(tmp_path, START)
+    c.requesters = {
+        **c.requesters,
+        ChannelKind.FHIR: Flaky(cancel_errors=[Rejected("HTTP 409 the Task is already completed")]),
+    }
+    earlier = "the packet's fax was under way when the case was withdrawn: tell the agency"
+    try:
+        case_id = services.intake(c, _fhir_notification()).case_id
+        with transaction(c.sessions) as s:
+            s.get(Case, case_id).attention = earlier  # type: ignore[union-attr]
+        assert services.cancel_case(c, case_id, "withdrawn")
+        with transaction(c.sessions) as s:
+            reasons = (s.get(Case, case_id).attention or "").split("; ")  # type: ignore[union-attr]
+        assert reasons[0] == earlier and len(reasons) == 2 and "Task" in reasons[1]
+    finally:
+        c.close()
+
+
 def test_cancel_stops_a_pending_redial(tmp_path: Path) -> None:
     """A busy line left a redial pending; the case is withdrawn: the line is never dialled
     again, and a fax attempt (which cannot be called back) is not 'withdrawn'."""

@@ -30,6 +30,7 @@ from worker.commands import CancelAttempt, Command
 from worker.domain.clock import Clock
 from worker.domain.lifecycle import LEASE, CaseStatus, DeliveryStatus, RequestStatus, can_cancel
 from worker.domain.types import AttemptOutcome, ChannelKind
+from worker.domain.watchdog import flag
 from worker.services.audit import audit
 from worker.services.closing import stop_request
 from worker.services.delivery import cancel_delivery
@@ -145,9 +146,11 @@ def _done(
         a.cancel_at = None
         audit(s, now, kind, a.case_id, attempt_id=a.id, **detail)
         if kind == "attempt.withdraw_failed":
-            a.request.case.attention = (
+            case = a.request.case
+            text = (
                 f"a cancelled case's {_WHAT.get(a.channel, 'request')} could not be withdrawn: "
                 "tell the provider"
-            )
+            )  # joins what else ops must do (e.g. tell the agency of a fax under way)
+            case.attention = flag(case.attention, text) or case.attention
     log.info(kind, attempt_id=attempt_id, case_id=a.case_id, **detail)
     return []
