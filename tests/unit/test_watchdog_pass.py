@@ -175,3 +175,18 @@ def test_delivery_flags_join_the_reasons_already_there(env: Any) -> None:
     assert "delivery to the agency failed: PermanentError" in reasons
     assert any("failed permanently" in r for r in reasons)  # the watchdog's, once
     assert len(reasons) == len(set(reasons)) == 3
+
+
+def test_flag_case_adds_a_reason_once_after_the_others() -> None:
+    """Every service flags a case through one rule: a new reason goes after those already
+    there and says so (True); one already there changes nothing (False), and never drops the
+    others (packet exclusions once replaced the whole field when their reason repeated)."""
+    from worker.services.mapping import flag_case
+
+    case = Case(attention="no authorization for release with the notification")
+    excluded = "1 document(s) left out of packet 1: see document.excluded"
+    assert flag_case(case, excluded) is True
+    assert flag_case(case, excluded) is False
+    assert case.attention == f"no authorization for release with the notification; {excluded}"
+    fresh = Case()
+    assert flag_case(fresh, excluded) is True and fresh.attention == excluded

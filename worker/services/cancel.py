@@ -30,11 +30,10 @@ from worker.commands import CancelAttempt, Command
 from worker.domain.clock import Clock
 from worker.domain.lifecycle import LEASE, CaseStatus, DeliveryStatus, RequestStatus, can_cancel
 from worker.domain.types import AttemptOutcome, ChannelKind
-from worker.domain.watchdog import flag
 from worker.services.audit import audit
 from worker.services.closing import stop_request
 from worker.services.delivery import cancel_delivery
-from worker.services.mapping import case_status
+from worker.services.mapping import case_status, flag_case
 
 log = structlog.get_logger("goodfaith.services")
 
@@ -151,6 +150,6 @@ def _done(
                 f"a cancelled case's {_WHAT.get(a.channel, 'request')} could not be withdrawn: "
                 "tell the provider"
             )  # joins what else ops must do (e.g. tell the agency of a fax under way)
-            case.attention = flag(case.attention, text) or case.attention
+            flag_case(case, text)
     log.info(kind, attempt_id=attempt_id, case_id=a.case_id, **detail)
     return []

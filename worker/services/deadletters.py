@@ -30,8 +30,9 @@ from worker.commands import (
     command_named,
 )
 from worker.domain.clock import Clock
-from worker.domain.watchdog import ATTENTION, Reason, flag
+from worker.domain.watchdog import ATTENTION, Reason
 from worker.services.audit import audit
+from worker.services.mapping import flag_case
 
 log = structlog.get_logger("goodfaith.deadletters")
 
@@ -93,9 +94,7 @@ def record_dead_letter(
         s.flush()
         case = s.get(Case, case_id) if case_id else None
         if case is not None:
-            attention = flag(case.attention, ATTENTION[Reason.DEAD_LETTER])
-            if attention is not None:
-                case.attention = attention
+            flag_case(case, ATTENTION[Reason.DEAD_LETTER])
         detail = {"dead_letter_id": letter.id, "actor": actor, "error": letter.error}
         audit(s, now, "dead_letter.recorded", case_id, entity_id=letter.entity_id, **detail)
         log.error("dead_letter.recorded", case_id=case_id, **detail)

@@ -72,8 +72,8 @@ from worker.domain.lifecycle import (
     transmission_key,
 )
 from worker.domain.types import AttemptOutcome
-from worker.domain.watchdog import flag
 from worker.services.audit import audit
+from worker.services.mapping import flag_case
 
 log = structlog.get_logger("goodfaith.services")
 
@@ -138,7 +138,7 @@ def _fall_back(
             return
         reason = type(error).__name__
         text = f"agency transport failed ({reason}): packet sent by fallback fax"
-        case.attention = flag(case.attention, text) or case.attention
+        flag_case(case, text)
         audit(s, now, "delivery.fallback", case.id, delivery_id=d.id, error=reason, to="fax")
         log.warning("delivery.fallback", case_id=case.id, delivery_id=d.id, error=reason)
 
@@ -211,7 +211,7 @@ def _delivered(
     d.next_action_at = None
     d.error = None
     if case.status == CaseStatus.CANCELLED:
-        case.attention = flag(case.attention, DELIVERED_AFTER_CANCEL) or case.attention
+        flag_case(case, DELIVERED_AFTER_CANCEL)
         audit(s, now, "packet.delivered_after_cancel", case.id, delivery_id=d.id,
               receipt_id=receipt_id, **({"via": via} if via else {}))  # fmt: skip
         log.warning("packet.delivered_after_cancel", case_id=case.id, delivery_id=d.id)
@@ -250,12 +250,11 @@ def _record_failure(
 
 
 def _flag_if_target_missed(case: Case, d: Delivery, now: datetime) -> None:
-    if delivery_target_missed(now, case.deliver_by, case.delivered_at is not None):
-        # the internal target has passed: a person should look before the legal deadline
-        attention = flag(case.attention, TARGET_MISSED)
-        if attention is not None:  # flagged once, however many retries follow
-            case.attention = attention
-            log.warning("delivery.target_missed", case_id=case.id, delivery_id=d.id)
+    # the internal target has passed: a person should look before the legal deadline (flagged
+    # and logged once, however many retries follow)
+    missed = delivery_target_missed(now, case.deliver_by, case.delivered_at is not None)
+    if missed and flag_case(case, TARGET_MISSED):
+        log.warning("delivery.target_missed", case_id=case.id, delivery_id=d.id)
 
 
 def _failed(
@@ -264,9 +263,7 @@ def _failed(
     """A permanent failure: the delivery stops and the case is flagged (deliver by hand)."""
     d.status = DeliveryStatus.FAILED.value
     d.next_action_at = None
-    case.attention = (
-        flag(case.attention, f"delivery to the agency failed: {error}") or case.attention
-    )
+    flag_case(case, f"delivery to the agency failed: {error}")
     detail = {"via": via} if via else {}
     audit(s, now, "delivery.failed", case.id, delivery_id=d.id, error=error, **detail)
     log.error("delivery.failed", case_id=case.id, delivery_id=d.id, error=error)
@@ -592,4 +589,4 @@ def cancel_delivery(s: Session, d: Delivery, case: Case, now: datetime) -> None:
     d.next_action_at = None
     audit(s, now, "delivery.cancelled", case.id, delivery_id=d.id, in_flight=in_flight)
     if in_flight:
-        case.attention = flag(case.attention, FAX_UNDER_WAY) or case.attention
+        flag_case(case, FAX_UNDER_WAY)

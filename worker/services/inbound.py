@@ -48,11 +48,10 @@ from worker.domain.notices import quarantined_reply
 from worker.domain.polling import next_poll_at
 from worker.domain.similarity import PageSignature, QASettings
 from worker.domain.types import AttemptOutcome, ChannelKind
-from worker.domain.watchdog import flag
 from worker.services import coalescing
 from worker.services.audit import audit
 from worker.services.closing import close_request
-from worker.services.mapping import case_status
+from worker.services.mapping import case_status, flag_case
 from worker.services.quality import assess, review_for
 
 log = structlog.get_logger("goodfaith.services")
@@ -427,7 +426,7 @@ def accept_document(
         # The provider did answer: its unusable reply must not pass as silence.
         text = quarantined_reply(request.provider_id)
         case = request.case
-        case.attention = flag(case.attention, text) or case.attention
+        flag_case(case, text)
         audit(s, now, "case.attention", case.id, reasons=[text], document_id=d.id)
         log.warning("reply.quarantined", case_id=case.id, document_id=d.id, reason=reason)
     if request is None or status is not DocumentStatus.ACCEPTED:

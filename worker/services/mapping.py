@@ -15,6 +15,7 @@ from worker.domain.deadlines import Timeline
 from worker.domain.faxnumbers import request_fax_numbers
 from worker.domain.lifecycle import CaseStatus, RequestStatus
 from worker.domain.types import AttemptFact, AttemptOutcome, Channel, ChannelKind
+from worker.domain.watchdog import flag
 from worker.notification import Designee, Notification
 
 REF_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read off faxes by people
@@ -23,6 +24,17 @@ REF_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read off faxes
 def new_reference() -> str:
     """A request reference (``GF-`` + 8 characters) printed on letters and matched in replies."""
     return "GF-" + "".join(secrets.choice(REF_ALPHABET) for _ in range(8))
+
+
+def flag_case(case: Case, reason: str) -> bool:
+    """Add ``reason`` to the case's reasons for attention (after those already there, each
+    once; ``worker.domain.watchdog.flag``); False when it was there already (or the field is
+    full: the audit trail keeps the rest)."""
+    attention = flag(case.attention, reason)
+    if attention is None:
+        return False
+    case.attention = attention
+    return True
 
 
 def case_status(case: Case) -> CaseStatus:

@@ -24,10 +24,9 @@ from worker.domain.lifecycle import LEASE
 from worker.domain.notices import received_late, short_window, unknown_vendor
 from worker.domain.outreach import DEFAULT_SETTINGS, business_windows
 from worker.domain.types import ChannelKind, ReviewType
-from worker.domain.watchdog import flag
 from worker.notification import IntakeError, parse_notification
 from worker.services.audit import audit
-from worker.services.mapping import new_case, provider_hours
+from worker.services.mapping import flag_case, new_case, provider_hours
 
 log = structlog.get_logger("goodfaith.services")
 
@@ -92,7 +91,7 @@ def intake(
         warnings = _plan_windows(case, jurisdiction) + _unreachable_vendors(case, vendors)
         if warnings:
             for text in warnings:
-                case.attention = flag(case.attention, text) or case.attention
+                flag_case(case, text)
             audit(s, now, "case.attention", case.id, reasons=warnings)
         audit(s, now, "case.opened", case.id, requests=len(case.requests))
         case_id = case.id

@@ -39,14 +39,14 @@ from worker.domain.lifecycle import (
     RequestStatus,
     packet_to_assemble,
 )
-from worker.domain.watchdog import flag, unflag
+from worker.domain.watchdog import unflag
 from worker.localtime import format_local
 from worker.packet import CoverInfo, PacketPart, ProviderAttestation, build_packet
 from worker.services.attestation import attestation_cover, provider_attestations
 from worker.services.audit import audit
 from worker.services.campaigns import complete_case
 from worker.services.closing import stop_request
-from worker.services.mapping import case_status
+from worker.services.mapping import case_status, flag_case
 from worker.services.opening import EOC_REASON, fetch_eoc
 from worker.services.quality import DUPLICATE, PENDING, flags_of
 
@@ -180,9 +180,7 @@ def _found_eoc(
             audit(s, now, "case.eoc_found", case.id)
             return True
         case.next_action_at = now + EOC_LOOK_AGAIN
-        attention = flag(case.attention, EOC_HELD)
-        if attention is not None:
-            case.attention = attention
+        if flag_case(case, EOC_HELD):
             audit(s, now, "packet.held", case.id, reason="eoc_missing")
         return False
 
@@ -400,9 +398,7 @@ def _exclude(
             kind=e["kind"],
             reason=e["reason"],
         )
-    flag = (
-        f"{len(excluded)} document(s) left out of packet {packet.sequence}: see document.excluded"
+    flag_case(
+        case,
+        f"{len(excluded)} document(s) left out of packet {packet.sequence}: see document.excluded",
     )
-    if case.attention and flag not in case.attention:
-        flag = f"{case.attention}; {flag}"
-    case.attention = flag[:REASON_CHARS]

@@ -20,8 +20,9 @@ from storage.models import Case, Delivery, Packet, UTCDateTime
 from worker.commands import AssemblePacket, Command, DeliverPacket
 from worker.domain.clock import Clock
 from worker.domain.lifecycle import LEASE, CaseStatus, DeliveryStatus
-from worker.domain.watchdog import Action, CaseWatch, Reason, Verdict, assess, flag
+from worker.domain.watchdog import Action, CaseWatch, Reason, Verdict, assess
 from worker.services.audit import audit
+from worker.services.mapping import flag_case
 
 log = structlog.get_logger("goodfaith.watchdog")
 
@@ -127,10 +128,7 @@ def _apply(
     s: Session, case: Case, d: Delivery | None, verdict: Verdict, now: datetime
 ) -> list[Command]:
     """Flag the case; when the verdict drives, lease its timer and return the command."""
-    attention = flag(case.attention, verdict.attention)
-    if attention is not None:
-        case.attention = attention
-    elif not verdict.drives:
+    if not flag_case(case, verdict.attention) and not verdict.drives:
         return []  # already flagged for this, and nothing to drive: nothing new to record
     cmd: Command | None = None
     if verdict.action is Action.ASSEMBLE:
