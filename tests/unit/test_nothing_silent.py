@@ -292,3 +292,17 @@ def test_request_rows_keep_designee_identity(env) -> None:  # type: ignore[no-un
             "designee_name": "Records Retrieval Co.",
         }
     ]
+
+
+def test_what_opening_finds_missing_joins_what_intake_flagged(tmp_path: Path) -> None:
+    """Received past its due time (intake's flag), then opened with no EOC in the library and
+    no authorization: the case keeps all three reasons, intake's first (opening replaced it)."""
+    c, _, _, _ = make_container(tmp_path, START, eoc_fallback=None, authorization_fallback=None)
+    try:
+        services.intake(c, notification(received_at="2026-04-08T09:00:00-04:00"))
+        reasons = (_case(c).attention or "").split("; ")
+        assert reasons[0] == "received past its due time: deliver at once"
+        assert reasons[1].startswith("evidence of coverage not found")
+        assert reasons[2] == "no authorization for release with the notification"
+    finally:
+        c.close()

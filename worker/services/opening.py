@@ -17,6 +17,7 @@ from worker.commands import Command, OpenCase, PlanOutreach
 from worker.domain.clock import Clock
 from worker.domain.lifecycle import LEASE, CaseStatus, RequestStatus
 from worker.services.audit import audit
+from worker.services.mapping import flag_case
 
 if TYPE_CHECKING:
     from worker.wiring import EocLibrary
@@ -138,7 +139,8 @@ def _start_outreach(s: Session, case: Case, now: datetime, attention: list[str])
     """The case is open: flag what is missing, then plan each open request not yet attempted
     (in the caller's transaction)."""
     if attention:
-        case.attention = "; ".join(attention)
+        for reason in attention:  # after intake's (e.g. received past its due time)
+            flag_case(case, reason)
         audit(s, now, "case.attention", case.id, reasons=attention)
         log.warning("case.attention", case_id=case.id, reasons=attention)
     return _start_requests(case, case.requests, now)
