@@ -145,11 +145,10 @@ def _done(
         a.cancel_at = None
         audit(s, now, kind, a.case_id, attempt_id=a.id, **detail)
         if kind == "attempt.withdraw_failed":
-            case = a.request.case
-            text = (
+            flag_case(  # joins what else ops must do (e.g. tell the agency of a fax under way)
+                a.request.case,
                 f"a cancelled case's {_WHAT.get(a.channel, 'request')} could not be withdrawn: "
-                "tell the provider"
-            )  # joins what else ops must do (e.g. tell the agency of a fax under way)
-            flag_case(case, text)
+                "tell the provider",
+            )
     log.info(kind, attempt_id=attempt_id, case_id=a.case_id, **detail)
     return []

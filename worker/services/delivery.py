@@ -137,8 +137,7 @@ def _fall_back(
         if d.status != DeliveryStatus.PENDING:  # withdrawn meanwhile: no fallback fax either
             return
         reason = type(error).__name__
-        text = f"agency transport failed ({reason}): packet sent by fallback fax"
-        flag_case(case, text)
+        flag_case(case, f"agency transport failed ({reason}): packet sent by fallback fax")
         audit(s, now, "delivery.fallback", case.id, delivery_id=d.id, error=reason, to="fax")
         log.warning("delivery.fallback", case_id=case.id, delivery_id=d.id, error=reason)
 
