@@ -6,9 +6,12 @@ ends with exactly one line::
 
     simulation: cases=N wall_s=<float> on_time=<k> attempts=<k> peak_rss_mb=<float>
 
-(``wall_s``: wall seconds of the whole run; ``peak_rss_mb``: this process's peak resident
-memory, the workers being its threads). Run: ``python bench/bench_simulation.py --cases 1000``
-(uses GOODFAITH_REDIS_URL or a private Redis, and a SQLite database in a temporary folder).
+(``wall_s``: wall seconds of the whole run; ``peak_rss_mb``: peak resident memory in MB, of
+this process when it runs the cases itself, else the sum of its shard processes' peaks).
+Run: ``python bench/bench_simulation.py --cases 1000``. By default the cases are split over
+one process per core (simulator/shards.py), each with its own SQLite database in a temporary
+folder; ``--processes 1`` runs them all in this process, and ``--executor dramatiq`` runs them
+in this process on workers fed through Redis (GOODFAITH_REDIS_URL or a private Redis).
 """
 
 from __future__ import annotations
@@ -22,36 +25,14 @@ from pathlib import Path
 
 from config.logging import configure_logging
 from simulator.demo import bench_scenario
-from simulator.driver import run_simulation
-
-
-def _reap_document_checks(timeout_s: float = 5.0) -> None:
-    """Stop the forkserver the document checks fork from, once its children are gone, and
-    wait for it, so that RUSAGE_CHILDREN counts their CPU: the checking processes are the
-    forkserver's children, not ours, and its CPU reaches us only when we wait for it."""
-    import multiprocessing.forkserver as fs
-
-    server = fs._forkserver  # private, but the only handle on it
-    pid = getattr(server, "_forkserver_pid", None)
-    if pid is None:
-        return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _children_of(pid):
-        time.sleep(0.05)
-    server._stop()
-
-
-def _children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
+from simulator.driver import SimulationResult, run_simulation
+from simulator.shards import (
+    ShardedResult,
+    cpu_seconds,
+    default_processes,
+    reap_document_checks,
+    run_sharded,
+)
 
 
 def main() -> None:
@@ -65,18 +46,33 @@ def main() -> None:
         help="inprocess: the handlers on threads of this process, no broker (nothing polls); "
         "dramatiq: workers on Redis, as goodfaith demo runs",
     )
+    ap.add_argument(
+        "--processes",
+        type=int,
+        default=default_processes(),
+        help="split the cases over this many processes (default: one per core); "
+        "inprocess executor only",
+    )
     args = ap.parse_args()
+    if args.processes < 1:
+        ap.error("--processes must be at least 1")
     configure_logging("WARNING", "console")  # as goodfaith demo: per-step INFO lines cost CPU
     scenario = bench_scenario(args.cases)
+    result: SimulationResult
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        result = run_simulation(
-            scenario,
-            workdir=Path(tmp),
-            threads=args.threads,
-            redis_url=os.environ.get("GOODFAITH_REDIS_URL"),
-            executor=args.executor,
-        )
+        if args.processes > 1 and args.executor == "inprocess":
+            result = run_sharded(
+                scenario, processes=args.processes, workdir=Path(tmp), threads=args.threads
+            )
+        else:
+            result = run_simulation(
+                scenario,
+                workdir=Path(tmp),
+                threads=args.threads,
+                redis_url=os.environ.get("GOODFAITH_REDIS_URL"),
+                executor=args.executor,
+            )
         wall = time.perf_counter() - t0
     s = result.report["summary"]
     reqs = [r for c in result.report["cases"] for r in c["requests"]]
@@ -94,16 +90,28 @@ def main() -> None:
     print(f"driver steps          {result.steps}")
     print(f"wall                  {wall:.1f} s")
     print(f"cases per second      {s['cases'] / wall:.2f}")
-    _reap_document_checks()
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the isolated document checks
-    peak = own.ru_maxrss / 1024
-    print(f"peak RSS              {peak:.0f} MB")
     # CPU, not wall, is what a loaded shared machine leaves comparable from run to run
+    if isinstance(result, ShardedResult) and result.shards:
+        for k, f in enumerate(result.shards):
+            print(
+                f"shard {k}               {f.cases} cases, {f.wall_s:.1f} s wall, {f.steps} steps, "
+                f"CPU {f.cpu_s:.1f} s + {f.checks_cpu_s:.1f} s (document checks), "
+                f"peak RSS {f.peak_rss_mb:.0f} MB"
+            )
+        own_cpu = sum(f.cpu_s for f in result.shards)
+        checks_cpu = sum(f.checks_cpu_s for f in result.shards)
+        peak = result.peak_rss_mb
+        where = f"{len(result.shards)} processes"
+    else:
+        reap_document_checks()
+        own_cpu = cpu_seconds(resource.RUSAGE_SELF)
+        checks_cpu = cpu_seconds(resource.RUSAGE_CHILDREN)  # the isolated document checks
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        where = "this process"
+    print(f"peak RSS              {peak:.0f} MB")
     print(
-        f"CPU                   {own.ru_utime + own.ru_stime:.1f} s (this process), "
-        f"{kids.ru_utime + kids.ru_stime:.1f} s (document checks), "
-        f"{own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime:.1f} s in all"
+        f"CPU                   {own_cpu:.1f} s ({where}), {checks_cpu:.1f} s (document checks), "
+        f"{own_cpu + checks_cpu:.1f} s in all"
     )
     # the one line checks read (keep its form): cases, wall seconds, cases on time, attempts
     print(
