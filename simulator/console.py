@@ -43,18 +43,24 @@ def run_and_show(
     object_store: str | None = None,
     fax_vendor: str = "telnyx",
     broker: str = "redis",
+    processes: int = 1,
 ) -> int:
     """Run ``scenario`` with a live progress view (rich on a terminal, plain lines otherwise),
     print the table of cases, write the JSON report; 0 when every case was on time. State goes
     to ``database_url`` / ``object_store`` when given, else into ``workdir``. ``fax_vendor``
     names the fax vendor of the run (simulator.driver.SIM_FAX_VENDORS); ``broker`` its message
-    broker (``redis`` or ``rabbitmq``, at GOODFAITH_RABBITMQ_URL)."""
+    broker (``redis`` or ``rabbitmq``, at GOODFAITH_RABBITMQ_URL). ``processes`` above 1 splits
+    the cases over that many processes (simulator/shards.py), each with its own state under
+    ``workdir`` and no broker; it takes no ``database_url`` or ``object_store``."""
+    if processes > 1 and (database_url or object_store):
+        raise ValueError("a run split over processes keeps its state in its run folder")
     from rich.console import Console
     from rich.live import Live
     from rich.table import Table
 
     from config.jurisdictions import get_jurisdiction
-    from simulator.driver import SIM_FAX_VENDORS, Progress, run_simulation
+    from simulator.driver import SIM_FAX_VENDORS, Progress, SimulationResult, run_simulation
+    from simulator.shards import run_sharded
 
     err = Console(stderr=True)
     out = Console() if Console().is_terminal else Console(width=160)
@@ -94,19 +100,30 @@ def run_and_show(
             live.start()
         live.update(view(p))
 
+    result: SimulationResult
     try:
-        result = run_simulation(
-            scenario,
-            workdir=workdir,
-            redis_url=get_settings().redis_url,
-            broker="rabbitmq" if broker == "rabbitmq" else "redis",
-            rabbitmq_url=get_settings().rabbitmq_url,
-            database_url=database_url,
-            object_store=object_store,
-            progress=progress,
-            progress_interval_s=0.25 if err.is_terminal else 2.0,
-            fax=SIM_FAX_VENDORS[fax_vendor],
-        )
+        if processes > 1:
+            result = run_sharded(
+                scenario,
+                processes=processes,
+                workdir=workdir,
+                fax_vendor=fax_vendor,
+                progress=progress,
+                progress_interval_s=0.25 if err.is_terminal else 2.0,
+            )
+        else:
+            result = run_simulation(
+                scenario,
+                workdir=workdir,
+                redis_url=get_settings().redis_url,
+                broker="rabbitmq" if broker == "rabbitmq" else "redis",
+                rabbitmq_url=get_settings().rabbitmq_url,
+                database_url=database_url,
+                object_store=object_store,
+                progress=progress,
+                progress_interval_s=0.25 if err.is_terminal else 2.0,
+                fax=SIM_FAX_VENDORS[fax_vendor],
+            )
     finally:
         if live is not None:
             live.stop()

@@ -22,6 +22,7 @@ import os
 import resource
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from multiprocessing import get_context
@@ -29,7 +30,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from simulator.driver import SIM_FAX_VENDORS, SimulationResult, run_simulation
+from simulator.driver import SIM_FAX_VENDORS, Progress, SimulationResult, run_simulation
 from simulator.scenario import Scenario
 
 __all__ = ["ShardError", "ShardFigures", "ShardedResult", "run_sharded", "split_scenario"]
@@ -165,6 +166,7 @@ class _Job:
     resolution_s: float
     fax_vendor: str
     log_level: str
+    progress_interval_s: float | None  # wall seconds; None: no progress sent
 
 
 def reap_document_checks(timeout_s: float = 5.0) -> None:
@@ -216,6 +218,10 @@ def _shard_main(conn: Connection, job: _Job) -> None:
             resolution_s=job.resolution_s,
             fax=SIM_FAX_VENDORS[job.fax_vendor],
             executor="inprocess",
+            progress=None
+            if job.progress_interval_s is None
+            else (lambda p: conn.send(("progress", p))),
+            progress_interval_s=job.progress_interval_s or 0.25,
         )
         wall = time.perf_counter() - t0
         reap_document_checks()
@@ -243,12 +249,16 @@ def run_sharded(
     resolution_s: float = 60.0,
     fax_vendor: str = "telnyx",
     log_level: str = "WARNING",
+    progress: Callable[[Progress], None] | None = None,
+    progress_interval_s: float = 0.25,
 ) -> ShardedResult:
     """Run ``scenario`` split over ``processes`` processes (see module docstring); each shard's
     state goes under ``workdir/shard-<k>``. ``threads`` run the handlers in each process;
     ``resolution_s`` (virtual seconds) and ``fax_vendor`` (a key of ``SIM_FAX_VENDORS``) as in
-    :func:`run_simulation`. Raises :class:`ShardError` when a shard fails (the others are
-    stopped)."""
+    :func:`run_simulation`. ``progress`` is called with the shards' progress added up (their
+    counts summed, the virtual time of the one furthest behind) as each shard reports, every
+    ``progress_interval_s`` wall seconds. Raises :class:`ShardError` when a shard fails (the
+    others are stopped)."""
     if fax_vendor not in SIM_FAX_VENDORS:
         raise ValueError(f"fax_vendor must be one of {sorted(SIM_FAX_VENDORS)}")
     t0 = time.monotonic()
@@ -257,12 +267,21 @@ def run_sharded(
     running = []
     for k, part in enumerate(parts):
         here, there = ctx.Pipe(duplex=False)
-        job = _Job(part, workdir / f"shard-{k}", threads, resolution_s, fax_vendor, log_level)
+        job = _Job(
+            part,
+            workdir / f"shard-{k}",
+            threads,
+            resolution_s,
+            fax_vendor,
+            log_level,
+            None if progress is None else progress_interval_s,
+        )
         proc = ctx.Process(target=_shard_main, args=(there, job), name=f"goodfaith-shard-{k}")
         proc.start()
         there.close()
         running.append((here, proc))
     answers: dict[int, tuple[Any, ...]] = {}
+    latest: dict[int, Progress] = {}
     try:
         while len(answers) < len(running):
             ready = wait([c for k, (c, _) in enumerate(running) if k not in answers])
@@ -275,6 +294,11 @@ def run_sharded(
                     raise ShardError(
                         f"shard {k} ended without a result (exit code {proc.exitcode})"
                     ) from None
+                if answer[0] == "progress":
+                    latest[k] = answer[1]
+                    if progress is not None:
+                        progress(_added_up(list(latest.values()), time.monotonic() - t0))
+                    continue
                 if answer[0] != "ok":
                     raise ShardError(f"shard {k} failed:\n{answer[1]}")
                 answers[k] = answer
@@ -294,6 +318,26 @@ def run_sharded(
         sum(a[2] for a in ordered),
         sum(a[3] for a in ordered),
         shards=[a[4] for a in ordered],
+    )
+
+
+def _added_up(shards: list[Progress], wall_s: float) -> Progress:
+    """One progress of the shards': counts summed, the virtual time of the one furthest behind,
+    ``wall_s`` the run's wall seconds so far."""
+    statuses: dict[str, int] = {}
+    for p in shards:
+        for status, n in p.statuses.items():
+            statuses[status] = statuses.get(status, 0) + n
+    return Progress(
+        min(p.now for p in shards),
+        sum(p.cases for p in shards),
+        sum(p.delivered for p in shards),
+        sum(p.on_time for p in shards),
+        sum(p.attempts for p in shards),
+        sum(p.documents for p in shards),
+        sum(p.steps for p in shards),
+        wall_s,
+        statuses,
     )
 
 

@@ -4,6 +4,10 @@ virtual instants."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +16,9 @@ import pytest
 from simulator.demo import bench_scenario
 from simulator.driver import run_simulation
 from simulator.shards import ShardError, run_sharded
+from tests.conftest import notification
+
+GOODFAITH = str(Path(sys.executable).parent / "goodfaith")
 
 
 def _decisions(report: dict[str, Any]) -> dict[str, Any]:
@@ -71,3 +78,90 @@ def test_an_unknown_fax_vendor_is_refused_before_any_process_starts(tmp_path: Pa
     with pytest.raises(ValueError, match="fax_vendor must be one of"):
         run_sharded(bench_scenario(2), processes=2, workdir=tmp_path, fax_vendor="nope")
     assert list(tmp_path.iterdir()) == []
+
+
+def _cli_scenario() -> dict[str, Any]:
+    """Four cases of four members, each with its own provider: four independent groups. Two
+    answer their first request, one only its second, one never."""
+    behaviours = [
+        {"respond_after_attempts": 1, "reply_delay_minutes": 60, "pages": 3},
+        {"respond_after_attempts": 2, "reply_delay_minutes": 30, "pages": 2},
+        {"respond_after_attempts": None},
+        {"respond_after_attempts": 1, "reply_delay_minutes": 120, "pages": 5},
+    ]
+    notes = [
+        notification(
+            notification_id=f"SHARD-{k}",
+            received_at=f"2026-04-16T{9 + k:02d}:00:00-04:00",
+            review_type="expedited" if k == 3 else "standard",
+            insured={
+                "member_id": f"M20{k}",
+                "name": f"Member {k}",
+                "birth_date": f"1970-01-0{k + 1}",
+            },
+            providers=[
+                {
+                    "provider_id": f"prov-{k}",
+                    "name": f"Provider {k}",
+                    "role": "treating",
+                    "network": "in",
+                    "channels": [{"kind": "fax", "number": f"+1617555020{k}"}],
+                }
+            ],
+        )
+        for k in range(4)
+    ]
+    return {
+        "start": "2026-04-16T08:00:00-04:00",
+        "notifications": notes,
+        "providers": {f"prov-{k}": b for k, b in enumerate(behaviours)},
+    }
+
+
+def test_goodfaith_simulate_splits_over_processes_and_shows_progress(tmp_path: Path) -> None:
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps(_cli_scenario()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOODFAITH_")}
+    proc = subprocess.run(
+        [
+            GOODFAITH,
+            "simulate",
+            str(scenario),
+            "--processes",
+            "2",
+            "--json",
+            str(tmp_path / "r.json"),
+            "--workdir",
+            str(tmp_path / "run"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert "intake_errors" not in report
+    assert report["summary"]["cases"] == report["summary"]["on_time"] == 4
+    assert [c["notification_id"] for c in report["cases"]] == [f"SHARD-{k}" for k in range(4)]
+    attempts = {c["notification_id"]: len(c["requests"][0]["attempts"]) for c in report["cases"]}
+    assert attempts["SHARD-0"] == 1 and attempts["SHARD-1"] == 2 and attempts["SHARD-2"] >= 3
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["shard-0", "shard-1"]
+    # the progress lines add the shards up; the last one has every case delivered
+    lines = [line for line in proc.stderr.splitlines() if "cases=" in line]
+    assert lines and "cases=4 delivered=4" in lines[-1], proc.stderr[-2000:]
+    assert "4 cases, 4 on time, 0 late" in proc.stdout
+
+
+def test_goodfaith_simulate_refuses_processes_with_rabbitmq(tmp_path: Path) -> None:
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps(_cli_scenario()))
+    proc = subprocess.run(
+        [GOODFAITH, "simulate", str(scenario), "--processes", "2", "--broker", "rabbitmq"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "drop --broker rabbitmq" in proc.stderr
+    assert not (tmp_path / "var").exists()
