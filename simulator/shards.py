@@ -365,6 +365,13 @@ def join_reports(reports: list[dict[str, Any]], scenario: Scenario) -> dict[str,
     return joined
 
 
+#: the most processes :func:`default_processes` proposes: each shard holds its own servers,
+#: database and checking processes (~200 MB before its cases), and a split finer than this
+#: gains little on a benchmark's 1,000 cases
+MAX_DEFAULT_PROCESSES = 8
+
+
 def default_processes() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """One process per core this process may run on, at most :data:`MAX_DEFAULT_PROCESSES`."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, MAX_DEFAULT_PROCESSES))

@@ -163,3 +163,14 @@ def test_joined_report_orders_cases_by_receipt_and_adds_up() -> None:
     assert joined["intake_errors"] == ["n9: bad"]
     assert "agency_faxes" not in joined
     assert joined["scenario_warnings"] == ["provider key 'zz' names no provider"]
+
+
+def test_default_processes_is_one_per_core_within_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from simulator import shards
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(2)))
+    assert shards.default_processes() == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(64)))
+    assert shards.default_processes() == shards.MAX_DEFAULT_PROCESSES
