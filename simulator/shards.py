@@ -33,7 +33,18 @@ from typing import Any
 from simulator.driver import SIM_FAX_VENDORS, Progress, SimulationResult, run_simulation
 from simulator.scenario import Scenario
 
-__all__ = ["ShardError", "ShardFigures", "ShardedResult", "run_sharded", "split_scenario"]
+__all__ = [
+    "MAX_DEFAULT_PROCESSES",
+    "ShardError",
+    "ShardFigures",
+    "ShardedResult",
+    "cpu_seconds",
+    "default_processes",
+    "join_reports",
+    "reap_document_checks",
+    "run_sharded",
+    "split_scenario",
+]
 
 
 class ShardError(RuntimeError):
