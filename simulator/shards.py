@@ -161,9 +161,16 @@ def split_scenario(scenario: Scenario, shards: int) -> list[Scenario]:
     ]
 
 
-def _received(scenario: Scenario, i: int) -> str:
+def _received(scenario: Scenario, i: int) -> datetime:
+    """When notification ``i`` arrives, as the driver reads it (``simulator/driver.py``
+    ``_arrivals``): an instant, compared across UTC offsets; one without a readable, aware
+    ``received_at`` arrives at the scenario's start."""
     n = scenario.notifications[i]
-    return str(n.get("received_at", "")) if isinstance(n, dict) else ""
+    try:
+        at = datetime.fromisoformat(str(n["received_at"]))
+    except (KeyError, ValueError, TypeError):
+        return scenario.start
+    return at if at.tzinfo is not None else scenario.start
 
 
 # --- running ----------------------------------------------------------------------------------

@@ -174,3 +174,13 @@ def test_default_processes_is_one_per_core_within_bounds(monkeypatch: pytest.Mon
     assert shards.default_processes() == 2
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(64)))
     assert shards.default_processes() == shards.MAX_DEFAULT_PROCESSES
+
+
+def test_groups_are_dealt_by_instant_of_receipt_across_offsets() -> None:
+    """09:00-04:00 (13:00 UTC) arrives after 12:30 UTC though its text sorts first: dealt
+    by instant, the three cases go to shards 0, 1, 0 in the order 12:30Z, 13:00Z, 14:00Z."""
+    notes = [_n(f"n{k}", f"M{k}", _p(f"p{k}", f"+161755503{k:02d}")) for k in range(3)]
+    notes[0]["received_at"] = "2026-04-14T09:00:00-04:00"  # 13:00 UTC
+    notes[1]["received_at"] = "2026-04-14T12:30:00+00:00"
+    notes[2]["received_at"] = "2026-04-14T14:00:00+00:00"
+    assert _ids(split_scenario(_scenario(*notes), 2)) == [{"n1", "n2"}, {"n0"}]
