@@ -63,21 +63,26 @@ def test_a_letter_is_read_once_however_often_it_is_asked_about(
     pdf = build_request_letter(
         replace(INFO, reference="GF-ONCE0001"), generate_authorization_pdf("M1", "Jane Q. Sample")
     )
-    opened: list[int] = []
-    real = letters.PdfReader
+    reads: list[str] = []
+    real_read, real_count = letters._read, letters._count
 
-    def counting(stream: Any) -> Any:
-        opened.append(1)
-        return real(stream)
+    def reading(data: bytes, pages: int = 1) -> Any:
+        reads.append("text")
+        return real_read(data, pages)
 
-    monkeypatch.setattr(letters, "PdfReader", counting)
+    def counting(data: bytes) -> Any:
+        reads.append("count")
+        return real_count(data)
+
+    monkeypatch.setattr(letters, "_read", reading)
+    monkeypatch.setattr(letters, "_count", counting)
     for _ in range(3):
         assert read_reference(bytes(pdf)) == "GF-ONCE0001"
         assert read_patient(bytes(pdf)) == ("Jane Q. Sample", "1961-04-12")
         assert page_count(bytes(pdf)) == 2
-    assert len(opened) == 2  # once for its text, once for its page count
+    assert reads == ["text", "count"]  # once for its text, once for its page count
     assert read_reference(letter("GF-AAAA0002")) == "GF-AAAA0002"  # other bytes: read anew
-    assert len(opened) == 3
+    assert reads == ["text", "count", "text"]
 
 
 def test_the_second_page_is_read_only_when_the_first_does_not_answer(
@@ -87,16 +92,16 @@ def test_the_second_page_is_read_only_when_the_first_does_not_answer(
     Behind a cover sheet without our reference, the second page is read and answers."""
     import io
 
-    from pypdf import PageObject, PdfReader, PdfWriter
+    from pypdf import PdfReader, PdfWriter
 
     extracted: list[int] = []
-    real = PageObject.extract_text
+    real = letters._plain_text
 
-    def counting(page: Any, *args: Any, **kwargs: Any) -> Any:
+    def counting(page: Any) -> Any:
         extracted.append(1)
-        return real(page, *args, **kwargs)
+        return real(page)
 
-    monkeypatch.setattr(PageObject, "extract_text", counting)
+    monkeypatch.setattr(letters, "_plain_text", counting)
     pdf = build_request_letter(
         replace(INFO, reference="GF-PAGE0001"), generate_authorization_pdf("M1", "Jane Q. Sample")
     )
@@ -116,3 +121,116 @@ def test_the_second_page_is_read_only_when_the_first_does_not_answer(
     assert read_reference(behind_cover) == "GF-7K3M9Q2P"
     assert read_patient(behind_cover) == ("Jane Q. Sample", "1961-04-12")
     assert len(extracted) == 3  # page 1 alone, then pages 1 and 2 together, each once
+
+
+def _pdf(fonts: dict[str, Any], content: bytes) -> bytes:
+    """A one-page PDF drawing ``content`` with the font dictionaries ``fonts`` (name: dict)."""
+    import io
+
+    import pikepdf
+
+    pdf = pikepdf.new()
+    page = pikepdf.Dictionary(
+        Type=pikepdf.Name.Page,
+        MediaBox=[0, 0, 612, 792],
+        Resources=pikepdf.Dictionary(
+            Font=pikepdf.Dictionary({k: pikepdf.Dictionary(v) for k, v in fonts.items()})
+        ),
+        Contents=pdf.make_stream(content),
+    )
+    pdf.pages.append(pikepdf.Page(page))
+    out = io.BytesIO()
+    pdf.save(out)
+    return out.getvalue()
+
+
+_HELVETICA = {
+    "/Type": "/Font",
+    "/Subtype": "/Type1",
+    "/BaseFont": "/Helvetica",
+    "/Encoding": "/WinAnsiEncoding",
+}
+
+
+def _standard(content: bytes) -> bytes:
+    import pikepdf
+
+    font = {k: pikepdf.Name(v) for k, v in _HELVETICA.items()}
+    return _pdf({"/F1": font}, content)
+
+
+def test_standard_font_pages_are_read_without_pypdf(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our letters (standard Helvetica) are read from their text operators: pypdf's text
+    extraction, ten times slower, is not called; what is read matches what pypdf reads."""
+    import io
+
+    from pypdf import PageObject, PdfReader
+
+    pdf = build_request_letter(replace(INFO, reference="GF-FAST0001"), None)
+    by_pypdf = PdfReader(io.BytesIO(pdf)).pages[0].extract_text()
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("pypdf text extraction used on a standard-font page")
+
+    monkeypatch.setattr(PageObject, "extract_text", refuse)
+    assert read_reference(pdf) == "GF-FAST0001"
+    assert read_patient(pdf) == ("Jane Q. Sample", "1961-04-12")
+    read = letters._read(pdf)
+    assert read is not None and read[1][0] is not None
+    assert sorted(read[1][0].split()) == sorted(by_pypdf.split())  # the same words
+
+
+def test_text_operators_place_lines_and_spaces() -> None:
+    """Td/TD/Tm/T*/TL/'/" move the line; TJ arrays join their strings, a wide adjustment is a
+    space; pieces on one baseline join left to right; escapes and WinAnsi decode."""
+    content = rb"""BT /F1 10 Tf 200 700 Td (right) Tj ET
+BT /F1 10 Tf 72 700 Td (Patient:) Tj ET
+BT /F1 10 Tf 1 0 0 1 72 680 Tm [(Ref) 20 (erence) -250 (GF-TJAR0001)] TJ
+14 TL T* (second \(line\)) Tj (after) ' 0 0 (caf\351) " 0 -14 TD (last) Tj T* (end) Tj ET"""
+    text = letters._read(_standard(content))
+    assert text is not None
+    assert text[1][0] == (
+        "Patient: right\nReference GF-TJAR0001\nsecond (line)\nafter\ncaf\u00e9\nlast\nend"
+    )
+    assert read_reference(_standard(content)) == "GF-TJAR0001"
+
+
+def test_pages_in_other_fonts_are_read_by_pypdf() -> None:
+    """An embedded TrueType font (its codes need the font's own map), a font with custom
+    differences, or text before any font: the page is read by pypdf, and still answers."""
+    import io
+
+    import reportlab
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+    from reportlab.pdfgen.canvas import Canvas
+
+    vera = f"{reportlab.__path__[0]}/fonts/Vera.ttf"
+    pdfmetrics.registerFont(TTFont("Vera", vera))
+    buffer = io.BytesIO()
+    canvas = Canvas(buffer, invariant=True)
+    canvas.setFont("Vera", 11)
+    canvas.drawString(72, 720, "Our reference: GF-TTF00001")
+    canvas.drawString(72, 700, "Patient: Ann Other")
+    canvas.drawString(72, 680, "Date of birth: 1970-01-02")
+    canvas.showPage()
+    canvas.save()
+    embedded = buffer.getvalue()
+    import pikepdf
+
+    with pikepdf.open(io.BytesIO(embedded)) as pdf:
+        assert letters._plain_text(pdf.pages[0]) is None
+    assert read_reference(embedded) == "GF-TTF00001"
+    assert read_patient(embedded) == ("Ann Other", "1970-01-02")
+
+    differences = dict(_HELVETICA)
+    font = {k: pikepdf.Name(v) for k, v in differences.items()}
+    font["/Encoding"] = pikepdf.Dictionary(Differences=[65, pikepdf.Name("/B")])
+    custom = _pdf({"/F1": font}, b"BT /F1 10 Tf 72 700 Td (GF-DIFF0001) Tj ET")
+    with pikepdf.open(io.BytesIO(custom)) as pdf:
+        assert letters._plain_text(pdf.pages[0]) is None
+    assert read_reference(custom) == "GF-DIFF0001"  # pypdf applies the differences (none used)
+
+    fontless = _standard(b"BT 72 700 Td (GF-NOFT0001) Tj ET")
+    with pikepdf.open(io.BytesIO(fontless)) as pdf:
+        assert letters._plain_text(pdf.pages[0]) is None
