@@ -30,7 +30,7 @@ from worker import services
 from worker.domain.clock import VirtualClock
 from worker.domain.polling import LOOK_AHEAD, MIN_GAP, next_poll_at
 from worker.domain.types import ChannelKind
-from worker.scheduler import tick
+from worker.scheduler import next_due, tick
 from worker.wiring import Container
 
 NOW = at("2026-04-20T10:00:00-04:00")
@@ -192,3 +192,104 @@ def test_a_task_open_for_a_working_day_is_read_every_four_hours(
     assert slow and sum(gap >= SLOW_POLL - timedelta(seconds=300) for gap in slow) >= len(slow) // 2
     hourly = (run.assemble_at - first.sent_at) / H  # what hourly polling would have made
     assert len(times) < hourly / 2
+
+
+# --- a poll that finds nothing new, and what may change while it is in flight ----------------
+
+
+@dataclass
+class Interfering:
+    """A CDex requester that, while a poll is in flight, lets ``meanwhile`` change the
+    database (what another worker may do between the poll's read and its write)."""
+
+    cdex: CDexTaskRequester
+    meanwhile: Callable[[], None] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cdex, name)
+
+    def poll(self, external_id: str) -> PollResult:
+        result = self.cdex.poll(external_id)
+        if self.meanwhile is not None:
+            self.meanwhile()
+        return result
+
+
+@pytest.mark.parametrize("meanwhile", [None, "request_closed", "attempt_failed"])
+def test_a_poll_that_finds_nothing_new_sets_only_the_next_poll_unless_something_changed(
+    tmp_path: Path, meanwhile: str | None
+) -> None:
+    """A silent provider's Task is still 'requested': the poll sets the next poll by the
+    cadence and changes nothing else. If, while it was in flight, the request was closed (a
+    faxed reply came) or the attempt failed, the poll is not rescheduled: its answer is taken
+    whole, and nothing is polled again."""
+    from worker.commands import PollTask
+
+    c, clock, _fax, _d = make_container(tmp_path, START)
+    sim = Simulator(
+        clock=clock,
+        webhook_url="http://carrier.invalid/webhooks",
+        behaviours={"silent": ProviderBehaviour(respond_after_attempts=None)},
+        directory={NPI: "silent"},
+        http=httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(404))),
+        public_base_url="http://testserver",
+    )
+    client = asgi_client(sim.app)
+    cdex = CDexTaskRequester(
+        client,
+        requester_name="Acme Health",
+        requester_identifier="carrier-1",
+        retrying=no_wait_retrying,
+        clock=clock,
+    )
+    requester = Interfering(cdex)
+    c.requesters = {**c.requesters, ChannelKind.FHIR: requester}  # type: ignore[dict-item]
+    provider = dict(notification()["providers"][0], npi=NPI)
+    provider["channels"] = [{"kind": "fhir", "base_url": "http://testserver/fhir"}]
+    doc = notification(providers=[provider], received_at=START.isoformat())
+    try:
+        services.intake(c, doc)
+        for _ in range(20):  # timer to timer, until the first attempt's Task is posted
+            with transaction(c.sessions) as s:
+                if s.scalar(select(Attempt.poll_at)) is not None:
+                    break
+            due = next_due(c)
+            assert due is not None
+            clock.advance_to(max(due, clock.now()))
+            tick(c)
+        with transaction(c.sessions) as s:
+            (attempt_id,) = s.scalars(select(Attempt.id)).all()
+        for _ in range(2):  # the first poll reads the Task accepted; the second, nothing new
+            with transaction(c.sessions) as s:
+                a = s.get(Attempt, attempt_id)
+                assert a is not None and a.poll_at is not None
+                clock.advance_to(a.poll_at)
+                before = (a.outcome, a.completed_at, a.failure_reason)
+            if before[0] == "delivered":
+                break
+            services.run_command(c, PollTask(attempt_id))
+        assert before[0] == "delivered"
+
+        def change() -> None:
+            with transaction(c.sessions) as s:
+                a = s.get(Attempt, attempt_id)
+                assert a is not None
+                if meanwhile == "request_closed":
+                    a.request.status = "received"
+                else:
+                    a.outcome = "failed"
+
+        requester.meanwhile = change if meanwhile else None
+        follow = services.run_command(c, PollTask(attempt_id))
+        with transaction(c.sessions) as s:
+            a = s.get(Attempt, attempt_id)
+            assert a is not None
+            if meanwhile is None:
+                assert list(follow) == []
+                assert a.poll_at == clock.now() + timedelta(minutes=5)  # the cadence's next
+                assert (a.outcome, a.completed_at, a.failure_reason) == before
+            else:
+                assert a.poll_at is None  # the whole answer was taken: no more polls
+    finally:
+        client.close()
+        c.close()

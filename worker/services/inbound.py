@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, distinct, func, select
+from sqlalchemy import bindparam, distinct, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
@@ -162,9 +162,49 @@ def ingest_inbound(
         return follow
 
 
-#: a polled attempt with its request (one query each; built once: storage/db.py ``by_id``)
-_POLL_READ = by_id(Attempt, joinedload(Attempt.request, innerjoin=True))
+#: What a poll needs of its attempt and request, read as columns (no objects loaded: nearly
+#: every poll finds nothing new, and loading and flushing an attempt and its request cost more
+#: CPU than the poll's HTTP round trip). Built once: see storage/db.py ``by_id``.
+_POLL_READ = (
+    select(
+        Attempt.external_id,
+        Attempt.channel,
+        Attempt.outcome,
+        Attempt.sent_at,
+        Attempt.request_id,
+        RecordRequest.status,
+        RecordRequest.chase_id,
+    )
+    .join(RecordRequest, RecordRequest.id == Attempt.request_id)
+    .where(Attempt.id == bindparam("id"))
+)
+_POLL_STOP = (
+    update(Attempt)
+    .where(Attempt.id == bindparam("attempt"))
+    .values(poll_at=None)
+    .execution_options(synchronize_session=False)  # no attempt is loaded in the session
+)
+#: A poll that found nothing new sets only the next poll, and only if nothing changed the
+#: attempt or closed its request since it was read (else the whole result is taken, below).
+_POLL_AGAIN = (
+    update(Attempt)
+    .where(
+        Attempt.id == bindparam("attempt"),
+        Attempt.outcome == bindparam("was"),
+        Attempt.poll_at.is_not(None),
+        select(RecordRequest.id)
+        .where(
+            RecordRequest.id == Attempt.request_id,
+            RecordRequest.status == RequestStatus.OPEN.value,
+        )
+        .exists(),
+    )
+    .values(poll_at=bindparam("next_poll"))
+    .execution_options(synchronize_session=False)
+)
 _POLL_LOCKED = by_id(Attempt, joinedload(Attempt.request, innerjoin=True), lock_of=Attempt)
+#: Task statuses after which nothing more comes: the attempt is polled no more.
+_FINAL_STATUSES = frozenset({"completed", "rejected", "failed"})
 
 
 def poll_task(
@@ -178,18 +218,17 @@ def poll_task(
 ) -> list[Command]:
     """Poll a pull-style request (FHIR Task) and take in what it returned."""
     with transaction(sessions) as s:
-        a = one_by_id(s, _POLL_READ, cmd.attempt_id)
-        if a is None or a.external_id is None:
+        row = s.execute(_POLL_READ, {"id": cmd.attempt_id}).first()
+        if row is None or row.external_id is None:
             return []
-        if a.request.status != RequestStatus.OPEN or a.outcome == AttemptOutcome.FAILED:
-            a.poll_at = None
+        if row.status != RequestStatus.OPEN or row.outcome == AttemptOutcome.FAILED:
+            s.execute(_POLL_STOP, {"attempt": cmd.attempt_id})
             return []
-        external_id, channel = a.external_id, ChannelKind(a.channel)
-    requester = requesters[channel]
+    requester = requesters[ChannelKind(row.channel)]
     assert isinstance(requester, PollingRequester)
     now = clock.now()
     try:
-        result = requester.poll(external_id)
+        result = requester.poll(row.external_id)
     except TransientError:
         with transaction(sessions) as s:
             a = s.get(Attempt, cmd.attempt_id)
@@ -205,11 +244,29 @@ def poll_task(
             a.completed_at = now
             a.failure_reason = failure_reason(f"permanent: {exc}")
             return [PlanOutreach(a.request_id)]
+    if _nothing_new(result, row.outcome):
+        with transaction(sessions) as s:
+            cadence = requester.poll_delay(now - (row.sent_at or now))
+            at = next_poll_at(now, cadence, _acts_at_of(s, row.chase_id, row.request_id))
+            params = {"attempt": cmd.attempt_id, "was": row.outcome, "next_poll": at}
+            if s.execute(_POLL_AGAIN, params).rowcount == 1:  # type: ignore[attr-defined]
+                return []
     inspected = [inspect(doc, documents) for doc in result.documents]
     with transaction(sessions) as s:
         a = one_by_id(s, _POLL_LOCKED, cmd.attempt_id)
         assert a is not None
         return _take_poll_result(s, store, now, a, result, inspected, requester)
+
+
+def _nothing_new(result: PollResult, outcome: str) -> bool:
+    """The poll changes nothing but the next poll's time: no document, no "no records", no
+    final status, and the attempt's outcome as it was read."""
+    return (
+        not result.documents
+        and not result.no_records
+        and result.status not in _FINAL_STATUSES
+        and (result.outcome is None or result.outcome.value == outcome)
+    )
 
 
 def record_vendor_event(
@@ -261,7 +318,7 @@ def _take_poll_result(
     done = (
         r.status != RequestStatus.OPEN
         or a.outcome == AttemptOutcome.FAILED
-        or result.status in ("completed", "rejected", "failed")
+        or result.status in _FINAL_STATUSES
     )
     if done:
         a.poll_at = None
@@ -288,10 +345,15 @@ def _acts_at(s: Session, r: RecordRequest) -> list[datetime | None]:
     packet assembly of every open request the answer serves (``r``'s chase, where there is
     one: a review that joined a campaign's chase is assembled long before the campaign's next
     attempt). One query."""
-    if r.chase_id is not None:
-        rows = s.execute(_ACTS_ON_CHASE, {"key": r.chase_id})
+    return _acts_at_of(s, r.chase_id, r.id)
+
+
+def _acts_at_of(s: Session, chase_id: str | None, request_id: str) -> list[datetime | None]:
+    """:func:`_acts_at` of the request ``request_id`` in the chase ``chase_id`` (None: none)."""
+    if chase_id is not None:
+        rows = s.execute(_ACTS_ON_CHASE, {"key": chase_id})
     else:
-        rows = s.execute(_ACTS_ON_REQUEST, {"key": r.id})
+        rows = s.execute(_ACTS_ON_REQUEST, {"key": request_id})
     return [at for row in rows for at in row]
 
 
