@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -81,14 +82,17 @@ def list_page(faxes: list[Fax], q: Mapping[str, str], now: datetime) -> dict[str
     }
     if number < 1 or not 1 <= size <= 250:
         raise LookupError("page[number] >= 1 and 1 <= page[size] <= 250")
+    direction = q.get("filter[direction][eq]", "outbound")
+    to, sender = q.get("filter[to][eq]"), q.get("filter[from][eq]")
+    tests = [(_COMPARE[op], at) for op, at in bounds.items()]
     chosen = [
         f
         for f in faxes
-        if q.get("filter[to][eq]", f.to_number) == f.to_number
-        and q.get("filter[from][eq]", f.from_number) == f.from_number
-        and q.get("filter[direction][eq]", "outbound") == f.direction
+        if f.direction == direction  # first: it alone sets most faxes aside (a sweep's list)
+        and (to is None or to == f.to_number)
+        and (sender is None or sender == f.from_number)
         and (f.direction == "outbound" or f.created_at <= now)  # an answer exists once arrived
-        and all(_compare(f.created_at, op, at) for op, at in bounds.items())
+        and all(test(f.created_at, at) for test, at in tests)
     ]
     chosen.sort(key=lambda f: f.created_at, reverse=True)
     page = chosen[(number - 1) * size : number * size]
@@ -108,10 +112,9 @@ def _instant(text: str) -> datetime:
     return instant
 
 
-def _compare(created: datetime, op: str, at: datetime) -> bool:
-    return {
-        "gte": created >= at,
-        "gt": created > at,
-        "lte": created <= at,
-        "lt": created < at,
-    }[op]
+_COMPARE: dict[str, Callable[[datetime, datetime], bool]] = {
+    "gte": operator.ge,
+    "gt": operator.gt,
+    "lte": operator.le,
+    "lt": operator.lt,
+}
