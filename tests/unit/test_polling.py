@@ -97,8 +97,9 @@ class Run:
     assemble_at: datetime
 
 
-def _run(tmp_path: Path, review_type: str) -> Run:
-    c, clock, _fax, _d = make_container(tmp_path, START)
+def _silent_provider(clock: VirtualClock) -> tuple[Simulator, httpx.Client, CDexTaskRequester]:
+    """The simulated FHIR server of a provider that takes every Task and never answers, and
+    the real CDex requester talking to it in-process (close the client)."""
     sim = Simulator(
         clock=clock,
         webhook_url="http://carrier.invalid/webhooks",
@@ -115,6 +116,12 @@ def _run(tmp_path: Path, review_type: str) -> Run:
         retrying=no_wait_retrying,
         clock=clock,
     )
+    return sim, client, cdex
+
+
+def _run(tmp_path: Path, review_type: str) -> Run:
+    c, clock, _fax, _d = make_container(tmp_path, START)
+    sim, client, cdex = _silent_provider(clock)
     polls = Polls(cdex, clock)
     c.requesters = {**c.requesters, ChannelKind.FHIR: polls}  # type: ignore[dict-item]
     provider = dict(notification()["providers"][0], npi=NPI)
@@ -226,22 +233,7 @@ def test_a_poll_that_finds_nothing_new_sets_only_the_next_poll_unless_something_
     from worker.commands import PollTask
 
     c, clock, _fax, _d = make_container(tmp_path, START)
-    sim = Simulator(
-        clock=clock,
-        webhook_url="http://carrier.invalid/webhooks",
-        behaviours={"silent": ProviderBehaviour(respond_after_attempts=None)},
-        directory={NPI: "silent"},
-        http=httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(404))),
-        public_base_url="http://testserver",
-    )
-    client = asgi_client(sim.app)
-    cdex = CDexTaskRequester(
-        client,
-        requester_name="Acme Health",
-        requester_identifier="carrier-1",
-        retrying=no_wait_retrying,
-        clock=clock,
-    )
+    _sim, client, cdex = _silent_provider(clock)
     requester = Interfering(cdex)
     c.requesters = {**c.requesters, ChannelKind.FHIR: requester}  # type: ignore[dict-item]
     provider = dict(notification()["providers"][0], npi=NPI)
