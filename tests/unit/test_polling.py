@@ -285,3 +285,62 @@ def test_a_poll_that_finds_nothing_new_sets_only_the_next_poll_unless_something_
     finally:
         client.close()
         c.close()
+
+
+def test_a_chase_joined_while_a_poll_is_in_flight_bounds_the_next_poll(tmp_path: Path) -> None:
+    """A Task open for a working day is read every 4 hours. If, while a poll is in flight, the
+    same member's review at the same provider joins this request's chase (its planning gives
+    the polled request a chase), the next poll is set before that review's packet assembly,
+    not 4 hours on: the poll reads the request's chase again when it writes."""
+    from worker.commands import PollTask
+    from worker.services.coalescing import join_chase
+
+    c, clock, _fax, _d = make_container(tmp_path, START)
+    _sim, client, cdex = _silent_provider(clock)
+    requester = Interfering(cdex)
+    c.requesters = {**c.requesters, ChannelKind.FHIR: requester}  # type: ignore[dict-item]
+    provider = dict(notification()["providers"][0], npi=NPI)
+    provider["channels"] = [{"kind": "fhir", "base_url": "http://testserver/fhir"}]
+    first = notification(providers=[provider], received_at=START.isoformat())
+    try:
+        services.intake(c, first)
+        for _ in range(20):  # timer to timer, until the first attempt's Task is posted
+            with transaction(c.sessions) as s:
+                if s.scalar(select(Attempt.poll_at)) is not None:
+                    break
+            due = next_due(c)
+            assert due is not None
+            clock.advance_to(max(due, clock.now()))
+            tick(c)
+        with transaction(c.sessions) as s:
+            (attempt_id,) = s.scalars(select(Attempt.id)).all()
+        while True:  # poll as the cadence says until the Task has been open a working day
+            with transaction(c.sessions) as s:
+                a = s.get(Attempt, attempt_id)
+                assert a is not None and a.poll_at is not None and a.sent_at is not None
+                polled_request, sent_at = a.request_id, a.sent_at
+                clock.advance_to(a.poll_at)
+            if clock.now() - sent_at >= SLOW_AFTER:
+                break
+            services.run_command(c, PollTask(attempt_id))
+        later = dict(first, notification_id="OPP-2026-000999", review_type="expedited")
+        later["received_at"] = clock.now().isoformat()
+        review = services.intake(c, later).case_id
+        assembly = clock.now() + 2 * H
+
+        def join() -> None:  # the review's first planning, as plan_outreach runs it
+            with transaction(c.sessions) as s:
+                (r,) = s.scalars(select(RecordRequest).where(RecordRequest.case_id == review))
+                r.case.assemble_at = assembly
+                join_chase(s, r, clock.now())
+                assert r.chase_id == polled_request
+
+        requester.meanwhile = join
+        services.run_command(c, PollTask(attempt_id))
+        with transaction(c.sessions) as s:
+            a = s.get(Attempt, attempt_id)
+            assert a is not None and a.request.chase_id == polled_request
+            assert a.poll_at == assembly - LOOK_AHEAD  # not clock.now() + SLOW_POLL
+    finally:
+        client.close()
+        c.close()

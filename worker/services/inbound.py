@@ -173,7 +173,6 @@ _POLL_READ = (
         Attempt.sent_at,
         Attempt.request_id,
         RecordRequest.status,
-        RecordRequest.chase_id,
     )
     .join(RecordRequest, RecordRequest.id == Attempt.request_id)
     .where(Attempt.id == bindparam("id"))
@@ -202,6 +201,7 @@ _POLL_AGAIN = (
     .values(poll_at=bindparam("next_poll"))
     .execution_options(synchronize_session=False)
 )
+_CHASE_OF = select(RecordRequest.chase_id).where(RecordRequest.id == bindparam("request"))
 _POLL_LOCKED = by_id(Attempt, joinedload(Attempt.request, innerjoin=True), lock_of=Attempt)
 #: Task statuses after which nothing more comes: the attempt is polled no more.
 _FINAL_STATUSES = frozenset({"completed", "rejected", "failed"})
@@ -247,7 +247,9 @@ def poll_task(
     if _nothing_new(result, row.outcome):
         with transaction(sessions) as s:
             cadence = requester.poll_delay(now - (row.sent_at or now))
-            at = next_poll_at(now, cadence, _acts_at_of(s, row.chase_id, row.request_id))
+            # read again: a request joining this one's chase meanwhile gave it a chase
+            chase_id = s.execute(_CHASE_OF, {"request": row.request_id}).scalar()
+            at = next_poll_at(now, cadence, _acts_at_of(s, chase_id, row.request_id))
             params = {"attempt": cmd.attempt_id, "was": row.outcome, "next_poll": at}
             if s.execute(_POLL_AGAIN, params).rowcount == 1:  # type: ignore[attr-defined]
                 return []
