@@ -10,7 +10,7 @@ for its page count and its first page's text together, however many times it is 
 redialled or asked about (pages, reference, patient); its second page is read only when the
 first does not answer.
 
-A page drawn only in the standard fonts (Helvetica and the rest of the 14, not embedded, in
+A page drawn only in the standard Latin fonts (Helvetica, Times, Courier; not embedded, in
 WinAnsi or Standard encoding: what our letters and most generated letters use) is read from
 its text operators directly (:func:`_plain_text`, qpdf's content-stream parser: 0.4 ms a
 letter); any other page (embedded or composite fonts, custom encodings) by pypdf's text
