@@ -222,6 +222,43 @@ class Interfering:
         return result
 
 
+def _interfered(
+    tmp_path: Path,
+) -> tuple[Container, VirtualClock, httpx.Client, Interfering, dict[str, Any]]:
+    """A container whose FHIR requester is the silent provider's, interfered with, and a
+    notification naming that provider (close the client and the container)."""
+    c, clock, _fax, _d = make_container(tmp_path, START)
+    _sim, client, cdex = _silent_provider(clock)
+    requester = Interfering(cdex)
+    c.requesters = {**c.requesters, ChannelKind.FHIR: requester}  # type: ignore[dict-item]
+    provider = dict(notification()["providers"][0], npi=NPI)
+    provider["channels"] = [{"kind": "fhir", "base_url": "http://testserver/fhir"}]
+    return (
+        c,
+        clock,
+        client,
+        requester,
+        notification(providers=[provider], received_at=START.isoformat()),
+    )
+
+
+def _first_task_posted(c: Container, clock: VirtualClock, doc: dict[str, Any]) -> str:
+    """Take in ``doc`` and move the clock timer to timer until its first attempt's Task is
+    posted; returns that attempt's id."""
+    services.intake(c, doc)
+    for _ in range(20):  # timer to timer, until the first attempt's Task is posted
+        with transaction(c.sessions) as s:
+            if s.scalar(select(Attempt.poll_at)) is not None:
+                break
+        due = next_due(c)
+        assert due is not None
+        clock.advance_to(max(due, clock.now()))
+        tick(c)
+    with transaction(c.sessions) as s:
+        (attempt_id,) = s.scalars(select(Attempt.id)).all()
+    return str(attempt_id)
+
+
 @pytest.mark.parametrize("meanwhile", [None, "request_closed", "attempt_failed"])
 def test_a_poll_that_finds_nothing_new_sets_only_the_next_poll_unless_something_changed(
     tmp_path: Path, meanwhile: str | None
@@ -232,25 +269,9 @@ def test_a_poll_that_finds_nothing_new_sets_only_the_next_poll_unless_something_
     whole, and nothing is polled again."""
     from worker.commands import PollTask
 
-    c, clock, _fax, _d = make_container(tmp_path, START)
-    _sim, client, cdex = _silent_provider(clock)
-    requester = Interfering(cdex)
-    c.requesters = {**c.requesters, ChannelKind.FHIR: requester}  # type: ignore[dict-item]
-    provider = dict(notification()["providers"][0], npi=NPI)
-    provider["channels"] = [{"kind": "fhir", "base_url": "http://testserver/fhir"}]
-    doc = notification(providers=[provider], received_at=START.isoformat())
+    c, clock, client, requester, doc = _interfered(tmp_path)
     try:
-        services.intake(c, doc)
-        for _ in range(20):  # timer to timer, until the first attempt's Task is posted
-            with transaction(c.sessions) as s:
-                if s.scalar(select(Attempt.poll_at)) is not None:
-                    break
-            due = next_due(c)
-            assert due is not None
-            clock.advance_to(max(due, clock.now()))
-            tick(c)
-        with transaction(c.sessions) as s:
-            (attempt_id,) = s.scalars(select(Attempt.id)).all()
+        attempt_id = _first_task_posted(c, clock, doc)
         for _ in range(2):  # the first poll reads the Task accepted; the second, nothing new
             with transaction(c.sessions) as s:
                 a = s.get(Attempt, attempt_id)
@@ -295,25 +316,9 @@ def test_a_chase_joined_while_a_poll_is_in_flight_bounds_the_next_poll(tmp_path:
     from worker.commands import PollTask
     from worker.services.coalescing import join_chase
 
-    c, clock, _fax, _d = make_container(tmp_path, START)
-    _sim, client, cdex = _silent_provider(clock)
-    requester = Interfering(cdex)
-    c.requesters = {**c.requesters, ChannelKind.FHIR: requester}  # type: ignore[dict-item]
-    provider = dict(notification()["providers"][0], npi=NPI)
-    provider["channels"] = [{"kind": "fhir", "base_url": "http://testserver/fhir"}]
-    first = notification(providers=[provider], received_at=START.isoformat())
+    c, clock, client, requester, first = _interfered(tmp_path)
     try:
-        services.intake(c, first)
-        for _ in range(20):  # timer to timer, until the first attempt's Task is posted
-            with transaction(c.sessions) as s:
-                if s.scalar(select(Attempt.poll_at)) is not None:
-                    break
-            due = next_due(c)
-            assert due is not None
-            clock.advance_to(max(due, clock.now()))
-            tick(c)
-        with transaction(c.sessions) as s:
-            (attempt_id,) = s.scalars(select(Attempt.id)).all()
+        attempt_id = _first_task_posted(c, clock, first)
         while True:  # poll as the cadence says until the Task has been open a working day
             with transaction(c.sessions) as s:
                 a = s.get(Attempt, attempt_id)
