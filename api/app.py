@@ -10,6 +10,8 @@ Who may call what (api/security.py): ``Authorization: Bearer <key>``, one role p
     admin       GET /v1/keys, POST /v1/keys, POST /v1/keys/{id}/revoke
     (signature) POST /v1/webhooks/{vendor}: the fax vendor's own signature, no key;
                 POST /v1/webhooks/vendor?vendor_id=: a retrieval vendor's HMAC signature
+    (token)     POST /v1/webhooks/cdex/{key}: a provider's FHIR server notifying us that the
+                Task of attempt {key} changed, with the bearer token we gave its Subscription
     (token)     GET /v1/media/{attempt_id}?token=: an HMAC token for one letter;
                 GET /v1/media/deliveries/{delivery_id}?token=: one packet fax's document
                 (cover sheet + packet), while its delivery is under way
@@ -49,7 +51,8 @@ from api.limits import EdgeLimits
 from api.security import Guard
 from connectors import jsonbody
 from connectors.base import FaxReceivedEvent, FaxStatusEvent, WebhookError
-from connectors.registry import FAX_VENDORS, WEBHOOK_ROUTE
+from connectors.fhir.subscriptions import parse_notification
+from connectors.registry import FAX_VENDORS, TASK_NOTIFY_ROUTE, WEBHOOK_ROUTE
 from connectors.vendor.router import RetrievalVendors
 from storage.auditchain import chain_head, verify_chain
 from storage.db import transaction
@@ -184,6 +187,45 @@ def create_app(
             raise HTTPException(status_code=401, detail="webhook rejected") from None
         follow = await run_in_threadpool(services.record_vendor_event, c, event)
         await run_in_threadpool(c.dispatcher.enqueue, follow)
+        return {"status": "ok"}
+
+    @app.post(
+        TASK_NOTIFY_ROUTE,
+        response_model=contract.WebhookAccepted,
+        responses=errors(401, 413, 422, 429),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "description": "a FHIR Subscription notification (R4 Subscriptions Backport: "
+                "a history Bundle whose first entry is the subscription status; id-only), "
+                "with the bearer token given to its Subscription (Authorization)",
+                "content": {"application/fhir+json": {"schema": {"type": "object"}}},
+            }
+        },
+    )
+    async def task_notification(
+        request: Request,
+        key: str = Path(
+            max_length=64, description="the idempotency key of the attempt that sent the Task"
+        ),
+    ) -> dict[str, str]:
+        """A provider's FHIR server says the Task an attempt sent has changed (its
+        Subscription, connectors/fhir/subscriptions.py): the Task is read at once. The
+        bearer token is an HMAC of ``key``; a handshake or a heartbeat changes nothing."""
+        guard.limit("webhooks", request.client.host if request.client else "unknown")
+        c = container()
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        expected = c.task_notify_token(key)
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), expected):
+            log.warning("webhook.rejected", vendor="cdex", error="bad or missing bearer token")
+            raise HTTPException(status_code=401, detail="webhook rejected")
+        try:
+            note = parse_notification(await request.body())
+        except WebhookError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        if note.is_event:
+            follow = await run_in_threadpool(services.record_task_notification, c, key, note.focus)
+            await run_in_threadpool(c.dispatcher.enqueue, follow)
         return {"status": "ok"}
 
     @app.post(

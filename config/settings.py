@@ -124,7 +124,9 @@ class FhirSettings(BaseModel):
     company code, ``urn:oid:2.16.840.1.113883.6.300``), the claim and coverage under review in
     ``claim_id_system`` / ``coverage_id_system``. The ``urn:goodfaith:*`` defaults run the demo;
     set your own in production. ``signature_required`` is sent as the CDex ``signature-flag``
-    input: whether the provider must sign the records it returns.
+    input: whether the provider must sign the records it returns. ``subscriptions``: after
+    each Task, ask the provider's server to notify us of its changes (a FHIR Subscription,
+    connectors/fhir/subscriptions.py); polls then only cover a lost notification.
     """
 
     vendor: str = "cdex"
@@ -135,6 +137,7 @@ class FhirSettings(BaseModel):
     claim_id_system: str = "urn:goodfaith:claim-id"
     coverage_id_system: str = "urn:goodfaith:coverage-id"
     signature_required: bool = False
+    subscriptions: bool = True
 
     @field_validator(
         "requester_identifier_system", "member_id_system", "claim_id_system", "coverage_id_system"

@@ -122,6 +122,9 @@ class RecordsRequest:
 class SendReceipt:
     external_id: str  # the channel's id for this transmission (fax id, FHIR Task URL, order)
     outcome: AttemptOutcome = AttemptOutcome.SENT
+    #: the far side notifies us of this request's changes until then (a CDex Subscription):
+    #: polls are only a safety net; None: it does not, poll at the channel's cadence
+    notified_until: datetime | None = None
 
 
 @runtime_checkable

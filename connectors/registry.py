@@ -62,6 +62,7 @@ from connectors.delivery.sftp import SftpAgencyDeliverer, SftpAgencySettings
 from connectors.fax.sinch import SinchFax, SinchSettings
 from connectors.fax.telnyx import TelnyxFax, TelnyxSettings
 from connectors.fhir.cdex import CDexIdentity, CDexTaskRequester
+from connectors.fhir.subscriptions import TaskNotifications
 from connectors.retry import RetryingFactory
 from connectors.vendor.orders import OrdersV1Vendor, RetrievalVendorSettings
 from connectors.vendor.router import RetrievalVendors, VendorAdapter
@@ -83,12 +84,16 @@ __all__ = [
     "build_fhir",
     "build_vendors",
     "resolve_settings",
+    "task_notify_url",
     "vendor_callback_url",
     "webhook_url",
 ]
 
 #: The one inbound webhook route; ``{vendor}`` is the registry name.
 WEBHOOK_ROUTE = "/v1/webhooks/{vendor}"
+#: Where a provider's FHIR server notifies us of a CDex Task's changes; ``{key}`` is the
+#: attempt's idempotency key (connectors/fhir/subscriptions.py).
+TASK_NOTIFY_ROUTE = "/v1/webhooks/cdex/{key}"
 
 S = TypeVar("S", bound=BaseModel)
 T = TypeVar("T")
@@ -97,6 +102,11 @@ T = TypeVar("T")
 def webhook_url(public_base_url: str, vendor: str) -> str:
     """The URL a vendor is given for its webhooks: ours, at ``/v1/webhooks/<vendor>``."""
     return public_base_url.rstrip("/") + WEBHOOK_ROUTE.format(vendor=vendor)
+
+
+def task_notify_url(public_base_url: str, key: str) -> str:
+    """Our rest-hook endpoint for the Task sent by the attempt whose idempotency key is ``key``."""
+    return public_base_url.rstrip("/") + TASK_NOTIFY_ROUTE.format(key=key)
 
 
 def vendor_callback_url(public_base_url: str, vendor_id: str) -> str:
@@ -119,6 +129,8 @@ class BuildContext:
     fax: FaxChannel | None = None
     #: the carrier's name, printed on what transports send (the fax cover sheet)
     carrier_name: str = "goodfaith carrier"
+    #: where providers' FHIR servers notify us of Task changes; None: we only poll
+    task_notifications: TaskNotifications | None = None
 
     def webhook_url(self, vendor: str) -> str:
         return webhook_url(self.public_base_url, vendor)
@@ -189,6 +201,7 @@ def _cdex(s: FhirSettings, ctx: BuildContext) -> CDexTaskRequester:
         requester_identifier=s.requester_identifier,
         retrying=ctx.retrying,
         clock=ctx.clock,
+        notifications=ctx.task_notifications if s.subscriptions else None,
         identity=CDexIdentity(
             requester_name=s.requester_name,
             requester_identifier=s.requester_identifier,

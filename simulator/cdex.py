@@ -24,6 +24,14 @@ heap): :meth:`CDexFarSide.authorizations` says what it got.
 
 Create is idempotent on ``If-None-Exist: identifier=system|value`` and on Idempotency-Key.
 Logs carry ids only.
+
+Subscriptions (R4 Subscriptions Backport, the HRex Task topic): ``POST /fhir/Subscription``
+filtered to one Task (``backport-filter-criteria`` ``Task?_id=<id>``), rest-hook, ``id-only``, is
+taken (201, ``active``) while :attr:`CDexFarSide.subscriptions` is True (else 404, as a server
+without them). The server then POSTs an ``event-notification`` Bundle (an R4 ``Parameters``
+status naming the Task as ``focus``) to the endpoint, with the channel's headers, each time the
+Task's status changes (taken up, answered); a notification our side refuses is retried with the
+heap's backoff. :attr:`CDexFarSide.notifications` counts those delivered.
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ REFERENCE_SYSTEM = "urn:goodfaith:request-reference"  # the request reference we
 _SIM_SYSTEM = "urn:goodfaith:simulator"
 _TASK_ACCEPT_AFTER = timedelta(minutes=1)
 _FHIR_JSON = "application/fhir+json"
+_TASK_TOPIC = "http://hl7.org/fhir/us/davinci-hrex/SubscriptionTopic/Task"
 
 
 def _outcome(status: int, code: str, text: str, expression: str | None = None) -> JSONResponse:
@@ -93,6 +102,29 @@ class _Task:
     authorization_url: str | None = None  # basedOn → contained DocumentReference attachment
     authorization: bytes | None = None  # what the provider fetched from authorization_url
     authorization_status: int | None = None  # HTTP status of that fetch (0: no answer)
+
+
+@dataclass
+class _Subscription:
+    id: str
+    task_id: str
+    endpoint: str
+    headers: dict[str, str]
+    end: datetime | None
+    status: str | None = None  # the Task's status last notified
+    events: int = 0  # events-since-subscription-start
+
+
+@dataclass
+class _Notify:
+    """The server tells the subscriber that the Task changed (if it did since the last time)."""
+
+    side: CDexFarSide
+    subscription: _Subscription
+    attempts: int = 0
+
+    def fire(self, due: datetime, now: datetime) -> Fired:
+        return self.side.notify(self, now)
 
 
 @dataclass
@@ -135,6 +167,10 @@ class CDexFarSide(FarSide):
         self._lock = threading.RLock()
         self._tasks: dict[str, _Task] = {}
         self._task_keys: dict[str, str] = {}
+        self._subscriptions: dict[str, _Subscription] = {}
+        #: False: ``POST /fhir/Subscription`` answers 404, as a server without Subscriptions
+        self.subscriptions = True
+        self.notifications = 0  # notifications our side accepted (2xx)
 
     def authorizations(self) -> dict[str, tuple[int | None, bytes | None]]:
         """For every Task whose ``basedOn`` pointed at an authorization: its id → (HTTP status
@@ -177,6 +213,10 @@ class CDexFarSide(FarSide):
         @router.get("/fhir/Task/{task_id}")
         async def read_task(task_id: str) -> Response:
             return self._read_task(task_id)
+
+        @router.post("/fhir/Subscription")
+        async def create_subscription(request: Request) -> Response:
+            return self._create_subscription(await request.body())
 
         @router.put("/fhir/Task/{task_id}")
         async def update_task(task_id: str, request: Request) -> Response:
@@ -282,6 +322,125 @@ class CDexFarSide(FarSide):
                 self._task_keys[f"idempotency|{key}"] = task_id
         log.info("sim.task_created", task_id=task_id)
         return self._task_response(task, now, status=201)
+
+    def _create_subscription(self, raw: bytes) -> Response:
+        """``POST /fhir/Subscription``: one Task's changes, rest-hook, id-only (see module)."""
+        if not self.subscriptions:
+            return _outcome(404, "not-supported", "this server does not take Subscriptions")
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return _outcome(400, "structure", "body is not JSON")
+        if not isinstance(body, dict) or body.get("resourceType") != "Subscription":
+            return _outcome(400, "structure", "resourceType must be Subscription")
+        if body.get("criteria") != _TASK_TOPIC:
+            return _outcome(422, "not-supported", "criteria must be the HRex Task topic")
+        task_id = _filtered_task(body)
+        given = body.get("channel")
+        channel: dict[str, Any] = given if isinstance(given, dict) else {}
+        endpoint = channel.get("endpoint")
+        if channel.get("type") != "rest-hook" or not isinstance(endpoint, str):
+            return _outcome(422, "not-supported", "only rest-hook channels", "Subscription.channel")
+        if not endpoint.startswith(("http://", "https://")):
+            return _outcome(422, "invalid", "endpoint must be http(s)", "Subscription.channel")
+        if _payload_content(channel) != "id-only":
+            return _outcome(422, "not-supported", "only id-only payloads", "Subscription.channel")
+        headers: dict[str, str] = {}
+        for line in channel.get("header") or []:
+            name, sep, value = str(line).partition(":")
+            if sep:
+                headers[name.strip()] = value.strip()
+        end = _instant(body.get("end"))
+        with self._lock:
+            task = self._tasks.get(task_id or "")
+            if task is None:
+                return _outcome(422, "invalid", "the filter must name one existing Task (_id)")
+            subscription = _Subscription(uuid.uuid4().hex, task.id, endpoint, headers, end)
+            self._subscriptions[subscription.id] = subscription
+            first = task.created_at + _TASK_ACCEPT_AFTER
+        self.ctx.events.push(first, _Notify(self, subscription))
+        made = dict(body, id=subscription.id, status="active")
+        log.info("sim.subscription_created", task_id=task.id, subscription_id=subscription.id)
+        return JSONResponse(made, status_code=201, media_type=_FHIR_JSON)
+
+    def notify(self, item: _Notify, now: datetime) -> Fired:
+        """Tell the subscriber the Task changed, if its status did since the last notification;
+        then wait for its next change (a scheduled answer)."""
+        sub = item.subscription
+        if sub.end is not None and now >= sub.end:
+            return Fired.DONE
+        self.advance(now)
+        with self._lock:
+            task = self._tasks[sub.task_id]
+            status = self._render_task(task, now)["status"]
+            next_change = task.complete_at if task.complete_at and task.complete_at > now else None
+            changed = status != sub.status
+            if changed:
+                sub.events += 1
+        if changed:
+            bundle = self._notification(sub, task, now)
+            headers = {**sub.headers, "content-type": _FHIR_JSON}
+            try:
+                response = self.ctx.http.post(sub.endpoint, content=bundle, headers=headers)
+            except httpx.HTTPError as exc:
+                log.info("sim.notification_failed", task_id=task.id, error=type(exc).__name__)
+                response = None
+            if response is None or not response.is_success:
+                with self._lock:
+                    sub.events -= 1
+                item.attempts += 1
+                return Fired.RETRY
+            with self._lock:
+                sub.status = status
+                self.notifications += 1
+        if next_change is not None:
+            self.ctx.events.push(next_change, _Notify(self, sub))
+        return Fired.DELIVERED if changed else Fired.DONE
+
+    def _notification(self, sub: _Subscription, task: _Task, now: datetime) -> bytes:
+        """An id-only ``event-notification`` Bundle (R4 backport: a Parameters status)."""
+        base = self.ctx.public_base_url
+        status = {
+            "resourceType": "Parameters",
+            "parameter": [
+                {
+                    "name": "subscription",
+                    "valueReference": {"reference": f"{base}/fhir/Subscription/{sub.id}"},
+                },
+                {"name": "topic", "valueCanonical": _TASK_TOPIC},
+                {"name": "status", "valueCode": "active"},
+                {"name": "type", "valueCode": "event-notification"},
+                {"name": "events-since-subscription-start", "valueString": str(sub.events)},
+                {
+                    "name": "notification-event",
+                    "part": [
+                        {"name": "event-number", "valueString": str(sub.events)},
+                        {"name": "timestamp", "valueInstant": iso(now)},
+                        {
+                            "name": "focus",
+                            "valueReference": {"reference": f"{base}/fhir/Task/{task.id}"},
+                        },
+                    ],
+                },
+            ],
+        }
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "history",
+            "timestamp": iso(now),
+            "entry": [
+                {
+                    "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+                    "resource": status,
+                    "request": {
+                        "method": "GET",
+                        "url": f"{base}/fhir/Subscription/{sub.id}/$status",
+                    },
+                    "response": {"status": "200"},
+                }
+            ],
+        }
+        return json.dumps(bundle, separators=(",", ":")).encode()
 
     def _task_response(self, task: _Task, now: datetime, *, status: int) -> Response:
         location = f"{self.ctx.public_base_url}/fhir/Task/{task.id}/_history/{task.version}"
@@ -400,6 +559,34 @@ class CDexFarSide(FarSide):
                 return _outcome(404, "not-found", "no such Task")
             rendered = self._render_task(task, now)
         return JSONResponse(rendered, media_type=_FHIR_JSON)
+
+
+def _filtered_task(subscription: dict[str, Any]) -> str | None:
+    """The Task id of a ``backport-filter-criteria`` ``Task?_id=<id>``, or None."""
+    criteria = subscription.get("_criteria")
+    for ext in criteria.get("extension", []) if isinstance(criteria, dict) else []:
+        if isinstance(ext, dict) and str(ext.get("url", "")).endswith("/backport-filter-criteria"):
+            value = str(ext.get("valueString", ""))
+            if value.startswith("Task?_id="):
+                return value[len("Task?_id=") :]
+    return None
+
+
+def _payload_content(channel: dict[str, Any]) -> str | None:
+    payload = channel.get("_payload")
+    for ext in payload.get("extension", []) if isinstance(payload, dict) else []:
+        if isinstance(ext, dict) and str(ext.get("url", "")).endswith("/backport-payload-content"):
+            return str(ext.get("valueCode"))
+    return None
+
+
+def _instant(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def _document_reference(document: bytes, data_code: dict[str, Any] | None) -> dict[str, Any]:

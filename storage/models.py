@@ -238,6 +238,9 @@ class Attempt(Base):
     #: this row documents for its own request; such a row is never sent itself, and follows
     #: that attempt's outcome (``_mirror_served_attempts`` below)
     served_by: Mapped[str | None] = mapped_column(String(32), index=True)
+    #: the far side notifies us of this request's changes until then (a CDex Subscription,
+    #: connectors/fhir/subscriptions.py): polls are a safety net (worker/domain/polling.py)
+    notified_until: Mapped[datetime | None]
 
     request: Mapped[RecordRequest] = relationship(back_populates="attempts")
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from functools import partial
 from typing import Any, Protocol
 
 import httpx
@@ -136,6 +137,11 @@ class Container:
         key = self.settings.media_secret.encode()
         return hmac.new(key, attempt_id.encode(), hashlib.sha256).hexdigest()[:32]
 
+    def task_notify_token(self, key: str) -> str:
+        """The bearer token a provider's FHIR server sends with notifications about the Task
+        of the attempt whose idempotency key is ``key`` (:func:`task_notify_token`)."""
+        return task_notify_token(self.settings.media_secret, key)
+
     def media_url(self, attempt_id: str) -> str:
         base = self.settings.public_base_url.rstrip("/")
         return f"{base}/v1/media/{attempt_id}?token={self.media_token(attempt_id)}"
@@ -173,6 +179,14 @@ class Container:
         self.closers.clear()
 
 
+def task_notify_token(secret: str, key: str) -> str:
+    """HMAC (keyed by ``GOODFAITH_MEDIA_SECRET``) a provider's FHIR server sends as its bearer
+    token with notifications about the Task of the attempt whose idempotency key is ``key``.
+    Keyed apart from media tokens: neither opens the other."""
+    message = b"task-notify:" + key.encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
 def make_http_client(timeout_s: float = 30.0) -> httpx.Client:
     """The HTTP client connectors share. TCP_NODELAY: httpx writes a request's head and body
     separately, and without it Nagle's algorithm meets delayed ACKs and stalls each small
@@ -208,12 +222,14 @@ def build_container(
     (long-running processes with many threads) rather than after each commit
     (storage/auditchain.py)."""
     from config.providers import load_provider_directory
+    from connectors.fhir.subscriptions import TaskNotifications
     from connectors.registry import (
         BuildContext,
         build_deliverer,
         build_fax,
         build_fhir,
         build_vendors,
+        task_notify_url,
     )
     from connectors.retry import transport_retrying
     from storage.db import make_engine, make_sessionmaker, migrate
@@ -266,7 +282,14 @@ def build_container(
     # Connectors come only from the registry (connectors/registry.py), keyed by settings.
     clock = clock or SystemClock()
     ctx = BuildContext(
-        http=http, retrying=retrying, public_base_url=settings.public_base_url, clock=clock
+        http=http,
+        retrying=retrying,
+        public_base_url=settings.public_base_url,
+        clock=clock,
+        task_notifications=TaskNotifications(
+            endpoint=partial(task_notify_url, settings.public_base_url),
+            token=partial(task_notify_token, settings.media_secret),
+        ),
     )
     fax = build_fax(settings.fax, ctx)
     fhir = build_fhir(settings.fhir, ctx)

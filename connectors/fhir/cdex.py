@@ -50,6 +50,10 @@ Documents come from ``Task.output[data-value]``: ``valueAttachment``, or ``value
 contained (``#id``) or resolvable (relative or absolute) DocumentReference, Bundle or Binary;
 attachments carry base64 ``data`` or a ``url`` we GET.
 
+With ``notifications`` set, ``send`` then asks the same server to notify us of the Task's changes
+(a Subscription: connectors/fhir/subscriptions.py); the receipt's ``notified_until`` says whether
+it agreed, and polls of a notified Task are only a safety net (worker/domain/polling.py).
+
 Polling cadence (CDex): :func:`next_poll_delay`. Reading Task parts: connectors/fhir/resources.py.
 Settings: ``config.settings.FhirSettings`` (``GOODFAITH_FHIR__VENDOR=cdex``, the default).
 """
@@ -68,6 +72,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from connectors.base import (
+    ConnectorError,
     InboundDocument,
     InvalidDestination,
     PollResult,
@@ -83,6 +88,7 @@ from connectors.fhir.resources import listed
 from connectors.fhir.resources import owner as _owner
 from connectors.fhir.resources import says_no_records as _says_no_records
 from connectors.fhir.resources import status_reason as _status_reason
+from connectors.fhir.subscriptions import TaskNotifications, build_subscription
 from connectors.http_errors import call, json_object
 from connectors.retry import RetryingFactory, transport_retrying
 from worker.domain.clock import Clock, SystemClock
@@ -310,7 +316,8 @@ class CDexTaskRequester:
     ``clock`` (optional; the system clock by default) stamps ``authoredOn``; the container
     passes its own (connectors/registry.py). ``identity`` (optional) names the identifier
     namespaces and the signature flag; without it, ``requester_name`` and
-    ``requester_identifier`` with the default namespaces.
+    ``requester_identifier`` with the default namespaces. ``notifications`` (optional): ask
+    for a Subscription to each Task made (connectors/fhir/subscriptions.py); None: poll only.
     """
 
     kind = ChannelKind.FHIR
@@ -325,8 +332,10 @@ class CDexTaskRequester:
         retrying: RetryingFactory = transport_retrying,
         clock: Clock | None = None,
         identity: CDexIdentity | None = None,
+        notifications: TaskNotifications | None = None,
     ) -> None:
         self._client = client
+        self._notifications = notifications
         self._identity = identity or CDexIdentity(requester_name, requester_identifier)
         self._retrying = retrying
         self.clock: Clock = clock if clock is not None else SystemClock()
@@ -362,7 +371,41 @@ class CDexTaskRequester:
             },
         )
         task_id = _task_id(response)
-        return SendReceipt(external_id=f"{base}/Task/{task_id}")
+        until = self._subscribe(base, task_id, request.idempotency_key)
+        return SendReceipt(external_id=f"{base}/Task/{task_id}", notified_until=until)
+
+    def _subscribe(self, base: str, task_id: str, key: str) -> datetime | None:
+        """Ask ``base`` to notify us of Task ``task_id``'s changes; the instant the
+        Subscription ends, or None when the server did not take it (it may not support
+        Subscriptions): the Task is made either way, and polls cover it."""
+        if self._notifications is None:
+            return None
+        n = self._notifications
+        end = self.clock.now() + n.lifetime
+        body = build_subscription(
+            task_id,
+            n.endpoint(key),
+            n.token(key),
+            end,
+            reason="notify the requester when its records request (Task) changes",
+        )
+        try:
+            response = call(
+                self._client,
+                "POST",
+                f"{base}/Subscription",
+                what="CDex create Subscription",
+                retrying=self._retrying,
+                json=body,
+                headers={"Content-Type": FHIR_JSON, "Accept": FHIR_JSON},
+            )
+            made = json_object(response, what="CDex create Subscription")
+        except ConnectorError:
+            return None
+        if made.get("resourceType") != "Subscription" or made.get("status") in ("off", "error"):
+            return None
+        granted = _instant(made.get("end"))
+        return min(end, granted) if granted is not None else end
 
     def find_sent(self, request: RecordsRequest, since: datetime) -> SendReceipt | None:
         """The Task carrying ``request``'s key as an identifier (``since`` is not needed: the
@@ -556,6 +599,17 @@ class CDexTaskRequester:
             )
             return response.content
         return None
+
+
+def _instant(value: Any) -> datetime | None:
+    """A FHIR ``instant`` as an aware datetime, or None when absent or not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None
 
 
 def _task_id(response: httpx.Response) -> str:

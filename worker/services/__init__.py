@@ -128,6 +128,12 @@ def record_vendor_event(c: Container, event: OrderEvent) -> list[Command]:
     return call(inbound.record_vendor_event, c, event)
 
 
+def record_task_notification(c: Container, key: str, focus: tuple[str, ...]) -> list[Command]:
+    """A provider's (verified) notification that the Task of attempt ``key`` changed;
+    returns the commands to enqueue."""
+    return call(inbound.record_task_notification, c, key, focus)
+
+
 def assign_document(
     c: Container, document_id: str, request: str, assigned_by: str
 ) -> AssignOutcome:
@@ -239,6 +245,7 @@ __all__ = [
     "record_dead_letter",
     "record_fax_status",
     "record_inbound_fax",
+    "record_task_notification",
     "retry_dead_letter",
     "review_document",
     "review_queue",

@@ -27,6 +27,7 @@ from connectors.base import (
     RecordsRequester,
     TransientError,
 )
+from connectors.fhir.subscriptions import same_task
 from connectors.vendor.orders import OrderEvent
 from storage.db import by_id, one_by_id, transaction
 from storage.models import Attempt, Case, Document, InboundItem, RecordRequest, RequestNumber
@@ -45,7 +46,7 @@ from worker.domain.lifecycle import (
     wants_supplemental,
 )
 from worker.domain.notices import quarantined_reply
-from worker.domain.polling import next_poll_at
+from worker.domain.polling import next_poll_at, poll_delay
 from worker.domain.similarity import PageSignature, QASettings
 from worker.domain.types import AttemptOutcome, ChannelKind
 from worker.services import coalescing
@@ -171,6 +172,7 @@ _POLL_READ = (
         Attempt.channel,
         Attempt.outcome,
         Attempt.sent_at,
+        Attempt.notified_until,
         Attempt.request_id,
         RecordRequest.status,
     )
@@ -246,7 +248,8 @@ def poll_task(
             return [PlanOutreach(a.request_id)]
     if _nothing_new(result, row.outcome):
         with transaction(sessions) as s:
-            cadence = requester.poll_delay(now - (row.sent_at or now))
+            since = now - (row.sent_at or now)
+            cadence = poll_delay(requester.poll_delay(since), since, row.notified_until, now)
             # read again: a request joining this one's chase meanwhile gave it a chase
             chase_id = s.execute(_CHASE_OF, {"request": row.request_id}).scalar()
             at = next_poll_at(now, cadence, _acts_at_of(s, chase_id, row.request_id))
@@ -292,6 +295,33 @@ def record_vendor_event(
         return [PollTask(a.id)]
 
 
+def record_task_notification(
+    key: str, focus: tuple[str, ...], *, sessions: sessionmaker[Session], clock: Clock
+) -> list[Command]:
+    """A verified notification that the Task sent by the attempt whose idempotency key is
+    ``key`` changed (connectors/fhir/subscriptions.py): read it now, as for a vendor callback
+    (the notification names the Task; the Task says what changed). One about another Task
+    (``focus`` names none of ours), or for an attempt we do not poll (finished, withdrawn, or
+    its send not written yet: its first poll is set then), is ignored."""
+    with transaction(sessions) as s:
+        a = s.scalar(_BY_KEY, {"key": key})
+        if a is None or a.poll_at is None or a.external_id is None:
+            log.info("cdex.notification_ignored", reason="not polled")
+            return []
+        if focus and not any(same_task(reference, a.external_id) for reference in focus):
+            log.info("cdex.notification_ignored", reason="another Task", attempt_id=a.id)
+            return []
+        a.poll_at = clock.now() + LEASE  # leased: the command reads it; the timer if it is lost
+        return [PollTask(a.id)]
+
+
+_BY_KEY = (
+    select(Attempt)
+    .where(Attempt.idempotency_key == bindparam("key"), Attempt.channel == ChannelKind.FHIR.value)
+    .with_for_update()
+)
+
+
 def _take_poll_result(
     s: Session,
     store: ObjectStore,
@@ -325,7 +355,8 @@ def _take_poll_result(
     if done:
         a.poll_at = None
     else:
-        cadence = requester.poll_delay(now - (a.sent_at or now))
+        since = now - (a.sent_at or now)
+        cadence = poll_delay(requester.poll_delay(since), since, a.notified_until, now)
         a.poll_at = next_poll_at(now, cadence, _acts_at(s, r))
     return follow
 

@@ -47,6 +47,7 @@ from worker.domain.lifecycle import (
     send_action,
     transmission_key,
 )
+from worker.domain.polling import poll_delay
 from worker.domain.types import AttemptOutcome, Channel, ChannelKind
 from worker.services.audit import audit
 from worker.services.coalescing import (
@@ -400,8 +401,10 @@ def write_answer(
     a.external_id = answer.receipt.external_id
     if a.outcome == AttemptOutcome.PENDING:
         a.outcome = answer.receipt.outcome.value
+    a.notified_until = answer.receipt.notified_until
     if isinstance(requester, PollingRequester):
-        a.poll_at = now + requester.poll_delay(timedelta(0))
+        cadence = requester.poll_delay(timedelta(0))
+        a.poll_at = now + poll_delay(cadence, timedelta(0), a.notified_until, now)
     elif a.channel == ChannelKind.FAX:
         a.check_at = now if answer.adopted else status_checks.first(now)
     audit(
@@ -414,6 +417,7 @@ def write_answer(
         channel=a.channel,
         external_id=a.external_id,
         transmission=a.transmissions,
+        notified=a.notified_until is not None,
     )
     log.info("attempt.sent", case_id=case_id, attempt_id=a.id, number=a.number, channel=a.channel)
 

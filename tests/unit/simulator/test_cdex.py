@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -151,3 +152,101 @@ def test_the_provider_fetches_the_authorization_the_task_is_based_on(world: Worl
     world.clock.advance(60 * 60)
     done = world.client.get(f"/fhir/Task/{good_id}").json()
     assert [r["id"] for r in done["contained"]] == ["authorization", "records"]
+
+
+# --- Subscriptions (R4 backport, HRex Task topic) ------------------------------------------------
+
+BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
+TASK_TOPIC = "http://hl7.org/fhir/us/davinci-hrex/SubscriptionTopic/Task"
+
+
+def subscription_body(task_id: str, **channel: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "criteria": TASK_TOPIC,
+        "_criteria": {
+            "extension": [
+                {
+                    "url": f"{BACKPORT}/backport-filter-criteria",
+                    "valueString": f"Task?_id={task_id}",
+                }
+            ]
+        },
+        "channel": {
+            "type": "rest-hook",
+            "endpoint": f"{CARRIER}/notify/k1",
+            "payload": "application/fhir+json",
+            "_payload": {
+                "extension": [
+                    {"url": f"{BACKPORT}/backport-payload-content", "valueCode": "id-only"}
+                ]
+            },
+            "header": ["Authorization: Bearer tok-1"],
+            **channel,
+        },
+    }
+
+
+def _notified(world: World) -> list[tuple[str, list[str]]]:
+    """Each notification received: its type and the Task URLs it names."""
+    out = []
+    for body, headers in world.carrier.notifications:
+        assert headers["authorization"] == "Bearer tok-1"
+        (status,) = [e["resource"] for e in json.loads(body)["entry"]]
+        params = {p["name"]: p for p in status["parameter"]}
+        focus = [
+            part["valueReference"]["reference"]
+            for p in status["parameter"]
+            if p["name"] == "notification-event"
+            for part in p["part"]
+            if part["name"] == "focus"
+        ]
+        out.append((params["type"]["valueCode"], focus))
+    return out
+
+
+def test_a_subscriber_is_notified_when_the_task_is_taken_up_and_answered(world: World) -> None:
+    """id-only notifications with the channel's header: at +1 min (in-progress) and when the
+    records are ready (+60 min), each naming the Task; nothing in between."""
+    task_id = world.client.post("/fhir/Task", json=task_body(NPI_OK, "GF-SSSS0001")).json()["id"]
+    made = world.client.post("/fhir/Subscription", json=subscription_body(task_id))
+    assert made.status_code == 201 and made.json()["status"] == "active"
+    url = f"http://testserver/fhir/Task/{task_id}"
+    world.run_until(START + timedelta(minutes=30))
+    assert _notified(world) == [("event-notification", [url])]
+    world.run_until(START + timedelta(hours=2))
+    assert _notified(world) == [("event-notification", [url])] * 2
+    assert b"M-1" not in b"".join(body for body, _ in world.carrier.notifications)  # id-only
+
+
+def test_a_refused_notification_is_sent_again(world: World) -> None:
+    task_id = world.client.post("/fhir/Task", json=task_body(NPI_OK, "GF-SSSS0002")).json()["id"]
+    world.client.post("/fhir/Subscription", json=subscription_body(task_id))
+    world.carrier.fail_next_webhooks = 2
+    world.run_until(START + timedelta(minutes=30))
+    assert len(_notified(world)) == 1  # the third try got through
+
+
+def test_a_server_without_subscriptions_answers_404(world: World) -> None:
+    (side,) = [f for f in world.sim.far_sides if isinstance(f, CDexFarSide)]
+    side.subscriptions = False
+    task_id = world.client.post("/fhir/Task", json=task_body(NPI_OK, "GF-SSSS0003")).json()["id"]
+    assert (
+        world.client.post("/fhir/Subscription", json=subscription_body(task_id)).status_code == 404
+    )
+    world.run_until(START + timedelta(hours=2))
+    assert world.carrier.notifications == []
+
+
+def test_a_subscription_the_server_cannot_serve_is_refused(world: World) -> None:
+    task_id = world.client.post("/fhir/Task", json=task_body(NPI_OK, "GF-SSSS0004")).json()["id"]
+    unknown = subscription_body("no-such-task")
+    websocket = subscription_body(task_id, type="websocket")
+    full = subscription_body(task_id)
+    full["channel"]["_payload"]["extension"][0]["valueCode"] = "full-resource"
+    other_topic = dict(subscription_body(task_id), criteria="Patient?name=x")
+    for body in (unknown, websocket, full, other_topic):
+        answer = world.client.post("/fhir/Subscription", json=body)
+        assert answer.status_code == 422
+        assert answer.json()["resourceType"] == "OperationOutcome"

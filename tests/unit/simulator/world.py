@@ -49,6 +49,8 @@ class Carrier:
     letters: dict[str, bytes] = field(default_factory=dict)
     webhooks: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
     fail_next_webhooks: int = 0
+    #: FHIR Subscription notifications received at ``/notify/...`` (body, headers)
+    notifications: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         if request.url.path.startswith("/letters/"):
@@ -58,6 +60,12 @@ class Carrier:
                     200, content=self.letters[name], headers={"content-type": "application/pdf"}
                 )
             return httpx.Response(404)
+        if request.url.path.startswith("/notify/"):
+            if self.fail_next_webhooks:
+                self.fail_next_webhooks -= 1
+                return httpx.Response(503)
+            self.notifications.append((request.content, dict(request.headers)))
+            return httpx.Response(200)
         if request.url.path == "/webhooks/telnyx":
             if self.fail_next_webhooks:
                 self.fail_next_webhooks -= 1
