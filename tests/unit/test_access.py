@@ -62,13 +62,14 @@ PROTECTED = [
     ("POST", "/v1/keys/nope/revoke", "admin"),
 ]
 #: Routes open without a key, and why: health, aggregate metrics (no PHI), vendor webhooks
-#: (their own signature), letter and packet-fax media (an HMAC token each), the API's own
-#: documentation.
+#: (their own signature), CDex Task notifications, letter and packet-fax media (an HMAC token
+#: each), the API's own documentation.
 OPEN = {
     "/healthz",
     "/metrics",
     "/v1/webhooks/{vendor}",
     "/v1/webhooks/vendor",  # a retrieval vendor's HMAC signature
+    "/v1/webhooks/cdex/{key}",  # the bearer token given to the Subscription (an HMAC of key)
     "/v1/media/{attempt_id}",
     "/v1/media/deliveries/{delivery_id}",
     "/openapi.json",
