@@ -241,6 +241,8 @@ class Attempt(Base):
     #: the far side notifies us of this request's changes until then (a CDex Subscription,
     #: connectors/fhir/subscriptions.py): polls are a safety net (worker/domain/polling.py)
     notified_until: Mapped[datetime | None]
+    #: the last notification of a change to this request (None: none yet; migration 0020)
+    told_at: Mapped[datetime | None]
 
     request: Mapped[RecordRequest] = relationship(back_populates="attempts")
 

@@ -31,10 +31,11 @@ from connectors.registry import task_notify_url
 from connectors.retry import no_wait_retrying
 from simulator.app import Simulator
 from simulator.cdex import CDexFarSide
+from simulator.events import Fired
 from simulator.providers import ProviderBehaviour
 from simulator.serving import asgi_client
 from storage.db import transaction
-from storage.models import Attempt, Case, Document, RecordRequest
+from storage.models import Attempt, AuditEvent, Document, RecordRequest
 from tests.conftest import at, notification
 from tests.fakes import make_container
 from worker import services
@@ -385,21 +386,23 @@ def test_a_notification_brings_the_records_in_at_once_with_few_polls(pipeline: P
     assert len(p.polls.at) == 3
 
 
-def test_lost_notifications_cost_a_few_polls_not_the_records(pipeline: Pipeline) -> None:
-    """A server that takes the Subscription but never gets a notification through: the
-    safety-net polls (30 minutes, then 8-hourly, and before the packet's assembly) find the
-    records, and the case is still delivered with them."""
+def test_lost_notifications_are_found_out_and_the_task_polled_again(pipeline: Pipeline) -> None:
+    """A server that takes the Subscription but whose notifications never reach us: the first
+    safety-net poll (30 minutes) finds the Task taken up with nothing told, so the attempt is
+    polled at the CDex cadence again (audited), and the records come in within the hour."""
     p = pipeline
-    p.side.notify = lambda item, now: __import__("simulator.events").events.Fired.DONE  # type: ignore[method-assign]
-    _run_until_answered(p, limit=3 * 24 * H)
+    p.side.notify = lambda item, now: Fired.DONE  # type: ignore[method-assign]
+    _run_until_answered(p)
     with transaction(p.c.sessions) as s:
-        case = s.get(Case, p.case_id)
         (a,) = s.scalars(select(Attempt)).all()
         arrived = s.scalar(select(Document.received_at).where(Document.case_id == p.case_id))
-        assert case is not None and a.sent_at is not None and arrived is not None
-        assert arrived <= a.sent_at + NOTIFIED_FIRST + NOTIFIED_EVERY
-        assert case.assemble_at is None or arrived < case.assemble_at
+        lost = s.scalars(select(AuditEvent).where(AuditEvent.kind == "attempt.notifications_lost"))
+        assert a.sent_at is not None and arrived is not None
+        assert a.notified_until is None and a.told_at is None
+        assert len(lost.all()) == 1
+        assert arrived - a.sent_at <= 3 * H + MIN + H  # answered at +3 h 1 min, read hourly
     assert p.side.notifications == 0
+    assert p.polls.at[0] - a.sent_at == NOTIFIED_FIRST  # the first poll: the safety net's
 
 
 def test_a_server_without_subscriptions_is_polled_at_the_cdex_cadence(pipeline: Pipeline) -> None:

@@ -207,6 +207,8 @@ _CHASE_OF = select(RecordRequest.chase_id).where(RecordRequest.id == bindparam("
 _POLL_LOCKED = by_id(Attempt, joinedload(Attempt.request, innerjoin=True), lock_of=Attempt)
 #: Task statuses after which nothing more comes: the attempt is polled no more.
 _FINAL_STATUSES = frozenset({"completed", "rejected", "failed"})
+#: Task statuses of a Task nobody has touched since it was sent (no notification due yet).
+_UNTOUCHED = frozenset({"requested", "draft", "received", "ready"})
 
 
 def poll_task(
@@ -311,7 +313,8 @@ def record_task_notification(
         if focus and not any(same_task(reference, a.external_id) for reference in focus):
             log.info("cdex.notification_ignored", reason="another Task", attempt_id=a.id)
             return []
-        a.poll_at = clock.now() + LEASE  # leased: the command reads it; the timer if it is lost
+        a.told_at = clock.now()
+        a.poll_at = a.told_at + LEASE  # leased: the command reads it; the timer if it is lost
         return [PollTask(a.id)]
 
 
@@ -333,6 +336,11 @@ def _take_poll_result(
 ) -> list[Command]:
     follow: list[Command] = []
     r = a.request
+    if a.notified_until is not None and a.told_at is None and result.status not in _UNTOUCHED:
+        # the Task changed and its server never told us: its notifications do not reach us
+        a.notified_until = None
+        audit(s, now, "attempt.notifications_lost", a.case_id, attempt_id=a.id)
+        log.warning("cdex.notifications_lost", attempt_id=a.id)
     if result.outcome is not None and a.outcome in (AttemptOutcome.PENDING, AttemptOutcome.SENT):
         a.outcome = result.outcome.value
         if result.outcome in (AttemptOutcome.DELIVERED, AttemptOutcome.FAILED):
