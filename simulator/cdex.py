@@ -27,8 +27,8 @@ Logs carry ids only.
 
 Subscriptions (R4 Subscriptions Backport, the HRex Task topic): ``POST /fhir/Subscription``
 filtered to one Task (``backport-filter-criteria`` ``Task?_id=<id>``), rest-hook, ``id-only``, is
-taken (201, ``active``) while :attr:`CDexFarSide.subscriptions` is True (else 404, as a server
-without them). The server then POSTs an ``event-notification`` Bundle (an R4 ``Parameters``
+taken (201, ``active``) while :attr:`CDexFarSide.subscriptions` is True and the Task's provider's
+``fhir_subscriptions`` behaviour allows it (else 404, as a server without them). The server then POSTs an ``event-notification`` Bundle (an R4 ``Parameters``
 status naming the Task as ``focus``) to the endpoint, with the channel's headers, each time the
 Task's status changes (taken up, answered); a notification our side refuses is retried with the
 heap's backoff. :attr:`CDexFarSide.notifications` counts those delivered.
@@ -355,6 +355,8 @@ class CDexFarSide(FarSide):
             task = self._tasks.get(task_id or "")
             if task is None:
                 return _outcome(422, "invalid", "the filter must name one existing Task (_id)")
+            if not self.ctx.providers.behaviour(task.provider_id).fhir_subscriptions:
+                return _outcome(404, "not-supported", "this server does not take Subscriptions")
             subscription = _Subscription(uuid.uuid4().hex, task.id, endpoint, headers, end)
             self._subscriptions[subscription.id] = subscription
             first = task.created_at + _TASK_ACCEPT_AFTER

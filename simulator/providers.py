@@ -33,6 +33,8 @@ class ProviderBehaviour:
     - ``vendor``: how its retrieval vendor (designee) takes an order: ``"ok"`` (worked, then
       answered as above), ``"no_records"`` (a certificate of no records once the order reached
       the provider, whatever the count), ``"down"`` (the vendor answers 503 to every new order).
+    - ``fhir_subscriptions``: whether its FHIR server takes a Subscription to a Task and
+      notifies of its changes (False: 404, as a server without them; its Tasks are polled).
     - ``reply``: ``"records"`` or a written ``"no_records"`` answer.
     - ``document``: a file sent as-is instead of a generated records PDF (e.g. a broken PDF).
     """
@@ -42,6 +44,7 @@ class ProviderBehaviour:
     pages: int = 5
     fax: Literal["ok", "busy"] = "ok"
     fhir: Literal["ok", "rejects", "fails", "down"] = "ok"
+    fhir_subscriptions: bool = True
     vendor: Literal["ok", "no_records", "down"] = "ok"
     reply: Literal["records", "no_records"] = "records"
     document: Path | None = None

@@ -84,6 +84,7 @@ class _ProviderSpec(BaseModel):
     pages: int = Field(default=5, ge=1, le=5000)
     fax: Literal["ok", "busy"] = "ok"
     fhir: Literal["ok", "rejects", "fails", "down"] = "ok"
+    fhir_subscriptions: bool = True
     vendor: Literal["ok", "no_records", "down"] = "ok"
     reply: Literal["records", "no_records"] = "records"
     document: str | None = None
@@ -181,6 +182,7 @@ def parse_scenario(data: Any, base_dir: Path | None = None) -> Scenario:
             pages=p.pages,
             fax=p.fax,
             fhir=p.fhir,
+            fhir_subscriptions=p.fhir_subscriptions,
             vendor=p.vendor,
             reply=p.reply,
             document=doc,

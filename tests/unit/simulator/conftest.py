@@ -15,6 +15,7 @@ from tests.unit.simulator.world import (
     NONE_FAX,
     NPI_NONE,
     NPI_OK,
+    NPI_PLAIN,
     OK_FAX,
     SEED,
     SILENT_FAX,
@@ -38,6 +39,7 @@ def world() -> Iterator[World]:
         "silent-clinic": ProviderBehaviour(respond_after_attempts=None),
         "empty-clinic": ProviderBehaviour(reply="no_records", reply_delay_minutes=10),
         "ok-clinic": ProviderBehaviour(reply_delay_minutes=60, pages=3),
+        "plain-clinic": ProviderBehaviour(fhir_subscriptions=False),
     }
     directory = {
         BUSY_FAX: "busy-clinic",
@@ -47,6 +49,7 @@ def world() -> Iterator[World]:
         OK_FAX: "ok-clinic",
         NPI_OK: "ok-clinic",
         NPI_NONE: "empty-clinic",
+        NPI_PLAIN: "plain-clinic",
     }
     sim = Simulator(
         clock=clock,

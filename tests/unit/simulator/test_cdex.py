@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from simulator.cdex import CDexFarSide
-from tests.unit.simulator.world import CARRIER, NPI_NONE, NPI_OK, START, World, letter
+from tests.unit.simulator.world import CARRIER, NPI_NONE, NPI_OK, NPI_PLAIN, START, World, letter
 from worker.documents import extract_reference
 
 HREX_TEMP = "http://hl7.org/fhir/us/davinci-hrex/CodeSystem/hrex-temp"
@@ -237,6 +237,14 @@ def test_a_server_without_subscriptions_answers_404(world: World) -> None:
     )
     world.run_until(START + timedelta(hours=2))
     assert world.carrier.notifications == []
+
+
+def test_a_provider_whose_server_takes_no_subscriptions_answers_404(world: World) -> None:
+    """``fhir_subscriptions: false`` (a scenario's provider): its Tasks are only polled."""
+    plain = world.client.post("/fhir/Task", json=task_body(NPI_PLAIN, "GF-SSSS0005")).json()["id"]
+    ok = world.client.post("/fhir/Task", json=task_body(NPI_OK, "GF-SSSS0006")).json()["id"]
+    assert world.client.post("/fhir/Subscription", json=subscription_body(plain)).status_code == 404
+    assert world.client.post("/fhir/Subscription", json=subscription_body(ok)).status_code == 201
 
 
 def test_a_subscription_the_server_cannot_serve_is_refused(world: World) -> None:

@@ -117,3 +117,14 @@ def test_the_scenario_takes_fhir_behaviours_and_refuses_others() -> None:
     assert scenario.providers["prov-1"].fhir == "rejects"
     with pytest.raises(ScenarioError, match=r"providers\.prov-1\.fhir"):
         parse_scenario({**base, "providers": {"prov-1": {"fhir": "sometimes"}}})
+
+
+def test_the_scenario_says_whose_fhir_server_takes_subscriptions() -> None:
+    """``"fhir_subscriptions": false``: that provider's server takes none; by default it does."""
+    base = {"start": "2026-04-16T08:00:00-04:00", "notifications": [notification()]}
+    providers = {"prov-1": {"fhir_subscriptions": False}, "prov-2": {}}
+    scenario = parse_scenario({**base, "providers": providers})
+    assert scenario.providers["prov-1"].fhir_subscriptions is False
+    assert scenario.providers["prov-2"].fhir_subscriptions is True
+    with pytest.raises(ScenarioError, match=r"providers\.prov-1\.fhir_subscriptions"):
+        parse_scenario({**base, "providers": {"prov-1": {"fhir_subscriptions": "sometimes"}}})

@@ -29,6 +29,7 @@ BUSY_FAX, SLOW_FAX, SILENT_FAX, NONE_FAX, OK_FAX = (
     "+16175550105",
 )
 NPI_OK, NPI_NONE = "1234567893", "1234567801"
+NPI_PLAIN = "1234567819"  # a FHIR server that takes no Subscriptions
 
 
 def letter(reference: str) -> bytes:
