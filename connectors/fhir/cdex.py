@@ -377,14 +377,20 @@ class CDexTaskRequester:
     def _subscribe(self, base: str, task_id: str, key: str) -> datetime | None:
         """Ask ``base`` to notify us of Task ``task_id``'s changes; the instant the
         Subscription ends, or None when the server did not take it (it may not support
-        Subscriptions): the Task is made either way, and polls cover it."""
+        Subscriptions) or was not asked (an https server, our endpoint not https): the Task is
+        made either way, and polls cover it."""
         if self._notifications is None:
             return None
         n = self._notifications
+        endpoint = n.endpoint(key)
+        if urlsplit(base).scheme == "https" and urlsplit(endpoint).scheme != "https":
+            # a server we reach over TLS is not asked to send our bearer token in clear (an
+            # http:// public URL in production is a misconfiguration): its Task is polled
+            return None
         end = self.clock.now() + n.lifetime
         body = build_subscription(
             task_id,
-            n.endpoint(key),
+            endpoint,
             n.token(key),
             end,
             reason="notify the requester when its records request (Task) changes",

@@ -23,7 +23,9 @@ its ``type`` (``handshake``, ``heartbeat``, ``event-notification``, ``query-stat
 ``query-event``) and the ``focus`` of each event (the Task's URL).
 
 A server that refuses the Subscription (no Subscription support, a 4xx, a time-out) costs
-nothing: the Task was made, the attempt is sent, and we poll it at the CDex cadence.
+nothing: the Task was made, the attempt is sent, and we poll it at the CDex cadence. A server
+reached over ``https`` is asked only when our endpoint is ``https`` too (the bearer token never
+travels in clear).
 """
 
 from __future__ import annotations

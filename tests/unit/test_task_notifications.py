@@ -251,6 +251,17 @@ def test_a_refused_subscription_leaves_the_task_sent_and_polled(server: FhirServ
     assert receipt.external_id == TASK and receipt.notified_until is None
 
 
+def test_an_https_server_is_not_asked_to_notify_a_plain_http_endpoint() -> None:
+    """Our bearer token would cross the internet in clear: the Task is polled instead."""
+    server = FhirServer()
+    plain = TaskNotifications(
+        endpoint=partial(task_notify_url, "http://127.0.0.1:8000"),
+        token=partial(task_notify_token, "secret"),
+    )
+    assert _send(server, plain).notified_until is None
+    assert [r.url.path for r in server.seen] == ["/r4/Task"]
+
+
 def test_without_notifications_no_subscription_is_asked_for() -> None:
     server = FhirServer()
     assert _send(server, None).notified_until is None
