@@ -45,6 +45,7 @@ from api.contract import (
     KeyBody,
     ReviewBody,
     binary,
+    callback_body,
     errors,
 )
 from api.limits import EdgeLimits
@@ -162,15 +163,11 @@ def create_app(
         WEBHOOK_ROUTE.format(vendor=RetrievalVendors.vendor),
         response_model=contract.WebhookAccepted,
         responses=errors(401, 413, 422, 429),
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "description": "a retrieval vendor's order callback "
-                "(connectors/vendor/orders-v1.openapi.yaml), HMAC-signed "
-                "(Goodfaith-Signature)",
-                "content": {"application/json": {"schema": {"type": "object"}}},
-            }
-        },
+        openapi_extra=callback_body(
+            "a retrieval vendor's order callback (connectors/vendor/orders-v1.openapi.yaml), "
+            "HMAC-signed (Goodfaith-Signature)",
+            "application/json",
+        ),
     )
     async def retrieval_vendor_webhook(
         request: Request, vendor_id: str | None = Query(None, max_length=64)
@@ -193,15 +190,12 @@ def create_app(
         TASK_NOTIFY_ROUTE,
         response_model=contract.WebhookAccepted,
         responses=errors(401, 413, 422, 429),
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "description": "a FHIR Subscription notification (R4 Subscriptions Backport: "
-                "a history Bundle whose first entry is the subscription status; id-only), "
-                "with the bearer token given to its Subscription (Authorization)",
-                "content": {"application/fhir+json": {"schema": {"type": "object"}}},
-            }
-        },
+        openapi_extra=callback_body(
+            "a FHIR Subscription notification (R4 Subscriptions Backport: a history Bundle "
+            "whose first entry is the subscription status; id-only), with the bearer token "
+            "given to its Subscription (Authorization)",
+            "application/fhir+json",
+        ),
     )
     async def task_notification(
         request: Request,
@@ -232,17 +226,12 @@ def create_app(
         WEBHOOK_ROUTE,
         response_model=contract.WebhookAccepted,
         responses=errors(401, 404, 413, 422, 429),
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "description": "the vendor's own callback, verified by its signature "
-                "(Telnyx: Ed25519 headers) or credentials (Sinch: Basic)",
-                "content": {
-                    "application/json": {"schema": {"type": "object"}},
-                    "multipart/form-data": {"schema": {"type": "object"}},
-                },
-            }
-        },
+        openapi_extra=callback_body(
+            "the vendor's own callback, verified by its signature (Telnyx: Ed25519 headers) "
+            "or credentials (Sinch: Basic)",
+            "application/json",
+            "multipart/form-data",
+        ),
     )
     async def vendor_webhook(
         request: Request,

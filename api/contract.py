@@ -134,6 +134,19 @@ def binary(*media_types: str, description: str) -> dict[int | str, dict[str, Any
 
 # --- request bodies ---------------------------------------------------------------------------
 
+
+def callback_body(description: str, *media_types: str) -> dict[str, Any]:
+    """``openapi_extra=`` for a callback route whose body the handler reads itself (its
+    signature covers the raw bytes): required, any object of ``media_types``."""
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {m: {"schema": {"type": "object"}} for m in media_types},
+        }
+    }
+
+
 #: The notification the README shows (examples/notification.json; a test keeps them equal).
 NOTIFICATION_EXAMPLE: dict[str, Any] = {
     "notification_id": "OPP-2026-000123",

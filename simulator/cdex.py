@@ -77,6 +77,18 @@ def _outcome(status: int, code: str, text: str, expression: str | None = None) -
     )
 
 
+def _resource(raw: bytes, resource_type: str) -> dict[str, Any] | JSONResponse:
+    """The JSON body as a ``resource_type`` resource, or the 400 OperationOutcome saying why
+    it is not one."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return _outcome(400, "structure", "body is not JSON")
+    if not isinstance(body, dict) or body.get("resourceType") != resource_type:
+        return _outcome(400, "structure", f"resourceType must be {resource_type}")
+    return body
+
+
 def _identifier_value(element: Any) -> Any:
     """``element.identifier.value`` of a Reference-like JSON object, or None."""
     identifier = element.get("identifier", {}) if isinstance(element, dict) else {}
@@ -259,12 +271,9 @@ class CDexFarSide(FarSide):
                     log.info("sim.reply_scheduled", channel="fhir", task_id=task.id)
 
     async def _create_task(self, request: Request) -> Response:
-        try:
-            body = json.loads(await request.body())
-        except ValueError:
-            return _outcome(400, "structure", "body is not JSON")
-        if not isinstance(body, dict) or body.get("resourceType") != "Task":
-            return _outcome(400, "structure", "resourceType must be Task")
+        body = _resource(await request.body(), "Task")
+        if isinstance(body, JSONResponse):
+            return body
         if body.get("status") != "requested" or body.get("intent") != "order":
             return _outcome(422, "invariant", "status must be requested, intent order", "Task")
         npi = _identifier_value(body.get("owner"))
@@ -327,12 +336,9 @@ class CDexFarSide(FarSide):
         """``POST /fhir/Subscription``: one Task's changes, rest-hook, id-only (see module)."""
         if not self.subscriptions:
             return _outcome(404, "not-supported", "this server does not take Subscriptions")
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            return _outcome(400, "structure", "body is not JSON")
-        if not isinstance(body, dict) or body.get("resourceType") != "Subscription":
-            return _outcome(400, "structure", "resourceType must be Subscription")
+        body = _resource(raw, "Subscription")
+        if isinstance(body, JSONResponse):
+            return body
         if body.get("criteria") != _TASK_TOPIC:
             return _outcome(422, "not-supported", "criteria must be the HRex Task topic")
         task_id = _filtered_task(body)
@@ -522,12 +528,9 @@ class CDexFarSide(FarSide):
         """``PUT /fhir/Task/{id}``: the requester may only cancel its Task (status
         ``cancelled``), and only while it is unfinished; ``If-Match`` must name the current
         version when given (412 otherwise)."""
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            return _outcome(400, "structure", "body is not JSON")
-        if not isinstance(body, dict) or body.get("resourceType") != "Task":
-            return _outcome(400, "structure", "resourceType must be Task")
+        body = _resource(raw, "Task")
+        if isinstance(body, JSONResponse):
+            return body
         if body.get("id") != task_id:
             return _outcome(400, "invalid", "Task.id must match the URL", "Task.id")
         if body.get("status") != "cancelled":

@@ -6,7 +6,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -210,3 +210,28 @@ def run_until(c: Container, clock: VirtualClock, until: datetime) -> None:
             tick(c)
             return
         clock.advance_to(nxt)
+
+
+@dataclass
+class RecordedPolls:
+    """A real polling requester (the CDex one), recording the instant of every poll per
+    request (its external id)."""
+
+    requester: Any
+    clock: VirtualClock
+    at: dict[str, list[datetime]] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.requester, name)
+
+    def poll(self, external_id: str) -> Any:
+        self.at.setdefault(external_id, []).append(self.clock.now())
+        return self.requester.poll(external_id)
+
+    def poll_delay(self, since_sent: timedelta) -> timedelta:
+        delay: timedelta = self.requester.poll_delay(since_sent)
+        return delay
+
+    def every(self) -> list[datetime]:
+        """Every poll's instant, in order."""
+        return sorted(t for times in self.at.values() for t in times)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from simulator.serving import asgi_client
 from storage.db import transaction
 from storage.models import Attempt, Case, RecordRequest
 from tests.conftest import at, notification
-from tests.fakes import make_container
+from tests.fakes import RecordedPolls, make_container
 from worker import services
 from worker.domain.clock import VirtualClock
 from worker.domain.polling import LOOK_AHEAD, MIN_GAP, next_poll_at
@@ -71,28 +71,9 @@ NPI = "1234567893"
 
 
 @dataclass
-class Polls:
-    """The real CDex requester, recording the instant of every poll per Task."""
-
-    cdex: CDexTaskRequester
-    clock: VirtualClock
-    at: dict[str, list[datetime]] = field(default_factory=dict)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.cdex, name)
-
-    def poll(self, external_id: str) -> PollResult:
-        self.at.setdefault(external_id, []).append(self.clock.now())
-        return self.cdex.poll(external_id)
-
-    def poll_delay(self, since_sent: timedelta) -> timedelta:
-        return self.cdex.poll_delay(since_sent)
-
-
-@dataclass
 class Run:
     c: Container
-    polls: Polls
+    polls: RecordedPolls
     attempts: list[Attempt]
     assemble_at: datetime
 
@@ -122,7 +103,7 @@ def _silent_provider(clock: VirtualClock) -> tuple[Simulator, httpx.Client, CDex
 def _run(tmp_path: Path, review_type: str) -> Run:
     c, clock, _fax, _d = make_container(tmp_path, START)
     sim, client, cdex = _silent_provider(clock)
-    polls = Polls(cdex, clock)
+    polls = RecordedPolls(cdex, clock)
     c.requesters = {**c.requesters, ChannelKind.FHIR: polls}  # type: ignore[dict-item]
     provider = dict(notification()["providers"][0], npi=NPI)
     provider["channels"] = [{"kind": "fhir", "base_url": "http://testserver/fhir"}]
@@ -168,7 +149,7 @@ def test_a_silent_provider_is_read_just_before_each_attempt_and_the_assembly(
 ) -> None:
     run = runs(review_type)
     assert len(run.attempts) >= 3  # the policy's three attempts, each a Task
-    every = sorted(t for times in run.polls.at.values() for t in times)
+    every = run.polls.every()
     step = timedelta(seconds=300)  # the test's clock moves in 5-minute steps
     later = [a.sent_at for a in run.attempts[1:]] + [run.assemble_at]
     for instant in later:  # what the pipeline acts on is at most an hour old, as when hourly

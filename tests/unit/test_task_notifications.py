@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import select
 
 from api.app import create_app
-from connectors.base import PollResult, RecordsRequest, WebhookError
-from connectors.fhir.cdex import CDexTaskRequester, next_poll_delay
+from connectors.base import RecordsRequest, WebhookError
+from connectors.fhir.cdex import CDexTaskRequester
 from connectors.fhir.subscriptions import (
     BACKPORT,
     HREX_TASK_TOPIC,
@@ -37,7 +37,7 @@ from simulator.serving import asgi_client
 from storage.db import transaction
 from storage.models import Attempt, AuditEvent, Document, RecordRequest
 from tests.conftest import at, notification
-from tests.fakes import make_container
+from tests.fakes import RecordedPolls, make_container
 from worker import services
 from worker.domain.clock import VirtualClock
 from worker.domain.lifecycle import LEASE
@@ -292,34 +292,12 @@ NPI = "1234567893"
 
 
 @dataclass
-class Polls:
-    """The real CDex requester, recording the instant of every poll."""
-
-    cdex: CDexTaskRequester
-    clock: VirtualClock
-    at: list[datetime] = field(default_factory=list)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.cdex, name)
-
-    def send(self, request: RecordsRequest) -> Any:
-        return self.cdex.send(request)
-
-    def poll(self, external_id: str) -> PollResult:
-        self.at.append(self.clock.now())
-        return self.cdex.poll(external_id)
-
-    def poll_delay(self, since_sent: timedelta) -> timedelta:
-        return next_poll_delay(since_sent)
-
-
-@dataclass
 class Pipeline:
     c: Container
     clock: VirtualClock
     sim: Simulator
     side: CDexFarSide
-    polls: Polls
+    polls: RecordedPolls
     case_id: str
 
 
@@ -350,7 +328,7 @@ def pipeline(tmp_path: Path) -> Any:
         clock=clock,
         notifications=notify,
     )
-    polls = Polls(cdex, clock)
+    polls = RecordedPolls(cdex, clock)
     c.requesters = {**c.requesters, ChannelKind.FHIR: polls}  # type: ignore[dict-item]
     (side,) = [f for f in sim.far_sides if isinstance(f, CDexFarSide)]
     provider = dict(notification()["providers"][0], npi=NPI)
@@ -394,7 +372,7 @@ def test_a_notification_brings_the_records_in_at_once_with_few_polls(pipeline: P
     assert p.side.notifications == 2
     # the polls: the two the notifications asked for, and the first safety-net poll (30 min);
     # hourly polling would have made 1 + 6 + 3 polls over those three hours
-    assert len(p.polls.at) == 3
+    assert len(p.polls.every()) == 3
 
 
 def test_lost_notifications_are_found_out_and_the_task_polled_again(pipeline: Pipeline) -> None:
@@ -413,7 +391,7 @@ def test_lost_notifications_are_found_out_and_the_task_polled_again(pipeline: Pi
         assert len(lost.all()) == 1
         assert arrived - a.sent_at <= 3 * H + MIN + H  # answered at +3 h 1 min, read hourly
     assert p.side.notifications == 0
-    assert p.polls.at[0] - a.sent_at == NOTIFIED_FIRST  # the first poll: the safety net's
+    assert p.polls.every()[0] - a.sent_at == NOTIFIED_FIRST  # the first poll: the safety net's
 
 
 def test_a_server_without_subscriptions_is_polled_at_the_cdex_cadence(pipeline: Pipeline) -> None:
@@ -423,7 +401,7 @@ def test_a_server_without_subscriptions_is_polled_at_the_cdex_cadence(pipeline: 
     with transaction(p.c.sessions) as s:
         (a,) = s.scalars(select(Attempt)).all()
         assert a.notified_until is None
-    assert len(p.polls.at) >= 1 + 6 + 2  # 1 minute, every 5 minutes, then hourly
+    assert len(p.polls.every()) >= 1 + 6 + 2  # 1 minute, every 5 minutes, then hourly
 
 
 # --- the endpoint -------------------------------------------------------------------------------
