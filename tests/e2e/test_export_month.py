@@ -19,9 +19,7 @@ from storage.models import Attempt, Case, RecordRequest
 from tests.fakes import api_client, make_container
 
 
-def test_a_simulated_month_exports_row_for_row(
-    database_url: str, redis_url: str, tmp_path: Path
-) -> None:
+def test_a_simulated_month_exports_row_for_row(database_url: str, tmp_path: Path) -> None:
     """Ten cases received over four weeks: the whole export, a date window, an agency, a
     provider and one case (by notification id) each list exactly the database's attempts;
     every request met the three-attempt standard; masking hides the numbers."""
@@ -31,8 +29,8 @@ def test_a_simulated_month_exports_row_for_row(
         received = base.start + timedelta(days=3 * i, hours=2)
         spread.append({**n, "received_at": received.isoformat()})
     scenario = replace(base, notifications=spread, until=base.start + timedelta(days=40))
-    result = run_simulation(
-        scenario, workdir=tmp_path / "run", redis_url=redis_url, database_url=database_url
+    result = run_simulation(  # in-process executor: the export, not the broker, is checked
+        scenario, workdir=tmp_path / "run", database_url=database_url, executor="inprocess"
     )
     assert result.report["summary"]["on_time"] == 10
     c, _clock, _fax, _d = make_container(tmp_path, scenario.until, database_url)
