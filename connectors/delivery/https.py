@@ -28,7 +28,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import httpx
 
@@ -40,6 +40,7 @@ from connectors.base import (
     Rejected,
 )
 from connectors.http_errors import call, json_object
+from connectors.instants import utc_instant
 from connectors.retry import RetryingFactory, transport_retrying
 
 __all__ = ["AgencyCredentials", "AgencyNotConfigured", "HashMismatch", "HttpsAgencyDeliverer"]
@@ -163,8 +164,7 @@ class HttpsAgencyDeliverer:
 def _instant(value: object) -> datetime:
     if not isinstance(value, str):
         raise Rejected("agency receipt: received_at missing")
-    try:
-        instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise Rejected("agency receipt: received_at is not ISO-8601") from exc
-    return (instant if instant.tzinfo else instant.replace(tzinfo=UTC)).astimezone(UTC)
+    instant = utc_instant(value)
+    if instant is None:
+        raise Rejected("agency receipt: received_at is not ISO-8601")
+    return instant

@@ -48,7 +48,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import astuple
-from datetime import UTC, datetime
+from datetime import datetime
 from email.errors import MessageError
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -72,6 +72,7 @@ from connectors.base import (
     WebhookError,
 )
 from connectors.http_errors import call, json_object
+from connectors.instants import utc_instant
 from connectors.retry import RetryingFactory, transport_retrying
 from worker.domain.clock import Clock, SystemClock
 from worker.domain.types import AttemptOutcome, ChannelKind
@@ -118,14 +119,7 @@ def with_credentials(url: str, username: str, password: str) -> str:
 
 
 def _instant(value: object, default: datetime) -> datetime:
-    if not isinstance(value, str) or not value:
-        return default
-    try:
-        instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        # an instant at the edge of the calendar (9999-12-31T23:59:59-23:59) has no UTC form
-        return (instant if instant.tzinfo else instant.replace(tzinfo=UTC)).astimezone(UTC)
-    except (ValueError, OverflowError):
-        return default
+    return utc_instant(value) or default
 
 
 def _failure(fax: Mapping[str, Any]) -> tuple[str, bool]:

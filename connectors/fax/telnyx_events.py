@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from connectors.base import FaxReceivedEvent, FaxStatusEvent, WebhookError
+from connectors.instants import utc_instant
 from worker.domain.types import AttemptOutcome
 
 __all__ = [
@@ -231,16 +232,10 @@ def decode_event(envelope: Any) -> FaxStatusEvent | FaxReceivedEvent | None:
 def _parse_instant(value: object) -> datetime:
     if not isinstance(value, str):
         raise WebhookError("Telnyx webhook: data.occurred_at missing")
-    try:
-        instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        if instant.tzinfo is None:
-            instant = instant.replace(tzinfo=UTC)
-        # an instant at the edge of the calendar (9999-12-31T23:59:59-23:59) has no UTC form
-        return instant.astimezone(UTC)
-    except (ValueError, OverflowError) as exc:
-        raise WebhookError(
-            "Telnyx webhook: data.occurred_at is not an ISO-8601 instant in range"
-        ) from exc
+    instant = utc_instant(value)
+    if instant is None:
+        raise WebhookError("Telnyx webhook: data.occurred_at is not an ISO-8601 instant in range")
+    return instant
 
 
 # --- keys and signing ------------------------------------------------------------------------

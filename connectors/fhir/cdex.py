@@ -90,6 +90,7 @@ from connectors.fhir.resources import says_no_records as _says_no_records
 from connectors.fhir.resources import status_reason as _status_reason
 from connectors.fhir.subscriptions import TaskNotifications, build_subscription
 from connectors.http_errors import call, json_object
+from connectors.instants import utc_instant
 from connectors.retry import RetryingFactory, transport_retrying
 from worker.domain.clock import Clock, SystemClock
 from worker.domain.types import AttemptOutcome, ChannelKind
@@ -410,7 +411,7 @@ class CDexTaskRequester:
             return None
         if made.get("resourceType") != "Subscription" or made.get("status") in ("off", "error"):
             return None
-        granted = _instant(made.get("end"))
+        granted = utc_instant(made.get("end"))
         return min(end, granted) if granted is not None else end
 
     def find_sent(self, request: RecordsRequest, since: datetime) -> SendReceipt | None:
@@ -605,17 +606,6 @@ class CDexTaskRequester:
             )
             return response.content
         return None
-
-
-def _instant(value: Any) -> datetime | None:
-    """A FHIR ``instant`` as an aware datetime, or None when absent or not one."""
-    if not isinstance(value, str):
-        return None
-    try:
-        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return at if at.tzinfo is not None else None
 
 
 def _task_id(response: httpx.Response) -> str:

@@ -37,6 +37,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from connectors.base import WebhookError
+from connectors.fhir.resources import listed
 
 __all__ = [
     "BACKPORT",
@@ -186,7 +187,8 @@ def same_task(reference: str, task_url: str) -> bool:
 
 
 def _listed(value: Any) -> list[dict[str, Any]]:
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+    """The objects of a FHIR array (anything else in it is skipped)."""
+    return [item for item in listed(value) if isinstance(item, dict)]
 
 
 def _reference(value: Any) -> list[str]:
