@@ -27,11 +27,12 @@ Logs carry ids only.
 
 Subscriptions (R4 Subscriptions Backport, the HRex Task topic): ``POST /fhir/Subscription``
 filtered to one Task (``backport-filter-criteria`` ``Task?_id=<id>``), rest-hook, ``id-only``, is
-taken (201, ``active``) while :attr:`CDexFarSide.subscriptions` is True and the Task's provider's
-``fhir_subscriptions`` behaviour allows it (else 404, as a server without them). The server then POSTs an ``event-notification`` Bundle (an R4 ``Parameters``
-status naming the Task as ``focus``) to the endpoint, with the channel's headers, each time the
-Task's status changes (taken up, answered); a notification our side refuses is retried with the
-heap's backoff. :attr:`CDexFarSide.notifications` counts those delivered.
+taken (201, ``active``) while :attr:`CDexFarSide.subscriptions` is True and the Task's
+provider's ``fhir_subscriptions`` behaviour allows it (else 404, as a server without them).
+The server then POSTs an ``event-notification`` Bundle (an R4 ``Parameters`` status naming the
+Task as ``focus``) to the endpoint, with the channel's headers, each time the Task's status
+changes (taken up, answered); a notification our side refuses is retried with the heap's
+backoff. :attr:`CDexFarSide.notifications` counts those delivered.
 """
 
 from __future__ import annotations
@@ -383,10 +384,9 @@ class CDexFarSide(FarSide):
             status = self._render_task(task, now)["status"]
             next_change = task.complete_at if task.complete_at and task.complete_at > now else None
             changed = status != sub.status
-            if changed:
-                sub.events += 1
         if changed:
-            bundle = self._notification(sub, task, now)
+            number = sub.events + 1  # counted once the subscriber has it
+            bundle = self._notification(sub, task, number, now)
             headers = {**sub.headers, "content-type": _FHIR_JSON}
             try:
                 response = self.ctx.http.post(sub.endpoint, content=bundle, headers=headers)
@@ -394,19 +394,18 @@ class CDexFarSide(FarSide):
                 log.info("sim.notification_failed", task_id=task.id, error=type(exc).__name__)
                 response = None
             if response is None or not response.is_success:
-                with self._lock:
-                    sub.events -= 1
                 item.attempts += 1
                 return Fired.RETRY
             with self._lock:
-                sub.status = status
+                sub.status, sub.events = status, number
                 self.notifications += 1
         if next_change is not None:
             self.ctx.events.push(next_change, _Notify(self, sub))
         return Fired.DELIVERED if changed else Fired.DONE
 
-    def _notification(self, sub: _Subscription, task: _Task, now: datetime) -> bytes:
-        """An id-only ``event-notification`` Bundle (R4 backport: a Parameters status)."""
+    def _notification(self, sub: _Subscription, task: _Task, number: int, now: datetime) -> bytes:
+        """The id-only ``event-notification`` Bundle of event ``number`` (R4 backport: a
+        Parameters status)."""
         base = self.ctx.public_base_url
         status = {
             "resourceType": "Parameters",
@@ -418,11 +417,11 @@ class CDexFarSide(FarSide):
                 {"name": "topic", "valueCanonical": _TASK_TOPIC},
                 {"name": "status", "valueCode": "active"},
                 {"name": "type", "valueCode": "event-notification"},
-                {"name": "events-since-subscription-start", "valueString": str(sub.events)},
+                {"name": "events-since-subscription-start", "valueString": str(number)},
                 {
                     "name": "notification-event",
                     "part": [
-                        {"name": "event-number", "valueString": str(sub.events)},
+                        {"name": "event-number", "valueString": str(number)},
                         {"name": "timestamp", "valueInstant": iso(now)},
                         {
                             "name": "focus",
@@ -566,23 +565,26 @@ class CDexFarSide(FarSide):
         return JSONResponse(rendered, media_type=_FHIR_JSON)
 
 
+def _extension(element: Any, name: str) -> dict[str, Any]:
+    """The backport extension ``name`` of ``element`` (``{}`` when it has none)."""
+    extensions = element.get("extension") if isinstance(element, dict) else None
+    for ext in extensions if isinstance(extensions, list) else []:
+        if isinstance(ext, dict) and str(ext.get("url", "")).endswith(f"/{name}"):
+            return ext
+    return {}
+
+
 def _filtered_task(subscription: dict[str, Any]) -> str | None:
     """The Task id of a ``backport-filter-criteria`` ``Task?_id=<id>``, or None."""
-    criteria = subscription.get("_criteria")
-    for ext in criteria.get("extension", []) if isinstance(criteria, dict) else []:
-        if isinstance(ext, dict) and str(ext.get("url", "")).endswith("/backport-filter-criteria"):
-            value = str(ext.get("valueString", ""))
-            if value.startswith("Task?_id="):
-                return value[len("Task?_id=") :]
-    return None
+    value = str(
+        _extension(subscription.get("_criteria"), "backport-filter-criteria").get("valueString")
+    )
+    return value.removeprefix("Task?_id=") if value.startswith("Task?_id=") else None
 
 
 def _payload_content(channel: dict[str, Any]) -> str | None:
-    payload = channel.get("_payload")
-    for ext in payload.get("extension", []) if isinstance(payload, dict) else []:
-        if isinstance(ext, dict) and str(ext.get("url", "")).endswith("/backport-payload-content"):
-            return str(ext.get("valueCode"))
-    return None
+    code = _extension(channel.get("_payload"), "backport-payload-content").get("valueCode")
+    return str(code) if code is not None else None
 
 
 def _instant(value: Any) -> datetime | None:
