@@ -207,8 +207,6 @@ _CHASE_OF = select(RecordRequest.chase_id).where(RecordRequest.id == bindparam("
 _POLL_LOCKED = by_id(Attempt, joinedload(Attempt.request, innerjoin=True), lock_of=Attempt)
 #: Task statuses after which nothing more comes: the attempt is polled no more.
 _FINAL_STATUSES = frozenset({"completed", "rejected", "failed"})
-#: Task statuses of a Task nobody has touched since it was sent (no notification due yet).
-_UNTOUCHED = frozenset({"requested", "draft", "received", "ready"})
 
 
 def poll_task(
@@ -336,7 +334,8 @@ def _take_poll_result(
 ) -> list[Command]:
     follow: list[Command] = []
     r = a.request
-    if a.notified_until is not None and a.told_at is None and result.status not in _UNTOUCHED:
+    touched = result.outcome not in (None, AttemptOutcome.SENT)  # the connector's reading
+    if a.notified_until is not None and a.told_at is None and touched:
         # the Task changed and its server never told us: its notifications do not reach us
         a.notified_until = None
         audit(s, now, "attempt.notifications_lost", a.case_id, attempt_id=a.id)
