@@ -143,7 +143,21 @@ def blank_pages(
 def renders_blank(data: bytes, skip: set[int], max_pages: int, budget_seconds: float) -> list[int]:
     """Pages (1-based, not in ``skip``) that PDFium renders with less than
     :data:`INK_SHARE` of their pixels darker than :data:`INK_LEVEL`, annotations drawn.
-    A page that cannot be rendered is not called blank (its check would have refused it)."""
+    A page that cannot be rendered is not called blank (its check would have refused it).
+    One thread at a time in this process (:data:`_PDFIUM`)."""
+    with _PDFIUM:
+        return _renders_blank(data, skip, max_pages, budget_seconds)
+
+
+#: PDFium is not thread-safe, not even across documents: two threads in it at once corrupt its
+#: heap (a segfault or "double free" ends the process; seen with four threads rendering
+#: different documents). A checking process is single-threaded, but a check run in the
+#: caller's process (``DocumentSettings.isolated=False``) may run on several worker threads
+#: at once, so every PDFium call in this process goes through this lock.
+_PDFIUM = threading.Lock()
+
+
+def _renders_blank(data: bytes, skip: set[int], max_pages: int, budget_seconds: float) -> list[int]:
     import pypdfium2 as pdfium
 
     found: list[int] = []

@@ -199,3 +199,41 @@ def test_checking_processes_do_not_run_the_main_script_again(tmp_path: Path) -> 
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert runs.read_text().split() == ["__main__", "__mp_main__"]
+
+
+THREADED = """
+import threading
+from config.settings import DocumentSettings
+from simulator.documents import generate_records_pdf
+from worker.documents_check import DocumentChecker
+
+checker = DocumentChecker(DocumentSettings(isolated=False))
+docs = [generate_records_pdf(f"GF-AAAA{i:04d}", "Acme", "M1", 6) for i in range(8)]
+found = []
+
+def check(mine):
+    for _ in range(8):
+        for data in mine:
+            inspection = checker.inspect(data, "application/pdf")
+            found.append((inspection.check.accepted, inspection.reference, inspection.blank_pages))
+
+threads = [threading.Thread(target=check, args=(docs[k::4],)) for k in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+assert len(found) == 64 and all(ok and ref and not blank for ok, ref, blank in found), found
+print("checked", len(found))
+"""
+
+
+def test_checks_in_the_callers_process_are_safe_on_many_threads() -> None:
+    """isolated=False on a worker's threads: PDFium (the blank-page render) is not
+    thread-safe, and four threads in it at once crashed the process (segfault or
+    "double free"); in a process of its own here, so a crash fails this test alone."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    done = subprocess.run(
+        [sys.executable, "-c", THREADED], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.split() == ["checked", "64"]
