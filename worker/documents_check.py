@@ -24,6 +24,7 @@ process (tests, benchmarks).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import math
@@ -53,6 +54,7 @@ from worker.documents import (
     reference_in,
 )
 from worker.domain.similarity import PageSignature, QASettings, page_signature
+from worker.pdfium import LOCK as pdfium_lock
 
 __all__ = [
     "DocumentChecker",
@@ -108,7 +110,9 @@ def inspect_document(
     qa = limits.qa()
     # Text of every page (up to qa_max_pages, within a third of the time limit).
     found = page_texts(check.data, limits.qa_max_pages, budget_seconds=limits.max_seconds / 3)
-    texts = tuple(found[1]) if found else ()
+    texts = tuple(found.texts) if found else ()
+    if found is not None:  # the signatures say which library read the text they were made of
+        qa = dataclasses.replace(qa, text=found.extractor)
     first = first_pages(check.data, found)  # one extraction serves the reference and reply
     return Inspection(
         check,
@@ -144,17 +148,9 @@ def renders_blank(data: bytes, skip: set[int], max_pages: int, budget_seconds: f
     """Pages (1-based, not in ``skip``) that PDFium renders with less than
     :data:`INK_SHARE` of their pixels darker than :data:`INK_LEVEL`, annotations drawn.
     A page that cannot be rendered is not called blank (its check would have refused it).
-    One thread at a time in this process (:data:`_PDFIUM`)."""
-    with _PDFIUM:
+    One thread at a time in this process (:data:`worker.pdfium.LOCK`)."""
+    with pdfium_lock:
         return _renders_blank(data, skip, max_pages, budget_seconds)
-
-
-#: PDFium is not thread-safe, not even across documents: two threads in it at once corrupt its
-#: heap (a segfault or "double free" ends the process; seen with four threads rendering
-#: different documents). A checking process is single-threaded, but a check run in the
-#: caller's process (``DocumentSettings.isolated=False``) may run on several worker threads
-#: at once, so every PDFium call in this process goes through this lock.
-_PDFIUM = threading.Lock()
 
 
 def _renders_blank(data: bytes, skip: set[int], max_pages: int, budget_seconds: float) -> list[int]:

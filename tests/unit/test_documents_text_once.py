@@ -5,11 +5,14 @@ as reading the document's first pages on their own (worker/documents.py)."""
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pikepdf
 import pytest
+from pypdf import PdfReader
 from reportlab.pdfgen.canvas import Canvas
 
 from config.settings import DocumentSettings
@@ -21,6 +24,7 @@ from simulator.documents import (
 from worker import documents, documents_check
 from worker.documents import check_document, extract_reference, is_no_records_reply
 from worker.documents_check import inspect_document
+from worker.domain.similarity import dates_of_service
 
 LIMITS = DocumentSettings()
 
@@ -118,3 +122,83 @@ def test_every_corpus_file_answers_as_before(corpus: Path) -> None:
         assert inspection.no_records == is_no_records_reply(data), path.name
         compared += 1
     assert compared >= 20
+
+
+def test_pdfium_reads_the_text_and_pypdf_a_file_it_cannot_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PDFium reads the text; a file it cannot open (here: made to fail) is read by pypdf,
+    and the texts say which one read them (their signatures compare only with their kind)."""
+    data = generate_records_pdf("GF-ABCD2345", "Example Orthopedics", "M1001", 3)
+    found = documents.page_texts(data, 10)
+    assert found is not None and found.extractor == documents.PDFIUM
+    assert found.pages == 3 and len(found.texts) == 3
+    assert "GF-ABCD2345" in found.texts[0] and "\r" not in "".join(found.texts)
+    monkeypatch.setattr(documents, "_pdfium_texts", lambda *_: None)
+    fallback = documents.page_texts(data, 10)
+    assert fallback is not None and fallback.extractor == documents.PYPDF
+    assert fallback.pages == 3 and documents.reference_in(fallback) == "GF-ABCD2345"
+    inspection = inspect_document(data, "application/pdf", [], LIMITS)  # still patched
+    assert inspection.qa.text == documents.PYPDF and inspection.reference == "GF-ABCD2345"
+
+
+def test_a_page_too_big_to_read_is_not_read_by_pdfium_either() -> None:
+    """The bounds hold for PDFium as for pypdf: a page whose content stream is larger than
+    MAX_TEXT_STREAM_BYTES compressed is not read (text "")."""
+    pdf = pikepdf.new()
+    for content in (b"BT /F1 12 Tf 72 720 Td (GF-ABCD2345) Tj ET", None):
+        pdf.add_blank_page(page_size=(612, 792))
+        page = pdf.pages[-1]
+        page.obj.Resources = pikepdf.Dictionary(
+            Font=pikepdf.Dictionary(
+                F1=pikepdf.Dictionary(
+                    Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1, BaseFont="/Helvetica"
+                )
+            )
+        )
+        page.obj.Contents = pikepdf.Stream(pdf, content or b"")
+    text = b"BT /F1 12 Tf 72 720 Td (GF-ABCD2345) Tj ET\n"
+    noise = os.urandom(documents.MAX_TEXT_STREAM_BYTES)  # incompressible: stored as large
+    noise = noise.replace(b"\r", b" ")
+    pdf.pages[1].obj.Contents = pikepdf.Stream(pdf, text + b"%" + noise.replace(b"\n", b" "))
+    out = io.BytesIO()
+    pdf.save(out)
+    found = documents.page_texts(out.getvalue(), 10)
+    assert found is not None and found.extractor == documents.PDFIUM
+    assert "GF-ABCD2345" in found.texts[0]
+    assert found.texts[1] == ""
+
+
+def test_pdfium_reads_the_corpus_as_pypdf_did(corpus: Path) -> None:
+    """Real-world files: PDFium's text gives the same reference, "no records" answer and dates
+    of service as pypdf's (what goodfaith read before it), page by page."""
+    compared = pages = 0
+    for path in sorted(corpus.rglob("*.pdf")):
+        check = check_document(
+            path.read_bytes(), "application/pdf", passwords=(), max_pages=200, max_bytes=2**26
+        )
+        if not check.accepted:
+            continue
+        ours = documents.page_texts(check.data, 20)
+        assert ours is not None and ours.extractor == documents.PDFIUM, path.name
+        theirs = _pypdf_texts(check.data, 20, ours)
+        assert documents.reference_in(ours) == documents.reference_in(theirs), path.name
+        assert documents.no_records_in(ours) == documents.no_records_in(theirs), path.name
+        for number, (mine, other) in enumerate(zip(ours.texts, theirs.texts, strict=True), 1):
+            if mine and other:
+                assert dates_of_service(mine) == dates_of_service(other), (path.name, number)
+                pages += 1
+        compared += 1
+    assert compared >= 20 and pages >= 50
+
+
+def _pypdf_texts(data: bytes, max_pages: int, ours: documents.PageTexts) -> documents.PageTexts:
+    """pypdf's text of the pages PDFium read (those it left "" stay "": not text-safe)."""
+    reader = PdfReader(io.BytesIO(data), strict=False)
+    texts = []
+    for index, mine in enumerate(ours.texts[:max_pages]):
+        try:
+            texts.append(reader.pages[index].extract_text() if mine else "")
+        except Exception:
+            texts.append("")
+    return documents.PageTexts(ours.pages, texts, documents.PYPDF)

@@ -107,19 +107,53 @@ def test_the_same_records_in_other_bytes_are_a_duplicate_by_text(env) -> None:  
     duplicate by their text."""
     c, clock, fax, deliverer = env
     data = _records(_reference(c))
-    with pikepdf.open(io.BytesIO(data)) as pdf:
-        out = io.BytesIO()
-        pdf.docinfo["/Producer"] = "another fax server"
-        pdf.save(out, object_stream_mode=pikepdf.ObjectStreamMode.generate)
-    assert out.getvalue() != data
     _receive(c, clock, fax, "in-1", data)
-    _receive(c, clock, fax, "in-2", out.getvalue())
+    _receive(c, clock, fax, "in-2", _resaved(data))
     second = _docs(c)["in-2"]
     assert second.flags == ["duplicate"] and second.qa is not None
     assert second.qa["duplicate_by"] == "text"
     _deliver(c, clock)
     parts = [p for p in deliverer.submissions[0].manifest["parts"] if p["kind"] == "records"]
     assert len(parts) == 1
+
+
+@pytest.mark.parametrize("stored_by", ["pdfium", "pypdf", None])
+def test_signatures_compare_only_with_those_read_by_the_same_library(env, stored_by) -> None:  # type: ignore[no-untyped-def]
+    """Signatures record which library read their text; a document stored with another's
+    (pypdf, or nothing recorded: every document taken in before PDFium read the text) is
+    not compared by text, since two libraries' texts of one page differ too much to say
+    "duplicate". The same bytes are still a duplicate by SHA-256."""
+    c, clock, fax, _ = env
+    data = _records(_reference(c))
+    other = _resaved(data)
+    _receive(c, clock, fax, "in-1", data)
+    first = _docs(c)["in-1"]
+    assert first.qa is not None and first.qa["settings"]["text"] == "pdfium"
+    with transaction(c.sessions) as s:
+        stored = s.get(Document, first.id)
+        assert stored is not None and stored.qa is not None
+        qa = {**stored.qa, "settings": dict(stored.qa["settings"])}
+        if stored_by is None:
+            del qa["settings"]["text"]
+        else:
+            qa["settings"]["text"] = stored_by
+        stored.qa = qa
+    _receive(c, clock, fax, "in-2", other)
+    _receive(c, clock, fax, "in-3", data)
+    docs = _docs(c)
+    assert docs["in-2"].flags == (["duplicate"] if stored_by == "pdfium" else [])
+    assert docs["in-3"].flags == ["duplicate"] and docs["in-3"].qa is not None
+    assert docs["in-3"].qa["duplicate_by"] == "sha256"
+
+
+def _resaved(data: bytes) -> bytes:
+    """The same pages as another producer's bytes."""
+    with pikepdf.open(io.BytesIO(data)) as pdf:
+        out = io.BytesIO()
+        pdf.docinfo["/Producer"] = "another fax server"
+        pdf.save(out, object_stream_mode=pikepdf.ObjectStreamMode.generate)
+    assert out.getvalue() != data
+    return out.getvalue()
 
 
 def test_cloned_notes_are_flagged_and_still_sent_marked_unreviewed(env) -> None:  # type: ignore[no-untyped-def]

@@ -52,6 +52,10 @@ class QASettings:
     min_words: int = 40  # pages with fewer words are not compared
     clone_threshold: float = 0.85  # estimated Jaccard at or above which a page is a clone
     duplicate_threshold: float = 0.95  # every page at least this similar: the same document
+    #: the library that read the text signatures are made of (worker/documents.py: "pdfium",
+    #: or "pypdf", which read every document taken in before PDFium did): two libraries'
+    #: texts of one page differ enough that only signatures of the same one compare
+    text: str = "pdfium"
 
 
 @dataclass(frozen=True)

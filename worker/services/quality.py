@@ -29,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.models import Case, Document
-from worker.documents import DocumentCheck
+from worker.documents import PYPDF, DocumentCheck
 from worker.domain.lifecycle import DocumentKind, DocumentStatus
 from worker.domain.similarity import (
     PageSignature,
@@ -73,9 +73,14 @@ def flags_of(d: Document) -> list[str]:
     return list(d.flags or [])
 
 
-def signatures_of(d: Document) -> list[PageSignature]:
-    """The stored per-page signatures of a document (empty when none were stored)."""
-    pages = (d.qa or {}).get("pages") or []
+def signatures_of(d: Document, text: str | None = None) -> list[PageSignature]:
+    """The stored per-page signatures of a document (empty when none were stored, or when
+    ``text`` names another library than the one that read the text they were made of:
+    :attr:`QASettings.text`; documents stored before it was recorded were read by pypdf)."""
+    qa = d.qa or {}
+    if text is not None and (qa.get("settings") or {}).get("text", PYPDF) != text:
+        return []
+    pages = qa.get("pages") or []
     return [
         PageSignature(tuple(p.get("minhash") or ()), tuple(p.get("dates") or ())) for p in pages
     ]
@@ -104,6 +109,7 @@ def assess(
             "minhash_perm": settings.minhash_perm,
             "clone_threshold": settings.clone_threshold,
             "duplicate_threshold": settings.duplicate_threshold,
+            "text": settings.text,
         },
     }
     if blank_pages:
@@ -122,17 +128,20 @@ def assess(
         )
     )
     originals = [d for d in others if DUPLICATE not in flags_of(d)]
+    text = settings.text
     same = next((d for d in originals if d.sha256 == check.sha256), None)
     if same is None:
         same = next(
-            (d for d in originals if is_duplicate(signatures, signatures_of(d), settings)), None
+            (d for d in originals if is_duplicate(signatures, signatures_of(d, text), settings)),
+            None,
         )
     if same is not None:
         flags.append(DUPLICATE)
         qa["duplicate_of"] = same.id
         qa["duplicate_by"] = "sha256" if same.sha256 == check.sha256 else "text"
     else:
-        clones = cloned_pages(signatures, [(d.id, signatures_of(d)) for d in originals], settings)
+        others_signed = [(d.id, signatures_of(d, text)) for d in originals]
+        clones = cloned_pages(signatures, others_signed, settings)
         if clones:
             flags.append(CLONED)
             qa["cloned_pages"] = [
