@@ -125,6 +125,9 @@ class SendReceipt:
     #: the far side notifies us of this request's changes until then (a CDex Subscription):
     #: polls are only a safety net; None: it does not, poll at the channel's cadence
     notified_until: datetime | None = None
+    #: what to end when nothing more is awaited from this request (the CDex Subscription's
+    #: URL, :class:`EndsNotifications`); None: nothing to end
+    subscription: str | None = None
 
 
 @runtime_checkable
@@ -162,6 +165,19 @@ class CancelsRequest(Protocol):
         """Withdraw the request ``external_id`` at the far side, saying ``reason`` (no PHI).
         True when it was withdrawn now; False when there was nothing left to withdraw (the
         far side had finished it, or no longer knows it)."""
+        ...
+
+
+@runtime_checkable
+class EndsNotifications(Protocol):
+    """A requester whose far side notifies us of a request's changes until told to stop (a
+    CDex Subscription): once nothing more is awaited from the request, goodfaith ends it,
+    so a campaign of 100,000 requests leaves no 100,000 live Subscriptions behind it."""
+
+    def end_notifications(self, subscription: str) -> bool:
+        """End ``subscription`` (:attr:`SendReceipt.subscription`). True when ended now;
+        False when the far side no longer had it. Raises a ConnectorError when it could not
+        be ended (the far side ends it by itself at its end date)."""
         ...
 
 

@@ -32,7 +32,9 @@ provider's ``fhir_subscriptions`` behaviour allows it (else 404, as a server wit
 The server then POSTs an ``event-notification`` Bundle (an R4 ``Parameters`` status naming the
 Task as ``focus``) to the endpoint, with the channel's headers, each time the Task's status
 changes (taken up, answered); a notification our side refuses is retried with the heap's
-backoff. :attr:`CDexFarSide.notifications` counts those delivered.
+backoff. :attr:`CDexFarSide.notifications` counts those delivered. ``DELETE
+/fhir/Subscription/<id>`` ends one (204; 404 when unknown): nothing more is notified, and
+:meth:`CDexFarSide.live_subscriptions` no longer lists it.
 """
 
 from __future__ import annotations
@@ -231,6 +233,10 @@ class CDexFarSide(FarSide):
         async def create_subscription(request: Request) -> Response:
             return self._create_subscription(await request.body())
 
+        @router.delete("/fhir/Subscription/{subscription_id}")
+        async def delete_subscription(subscription_id: str) -> Response:
+            return self._delete_subscription(subscription_id)
+
         @router.put("/fhir/Task/{task_id}")
         async def update_task(task_id: str, request: Request) -> Response:
             return self._update_task(task_id, request, await request.body())
@@ -372,12 +378,35 @@ class CDexFarSide(FarSide):
         log.info("sim.subscription_created", task_id=task.id, subscription_id=subscription.id)
         return JSONResponse(made, status_code=201, media_type=_FHIR_JSON)
 
+    def _delete_subscription(self, subscription_id: str) -> Response:
+        """``DELETE /fhir/Subscription/<id>``: 204, nothing more is notified; 404 when unknown
+        (or deleted before)."""
+        with self._lock:
+            sub = self._subscriptions.pop(subscription_id, None)
+        if sub is None:
+            return _outcome(404, "not-found", "no such Subscription")
+        log.info("sim.subscription_deleted", task_id=sub.task_id, subscription_id=sub.id)
+        return Response(status_code=204)
+
+    def live_subscriptions(self) -> dict[str, str]:
+        """Every Subscription not deleted (nor past its end): its id → its Task's status."""
+        now = self.ctx.clock.now()
+        with self._lock:
+            return {
+                sub.id: str(self._render_task(self._tasks[sub.task_id], now)["status"])
+                for sub in self._subscriptions.values()
+                if sub.end is None or now < sub.end
+            }
+
     def notify(self, item: _Notify, now: datetime) -> Fired:
         """Tell the subscriber the Task changed, if its status did since the last notification;
-        then wait for its next change (a scheduled answer)."""
+        then wait for its next change (a scheduled answer). Nothing once it is deleted."""
         sub = item.subscription
         if sub.end is not None and now >= sub.end:
             return Fired.DONE
+        with self._lock:
+            if self._subscriptions.get(sub.id) is not sub:
+                return Fired.DONE
         self.advance(now)
         with self._lock:
             task = self._tasks[sub.task_id]

@@ -243,6 +243,9 @@ class Attempt(Base):
     notified_until: Mapped[datetime | None]
     #: the last notification of a change to this request (None: none yet; migration 0020)
     told_at: Mapped[datetime | None]
+    #: the far side's Subscription to this request's changes while it is live (its URL): ended
+    #: once nothing more is awaited from the request (worker/services/inbound.py, migration 0021)
+    subscription: Mapped[str | None] = mapped_column(String(1024))
 
     request: Mapped[RecordRequest] = relationship(back_populates="attempts")
 

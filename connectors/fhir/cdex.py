@@ -146,6 +146,7 @@ _SENT = frozenset({"requested", "draft", "received", "ready"})
 _DELIVERED = frozenset({"accepted", "in-progress", "on-hold"})
 _ENDED = frozenset({"rejected", "failed", "cancelled", "entered-in-error"})
 _TASK_URL = re.compile(r"^(?P<base>https?://.+)/Task/(?P<id>[A-Za-z0-9\-.]{1,64})$")
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR's id type
 
 
 #: After this long open, a Task is polled every :data:`SLOW_POLL` instead of hourly.
@@ -372,22 +373,25 @@ class CDexTaskRequester:
             },
         )
         task_id = _task_id(response)
-        until = self._subscribe(base, task_id, request.idempotency_key)
-        return SendReceipt(external_id=f"{base}/Task/{task_id}", notified_until=until)
+        until, subscription = self._subscribe(base, task_id, request.idempotency_key)
+        return SendReceipt(
+            external_id=f"{base}/Task/{task_id}", notified_until=until, subscription=subscription
+        )
 
-    def _subscribe(self, base: str, task_id: str, key: str) -> datetime | None:
-        """Ask ``base`` to notify us of Task ``task_id``'s changes; the instant the
-        Subscription ends, or None when the server did not take it (it may not support
+    def _subscribe(self, base: str, task_id: str, key: str) -> tuple[datetime | None, str | None]:
+        """Ask ``base`` to notify us of Task ``task_id``'s changes: the instant the
+        Subscription ends and its URL (None when the server gave it no id: it ends by
+        itself then), or (None, None) when the server did not take it (it may not support
         Subscriptions) or was not asked (an https server, our endpoint not https): the Task is
         made either way, and polls cover it."""
         if self._notifications is None:
-            return None
+            return None, None
         n = self._notifications
         endpoint = n.endpoint(key)
         if urlsplit(base).scheme == "https" and urlsplit(endpoint).scheme != "https":
             # a server we reach over TLS is not asked to send our bearer token in clear (an
             # http:// public URL in production is a misconfiguration): its Task is polled
-            return None
+            return None, None
         end = self.clock.now() + n.lifetime
         body = build_subscription(
             task_id,
@@ -408,11 +412,30 @@ class CDexTaskRequester:
             )
             made = json_object(response, what="CDex create Subscription")
         except ConnectorError:
-            return None
+            return None, None
         if made.get("resourceType") != "Subscription" or made.get("status") in ("off", "error"):
-            return None
+            return None, None
         granted = utc_instant(made.get("end"))
-        return min(end, granted) if granted is not None else end
+        made_id = made.get("id")
+        url = f"{base}/Subscription/{made_id}" if _is_fhir_id(made_id) else None
+        return (min(end, granted) if granted is not None else end), url
+
+    def end_notifications(self, subscription: str) -> bool:
+        """``DELETE`` the Subscription at ``subscription`` (its URL, from :meth:`send`): its
+        Task is answered or given up, nothing more is awaited. False when the server no
+        longer has it (404, 410)."""
+        if urlsplit(subscription).scheme not in ("http", "https"):
+            raise InvalidDestination("CDex: a Subscription is named by its URL")
+        response = call(
+            self._client,
+            "DELETE",
+            subscription,
+            what="CDex delete Subscription",
+            retrying=self._retrying,
+            answers=frozenset({404, 410}),
+            headers={"Accept": FHIR_JSON},
+        )
+        return response.status_code not in (404, 410)
 
     def find_sent(self, request: RecordsRequest, since: datetime) -> SendReceipt | None:
         """The Task carrying ``request``'s key as an identifier (``since`` is not needed: the
@@ -606,6 +629,10 @@ class CDexTaskRequester:
             )
             return response.content
         return None
+
+
+def _is_fhir_id(value: object) -> bool:
+    return isinstance(value, str) and _FHIR_ID.fullmatch(value) is not None
 
 
 def _task_id(response: httpx.Response) -> str:

@@ -15,9 +15,10 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
+from starlette.responses import Response
 
 from api.app import create_app
-from connectors.base import RecordsRequest, WebhookError
+from connectors.base import RecordsRequest, TransientError, WebhookError
 from connectors.fhir.cdex import CDexTaskRequester
 from connectors.fhir.subscriptions import (
     BACKPORT,
@@ -49,7 +50,8 @@ from worker.wiring import Container, task_notify_token
 NOW = at("2026-04-20T10:00:00-04:00")
 MIN = timedelta(minutes=1)
 H = timedelta(hours=1)
-TASK = "https://fhir.provider.example/r4/Task/t-1"
+BASE = "https://fhir.provider.example/r4"
+TASK = f"{BASE}/Task/t-1"
 
 
 # --- the wire: Subscription and notifications --------------------------------------------------
@@ -172,10 +174,14 @@ class FhirServer:
     error: Exception | None = None
     seen: list[httpx.Request] = field(default_factory=list)
 
+    deleted: int = 204  # the answer to DELETE [base]/Subscription/<id>
+
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.seen.append(request)
         if request.url.path.endswith("/Task"):
             return httpx.Response(201, json={"resourceType": "Task", "id": "t-1"})
+        if request.method == "DELETE":
+            return httpx.Response(self.deleted)
         if self.error is not None:
             raise self.error
         status, extra = self.subscription
@@ -184,8 +190,12 @@ class FhirServer:
 
 
 def _send(server: FhirServer, notifications: TaskNotifications | None) -> Any:
+    return _requester(server, notifications).send(REQUEST)
+
+
+def _requester(server: FhirServer, notifications: TaskNotifications | None) -> CDexTaskRequester:
     clock = VirtualClock(NOW)
-    cdex = CDexTaskRequester(
+    return CDexTaskRequester(
         httpx.Client(transport=httpx.MockTransport(server)),
         requester_name="Acme Health",
         requester_identifier="carrier-1",
@@ -193,18 +203,17 @@ def _send(server: FhirServer, notifications: TaskNotifications | None) -> Any:
         clock=clock,
         notifications=notifications,
     )
-    request = RecordsRequest(
-        idempotency_key="key-1",
-        reference="GF-REQ-0001",
-        channel=Channel(
-            ChannelKind.FHIR, "https://fhir.provider.example/r4", owner_id="1234567893"
-        ),
-        document_url="https://carrier.example/letters/a.pdf",
-        member_id="M1",
-        requester="Acme Health",
-        purpose="External review (958 CMR 3.409)",
-    )
-    return cdex.send(request)
+
+
+REQUEST = RecordsRequest(
+    idempotency_key="key-1",
+    reference="GF-REQ-0001",
+    channel=Channel(ChannelKind.FHIR, "https://fhir.provider.example/r4", owner_id="1234567893"),
+    document_url="https://carrier.example/letters/a.pdf",
+    member_id="M1",
+    requester="Acme Health",
+    purpose="External review (958 CMR 3.409)",
+)
 
 
 NOTIFY = TaskNotifications(
@@ -227,6 +236,27 @@ def test_send_subscribes_to_the_task_it_made() -> None:
     token = task_notify_token("secret", "key-1")
     assert sub["channel"]["header"] == [f"Authorization: Bearer {token}"]
     assert "M1" not in post.content.decode()  # no PHI: the Task's id and our endpoint only
+
+
+def test_the_receipt_names_the_subscription_to_end_later() -> None:
+    assert _send(FhirServer(), NOTIFY).subscription == f"{BASE}/Subscription/s-1"
+    odd = _send(FhirServer(subscription=(201, {"id": "../Task/t-1"})), NOTIFY)
+    assert odd.subscription is None and odd.notified_until is not None  # it ends by itself
+
+
+@pytest.mark.parametrize(
+    ("status", "ended"), [(204, True), (200, True), (404, False), (410, False)]
+)
+def test_ending_a_subscription_deletes_it(status: int, ended: bool) -> None:
+    server = FhirServer(deleted=status)
+    assert _requester(server, NOTIFY).end_notifications(f"{BASE}/Subscription/s-1") is ended
+    (delete,) = server.seen
+    assert delete.method == "DELETE" and str(delete.url) == f"{BASE}/Subscription/s-1"
+
+
+def test_a_subscription_that_cannot_be_ended_says_so() -> None:
+    with pytest.raises(TransientError):
+        _requester(FhirServer(deleted=503), NOTIFY).end_notifications(f"{BASE}/Subscription/s-1")
 
 
 def test_a_server_that_ends_the_subscription_sooner_is_taken_at_its_word() -> None:
@@ -345,16 +375,24 @@ def pipeline(tmp_path: Path) -> Any:
 def _run_until_answered(p: Pipeline, limit: timedelta = 3 * 24 * H) -> None:
     """Move the clock from one due instant to the next (a timer, a far-side event), as the
     simulation driver does, until the records are in."""
+
+    def answered() -> bool:
+        with transaction(p.c.sessions) as s:
+            return s.scalar(select(Document.id).where(Document.case_id == p.case_id)) is not None
+
+    _run_until(p, answered, limit, "the records never came in")
+
+
+def _run_until(p: Pipeline, done: Any, limit: timedelta, never: str) -> None:
     end = p.clock.now() + limit
     while p.clock.now() < end:
         due = [t for t in (next_due(p.c), p.sim.next_event_at()) if t is not None]
         p.clock.advance_to(max(min(due, default=end), p.clock.now()))
         p.sim.fire_due()
         tick(p.c)
-        with transaction(p.c.sessions) as s:
-            if s.scalar(select(Document.id).where(Document.case_id == p.case_id)):
-                return
-    raise AssertionError("the records never came in")
+        if done():
+            return
+    raise AssertionError(never)
 
 
 def test_a_notification_brings_the_records_in_at_once_with_few_polls(pipeline: Pipeline) -> None:
@@ -373,6 +411,8 @@ def test_a_notification_brings_the_records_in_at_once_with_few_polls(pipeline: P
     # the polls: the two the notifications asked for, and the first safety-net poll (30 min);
     # hourly polling would have made 1 + 6 + 3 polls over those three hours
     assert len(p.polls.every()) == 3
+    # answered: nothing more is awaited, and the provider's server keeps no Subscription
+    assert a.subscription is None and p.side.live_subscriptions() == {}
 
 
 def test_lost_notifications_are_found_out_and_the_task_polled_again(pipeline: Pipeline) -> None:
@@ -392,6 +432,39 @@ def test_lost_notifications_are_found_out_and_the_task_polled_again(pipeline: Pi
         assert arrived - a.sent_at <= 3 * H + MIN + H  # answered at +3 h 1 min, read hourly
     assert p.side.notifications == 0
     assert p.polls.every()[0] - a.sent_at == NOTIFIED_FIRST  # the first poll: the safety net's
+    # a Subscription whose notifications never reach us is ended as soon as that is known
+    assert a.subscription is None and p.side.live_subscriptions() == {}
+
+
+def test_a_request_closed_otherwise_ends_its_subscription_without_a_poll(
+    pipeline: Pipeline,
+) -> None:
+    """The case is withdrawn while its Task waits: the attempt's poll timer gets one last
+    turn, which reads no Task and deletes the Subscription (and the Task is cancelled)."""
+    p = pipeline
+    _run_until(p, p.side.live_subscriptions, H, "no Subscription was made")
+    polls = len(p.polls.every())
+    assert services.cancel_case(p.c, p.case_id, "withdrawn by the insured")
+    tick(p.c)
+    with transaction(p.c.sessions) as s:
+        (a,) = s.scalars(select(Attempt)).all()
+        assert a.subscription is None and a.poll_at is None
+    assert p.side.live_subscriptions() == {}
+    assert len(p.polls.every()) == polls  # no Task read for it
+
+
+def test_a_subscription_the_server_will_not_delete_is_left_to_its_end_date(
+    pipeline: Pipeline,
+) -> None:
+    """Best effort: a DELETE that fails is logged, never retried; the server ends it at the
+    end date it was given."""
+    p = pipeline
+    p.side._delete_subscription = lambda _id: Response(status_code=503)  # type: ignore[method-assign]
+    _run_until_answered(p)
+    with transaction(p.c.sessions) as s:
+        (a,) = s.scalars(select(Attempt)).all()
+        assert a.subscription is None and a.poll_at is None
+    assert list(p.side.live_subscriptions().values()) == ["completed"]
 
 
 def test_a_server_without_subscriptions_is_polled_at_the_cdex_cadence(pipeline: Pipeline) -> None:

@@ -16,13 +16,15 @@ from worker.services.mapping import case_status, request_status
 
 def stop_request(r: RecordRequest, status: RequestStatus, now: datetime) -> None:
     """Close ``r`` as ``status`` and clear every timer of its attempts: no further outreach,
-    redial or poll."""
+    redial or poll. An attempt whose far side still notifies us of its changes (a CDex
+    Subscription) keeps its poll timer for one last turn, now: the poll finds the request
+    closed, polls nothing and ends the Subscription (worker/services/inbound.py)."""
     r.status = status.value
     r.closed_at = now
     r.next_action_at = None
     for a in r.attempts:
         a.redial_at = None
-        a.poll_at = None
+        a.poll_at = now if a.subscription is not None else None
     if r.chase_id is not None:  # the chase goes on for its other requests
         from worker.services.coalescing import wake_chase
 

@@ -18,6 +18,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from connectors.base import (
+    ConnectorError,
+    EndsNotifications,
     FaxChannel,
     FaxReceivedEvent,
     InboundDocument,
@@ -173,6 +175,7 @@ _POLL_READ = (
         Attempt.outcome,
         Attempt.sent_at,
         Attempt.notified_until,
+        Attempt.subscription,
         Attempt.request_id,
         RecordRequest.status,
     )
@@ -182,7 +185,7 @@ _POLL_READ = (
 _POLL_STOP = (
     update(Attempt)
     .where(Attempt.id == bindparam("attempt"))
-    .values(poll_at=None)
+    .values(poll_at=None, subscription=None)
     .execution_options(synchronize_session=False)  # no attempt is loaded in the session
 )
 #: A poll that found nothing new sets only the next poll, and only if nothing changed the
@@ -218,16 +221,24 @@ def poll_task(
     requesters: Mapping[ChannelKind, RecordsRequester],
     documents: DocumentChecker,
 ) -> list[Command]:
-    """Poll a pull-style request (FHIR Task) and take in what it returned."""
+    """Poll a pull-style request (FHIR Task) and take in what it returned. Once nothing more
+    is awaited from it, its far side's Subscription is ended (:func:`_end_notifications`);
+    a closed request's attempt with a live one gets a last turn of its poll timer for that
+    (worker/services/closing.py), and is not polled."""
     with transaction(sessions) as s:
         row = s.execute(_POLL_READ, {"id": cmd.attempt_id}).first()
         if row is None or row.external_id is None:
             return []
         if row.status != RequestStatus.OPEN or row.outcome == AttemptOutcome.FAILED:
             s.execute(_POLL_STOP, {"attempt": cmd.attempt_id})
-            return []
+            stopped = True
+        else:
+            stopped = False
     requester = requesters[ChannelKind(row.channel)]
     assert isinstance(requester, PollingRequester)
+    if stopped:
+        _end_notifications(requester, row.subscription, cmd.attempt_id)
+        return []
     now = clock.now()
     try:
         result = requester.poll(row.external_id)
@@ -245,7 +256,10 @@ def poll_task(
             a.outcome = AttemptOutcome.FAILED.value
             a.completed_at = now
             a.failure_reason = failure_reason(f"permanent: {exc}")
-            return [PlanOutreach(a.request_id)]
+            ended, a.subscription = a.subscription, None
+            follow: list[Command] = [PlanOutreach(a.request_id)]
+        _end_notifications(requester, ended, cmd.attempt_id)
+        return follow
     if _nothing_new(result, row.outcome):
         with transaction(sessions) as s:
             since = now - (row.sent_at or now)
@@ -260,7 +274,28 @@ def poll_task(
     with transaction(sessions) as s:
         a = one_by_id(s, _POLL_LOCKED, cmd.attempt_id)
         assert a is not None
-        return _take_poll_result(s, store, now, a, result, inspected, requester)
+        follow = _take_poll_result(s, store, now, a, result, inspected, requester)
+        ended = None
+        if a.subscription is not None and (a.poll_at is None or a.notified_until is None):
+            ended, a.subscription = a.subscription, None  # answered, or never reaches us
+    _end_notifications(requester, ended, cmd.attempt_id)
+    return follow
+
+
+def _end_notifications(
+    requester: RecordsRequester, subscription: str | None, attempt_id: str
+) -> None:
+    """End an attempt's Subscription once nothing more is awaited from it (its column already
+    cleared, in the transaction that decided so). Best effort: one that cannot be ended now
+    ends by itself at its end date, so it is logged, never retried."""
+    if subscription is None or not isinstance(requester, EndsNotifications):
+        return
+    try:
+        ended = requester.end_notifications(subscription)
+    except ConnectorError as exc:
+        log.warning("cdex.subscription_not_ended", attempt_id=attempt_id, error=type(exc).__name__)
+        return
+    log.info("cdex.subscription_ended", attempt_id=attempt_id, found=ended)
 
 
 def _nothing_new(result: PollResult, outcome: str) -> bool:

@@ -402,6 +402,7 @@ def write_answer(
     if a.outcome == AttemptOutcome.PENDING:
         a.outcome = answer.receipt.outcome.value
     a.notified_until = answer.receipt.notified_until
+    a.subscription = answer.receipt.subscription
     if isinstance(requester, PollingRequester):
         cadence = requester.poll_delay(timedelta(0))
         a.poll_at = now + poll_delay(cadence, timedelta(0), a.notified_until, now)

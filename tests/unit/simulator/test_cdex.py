@@ -220,6 +220,21 @@ def test_a_subscriber_is_notified_when_the_task_is_taken_up_and_answered(world: 
     assert b"M-1" not in b"".join(body for body, _ in world.carrier.notifications)  # id-only
 
 
+def test_a_deleted_subscription_notifies_no_more(world: World) -> None:
+    """``DELETE /fhir/Subscription/<id>``: 204, then 404; the Task's later change (its
+    answer) is notified to nobody."""
+    (side,) = [f for f in world.sim.far_sides if isinstance(f, CDexFarSide)]
+    task_id = world.client.post("/fhir/Task", json=task_body(NPI_OK, "GF-SSSS0007")).json()["id"]
+    made = world.client.post("/fhir/Subscription", json=subscription_body(task_id)).json()
+    world.run_until(START + timedelta(minutes=30))  # taken up: notified once
+    assert side.live_subscriptions() == {made["id"]: "in-progress"}
+    assert world.client.delete(f"/fhir/Subscription/{made['id']}").status_code == 204
+    gone = world.client.delete(f"/fhir/Subscription/{made['id']}")
+    assert gone.status_code == 404 and gone.json()["resourceType"] == "OperationOutcome"
+    world.run_until(START + timedelta(hours=2))  # answered at +60 min
+    assert len(_notified(world)) == 1 and side.live_subscriptions() == {}
+
+
 def test_a_refused_notification_is_sent_again(world: World) -> None:
     task_id = world.client.post("/fhir/Task", json=task_body(NPI_OK, "GF-SSSS0002")).json()["id"]
     world.client.post("/fhir/Subscription", json=subscription_body(task_id))
