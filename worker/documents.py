@@ -55,6 +55,7 @@ import pikepdf
 from pypdf import PasswordType, PdfReader, PdfWriter
 from pypdf.errors import FileNotDecryptedError, WrongPasswordError
 
+from worker.domain.similarity import PDFIUM, PYPDF
 from worker.intake_images import ImageRejected, image_kind, image_to_pdf
 from worker.packet.prepare import Unpackable, append_pdf, packable
 from worker.pdfium import LOCK as pdfium_lock
@@ -324,14 +325,6 @@ def _repair_with_pikepdf(data: bytes, passwords: Sequence[str] = ()) -> bytes:
 
 
 # --- text -------------------------------------------------------------------------------------
-
-
-#: Which library read a document's text (``PageTexts.extractor``). Their texts differ in
-#: spacing, line breaks and the order of pieces on a line, enough that MinHash signatures of
-#: the same page made by the two agree on only ~86 % of slots (median over the corpus, against
-#: 0.95 for a duplicate): signatures compare only with signatures read by the same one.
-PDFIUM = "pdfium"
-PYPDF = "pypdf"
 
 
 class PageTexts(NamedTuple):

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "PDFIUM",
+    "PYPDF",
     "PageSignature",
     "QASettings",
     "birth_date_forms",
@@ -43,6 +45,14 @@ _MERSENNE = (1 << 61) - 1
 _WORD = re.compile(r"[a-z0-9]+")
 
 
+#: Which library read a page's text (worker/documents.py ``PageTexts.extractor``). Their
+#: texts differ in spacing, line breaks and the order of pieces on a line, enough that
+#: signatures of the same page made by the two agree on only ~86 % of slots (median over the
+#: corpus, against 0.95 for a duplicate): signatures compare only with their own kind.
+PDFIUM = "pdfium"
+PYPDF = "pypdf"
+
+
 @dataclass(frozen=True)
 class QASettings:
     """Thresholds of the intake quality checks (``GOODFAITH_QA__*``)."""
@@ -52,10 +62,10 @@ class QASettings:
     min_words: int = 40  # pages with fewer words are not compared
     clone_threshold: float = 0.85  # estimated Jaccard at or above which a page is a clone
     duplicate_threshold: float = 0.95  # every page at least this similar: the same document
-    #: the library that read the text signatures are made of (worker/documents.py: "pdfium",
-    #: or "pypdf", which read every document taken in before PDFium did): two libraries'
+    #: the library that read the text signatures are made of (:data:`PDFIUM`, or
+    #: :data:`PYPDF`, which read every document taken in before PDFium did): two libraries'
     #: texts of one page differ enough that only signatures of the same one compare
-    text: str = "pdfium"
+    text: str = PDFIUM
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.models import Case, Document
-from worker.documents import PYPDF, DocumentCheck
+from worker.documents import DocumentCheck
 from worker.domain.lifecycle import DocumentKind, DocumentStatus
 from worker.domain.similarity import (
+    PYPDF,
     PageSignature,
     QASettings,
     cloned_pages,
