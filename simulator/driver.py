@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import dramatiq
+import httpx
 from dramatiq.middleware import Retries
 from pydantic import SecretStr
 from sqlalchemy import func, select
@@ -43,7 +44,7 @@ from simulator.base import FarSide
 from simulator.documents import generate_authorization_pdf, generate_eoc_pdf
 from simulator.inprocess import PoolDispatcher
 from simulator.scenario import Scenario, far_side_book, route_fhir_to
-from simulator.serving import free_port, run_in_thread
+from simulator.serving import InProcessASGITransport, free_port, run_in_thread
 from simulator.sinch import INCOMING_PASSWORD, INCOMING_USERNAME
 from simulator.telnyx import public_key_of
 from storage.db import transaction
@@ -227,6 +228,14 @@ def _settings(
     )
 
 
+def _in_process(app: Any, stops: list[Callable[[], None]]) -> httpx.BaseTransport:
+    """A transport calling ``app`` in-process as a server would (an error answered 500, not
+    raised into the caller); closed with the run."""
+    transport = InProcessASGITransport(app, raise_app_exceptions=False)
+    stops.append(transport.close)
+    return transport
+
+
 def _start(
     scenario: Scenario,
     *,
@@ -260,13 +269,20 @@ def _start(
     else:
         broker = make_broker(broker_kind, rabbitmq_url=rabbitmq_url)
     holder: dict[str, Container] = {}
-    api_url, stop_api = run_in_thread(create_app(lambda: holder["c"]))
+    api = create_app(lambda: holder["c"])
+    api_url, stop_api = run_in_thread(api)
     stops.append(stop_api)
     sim_port = free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"
     notifications = route_fhir_to(sim_url, scenario.notifications)
     book = far_side_book(sim_url, notifications, scenario.agencies)
-    sim_http = make_http_client()
+    # The in-process executor also calls both apps in-process: a request runs on the thread
+    # that makes it (simulator/serving.py), as the server on its URL would answer it, at a
+    # third of the CPU. Both servers still listen (the demo's dashboard, a person watching).
+    mounts: dict[str, httpx.BaseTransport] = {}
+    if executor == "inprocess":
+        mounts[api_url] = _in_process(api, stops)
+    sim_http = make_http_client(mounts=mounts)
     stops.append(sim_http.close)
     seed = secrets.token_bytes(32)  # the simulator signs its webhooks; we verify them
     vendor_secret = secrets.token_urlsafe(32)  # and its retrieval vendor's callbacks
@@ -298,6 +314,10 @@ def _start(
     )
     _, stop_sim = run_in_thread(simulator.app, port=sim_port)
     stops.append(stop_sim)
+    our_http: httpx.Client | None = None  # None: the container makes one (over the network)
+    if executor == "inprocess":
+        our_http = make_http_client(mounts={**mounts, sim_url: _in_process(simulator.app, stops)})
+        stops.append(our_http.close)
 
     inflight: _Idle
     dispatcher: Dispatcher
@@ -326,6 +346,7 @@ def _start(
         extra_agencies=book.agencies,
         retry_sleep=no_sleep,
         background_audit=True,  # as the production processes: one chaining per batch of commits
+        http=our_http,
     )
     holder["c"] = c
     stops.append(c.close)

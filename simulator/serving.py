@@ -5,15 +5,17 @@ import."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import uvicorn
-from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 __all__ = [
     "InProcessASGITransport",
@@ -69,52 +71,125 @@ def run_in_thread(
 
 
 class InProcessASGITransport(httpx.BaseTransport):
-    """A *synchronous* httpx transport that calls an ASGI app in-process.
+    """A *synchronous* httpx transport that calls an ASGI app in-process, on the calling
+    thread: no socket, no HTTP parsing, no hand-over to a server's thread.
 
     ``httpx.ASGITransport`` is async-only, and ``starlette.testclient.TestClient`` is moving off
     httpx (Starlette 1.x warns "install httpx2"), so connectors, which take a sync
-    ``httpx.Client``, get this instead: the app runs on an event loop in one helper thread (an
-    anyio blocking portal, started on first use, stopped by ``close()``). Thread-safe.
+    ``httpx.Client``, get this instead. Each thread runs the app on an event loop of its own,
+    kept between requests. A request made from inside a running loop (a handler calling out
+    through this transport, as a far side fetching our media does) cannot run another loop on
+    that thread: it is answered on a helper thread while its caller waits, as it would wait
+    for a server. Thread-safe: threads share only the app, as a server's connections do.
+    :meth:`close` closes the loops (so does the garbage collector, for a client dropped open).
+
+    Measured against uvicorn on a socket (sync client, 4 threads, a small JSON endpoint):
+    0.21 against 0.63 ms of CPU a request for an ``async def`` endpoint, 0.64 against 0.72 ms
+    for a plain ``def`` one (which FastAPI still hands to a worker thread).
+
+    ``raise_app_exceptions``: an exception the app raises reaches the caller (tests, as
+    ``httpx.ASGITransport``); False answers it as a server does, with what the app sent
+    before raising (its error middleware's 500) or a bare 500.
     """
 
-    def __init__(self, app: Any) -> None:
-        self._inner = httpx.ASGITransport(app=app)
+    def __init__(self, app: Any, *, raise_app_exceptions: bool = True) -> None:
+        self.app = app
+        self.raise_app_exceptions = raise_app_exceptions
+        self._local = threading.local()
         self._lock = threading.Lock()
-        self._portal_cm: Any = None
-        self._portal: BlockingPortal | None = None
+        self._loops: list[asyncio.AbstractEventLoop] = []
+        self._helpers: ThreadPoolExecutor | None = None
+        # a client dropped without close() (a test's) must not leave its loops' sockets open
+        weakref.finalize(self, _close_loops, self._loops)
 
-    def _get_portal(self) -> BlockingPortal:
-        with self._lock:
-            if self._portal is None:
-                self._portal_cm = start_blocking_portal()
-                self._portal = self._portal_cm.__enter__()
-            return self._portal
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        """This thread's loop, made on its first request."""
+        loop: asyncio.AbstractEventLoop | None = getattr(self._local, "loop", None)
+        if loop is None or loop.is_closed():
+            loop = self._local.loop = asyncio.new_event_loop()
+            with self._lock:
+                self._loops.append(loop)
+        return loop
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # the common case: no loop runs on this thread
+            return self._exchange(request)
+        with self._lock:  # called from a handler: its loop runs here
+            if self._helpers is None:
+                self._helpers = ThreadPoolExecutor(4, thread_name_prefix="asgi-nested")
+            helpers = self._helpers
+        return helpers.submit(self._exchange, request).result()
+
+    def _exchange(self, request: httpx.Request) -> httpx.Response:
         body = request.read()
+        url = request.url
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": request.method,
+            "scheme": url.scheme,
+            "path": url.path,
+            "raw_path": url.raw_path.split(b"?", 1)[0],
+            "query_string": url.query,
+            "root_path": "",
+            "headers": [(k.lower(), v) for k, v in request.headers.raw],
+            "client": ("127.0.0.1", 123),
+            "server": (url.host, url.port or (443 if url.scheme == "https" else 80)),
+        }
+        delivered = False
+        status: int | None = None
+        headers: list[tuple[bytes, bytes]] = []
+        chunks: list[bytes] = []
 
-        async def exchange() -> tuple[int, httpx.Headers, bytes]:
-            inner_request = httpx.Request(
-                request.method, request.url, headers=request.headers, content=body
-            )
-            response = await self._inner.handle_async_request(inner_request)
-            content = await response.aread()
-            return response.status_code, response.headers, content
+        async def receive() -> dict[str, Any]:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.Event().wait()  # no disconnect: the app ends the exchange
+            return {"type": "http.disconnect"}  # pragma: no cover - never reached
 
-        status, headers, content = self._get_portal().call(exchange)
-        return httpx.Response(status, headers=headers, content=content, request=request)
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status, headers
+            if message["type"] == "http.response.start":
+                status, headers = message["status"], list(message.get("headers", []))
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        try:
+            self._loop().run_until_complete(self.app(scope, receive, send))
+        except Exception:
+            if self.raise_app_exceptions:
+                raise
+            if status is None:
+                status, headers, chunks = 500, [], [b"Internal Server Error"]
+        if status is None:
+            raise RuntimeError("the ASGI app returned without sending a response")
+        return httpx.Response(status, headers=headers, content=b"".join(chunks), request=request)
 
     def close(self) -> None:
         with self._lock:
-            if self._portal_cm is not None:
-                self._portal_cm.__exit__(None, None, None)
-            self._portal_cm = self._portal = None
+            helpers, self._helpers = self._helpers, None
+        if helpers is not None:
+            helpers.shutdown(wait=True)
+        _close_loops(self._loops)
+
+
+def _close_loops(loops: list[asyncio.AbstractEventLoop]) -> None:
+    """Close the loops not running now, and forget them."""
+    for loop in list(loops):
+        if not loop.is_running():
+            loop.close()
+            loops.remove(loop)
 
 
 def asgi_client(app: Any, base_url: str = "http://testserver") -> httpx.Client:
-    """A sync ``httpx.Client`` talking to ``app`` in-process (tests, time-compressed runs).
+    """A sync ``httpx.Client`` talking to ``app`` in-process (tests): :class:`InProcessASGITransport`.
 
-    Close it (or use it as a context manager) to stop its event-loop thread.
+    Close it (or use it as a context manager) to close its event loops.
     """
     return httpx.Client(transport=InProcessASGITransport(app), base_url=base_url)
 
