@@ -277,8 +277,8 @@ def _start(
     notifications = route_fhir_to(sim_url, scenario.notifications)
     book = far_side_book(sim_url, notifications, scenario.agencies)
     # The in-process executor also calls both apps in-process: a request runs on the thread
-    # that makes it (simulator/serving.py), as the server on its URL would answer it, at a
-    # third of the CPU. Both servers still listen (the demo's dashboard, a person watching).
+    # that makes it (simulator/serving.py), as the server on its URL would answer it, with no
+    # socket or server thread between. Both servers still listen (a person watching).
     mounts: dict[str, httpx.BaseTransport] = {}
     if executor == "inprocess":
         mounts[api_url] = _in_process(api, stops)
