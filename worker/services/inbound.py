@@ -229,11 +229,9 @@ def poll_task(
         row = s.execute(_POLL_READ, {"id": cmd.attempt_id}).first()
         if row is None or row.external_id is None:
             return []
-        if row.status != RequestStatus.OPEN or row.outcome == AttemptOutcome.FAILED:
+        stopped = row.status != RequestStatus.OPEN or row.outcome == AttemptOutcome.FAILED
+        if stopped:
             s.execute(_POLL_STOP, {"attempt": cmd.attempt_id})
-            stopped = True
-        else:
-            stopped = False
     requester = requesters[ChannelKind(row.channel)]
     assert isinstance(requester, PollingRequester)
     if stopped:
