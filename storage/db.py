@@ -44,15 +44,31 @@ def pool_options(url: str, db: DatabaseSettings | None = None) -> dict[str, Any]
     return options
 
 
+#: Seconds a SQLite transaction waits for the database: for its process's one connection
+#: (:data:`_ONE_CONNECTION`), then for another process's write lock (``busy_timeout``).
+_SQLITE_WAIT_S = 60
+#: A SQLite file database's pool: one connection per process. Every transaction here begins
+#: IMMEDIATE, so two never ran at once anyway; with one connection a waiting thread is woken
+#: as soon as the connection is free, where a second connection slept in SQLite's busy
+#: handler (1 to 100 ms a try), and the connection's page cache stays valid between
+#: transactions instead of being re-read after every other connection's commit. A thread
+#: that holds the connection must not ask for a second one (it would wait ``pool_timeout``):
+#: the audit chain runs after a transaction has given its connection back (storage/models.py).
+_ONE_CONNECTION = {"pool_size": 1, "max_overflow": 0, "pool_timeout": _SQLITE_WAIT_S}
+
+
 def make_engine(url: str, db: DatabaseSettings | None = None, **kwargs: Any) -> Engine:
     """An engine for ``url``; creates the folder of a SQLite file database. ``db``: the
-    PostgreSQL pool settings (``GOODFAITH_DB__*``; their defaults when None)."""
+    PostgreSQL pool settings (``GOODFAITH_DB__*``; their defaults when None); a SQLite file
+    database has one connection per process (:data:`_ONE_CONNECTION`)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            if "poolclass" not in kwargs:  # a caller's pool settings win
+                kwargs = {**_ONE_CONNECTION, **kwargs}
         engine = create_engine(
-            url, connect_args={"timeout": 60, "check_same_thread": False}, **kwargs
+            url, connect_args={"timeout": _SQLITE_WAIT_S, "check_same_thread": False}, **kwargs
         )
 
         @event.listens_for(engine, "connect")
@@ -62,7 +78,7 @@ def make_engine(url: str, db: DatabaseSettings | None = None, **kwargs: Any) -> 
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute(f"PRAGMA busy_timeout={_SQLITE_WAIT_S * 1000}")
             cur.close()
 
         @event.listens_for(engine, "begin")

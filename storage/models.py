@@ -441,12 +441,25 @@ class AppendOnlyError(RuntimeError):
     pass
 
 
+_COMMITTED = "goodfaith.committed"
+
+
 @event.listens_for(Session, "after_commit")
-def _chain_audit_events(session: Session) -> None:
-    """Chain the events a transaction recorded once it commits. A savepoint's release fires
-    this event too, with the transaction still open: the events wait for its commit (chaining
-    then would not see them, and on SQLite would wait for the lock the transaction holds)."""
-    if session.in_nested_transaction():
+def _note_commit(session: Session) -> None:
+    """Note that the transaction committed; its events are chained once it has ended. A
+    savepoint's release fires this event too, with the transaction still open: the events
+    wait for its commit (chaining then would not see them, and on SQLite would wait for the
+    lock the transaction holds)."""
+    if not session.in_nested_transaction():
+        session.info[_COMMITTED] = True
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _chain_audit_events(session: Session, transaction: Any) -> None:
+    """Chain the events a committed transaction recorded, once it has given its connection
+    back to the pool: chaining takes a connection of its own, and a SQLite engine has only
+    one (storage/db.py)."""
+    if transaction.parent is not None or not session.info.pop(_COMMITTED, False):
         return
     from storage.auditchain import committed
 

@@ -187,6 +187,31 @@ def test_exports_carry_the_chain_head(c: Container) -> None:
     client.close()
 
 
+def test_sqlite_chains_a_commit_s_events_on_its_one_connection(tmp_path: Path) -> None:
+    """A SQLite engine has one connection (storage/db.py), and a commit chains its events
+    with a connection of its own: only once the transaction has given its connection back.
+    Chaining at commit, connection still held, would wait out the pool's timeout (here 2 s)
+    and leave the events pending."""
+    from storage.models import AuditPending
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'one.db'}", pool_timeout=2)
+    try:
+        migrate(engine)
+        sessions = make_sessionmaker(engine)
+        began = time.monotonic()
+        for i in range(3):
+            with transaction(sessions) as s:
+                audit(s, START, f"kind.{i}", None, i=i)
+        took = time.monotonic() - began
+        with transaction(sessions) as s:
+            assert s.scalars(select(AuditPending.kind)).all() == []
+        check = verify_chain(sessions)
+    finally:
+        engine.dispose()
+    assert took < 2, f"three audited commits took {took:.1f} s"
+    assert check.ok and check.events == 3, check.describe()
+
+
 def test_a_commit_never_waits_for_the_chain_head(tmp_path: Path, pg_url: str) -> None:
     """While another transaction holds the chain head's lock (PostgreSQL), an audited commit
     goes through at once, its event pending; once the lock is released the next chaining

@@ -101,3 +101,59 @@ def test_a_pool_no_larger_than_the_threads_is_named_at_start(
     assert bool(events) is warned
     if warned:
         assert (events[0]["pool"], events[0]["worker_threads"]) == (2, 8)
+
+
+def test_a_sqlite_file_database_has_one_connection_per_process(tmp_path: Path) -> None:
+    """Every SQLite transaction begins IMMEDIATE, so a second connection only ever waited:
+    one connection, and a thread waits for it as long as for another process's lock."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    assert pool_of(engine)[:3] == (1, 0, 60)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 60_000
+    engine.dispose()
+
+
+def test_sqlite_threads_take_turns_on_the_one_connection(tmp_path: Path) -> None:
+    """Eight threads, 40 read-then-write transactions each: none is lost, none fails, and the
+    one connection serves them all (it is opened once)."""
+    import threading
+
+    from sqlalchemy import text
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    opened: list[object] = []
+    event.listen(engine, "connect", lambda conn, _rec: opened.append(conn))
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE n (v INTEGER)")
+        conn.exec_driver_sql("INSERT INTO n VALUES (0)")
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(40):
+                with engine.begin() as conn:
+                    v = conn.execute(text("SELECT v FROM n")).scalar_one()
+                    conn.execute(text("UPDATE n SET v = :v"), {"v": v + 1})
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with engine.connect() as conn:
+        total = conn.exec_driver_sql("SELECT v FROM n").scalar()
+    engine.dispose()
+    assert failures == []
+    assert total == 8 * 40
+    assert len(opened) == 1
+
+
+def test_the_pool_settings_a_caller_gives_win_over_sqlite_s_own(tmp_path: Path) -> None:
+    from sqlalchemy.pool import NullPool
+
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert pool_of(make_engine(url, pool_timeout=2))[:3] == (1, 0, 2)
+    assert isinstance(make_engine(url, poolclass=NullPool).pool, NullPool)
+    assert make_engine("sqlite://").pool.__class__.__name__ == "SingletonThreadPool"
