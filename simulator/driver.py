@@ -225,6 +225,8 @@ def _settings(
         fax=fax,
         # time-compressed: a virtual day of webhooks arrives in seconds of wall time
         rate_limits=RateLimitSettings(intake_per_s=0, webhooks_per_s=0),
+        # a run is re-run, not recovered: its folder's writes need not wait for the disk
+        durable_writes=False,
     )
 
 

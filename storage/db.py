@@ -57,10 +57,15 @@ _SQLITE_WAIT_S = 60
 _ONE_CONNECTION = {"pool_size": 1, "max_overflow": 0, "pool_timeout": _SQLITE_WAIT_S}
 
 
-def make_engine(url: str, db: DatabaseSettings | None = None, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str, db: DatabaseSettings | None = None, *, durable: bool = True, **kwargs: Any
+) -> Engine:
     """An engine for ``url``; creates the folder of a SQLite file database. ``db``: the
     PostgreSQL pool settings (``GOODFAITH_DB__*``; their defaults when None); a SQLite file
-    database has one connection per process (:data:`_ONE_CONNECTION`)."""
+    database has one connection per process (:data:`_ONE_CONNECTION`). ``durable=False``
+    (SQLite only, a scratch database): SQLite never waits for the disk (``synchronous=OFF``);
+    a crash of the process loses nothing, a power cut may lose the newest transactions."""
+    sync = "NORMAL" if durable else "OFF"
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -76,7 +81,7 @@ def make_engine(url: str, db: DatabaseSettings | None = None, **kwargs: Any) -> 
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA synchronous={sync}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute(f"PRAGMA busy_timeout={_SQLITE_WAIT_S * 1000}")
             cur.close()

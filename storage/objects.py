@@ -3,8 +3,10 @@
 One interface, two backends:
 
 - :class:`LocalObjectStore` — a folder (``file://./var/objects``), the embedded default.
-  Writes go to a temporary file and are renamed into place, so a crash never leaves half an
-  object under its final name.
+  Writes go to a temporary file, flushed to disk (``fsync``) and renamed into place, so a
+  crash never leaves half an object under its final name. ``fsync=False`` skips the flush
+  for a folder that is scratch (a simulation's run): a power cut may then lose the newest
+  objects, never tear one.
 - :class:`S3ObjectStore` — a bucket and prefix (``s3://bucket/prefix``) on AWS S3, MinIO or moto;
   server-side encryption is on by default.
 
@@ -54,8 +56,9 @@ def content_key(case_id: str, kind: str, data: bytes, ext: str) -> str:
 
 
 class LocalObjectStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
         self.root = root.resolve()
+        self.fsync = fsync  # flush each object to disk before it is renamed into place
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
@@ -70,8 +73,9 @@ class LocalObjectStore:
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+                if self.fsync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -165,12 +169,15 @@ def make_s3_client(
     return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
 
 
-def open_store(url: str, *, s3_client: Any = None, sse: str | None = "AES256") -> ObjectStore:
-    """The store named by ``url`` (``file://...`` or ``s3://bucket/prefix``)."""
+def open_store(
+    url: str, *, s3_client: Any = None, sse: str | None = "AES256", fsync: bool = True
+) -> ObjectStore:
+    """The store named by ``url`` (``file://...`` or ``s3://bucket/prefix``); ``fsync``: a
+    folder's writes are flushed to disk (S3 is durable on its own)."""
     if url.startswith("file://"):
         path = file_uri_path(url)
         assert path is not None
-        return LocalObjectStore(path)
+        return LocalObjectStore(path, fsync=fsync)
     if url.startswith("s3://"):
         parsed = urlparse(url)
         if s3_client is None:

@@ -263,7 +263,7 @@ def build_container(
             retry_mode=settings.s3_retry_mode,
             max_attempts=settings.s3_max_attempts,
         )
-    engine = make_engine(settings.database_url, settings.db)
+    engine = make_engine(settings.database_url, settings.db, durable=settings.durable_writes)
     closers.append(engine.dispose)
     capacity = settings.db.pool_size + settings.db.max_overflow
     if engine.dialect.name == "postgresql" and capacity <= settings.worker_threads:
@@ -282,7 +282,12 @@ def build_container(
         chain_in_background(engine)
         closers.append(lambda: stop_background(engine))  # closers run last first: before dispose
     reader = UriReader(s3_client)
-    store = open_store(settings.object_store, s3_client=s3_client, sse=settings.s3_sse)
+    store = open_store(
+        settings.object_store,
+        s3_client=s3_client,
+        sse=settings.s3_sse,
+        fsync=settings.durable_writes,
+    )
 
     def retrying() -> Any:
         return transport_retrying(sleep=retry_sleep)

@@ -337,6 +337,24 @@ def test_local_store_refuses_keys_outside_its_folder(tmp_path: Path) -> None:
     assert not (tmp_path / "escape.pdf").exists()
 
 
+@pytest.mark.parametrize(("durable", "flushes"), [(True, 1), (False, 0)])
+def test_a_folder_store_flushes_each_object_to_disk_unless_it_is_scratch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool, flushes: int
+) -> None:
+    """Each object is flushed to disk before it is renamed into place; a scratch folder (a
+    simulation's run) skips the flush and still never shows half an object."""
+    import storage.objects as objects
+
+    calls: list[int] = []
+    real_fsync = objects.os.fsync
+    monkeypatch.setattr(objects.os, "fsync", lambda fd: (calls.append(fd), real_fsync(fd)))
+    store = open_store(f"file://{tmp_path / 'objects'}", fsync=durable)
+    uri = store.put("cases/c1/raw/a.pdf", b"%PDF-1.7 x")
+    assert store.get(uri) == b"%PDF-1.7 x"
+    assert len(calls) == flushes
+    assert [p.name for p in (tmp_path / "objects/cases/c1/raw").iterdir()] == ["a.pdf"]
+
+
 def test_migration_0009_chains_the_events_already_written(
     database_url: str, tmp_path: Path
 ) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy.pool import QueuePool
 
 from config.settings import DatabaseSettings, Settings
 from storage.db import make_engine
+from storage.objects import LocalObjectStore
 
 PG = "postgresql://postgres@127.0.0.1:5432/nowhere"
 
@@ -111,6 +112,39 @@ def test_a_sqlite_file_database_has_one_connection_per_process(tmp_path: Path) -
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 60_000
     engine.dispose()
+
+
+@pytest.mark.parametrize(("durable", "synchronous"), [(True, 1), (False, 0)])
+def test_a_scratch_sqlite_database_does_not_wait_for_the_disk(
+    tmp_path: Path, durable: bool, synchronous: int
+) -> None:
+    """WAL with synchronous=NORMAL (1) by default; OFF (0) for a simulation's scratch
+    database, which is re-run, not recovered."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}", durable=durable)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == synchronous
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    engine.dispose()
+
+
+def test_durable_writes_reach_the_database_and_the_object_store(tmp_path: Path) -> None:
+    """GOODFAITH_DURABLE_WRITES (default true) is what the container builds both with; a
+    simulation's settings turn it off."""
+    from simulator.driver import _settings, _telnyx
+    from worker.wiring import InlineDispatcher, build_container
+
+    assert Settings().durable_writes is True
+    run = _settings(tmp_path, "http://127.0.0.1:1", _telnyx("http://127.0.0.1:2"), None, None)
+    assert run.durable_writes is False
+    for durable in (True, False):
+        settings = run.model_copy(update={"durable_writes": durable})
+        c = build_container(settings, dispatcher=InlineDispatcher())
+        try:
+            with c.engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == int(durable)
+            assert isinstance(c.store, LocalObjectStore) and c.store.fsync is durable
+        finally:
+            c.close()
 
 
 def test_sqlite_threads_take_turns_on_the_one_connection(tmp_path: Path) -> None:
