@@ -104,6 +104,14 @@ nested too deep 422. This document is committed as docs/openapi.json
 (`goodfaith openapi -o docs/openapi.json` regenerates it)."""
 
 
+def _record_then_enqueue(c: Container, record: Callable[..., list[Any]], *args: Any) -> None:
+    """``record(c, *args)`` (a webhook's write), then the commands it returns enqueued: one
+    worker thread's job, so the event loop hands off once per webhook, not twice."""
+    follow = record(c, *args)
+    if follow:
+        c.dispatcher.enqueue(follow)
+
+
 def create_app(
     container: Callable[[], Container], queues: Callable[[], QueueHealth | None] | None = None
 ) -> FastAPI:
@@ -182,8 +190,7 @@ def create_app(
         except WebhookError as exc:
             log.warning("webhook.rejected", vendor="vendor", error=str(exc))
             raise HTTPException(status_code=401, detail="webhook rejected") from None
-        follow = await run_in_threadpool(services.record_vendor_event, c, event)
-        await run_in_threadpool(c.dispatcher.enqueue, follow)
+        await run_in_threadpool(_record_then_enqueue, c, services.record_vendor_event, event)
         return {"status": "ok"}
 
     @app.post(
@@ -218,8 +225,9 @@ def create_app(
         except WebhookError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
         if note.is_event:
-            follow = await run_in_threadpool(services.record_task_notification, c, key, note.focus)
-            await run_in_threadpool(c.dispatcher.enqueue, follow)
+            await run_in_threadpool(
+                _record_then_enqueue, c, services.record_task_notification, key, note.focus
+            )
         return {"status": "ok"}
 
     @app.post(
@@ -251,13 +259,11 @@ def create_app(
         except WebhookError as exc:
             log.warning("webhook.rejected", vendor=vendor, error=str(exc))
             raise HTTPException(status_code=401, detail="webhook rejected") from None
-        follow: list[Any] = []
-        if isinstance(event, FaxStatusEvent):
-            follow = await run_in_threadpool(services.record_fax_status, c, event)
+        if isinstance(event, FaxStatusEvent) and event.outcome is not None:
+            await run_in_threadpool(_record_then_enqueue, c, services.record_fax_status, event)
         elif isinstance(event, FaxReceivedEvent):
-            follow = await run_in_threadpool(services.record_inbound_fax, c, event)
-        if follow:
-            await run_in_threadpool(c.dispatcher.enqueue, follow)
+            await run_in_threadpool(_record_then_enqueue, c, services.record_inbound_fax, event)
+        # a progress event (queued, media processed, sending: three a fax) changes nothing
         return {"status": "ok"}
 
     @app.get(

@@ -217,6 +217,38 @@ def test_webhook_with_tampered_body_is_401(env: Env) -> None:
     assert _count(env.c, InboundItem) == 0
 
 
+def test_a_progress_webhook_is_answered_without_a_worker_thread_or_a_write(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Telnyx sends three progress events a fax (queued, media processed, sending): they
+    change nothing, so the endpoint answers them on its event loop; a final one is recorded
+    and its follow-ups enqueued in one hand-off to a worker thread."""
+    import api.app as app_module
+
+    _open_case(env)
+    env.use_telnyx()
+    (attempt,) = _attempts(env.c)
+    hand_offs: list[str] = []
+    real = app_module.run_in_threadpool
+
+    async def counted(fn: Any, *args: Any) -> Any:
+        hand_offs.append(getattr(args[1], "__name__", "") if len(args) > 1 else fn.__name__)
+        return await real(fn, *args)
+
+    monkeypatch.setattr(app_module, "run_in_threadpool", counted)
+    for kind in ("fax.queued", "fax.media.processed", "fax.sending.started"):
+        body = _envelope(kind, {"fax_id": attempt.external_id})
+        r = env.http.post("/v1/webhooks/telnyx", content=body, headers=env.signed_headers(body))
+        assert r.status_code == 200
+    assert hand_offs == []
+    assert _attempts(env.c)[0].outcome == "sent"
+    body = _envelope("fax.delivered", {"fax_id": attempt.external_id})
+    r = env.http.post("/v1/webhooks/telnyx", content=body, headers=env.signed_headers(body))
+    assert r.status_code == 200
+    assert hand_offs == ["record_fax_status"]
+    assert _attempts(env.c)[0].outcome == "delivered"
+
+
 def test_signed_fax_delivered_marks_attempt_delivered(env: Env) -> None:
     """A valid fax.delivered webhook for our fax id records the attempt as delivered."""
     _open_case(env)
