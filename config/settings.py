@@ -266,8 +266,9 @@ class Settings(BaseSettings):
     eoc_library: str = "file://./var/eoc"  # folder or s3:// prefix holding <plan_id>.pdf
     #: a file:// object store flushes each object to disk (fsync) and SQLite waits for the
     #: disk at its checkpoints (synchronous=NORMAL); false only for scratch state that is
-    #: re-run, not recovered (a simulation's run folder): a power cut may lose its newest
-    #: writes. PostgreSQL and S3 keep their own durability either way.
+    #: re-run, not recovered (a simulation's run folder): a crashed process loses nothing,
+    #: but an OS crash or power cut may lose or damage its newest writes (the database
+    #: too). PostgreSQL and S3 keep their own durability either way.
     durable_writes: bool = True
     public_base_url: str = "http://127.0.0.1:8000"  # where providers' channels reach our API
     media_secret: str = "change-me"  # HMAC key for signed request-letter URLs (see secret_problems)

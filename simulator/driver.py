@@ -225,8 +225,9 @@ def _settings(
         fax=fax,
         # time-compressed: a virtual day of webhooks arrives in seconds of wall time
         rate_limits=RateLimitSettings(intake_per_s=0, webhooks_per_s=0),
-        # a run is re-run, not recovered: its folder's writes need not wait for the disk
-        durable_writes=False,
+        # a run is re-run, not recovered: its own folder's writes need not wait for the disk
+        # (a database or store the caller named keeps its durability)
+        durable_writes=database_url is not None or object_store is not None,
     )
 
 

@@ -64,7 +64,8 @@ def make_engine(
     PostgreSQL pool settings (``GOODFAITH_DB__*``; their defaults when None); a SQLite file
     database has one connection per process (:data:`_ONE_CONNECTION`). ``durable=False``
     (SQLite only, a scratch database): SQLite never waits for the disk (``synchronous=OFF``);
-    a crash of the process loses nothing, a power cut may lose the newest transactions."""
+    a crash of the process loses nothing, an OS crash or power cut may lose the newest
+    transactions or damage the database."""
     sync = "NORMAL" if durable else "OFF"
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":

@@ -5,8 +5,8 @@ One interface, two backends:
 - :class:`LocalObjectStore` — a folder (``file://./var/objects``), the embedded default.
   Writes go to a temporary file, flushed to disk (``fsync``) and renamed into place, so a
   crash never leaves half an object under its final name. ``fsync=False`` skips the flush
-  for a folder that is scratch (a simulation's run): a power cut may then lose the newest
-  objects, never tear one.
+  for a folder that is scratch (a simulation's run): a crashed process still leaves whole
+  objects, but an OS crash or power cut may leave the newest ones empty or partial.
 - :class:`S3ObjectStore` — a bucket and prefix (``s3://bucket/prefix``) on AWS S3, MinIO or moto;
   server-side encryption is on by default.
 

@@ -134,8 +134,11 @@ def test_durable_writes_reach_the_database_and_the_object_store(tmp_path: Path) 
     from worker.wiring import InlineDispatcher, build_container
 
     assert Settings().durable_writes is True
-    run = _settings(tmp_path, "http://127.0.0.1:1", _telnyx("http://127.0.0.1:2"), None, None)
-    assert run.durable_writes is False
+    fax = _telnyx("http://127.0.0.1:2")
+    run = _settings(tmp_path, "http://127.0.0.1:1", fax, None, None)
+    assert run.durable_writes is False  # the run's own folder: scratch
+    named = f"sqlite:///{tmp_path / 'mine.db'}"
+    assert _settings(tmp_path, "http://127.0.0.1:1", fax, named, None).durable_writes is True
     for durable in (True, False):
         settings = run.model_copy(update={"durable_writes": durable})
         c = build_container(settings, dispatcher=InlineDispatcher())
